@@ -1,0 +1,77 @@
+//===- Passes.td - mm compiler passes -------------------------*- tablegen -*-===//
+
+#ifndef MM_COMPILER_PASSES_TD
+#define MM_COMPILER_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def LowerToMMXPass : Pass<"mm-lower-to-mmx", "mlir::ModuleOp"> {
+  let summary = "Lower the model function to an mmx program of kernel launches";
+  let description = [{
+    Turns the single `func.func` of an `mm` model into an `mmx.program` of the same name:
+    function arguments become `mmx.input`, `mm.param` becomes `mmx.weight`, every other `mm`
+    op becomes an `mmx.alloc` for its result plus one `mmx.launch` of the catalog kernel of the
+    same name with the op's attributes as `params`, and returned values become `mmx.output`.
+    Dynamic dims 0 and 1 of activations are the symbolic batch `B` and sequence `T`.
+
+    Before:
+    ```mlir
+    func.func @forward(%ids: tensor<?x?xi32>) -> tensor<?x?x8xf32> {
+      %t = mm.param "emb" : tensor<8x4xf32>
+      %h = mm.embedding %ids, %t : (tensor<?x?xi32>, tensor<8x4xf32>) -> tensor<?x?x4xf32>
+      ...
+    }
+    ```
+    After:
+    ```mlir
+    mmx.program @forward attributes {max_batch = 1 : i64, max_seq = 16 : i64, target = "cpu"} {
+      %0 = mmx.input "input_ids" {dtype = i32, shape = ["B", "T"]}
+      %1 = mmx.weight "emb" {dtype = f32, shape = [8, 4]}
+      %2 = mmx.alloc {dtype = f32, shape = ["B", "T", 4]}
+      mmx.launch "embedding" (%0, %1) -> (%2) {params = {}}
+      ...
+    }
+    ```
+  }];
+  let dependentDialects = ["mmx::MMXDialect"];
+  let options = [
+    Option<"maxBatch", "max-batch", "int64_t", /*default=*/"1",
+           "Largest batch the program must run">,
+    Option<"maxSeq", "max-seq", "int64_t", /*default=*/"2048",
+           "Largest sequence length the program must run">,
+    Option<"target", "target", "std::string", /*default=*/"\"cpu\"",
+           "Execution target: cpu, or a GPU architecture (sm_80, sm_89, sm_90a)">,
+  ];
+}
+
+def PlanMemoryPass : Pass<"mm-plan-memory", "mlir::ModuleOp"> {
+  let summary = "Assign arena offsets to activation buffers from their liveness";
+  let description = [{
+    Each `mmx.alloc` lives from its definition to its last use (to the end of the program if
+    it is an `mmx.output`). Buffers are placed largest first at the lowest 256-byte aligned
+    offset that overlaps no buffer with an intersecting lifetime. Sets `offset` on every alloc
+    and `arena_bytes` (the peak, sized at `max_batch` x `max_seq`) on the program.
+
+    Before: `%2 = mmx.alloc {dtype = f32, shape = ["B", "T", 4]}`
+    After:  `%2 = mmx.alloc {dtype = f32, offset = 0 : i64, shape = ["B", "T", 4]}` and
+    `mmx.program @forward attributes {arena_bytes = 256 : i64, ...}`
+  }];
+  let options = [
+    Option<"report", "report", "bool", /*default=*/"false",
+           "Print the planned arena size of each program to stderr">,
+  ];
+}
+
+def SerializePass : Pass<"mm-serialize", "mlir::ModuleOp"> {
+  let summary = "Write the planned mmx program as a flatbuffers artifact (.mmb)";
+  let description = [{
+    Serializes the module's single, memory-planned `mmx.program` into the schema of
+    `runtime/schema/mm_artifact.fbs` and writes it to `artifact`. The IR is unchanged.
+  }];
+  let options = [
+    Option<"artifact", "artifact", "std::string", /*default=*/"",
+           "Path of the .mmb file to write">,
+  ];
+}
+
+#endif // MM_COMPILER_PASSES_TD
