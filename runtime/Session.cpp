@@ -1,0 +1,358 @@
+// Session: allocation, weight/input binding and step execution; see Session.h.
+#include "runtime/Session.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <new>
+#include <unistd.h>
+
+namespace mm {
+
+uint64_t OutputView::numElements() const {
+  uint64_t n = 1;
+  for (int64_t d : shape)
+    n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+uint64_t physicalMemoryBytes() {
+  long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || pageSize <= 0)
+    return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(pageSize);
+}
+
+namespace {
+
+std::string formatDims(const std::vector<int64_t> &dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+std::string replaceAll(std::string s, const std::string &from,
+                       const std::string &to) {
+  for (size_t p = s.find(from); p != std::string::npos;
+       p = s.find(from, p + to.size()))
+    s.replace(p, from.size(), to);
+  return s;
+}
+
+int64_t product(const std::vector<int64_t> &dims, size_t from = 0,
+                size_t to = SIZE_MAX) {
+  int64_t n = 1;
+  for (size_t i = from; i < dims.size() && i < to; ++i)
+    n *= dims[i];
+  return n;
+}
+
+constexpr uint64_t kArenaAlign = 64;
+
+} // namespace
+
+Session::~Session() { std::free(arena_); }
+
+StatusOr<std::unique_ptr<Session>>
+Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
+                const SessionOptions &options) {
+  std::unique_ptr<Session> s(new Session(std::move(plan)));
+  const Plan &p = s->plan_;
+  try {
+    // Check the total before allocating anything: a plan sized for a bigger machine should get a
+    // clear message, not the OOM killer.
+    uint64_t weightBytes = 0, inputBytes = 0;
+    for (const BufferDesc &b : p.buffers) {
+      if (b.kind == BufferKind::Weight)
+        weightBytes += b.maxBytes / dtypeSize(b.dtype) * sizeof(float);
+      else if (b.kind == BufferKind::Input)
+        inputBytes += b.maxBytes;
+    }
+    const uint64_t physical = physicalMemoryBytes();
+    const uint64_t limit =
+        options.memoryLimitBytes ? options.memoryLimitBytes : physical;
+    const uint64_t need = p.arenaBytes + weightBytes + inputBytes;
+    if (limit && (p.arenaBytes > limit || need > limit))
+      return resourceExhausted(
+          "the plan needs " + std::to_string(need) + " bytes (arena " +
+          std::to_string(p.arenaBytes) + ", weights as f32 " +
+          std::to_string(weightBytes) + ", inputs " +
+          std::to_string(inputBytes) + ") but only " + std::to_string(limit) +
+          " bytes of " +
+          (options.memoryLimitBytes ? "memory are allowed"
+                                    : "physical memory exist"));
+
+    const uint64_t arenaAlloc =
+        (std::max<uint64_t>(p.arenaBytes, 1) + kArenaAlign - 1) / kArenaAlign *
+        kArenaAlign;
+    s->arena_ = static_cast<uint8_t *>(std::aligned_alloc(kArenaAlign, arenaAlloc));
+    if (!s->arena_)
+      return resourceExhausted("cannot allocate the " +
+                               std::to_string(p.arenaBytes) + "-byte arena");
+    s->bufferData_.assign(p.buffers.size(), nullptr);
+    s->inputStorage_.resize(p.buffers.size());
+    for (size_t i = 0; i < p.buffers.size(); ++i) {
+      const BufferDesc &b = p.buffers[i];
+      if (b.kind == BufferKind::Activation) {
+        s->bufferData_[i] = s->arena_ + b.offset;
+      } else if (b.kind == BufferKind::Input) {
+        s->inputStorage_[i].assign(b.maxBytes, 0);
+        s->bufferData_[i] = s->inputStorage_[i].data();
+      }
+    }
+    MM_RETURN_IF_ERROR(s->bindWeights(weights));
+  } catch (const std::bad_alloc &) {
+    return resourceExhausted("out of memory while allocating the session");
+  }
+  return s;
+}
+
+Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
+  auto findTensor = [&](const std::string &name) -> const SafetensorsTensor * {
+    for (const SafetensorsFile *f : files)
+      if (const SafetensorsTensor *t = f->find(name))
+        return t;
+    return nullptr;
+  };
+  auto fileOf = [&](const SafetensorsTensor *t) -> const SafetensorsFile * {
+    for (const SafetensorsFile *f : files)
+      if (f->find(t->name) == t)
+        return f;
+    return nullptr;
+  };
+  std::string searched;
+  for (const SafetensorsFile *f : files)
+    searched += (searched.empty() ? "" : ", ") + f->path();
+  if (searched.empty())
+    searched = "no weights file";
+
+  // Weight buffers that share a name and shape share storage.
+  std::map<std::string, size_t> offsets;
+  std::vector<size_t> bufferOffset(plan_.buffers.size(), 0);
+  size_t total = 0;
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    const BufferDesc &b = plan_.buffers[i];
+    if (b.kind != BufferKind::Weight)
+      continue;
+    std::string key = b.name + formatShape(b.shape);
+    auto [it, inserted] = offsets.emplace(key, total);
+    bufferOffset[i] = it->second;
+    if (inserted)
+      total += b.maxBytes / dtypeSize(b.dtype);
+  }
+  weightStorage_.assign(total, 0.0f);
+
+  std::vector<bool> done(total + 1, false);
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    const BufferDesc &b = plan_.buffers[i];
+    if (b.kind != BufferKind::Weight)
+      continue;
+    float *dst = weightStorage_.data() + bufferOffset[i];
+    bufferData_[i] = dst;
+    if (done[bufferOffset[i]])
+      continue;
+    done[bufferOffset[i]] = true;
+    const std::vector<int64_t> dims = resolveShape(b.shape, 1, 1);
+    const bool stacked = b.name.find("{e}") != std::string::npos;
+    if (stacked && dims.empty())
+      return invalidArgument("weight '" + b.name +
+                             "': a stacked weight needs at least one dim");
+    const int64_t slices = stacked ? dims[0] : 1;
+    const std::vector<int64_t> want =
+        stacked ? std::vector<int64_t>(dims.begin() + 1, dims.end()) : dims;
+    const int64_t sliceElems = product(want);
+    for (int64_t e = 0; e < slices; ++e) {
+      const std::string name =
+          stacked ? replaceAll(b.name, "{e}", std::to_string(e)) : b.name;
+      const SafetensorsTensor *t = findTensor(name);
+      if (!t)
+        return notFound("weight '" + name + "' is not in " + searched);
+      if (t->shape != want)
+        return invalidArgument("weight '" + name + "': expected " +
+                               formatDims(want) + " but file has " +
+                               formatDims(t->shape));
+      MM_RETURN_IF_ERROR(
+          fileOf(t)->readAsF32(*t, dst + static_cast<size_t>(e * sliceElems)));
+    }
+  }
+  return Status::ok();
+}
+
+Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
+  std::vector<const NamedInput *> given(plan_.inputs.size(), nullptr);
+  for (const NamedInput &in : inputs) {
+    int idx = plan_.findInput(in.name);
+    if (idx < 0) {
+      std::string names;
+      for (const Binding &b : plan_.inputs)
+        names += (names.empty() ? "" : ", ") + b.name;
+      return invalidArgument("the artifact has no input '" + in.name +
+                             "' (inputs: " + (names.empty() ? "none" : names) +
+                             ")");
+    }
+    if (given[idx])
+      return invalidArgument("input '" + in.name + "' is given twice");
+    given[idx] = &in;
+  }
+  // Resolve B and T from the symbolic dims of every input; symbols no input fixes default to 1.
+  int64_t batch = 0, seq = 0;
+  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
+    const Binding &bind = plan_.inputs[i];
+    const BufferDesc &b = plan_.buffers[bind.buffer];
+    const NamedInput *in = given[i];
+    if (!in)
+      return invalidArgument("input '" + bind.name + "' was not given");
+    auto fail = [&](const std::string &m) {
+      return invalidArgument("input '" + bind.name + "': " + m);
+    };
+    if (in->shape.size() != b.shape.size())
+      return fail("expected shape " + formatShape(b.shape) + " but got " +
+                  formatDims(in->shape));
+    for (size_t d = 0; d < b.shape.size(); ++d) {
+      const Dim &dim = b.shape[d];
+      const int64_t got = in->shape[d];
+      if (dim.kind == DimKind::Const) {
+        if (got != dim.value)
+          return fail("expected shape " + formatShape(b.shape) + " but got " +
+                      formatDims(in->shape));
+        continue;
+      }
+      const bool isBatch = dim.kind == DimKind::Batch;
+      int64_t &sym = isBatch ? batch : seq;
+      const int64_t limit = isBatch ? plan_.maxBatch : plan_.maxSeq;
+      const char *what = isBatch ? "batch" : "sequence length";
+      if (got < 1 || got > limit)
+        return fail(std::string(what) + " " + std::to_string(got) +
+                    " is outside [1, " + std::to_string(limit) +
+                    "] (the artifact's max_" + (isBatch ? "batch" : "seq") +
+                    ")");
+      if (sym && sym != got)
+        return fail(std::string(what) + " " + std::to_string(got) +
+                    " disagrees with " + std::to_string(sym) +
+                    " from another input");
+      sym = got;
+    }
+    const bool wantInt = b.dtype == DType::I32;
+    if (wantInt ? in->dtype == NpyDType::F32 : in->dtype != NpyDType::F32)
+      return fail(std::string("expected ") + dtypeName(b.dtype) +
+                  " data but got " +
+                  (in->dtype == NpyDType::F32 ? "float32" : "integer"));
+  }
+  batch_ = batch ? batch : 1;
+  seq_ = seq ? seq : 1;
+  for (size_t i = 0; i < plan_.inputs.size(); ++i) {
+    const Binding &bind = plan_.inputs[i];
+    const NamedInput *in = given[i];
+    const uint64_t n = product(in->shape);
+    uint8_t *dst = inputStorage_[bind.buffer].data();
+    if (in->dtype == NpyDType::I64) {
+      int32_t *d32 = reinterpret_cast<int32_t *>(dst);
+      for (uint64_t j = 0; j < n; ++j) {
+        int64_t v;
+        std::memcpy(&v, static_cast<const uint8_t *>(in->data) + 8 * j, 8);
+        if (v < INT32_MIN || v > INT32_MAX)
+          return invalidArgument("input '" + bind.name + "': value " +
+                                 std::to_string(v) + " at index " +
+                                 std::to_string(j) + " does not fit in int32");
+        d32[j] = static_cast<int32_t>(v);
+      }
+    } else {
+      std::memcpy(dst, in->data, n * 4);
+    }
+  }
+  return Status::ok();
+}
+
+Status Session::run(const std::vector<NamedInput> &inputs) {
+  hasRun_ = false;
+  MM_RETURN_IF_ERROR(bindInputs(inputs));
+  for (size_t i = 0; i < plan_.steps.size(); ++i) {
+    Status st = runStep(i);
+    if (!st.isOk())
+      return st.withPrefix("step " + std::to_string(i) + ": ");
+  }
+  hasRun_ = true;
+  return Status::ok();
+}
+
+Status Session::runStep(size_t index) {
+  const StepDesc &step = plan_.steps[index];
+  const KernelParams &p = step.params;
+  auto dims = [&](uint32_t buffer) {
+    return resolveShape(plan_.buffers[buffer].shape, batch_, seq_);
+  };
+  auto f = [&](uint32_t buffer) {
+    return static_cast<const float *>(bufferData_[buffer]);
+  };
+  auto i32 = [&](uint32_t buffer) {
+    return static_cast<const int32_t *>(bufferData_[buffer]);
+  };
+  const auto &in = step.inputs;
+  float *out = static_cast<float *>(bufferData_[step.outputs[0]]);
+  const std::vector<int64_t> x = dims(in[0]);
+  switch (step.kernel) {
+  case Kernel::Embedding: {
+    const std::vector<int64_t> table = dims(in[1]);
+    return cpu::embedding(i32(in[0]), f(in[1]), out, x[0] * x[1], table[0],
+                          table[1], x[1]);
+  }
+  case Kernel::RmsNorm:
+    cpu::rmsNorm(f(in[0]), f(in[1]), out, x[0] * x[1], x[2], p.eps);
+    return Status::ok();
+  case Kernel::Linear:
+  case Kernel::Logits:
+    cpu::linear(f(in[0]), f(in[1]), out, x[0] * x[1], x[2], dims(in[1])[0]);
+    return Status::ok();
+  case Kernel::Silu:
+    cpu::silu(f(in[0]), out, product(x));
+    return Status::ok();
+  case Kernel::Sigmoid:
+    cpu::sigmoid(f(in[0]), out, product(x));
+    return Status::ok();
+  case Kernel::Mul:
+    cpu::mul(f(in[0]), f(in[1]), out, product(x));
+    return Status::ok();
+  case Kernel::ScaledAdd:
+    cpu::scaledAdd(f(in[0]), f(in[1]), out, product(x), p.alpha, p.beta);
+    return Status::ok();
+  case Kernel::Rope:
+    cpu::rope(f(in[0]), out, x[0], x[1], p.numHeads, p.headDim, p.rotaryDim,
+              p.theta, scratch_);
+    return Status::ok();
+  case Kernel::LightningAttention:
+    cpu::lightningAttention(f(in[0]), out, x[0], x[1], p.numHeads, p.headDim,
+                            p.blockSize, p.layerIndex, p.numLayers, scratch_);
+    return Status::ok();
+  case Kernel::SoftmaxAttention:
+    cpu::softmaxAttention(f(in[0]), f(in[1]), f(in[2]), out, x[0], x[1],
+                          p.numHeads, p.numKvHeads, p.headDim, p.scale,
+                          scratch_);
+    return Status::ok();
+  case Kernel::Moe: {
+    const std::vector<int64_t> w1 = dims(in[2]);
+    cpu::moe(f(in[0]), f(in[1]), f(in[2]), f(in[3]), f(in[4]), out,
+             x[0] * x[1], x[2], w1[0], w1[1], p.topK, scratch_);
+    return Status::ok();
+  }
+  case Kernel::CrossEntropy:
+    return cpu::crossEntropy(f(in[0]), i32(in[1]), out, x[0] * x[1], x[2],
+                             x[1]);
+  }
+  return internalError("unhandled kernel " + step.kernelName);
+}
+
+StatusOr<OutputView> Session::output(const std::string &name) const {
+  int idx = plan_.findOutput(name);
+  if (idx < 0)
+    return notFound("the artifact has no output '" + name + "'");
+  if (!hasRun_)
+    return invalidArgument("output '" + name + "' read before a successful run");
+  const uint32_t buffer = plan_.outputs[idx].buffer;
+  OutputView v;
+  v.shape = resolveShape(plan_.buffers[buffer].shape, batch_, seq_);
+  v.data = static_cast<const float *>(bufferData_[buffer]);
+  return v;
+}
+
+} // namespace mm

@@ -1,0 +1,537 @@
+// Semantic check of a Plan against the kernel catalog (docs/kernels.md): program limits, buffers,
+// bindings, and per step the arity, dtypes, ranks, symbolic shapes (Dim kind + value) and params.
+// After this, kernels trust their operands and never check shapes again.
+#include "runtime/Artifact.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace mm {
+namespace {
+
+struct KernelInfo {
+  Kernel kernel;
+  size_t numInputs;
+  const char *inputNames[5];
+  bool elementwise; // reads each element once before writing it: may run in place
+};
+
+// Inputs in catalog order; each kernel has exactly one output.
+const std::map<std::string, KernelInfo> &kernelTable() {
+  static const std::map<std::string, KernelInfo> table = {
+      {"embedding", {Kernel::Embedding, 2, {"ids", "table"}, false}},
+      {"rms_norm", {Kernel::RmsNorm, 2, {"x", "w"}, true}},
+      {"linear", {Kernel::Linear, 2, {"x", "w"}, false}},
+      {"logits", {Kernel::Logits, 2, {"x", "w"}, false}},
+      {"silu", {Kernel::Silu, 1, {"x"}, true}},
+      {"sigmoid", {Kernel::Sigmoid, 1, {"x"}, true}},
+      {"mul", {Kernel::Mul, 2, {"a", "b"}, true}},
+      {"scaled_add", {Kernel::ScaledAdd, 2, {"a", "b"}, true}},
+      {"rope", {Kernel::Rope, 1, {"x"}, true}},
+      {"lightning_attention", {Kernel::LightningAttention, 1, {"qkv"}, false}},
+      {"softmax_attention",
+       {Kernel::SoftmaxAttention, 3, {"q", "k", "v"}, false}},
+      {"moe", {Kernel::Moe, 5, {"x", "router", "w1", "w2", "w3"}, false}},
+      {"cross_entropy",
+       {Kernel::CrossEntropy, 2, {"logits", "labels"}, false}},
+  };
+  return table;
+}
+
+const char *kindName(BufferKind k) {
+  switch (k) {
+  case BufferKind::Activation:
+    return "activation";
+  case BufferKind::Weight:
+    return "weight";
+  case BufferKind::Input:
+    return "input";
+  }
+  return "?";
+}
+
+std::string bufferLabel(const Plan &plan, uint32_t index) {
+  std::string s = "buffer " + std::to_string(index);
+  const std::string &name = plan.buffers[index].name;
+  if (!name.empty())
+    s += " '" + name + "'";
+  return s;
+}
+
+// Multiplies into `acc` unless the product would exceed `limit`.
+bool mulWithin(uint64_t &acc, uint64_t factor, uint64_t limit) {
+  if (factor != 0 && acc > limit / factor)
+    return false;
+  acc *= factor;
+  return acc <= limit;
+}
+
+class StepChecker {
+public:
+  StepChecker(const Plan &plan, StepDesc &step, size_t index,
+              const KernelInfo &info)
+      : plan_(plan), step_(step), info_(info),
+        where_("step " + std::to_string(index) + " (" + step.kernelName +
+               ")") {}
+
+  Status fail(const std::string &m) const {
+    return invalidArgument(where_ + ": " + m);
+  }
+
+  const BufferDesc &in(size_t i) const {
+    return plan_.buffers[step_.inputs[i]];
+  }
+  const BufferDesc &out() const { return plan_.buffers[step_.outputs[0]]; }
+
+  std::string inRole(size_t i) const {
+    return std::string("input ") + info_.inputNames[i] + " (" +
+           bufferLabel(plan_, step_.inputs[i]) + ")";
+  }
+  std::string outRole() const {
+    return "output (" + bufferLabel(plan_, step_.outputs[0]) + ")";
+  }
+
+  Status checkOperands() {
+    if (step_.inputs.size() != info_.numInputs)
+      return fail("expects " + std::to_string(info_.numInputs) +
+                  " inputs but has " + std::to_string(step_.inputs.size()));
+    if (step_.outputs.size() != 1)
+      return fail("expects 1 output but has " +
+                  std::to_string(step_.outputs.size()));
+    for (size_t i = 0; i < step_.inputs.size(); ++i)
+      if (step_.inputs[i] >= plan_.buffers.size())
+        return fail("input " + std::to_string(i) + " refers to buffer " +
+                    std::to_string(step_.inputs[i]) + " but there are only " +
+                    std::to_string(plan_.buffers.size()));
+    if (step_.outputs[0] >= plan_.buffers.size())
+      return fail("output refers to buffer " +
+                  std::to_string(step_.outputs[0]) + " but there are only " +
+                  std::to_string(plan_.buffers.size()));
+    if (out().kind != BufferKind::Activation)
+      return fail(outRole() + " is a " + kindName(out().kind) +
+                  " buffer; steps may only write activations");
+    return checkAliasing();
+  }
+
+  // The CPU kernels of non-elementwise steps read inputs after writing output elements, so
+  // their output must not share arena bytes with an input; elementwise ones may run exactly in
+  // place.
+  Status checkAliasing() const {
+    const BufferDesc &o = out();
+    for (size_t i = 0; i < step_.inputs.size(); ++i) {
+      const BufferDesc &b = in(i);
+      if (b.kind != BufferKind::Activation)
+        continue;
+      bool overlap = b.offset < o.offset + o.maxBytes &&
+                     o.offset < b.offset + b.maxBytes;
+      if (!overlap)
+        continue;
+      bool exactInPlace = info_.elementwise && b.offset == o.offset &&
+                          b.shape == o.shape && b.dtype == o.dtype;
+      if (!exactInPlace)
+        return fail(outRole() + " overlaps " + inRole(i) + " in the arena");
+    }
+    return Status::ok();
+  }
+
+  Status dtype(const BufferDesc &b, const std::string &role,
+               DType want) const {
+    if (b.dtype != want)
+      return fail(role + " must be " + dtypeName(want) + " but is " +
+                  dtypeName(b.dtype));
+    return Status::ok();
+  }
+
+  // Activations are f32 (catalog default); weights may be stored in any float type and are
+  // converted when bound.
+  Status floatOperand(const BufferDesc &b, const std::string &role) const {
+    if (b.kind == BufferKind::Weight && b.dtype != DType::I32)
+      return Status::ok();
+    return dtype(b, role, DType::F32);
+  }
+
+  Status rank(const BufferDesc &b, const std::string &role, size_t r) const {
+    if (b.shape.size() != r)
+      return fail(role + " must have rank " + std::to_string(r) +
+                  " but has shape " + formatShape(b.shape));
+    return Status::ok();
+  }
+
+  Status dimEq(const BufferDesc &a, const std::string &aRole, size_t ad,
+               const BufferDesc &b, const std::string &bRole,
+               size_t bd) const {
+    if (a.shape[ad] != b.shape[bd])
+      return fail(aRole + " has shape " + formatShape(a.shape) + " and " +
+                  bRole + " has shape " + formatShape(b.shape) + ": dim " +
+                  std::to_string(ad) + " must equal dim " +
+                  std::to_string(bd));
+    return Status::ok();
+  }
+
+  Status dimConst(const BufferDesc &b, const std::string &role, size_t d,
+                  int64_t want, const std::string &why) const {
+    const Dim &dim = b.shape[d];
+    if (dim.kind != DimKind::Const || dim.value != want)
+      return fail(role + " has shape " + formatShape(b.shape) + ": dim " +
+                  std::to_string(d) + " must be " + std::to_string(want) +
+                  " (" + why + ")");
+    return Status::ok();
+  }
+
+  Status sameShape(const BufferDesc &a, const std::string &aRole,
+                   const BufferDesc &b, const std::string &bRole) const {
+    if (a.shape != b.shape)
+      return fail(aRole + " has shape " + formatShape(a.shape) + " but " +
+                  bRole + " has shape " + formatShape(b.shape));
+    return Status::ok();
+  }
+
+  const RawParam *find(const char *name) const {
+    for (const RawParam &p : step_.rawParams)
+      if (p.name == name)
+        return &p;
+    return nullptr;
+  }
+
+  Status intParam(const char *name, int64_t lo, int64_t hi,
+                  int64_t &out) const {
+    const RawParam *p = find(name);
+    if (!p)
+      return fail("missing integer param '" + std::string(name) + "'");
+    if (p->i < lo || p->i > hi)
+      return fail("param '" + std::string(name) + "' is " +
+                  std::to_string(p->i) + " but must be in [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    out = p->i;
+    return Status::ok();
+  }
+
+  Status floatParam(const char *name, double lo, double &out) const {
+    const RawParam *p = find(name);
+    if (!p)
+      return fail("missing real param '" + std::string(name) + "'");
+    if (!std::isfinite(p->f) || p->f < lo)
+      return fail("param '" + std::string(name) + "' is " +
+                  std::to_string(p->f) + " but must be finite and >= " +
+                  std::to_string(lo));
+    out = p->f;
+    return Status::ok();
+  }
+
+  Status checkKernel();
+
+private:
+  const Plan &plan_;
+  StepDesc &step_;
+  const KernelInfo &info_;
+  std::string where_;
+};
+
+Status StepChecker::checkKernel() {
+  KernelParams &p = step_.params;
+  const BufferDesc &o = out();
+  const std::string oR = outRole();
+  const double kLowest = -std::numeric_limits<double>::max();
+  switch (info_.kernel) {
+  case Kernel::Embedding: {
+    MM_RETURN_IF_ERROR(dtype(in(0), inRole(0), DType::I32));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 2));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(rank(o, oR, 3));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
+    return dimEq(o, oR, 2, in(1), inRole(1), 1);
+  }
+  case Kernel::RmsNorm: {
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 1));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
+    return floatParam("eps", 0.0, p.eps);
+  }
+  case Kernel::Linear:
+  case Kernel::Logits: {
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 2));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(rank(o, oR, 3));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
+    return dimEq(o, oR, 2, in(1), inRole(1), 0);
+  }
+  case Kernel::Silu:
+  case Kernel::Sigmoid:
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    return sameShape(o, oR, in(0), inRole(0));
+  case Kernel::Mul:
+  case Kernel::ScaledAdd:
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
+    if (info_.kernel == Kernel::ScaledAdd) {
+      MM_RETURN_IF_ERROR(floatParam("alpha", kLowest, p.alpha));
+      MM_RETURN_IF_ERROR(floatParam("beta", kLowest, p.beta));
+    }
+    return Status::ok();
+  case Kernel::Rope: {
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(intParam("rotary_dim", 0, p.headDim, p.rotaryDim));
+    if (p.rotaryDim % 2 != 0)
+      return fail("param 'rotary_dim' is " + std::to_string(p.rotaryDim) +
+                  " but must be even");
+    MM_RETURN_IF_ERROR(floatParam("theta", 0.0, p.theta));
+    if (p.theta <= 0)
+      return fail("param 'theta' must be positive");
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
+                                "num_heads * head_dim"));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    return sameShape(o, oR, in(0), inRole(0));
+  }
+  case Kernel::LightningAttention: {
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(intParam("block_size", 1, kMaxIntParam, p.blockSize));
+    MM_RETURN_IF_ERROR(intParam("num_layers", 1, kMaxIntParam, p.numLayers));
+    MM_RETURN_IF_ERROR(
+        intParam("layer_index", 0, p.numLayers - 1, p.layerIndex));
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2,
+                                p.numHeads * 3 * p.headDim,
+                                "num_heads * 3 * head_dim"));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(rank(o, oR, 3));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
+    return dimConst(o, oR, 2, p.numHeads * p.headDim, "num_heads * head_dim");
+  }
+  case Kernel::SoftmaxAttention: {
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(
+        intParam("num_kv_heads", 1, p.numHeads, p.numKvHeads));
+    if (p.numHeads % p.numKvHeads != 0)
+      return fail("param 'num_heads' (" + std::to_string(p.numHeads) +
+                  ") must be a multiple of 'num_kv_heads' (" +
+                  std::to_string(p.numKvHeads) + ")");
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(floatParam("scale", kLowest, p.scale));
+    for (size_t i = 0; i < 3; ++i) {
+      MM_RETURN_IF_ERROR(floatOperand(in(i), inRole(i)));
+      MM_RETURN_IF_ERROR(rank(in(i), inRole(i), 3));
+      MM_RETURN_IF_ERROR(dimEq(in(i), inRole(i), 0, in(0), inRole(0), 0));
+      MM_RETURN_IF_ERROR(dimEq(in(i), inRole(i), 1, in(0), inRole(0), 1));
+    }
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
+                                "num_heads * head_dim"));
+    for (size_t i = 1; i < 3; ++i)
+      MM_RETURN_IF_ERROR(dimConst(in(i), inRole(i), 2,
+                                  p.numKvHeads * p.headDim,
+                                  "num_kv_heads * head_dim"));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    return sameShape(o, oR, in(0), inRole(0));
+  }
+  case Kernel::Moe: {
+    const BufferDesc &x = in(0), &router = in(1), &w1 = in(2), &w2 = in(3),
+                     &w3 = in(4);
+    MM_RETURN_IF_ERROR(floatOperand(x, inRole(0)));
+    MM_RETURN_IF_ERROR(rank(x, inRole(0), 3));
+    MM_RETURN_IF_ERROR(floatOperand(router, inRole(1)));
+    MM_RETURN_IF_ERROR(rank(router, inRole(1), 2));
+    for (size_t i = 2; i < 5; ++i) {
+      MM_RETURN_IF_ERROR(floatOperand(in(i), inRole(i)));
+      MM_RETURN_IF_ERROR(rank(in(i), inRole(i), 3));
+    }
+    // router [E,H]; w1, w3 [E,I,H]; w2 [E,H,I]
+    MM_RETURN_IF_ERROR(dimEq(router, inRole(1), 1, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(dimEq(w1, inRole(2), 0, router, inRole(1), 0));
+    MM_RETURN_IF_ERROR(dimEq(w1, inRole(2), 2, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(sameShape(w3, inRole(4), w1, inRole(2)));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 0, router, inRole(1), 0));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 1, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 2, w1, inRole(2), 1));
+    const Dim &e = router.shape[0];
+    if (e.kind != DimKind::Const)
+      return fail(inRole(1) + " must have a constant expert count but has " +
+                  formatShape(router.shape));
+    MM_RETURN_IF_ERROR(intParam("top_k", 1, e.value, p.topK));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    return sameShape(o, oR, x, inRole(0));
+  }
+  case Kernel::CrossEntropy: {
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(dtype(in(1), inRole(1), DType::I32));
+    MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 2));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 1));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    return rank(o, oR, 0);
+  }
+  }
+  return fail("unhandled kernel");
+}
+
+Status checkBuffers(Plan &plan) {
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    BufferDesc &b = plan.buffers[i];
+    auto fail = [&](const std::string &m) {
+      return invalidArgument(bufferLabel(plan, static_cast<uint32_t>(i)) +
+                             ": " + m);
+    };
+    uint64_t elems = 1;
+    const uint64_t limit = kMaxBufferBytes / dtypeSize(b.dtype);
+    for (size_t d = 0; d < b.shape.size(); ++d) {
+      const Dim &dim = b.shape[d];
+      uint64_t size;
+      if (dim.kind == DimKind::Const) {
+        if (dim.value < 1 || dim.value > kMaxConstDim)
+          return fail("dim " + std::to_string(d) + " is " +
+                      std::to_string(dim.value) + " but must be in [1, " +
+                      std::to_string(kMaxConstDim) + "]");
+        size = static_cast<uint64_t>(dim.value);
+      } else {
+        if (dim.value != 0)
+          return fail("dim " + std::to_string(d) +
+                      " is symbolic but has value " +
+                      std::to_string(dim.value) + " (must be 0)");
+        if (b.kind == BufferKind::Weight)
+          return fail("weight shape " + formatShape(b.shape) +
+                      " must be constant");
+        size = static_cast<uint64_t>(
+            dim.kind == DimKind::Batch ? plan.maxBatch : plan.maxSeq);
+      }
+      if (!mulWithin(elems, size, limit))
+        return fail("shape " + formatShape(b.shape) + " is too large");
+    }
+    b.maxBytes = elems * dtypeSize(b.dtype);
+    switch (b.kind) {
+    case BufferKind::Activation:
+      if (b.offset % dtypeSize(b.dtype) != 0)
+        return fail("arena offset " + std::to_string(b.offset) +
+                    " is not aligned to its element size");
+      if (b.offset > plan.arenaBytes ||
+          b.maxBytes > plan.arenaBytes - b.offset)
+        return fail("occupies arena bytes [" + std::to_string(b.offset) +
+                    ", " + std::to_string(b.offset + b.maxBytes) +
+                    ") past arena_bytes " + std::to_string(plan.arenaBytes));
+      break;
+    case BufferKind::Weight:
+    case BufferKind::Input:
+      if (b.name.empty())
+        return fail(std::string(kindName(b.kind)) +
+                    " buffer needs a name to be bound by");
+      break;
+    }
+  }
+  return Status::ok();
+}
+
+Status checkBindings(const Plan &plan) {
+  std::set<std::string> names;
+  std::vector<int> inputUses(plan.buffers.size(), 0);
+  for (size_t i = 0; i < plan.inputs.size(); ++i) {
+    const Binding &b = plan.inputs[i];
+    std::string where = "input binding " + std::to_string(i) + " '" +
+                        b.name + "'";
+    if (b.name.empty())
+      return invalidArgument("input binding " + std::to_string(i) +
+                             " has no name");
+    if (!names.insert(b.name).second)
+      return invalidArgument(where + " is bound twice");
+    if (b.buffer >= plan.buffers.size())
+      return invalidArgument(where + " refers to buffer " +
+                             std::to_string(b.buffer) +
+                             " but there are only " +
+                             std::to_string(plan.buffers.size()));
+    const BufferDesc &buf = plan.buffers[b.buffer];
+    if (buf.kind != BufferKind::Input)
+      return invalidArgument(where + " refers to " +
+                             bufferLabel(plan, b.buffer) + ", a " +
+                             kindName(buf.kind) + " buffer");
+    if (buf.dtype != DType::I32 && buf.dtype != DType::F32)
+      return invalidArgument(where + ": inputs must be i32 or f32, not " +
+                             dtypeName(buf.dtype));
+    ++inputUses[b.buffer];
+  }
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    if (plan.buffers[i].kind == BufferKind::Input && inputUses[i] != 1)
+      return invalidArgument(
+          bufferLabel(plan, static_cast<uint32_t>(i)) +
+          (inputUses[i] == 0 ? " is an input but no binding names it"
+                             : " is named by several input bindings"));
+  }
+  names.clear();
+  for (size_t i = 0; i < plan.outputs.size(); ++i) {
+    const Binding &b = plan.outputs[i];
+    std::string where = "output binding " + std::to_string(i) + " '" +
+                        b.name + "'";
+    if (b.name.empty())
+      return invalidArgument("output binding " + std::to_string(i) +
+                             " has no name");
+    if (!names.insert(b.name).second)
+      return invalidArgument(where + " is bound twice");
+    if (b.buffer >= plan.buffers.size())
+      return invalidArgument(where + " refers to buffer " +
+                             std::to_string(b.buffer) +
+                             " but there are only " +
+                             std::to_string(plan.buffers.size()));
+    const BufferDesc &buf = plan.buffers[b.buffer];
+    if (buf.kind != BufferKind::Activation || buf.dtype != DType::F32)
+      return invalidArgument(where + " must name an f32 activation, but " +
+                             bufferLabel(plan, b.buffer) + " is a " +
+                             dtypeName(buf.dtype) + " " + kindName(buf.kind) +
+                             " buffer");
+  }
+  return Status::ok();
+}
+
+} // namespace
+
+Status verifyPlan(Plan &plan) {
+  if (plan.version != kSchemaVersion)
+    return invalidArgument("unsupported artifact version " +
+                           std::to_string(plan.version) +
+                           " (this runtime reads " +
+                           std::to_string(kSchemaVersion) + ")");
+  if (plan.maxBatch < 1 || plan.maxBatch > kMaxBatch)
+    return invalidArgument("max_batch " + std::to_string(plan.maxBatch) +
+                           " is outside [1, " + std::to_string(kMaxBatch) +
+                           "]");
+  if (plan.maxSeq < 1 || plan.maxSeq > kMaxSeq)
+    return invalidArgument("max_seq " + std::to_string(plan.maxSeq) +
+                           " is outside [1, " + std::to_string(kMaxSeq) + "]");
+  if (plan.buffers.size() > (size_t(1) << 24) ||
+      plan.steps.size() > (size_t(1) << 24))
+    return invalidArgument("too many buffers or steps");
+  MM_RETURN_IF_ERROR(checkBuffers(plan));
+  MM_RETURN_IF_ERROR(checkBindings(plan));
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    StepDesc &step = plan.steps[i];
+    auto it = kernelTable().find(step.kernelName);
+    if (it == kernelTable().end())
+      return invalidArgument("step " + std::to_string(i) +
+                             ": unknown kernel '" + step.kernelName + "'");
+    step.kernel = it->second.kernel;
+    StepChecker checker(plan, step, i, it->second);
+    MM_RETURN_IF_ERROR(checker.checkOperands());
+    MM_RETURN_IF_ERROR(checker.checkKernel());
+  }
+  return Status::ok();
+}
+
+} // namespace mm

@@ -1,0 +1,349 @@
+// mm-run: executes an mm artifact (.mmb) with weights from safetensors files, or prints a
+// summary of one (`mm-run inspect`). Every error is one line "mm-run: error: ..." and exit 1.
+#include "runtime/Artifact.h"
+#include "runtime/Npy.h"
+#include "runtime/Safetensors.h"
+#include "runtime/Session.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace {
+
+using mm::Status;
+
+const char *kUsage =
+    R"(usage: mm-run MODEL.mmb --weights FILE.safetensors --input-ids IDS.npy [options]
+       mm-run inspect MODEL.mmb
+       mm-run --help
+
+Runs the compiled plan MODEL.mmb on the token ids IDS.npy (int32 or int64, shape [B, T] with
+B <= max_batch and T <= max_seq of the artifact), with weights bound by name from the
+safetensors file(s).
+
+options:
+  --weights FILE          safetensors file; repeat for sharded checkpoints (searched in order)
+  --input-ids FILE        .npy token ids for the input "input_ids"
+  --input NAME=FILE       .npy for another input of the artifact (e.g. labels=labels.npy)
+  --dump-logits OUT.npy   write the output "logits" (f32, [B, T, V]) of the prompt's forward pass
+  --generate N            greedy decoding of N tokens: runs the whole forward pass over the
+                          growing sequence for each new token (no KV cache yet, so each token
+                          costs a full prefill) and prints "generated[b]: ids" per batch row;
+                          T + N must not exceed max_seq
+  --backend cpu|cuda      execution backend (default cpu; cuda is not built yet)
+  --help                  this text
+
+`mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
+size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params".
+
+Timing is printed on stderr. Errors: one line "mm-run: error: <message>" and exit status 1.
+)";
+
+struct Fatal {
+  std::string message;
+};
+
+[[noreturn]] void die(const std::string &message) { throw Fatal{message}; }
+
+// Names in messages come from files and may hold any byte; escape control characters so the
+// error stays on one line.
+void printError(const std::string &message) {
+  std::fflush(stdout);
+  std::string line;
+  for (unsigned char c : message) {
+    if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      line += buf;
+    } else {
+      line += static_cast<char>(c);
+    }
+  }
+  std::fprintf(stderr, "mm-run: error: %s\n", line.c_str());
+}
+
+void check(const Status &s) {
+  if (!s.isOk())
+    die(s.message());
+}
+
+template <typename T> T take(mm::StatusOr<T> v) {
+  check(v.status());
+  return std::move(v).value();
+}
+
+std::string bufferText(const mm::Plan &plan, uint32_t index) {
+  const mm::BufferDesc &b = plan.buffers[index];
+  std::string s = "%" + std::to_string(index);
+  if (!b.name.empty())
+    s += " " + b.name;
+  return s + ":" + mm::dtypeName(b.dtype) + mm::formatShape(b.shape);
+}
+
+std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
+  std::string s = "[";
+  for (size_t i = 0; i < bufs.size(); ++i)
+    s += (i ? ", " : "") + bufferText(plan, bufs[i]);
+  return s + "]";
+}
+
+int inspect(const std::string &path) {
+  mm::Plan plan = take(mm::loadArtifact(path));
+  size_t counts[3] = {0, 0, 0};
+  for (const mm::BufferDesc &b : plan.buffers)
+    ++counts[static_cast<int>(b.kind)];
+  std::printf("artifact: %s\n", path.c_str());
+  std::printf("version: %u\n", plan.version);
+  std::printf("model: %s\n", plan.model.c_str());
+  std::printf("target: %s\n", plan.target.c_str());
+  std::printf("max_batch: %lld\n", static_cast<long long>(plan.maxBatch));
+  std::printf("max_seq: %lld\n", static_cast<long long>(plan.maxSeq));
+  std::printf("arena_bytes: %llu\n",
+              static_cast<unsigned long long>(plan.arenaBytes));
+  std::printf("cubin_bytes: %llu\n",
+              static_cast<unsigned long long>(plan.cubinBytes));
+  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs)\n",
+              plan.buffers.size(), counts[0], counts[1], counts[2]);
+  std::printf("steps: %zu\n", plan.steps.size());
+  for (const mm::Binding &b : plan.inputs)
+    std::printf("input %s = %s\n", b.name.c_str(),
+                bufferText(plan, b.buffer).c_str());
+  for (const mm::Binding &b : plan.outputs)
+    std::printf("output %s = %s\n", b.name.c_str(),
+                bufferText(plan, b.buffer).c_str());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const mm::StepDesc &s = plan.steps[i];
+    std::string params;
+    for (const mm::RawParam &p : s.rawParams) {
+      char buf[64];
+      // A param is integer or real by the catalog; print whichever field is set.
+      if (p.f != 0 || p.i == 0)
+        std::snprintf(buf, sizeof(buf), "%.9g", p.f);
+      else
+        std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(p.i));
+      params += " " + p.name + "=" + buf;
+    }
+    std::printf("step %zu: %s in=%s out=%s%s\n", i, s.kernelName.c_str(),
+                listText(plan, s.inputs).c_str(),
+                listText(plan, s.outputs).c_str(), params.c_str());
+  }
+  return 0;
+}
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
+long long parseCount(const std::string &flag, const std::string &text) {
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || v < 0)
+    die(flag + " expects a non-negative integer, got '" + text + "'");
+  return v;
+}
+
+int runModel(int argc, char **argv) {
+  std::string artifact, idsPath, dumpPath, backend = "cpu";
+  std::vector<std::string> weightPaths;
+  std::vector<std::pair<std::string, std::string>> extraInputs;
+  long long generate = -1;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool hasInlineValue = false;
+    if (arg.rfind("--", 0) == 0) {
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+        hasInlineValue = true;
+      }
+    }
+    auto next = [&]() -> std::string {
+      if (hasInlineValue)
+        return value;
+      if (i + 1 >= argc)
+        die("option " + arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--weights") {
+      weightPaths.push_back(next());
+    } else if (arg == "--input-ids") {
+      idsPath = next();
+    } else if (arg == "--input") {
+      std::string v = next();
+      size_t eq = v.find('=');
+      if (eq == std::string::npos || eq == 0)
+        die("--input expects NAME=FILE.npy, got '" + v + "'");
+      extraInputs.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else if (arg == "--dump-logits") {
+      dumpPath = next();
+    } else if (arg == "--generate") {
+      generate = parseCount("--generate", next());
+    } else if (arg == "--backend") {
+      backend = next();
+    } else if (arg.rfind("-", 0) == 0) {
+      die("unknown option '" + arg + "' (see --help)");
+    } else if (artifact.empty()) {
+      artifact = arg;
+    } else {
+      die("unexpected argument '" + arg + "' (see --help)");
+    }
+  }
+  if (backend == "cuda")
+    die("backend 'cuda' is not built yet");
+  if (backend != "cpu")
+    die("unknown backend '" + backend + "' (expected cpu or cuda)");
+  if (artifact.empty())
+    die("no artifact given (see --help)");
+  if (weightPaths.empty())
+    die("no --weights file given");
+  if (idsPath.empty())
+    die("no --input-ids file given");
+
+  auto t0 = std::chrono::steady_clock::now();
+  mm::Plan plan = take(mm::loadArtifact(artifact));
+  std::vector<std::unique_ptr<mm::SafetensorsFile>> files;
+  std::vector<const mm::SafetensorsFile *> filePtrs;
+  for (const std::string &p : weightPaths) {
+    files.push_back(take(mm::SafetensorsFile::open(p)));
+    filePtrs.push_back(files.back().get());
+  }
+  mm::NpyArray ids = take(mm::readNpy(idsPath));
+  if (ids.dtype == mm::NpyDType::F32)
+    die(idsPath + ": token ids must be int32 or int64, not float32");
+  if (ids.shape.size() != 2)
+    die(idsPath + ": token ids must have shape [B, T], got rank " +
+        std::to_string(ids.shape.size()));
+  std::vector<mm::NpyArray> extras;
+  for (const auto &[name, path] : extraInputs)
+    extras.push_back(take(mm::readNpy(path)));
+
+  const int64_t batch = ids.shape[0], promptLen = ids.shape[1];
+  if (generate > 0 && promptLen + generate > plan.maxSeq)
+    die("--generate " + std::to_string(generate) + " with a prompt of " +
+        std::to_string(promptLen) + " tokens needs " +
+        std::to_string(promptLen + generate) +
+        " positions but the artifact's max_seq is " +
+        std::to_string(plan.maxSeq));
+  if ((generate >= 0 || !dumpPath.empty()) && plan.findOutput("logits") < 0)
+    die(artifact + ": the artifact has no output named 'logits'");
+
+  std::unique_ptr<mm::Session> session =
+      take(mm::Session::create(std::move(plan), filePtrs));
+  const double loadMs = msSince(t0);
+
+  // Token ids as int32, [B, T] row-major, growing by one column per generated token.
+  std::vector<int32_t> tokens(static_cast<size_t>(batch * promptLen));
+  for (uint64_t j = 0; j < ids.numElements(); ++j) {
+    int64_t v = ids.intAt(j);
+    if (v < INT32_MIN || v > INT32_MAX)
+      die(idsPath + ": token id " + std::to_string(v) +
+          " does not fit in int32");
+    tokens[j] = static_cast<int32_t>(v);
+  }
+
+  auto forward = [&](int64_t seq) {
+    std::vector<mm::NamedInput> inputs;
+    inputs.push_back({"input_ids", mm::NpyDType::I32, {batch, seq},
+                      tokens.data()});
+    for (size_t i = 0; i < extras.size(); ++i)
+      inputs.push_back({extraInputs[i].first, extras[i].dtype,
+                        extras[i].shape, extras[i].data.data()});
+    check(session->run(inputs));
+  };
+
+  auto t1 = std::chrono::steady_clock::now();
+  forward(promptLen);
+  int passes = 1;
+  if (!dumpPath.empty()) {
+    mm::OutputView logits = take(session->output("logits"));
+    check(mm::writeNpyF32(dumpPath, logits.shape, logits.data));
+  }
+  std::vector<std::vector<int32_t>> generated(static_cast<size_t>(batch));
+  for (int64_t step = 0; step < generate; ++step) {
+    if (step > 0) {
+      forward(promptLen + step);
+      ++passes;
+    }
+    mm::OutputView logits = take(session->output("logits"));
+    const int64_t seq = logits.shape[1], vocab = logits.shape[2];
+    std::vector<int32_t> next(static_cast<size_t>(batch * (seq + 1)));
+    for (int64_t b = 0; b < batch; ++b) {
+      const float *row = logits.data + (b * seq + seq - 1) * vocab;
+      int64_t best = 0;
+      for (int64_t v = 1; v < vocab; ++v)
+        if (row[v] > row[best])
+          best = v;
+      generated[b].push_back(static_cast<int32_t>(best));
+      std::copy(tokens.begin() + b * seq, tokens.begin() + (b + 1) * seq,
+                next.begin() + b * (seq + 1));
+      next[b * (seq + 1) + seq] = static_cast<int32_t>(best);
+    }
+    tokens.swap(next);
+  }
+  const double runMs = msSince(t1);
+
+  for (int64_t b = 0; b < batch && generate >= 0; ++b) {
+    std::printf("generated[%lld]:", static_cast<long long>(b));
+    for (int32_t t : generated[b])
+      std::printf(" %d", t);
+    std::printf("\n");
+  }
+  // Scalar outputs (e.g. a loss) are small enough to print.
+  for (const mm::Binding &b : session->plan().outputs) {
+    mm::OutputView v = take(session->output(b.name));
+    if (v.shape.empty())
+      std::printf("%s: %.9g\n", b.name.c_str(), static_cast<double>(v.data[0]));
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "mm-run: backend cpu, B=%lld T=%lld, load %.2f ms, %d forward "
+               "pass%s %.2f ms (%.2f ms each)\n",
+               static_cast<long long>(batch),
+               static_cast<long long>(promptLen), loadMs, passes,
+               passes == 1 ? "" : "es", runMs, runMs / passes);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 ||
+                      std::strcmp(argv[1], "-h") == 0)) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    for (int i = 1; i < argc; ++i)
+      if (std::strcmp(argv[i], "--help") == 0) {
+        std::fputs(kUsage, stdout);
+        return 0;
+      }
+    if (argc >= 2 && std::strcmp(argv[1], "inspect") == 0) {
+      if (argc != 3)
+        die("usage: mm-run inspect MODEL.mmb");
+      return inspect(argv[2]);
+    }
+    if (argc < 2)
+      die("no artifact given (see --help)");
+    return runModel(argc, argv);
+  } catch (const Fatal &f) {
+    printError(f.message);
+  } catch (const std::bad_alloc &) {
+    printError("out of memory");
+  } catch (const std::exception &e) {
+    printError(e.what());
+  }
+  return 1;
+}
