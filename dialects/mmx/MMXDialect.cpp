@@ -94,9 +94,10 @@ static LogicalResult verifyBuffer(Operation *op, Type dtype, ArrayAttr shape,
 }
 
 LogicalResult ProgramOp::verify() {
-  if (getMaxBatch() < 1 || getMaxSeq() < 1)
+  int64_t maxBatch = getMaxBatch(), maxSeq = getMaxSeq();
+  if (maxBatch < 1 || maxSeq < 1)
     return emitOpError() << "expects max_batch and max_seq >= 1 but got "
-                         << getMaxBatch() << " and " << getMaxSeq();
+                         << maxBatch << " and " << maxSeq;
   return success();
 }
 
@@ -109,9 +110,10 @@ LogicalResult WeightOp::verify() {
 }
 
 LogicalResult AllocOp::verify() {
-  if (getOffset() && *getOffset() < 0)
+  // I64Attr getters are unsigned: reinterpret to see negative values.
+  if (getOffset() && static_cast<int64_t>(*getOffset()) < 0)
     return emitOpError() << "expects a non-negative offset but got "
-                         << *getOffset();
+                         << static_cast<int64_t>(*getOffset());
   return verifyBuffer(*this, getDtype(), getShape(), /*allowSymbolic=*/true);
 }
 
