@@ -57,11 +57,11 @@ public:
   bool integer(llvm::StringRef key, int64_t &out, bool required) {
     const JValue *v = get(key);
     if (!v)
-      return required ? fail("config.json: missing field '" + key.str() + "'")
+      return required ? fail("missing field '" + key.str() + "'")
                       : true;
     auto i = v->getAsInteger();
     if (!i)
-      return fail("config.json: field '" + key.str() +
+      return fail("field '" + key.str() +
                   "' must be an integer");
     out = *i;
     return true;
@@ -73,7 +73,7 @@ public:
       return true;
     auto d = v->getAsNumber();
     if (!d)
-      return fail("config.json: field '" + key.str() + "' must be a number");
+      return fail("field '" + key.str() + "' must be a number");
     out = *d;
     return true;
   }
@@ -86,7 +86,7 @@ public:
     if (!number(current, a) || !number(legacy, b))
       return false;
     if (!std::isnan(a) && !std::isnan(b) && a != b)
-      return fail("config.json: fields '" + current.str() + "' and '" +
+      return fail("fields '" + current.str() + "' and '" +
                   legacy.str() + "' contradict each other");
     if (!std::isnan(a))
       out = a;
@@ -99,7 +99,7 @@ public:
     for (const auto &kv : json) {
       std::string key = kv.first.str();
       if (!used.count(key) && !kIgnoredFields.count(key))
-        return fail("config.json: unknown field '" + key + "'");
+        return fail("unknown field '" + key + "'");
     }
     return true;
   }
@@ -135,7 +135,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
     return false;
   if (const JValue *tie = r.get("tie_word_embeddings")) {
     if (!tie->getAsBoolean())
-      return r.fail("config.json: field 'tie_word_embeddings' must be a bool");
+      return r.fail("field 'tie_word_embeddings' must be a bool");
     c.tieWordEmbeddings = *tie->getAsBoolean();
   }
 
@@ -146,7 +146,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   if (types) {
     const auto *arr = types->getAsArray();
     if (!arr)
-      return r.fail("config.json: field 'layer_types' must be an array");
+      return r.fail("field 'layer_types' must be an array");
     for (const JValue &t : *arr) {
       auto s = t.getAsString();
       if (s == llvm::StringRef("linear_attention"))
@@ -154,30 +154,30 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
       else if (s == llvm::StringRef("full_attention"))
         fromTypes.push_back(false);
       else
-        return r.fail("config.json: field 'layer_types' has an entry that is "
+        return r.fail("field 'layer_types' has an entry that is "
                       "neither \"linear_attention\" nor \"full_attention\"");
     }
   }
   if (legacyTypes) {
     const auto *arr = legacyTypes->getAsArray();
     if (!arr)
-      return r.fail("config.json: field 'attn_type_list' must be an array");
+      return r.fail("field 'attn_type_list' must be an array");
     for (const JValue &t : *arr) {
       auto i = t.getAsInteger();
       if (!i || (*i != 0 && *i != 1))
-        return r.fail("config.json: field 'attn_type_list' must hold 0 "
+        return r.fail("field 'attn_type_list' must hold 0 "
                       "(lightning) or 1 (softmax)");
       fromLegacy.push_back(*i == 0);
     }
   }
   if (types && legacyTypes && fromTypes != fromLegacy)
-    return r.fail("config.json: fields 'layer_types' and 'attn_type_list' "
+    return r.fail("fields 'layer_types' and 'attn_type_list' "
                   "contradict each other");
   c.isLinearLayer = types ? fromTypes : fromLegacy;
   if (!types && !legacyTypes)
     c.isLinearLayer.assign(c.numLayers, false);
   if ((int64_t)c.isLinearLayer.size() != c.numLayers)
-    return r.fail("config.json: field '" +
+    return r.fail("field '" +
                   std::string(types ? "layer_types" : "attn_type_list") +
                   "' has " + std::to_string(c.isLinearLayer.size()) +
                   " entries but num_hidden_layers is " +
@@ -202,25 +202,25 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   if (const JValue *rp = r.get("rope_parameters")) {
     const Object *o = rp->getAsObject();
     if (!o)
-      return r.fail("config.json: field 'rope_parameters' must be an object");
+      return r.fail("field 'rope_parameters' must be an object");
     for (const auto &kv : *o) {
       llvm::StringRef key = kv.first;
       if (key == "rope_theta") {
         if (!kv.second.getAsNumber())
-          return r.fail("config.json: 'rope_parameters.rope_theta' must be a "
+          return r.fail("'rope_parameters.rope_theta' must be a "
                         "number");
         theta = *kv.second.getAsNumber();
       } else if (key == "partial_rotary_factor") {
         if (!kv.second.getAsNumber())
-          return r.fail("config.json: 'rope_parameters.partial_rotary_factor' "
+          return r.fail("'rope_parameters.partial_rotary_factor' "
                         "must be a number");
         partial = *kv.second.getAsNumber();
       } else if (key == "rope_type") {
         if (kv.second.getAsString() != llvm::StringRef("default"))
-          return r.fail("config.json: 'rope_parameters.rope_type' must be "
+          return r.fail("'rope_parameters.rope_type' must be "
                         "\"default\" (scaled RoPE is not supported)");
       } else {
-        return r.fail("config.json: unknown field 'rope_parameters." +
+        return r.fail("unknown field 'rope_parameters." +
                       key.str() + "'");
       }
     }
@@ -229,7 +229,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   if (!r.number("rope_theta", legacyTheta))
     return false;
   if (!std::isnan(theta) && !std::isnan(legacyTheta) && theta != legacyTheta)
-    return r.fail("config.json: fields 'rope_parameters.rope_theta' and "
+    return r.fail("fields 'rope_parameters.rope_theta' and "
                   "'rope_theta' contradict each other");
   c.ropeTheta = !std::isnan(theta) ? theta
                 : !std::isnan(legacyTheta) ? legacyTheta
@@ -247,7 +247,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
     return false;
   if (rotaryDim >= 0) {
     if (!std::isnan(partial) && rotaryDim != c.rotaryDim)
-      return r.fail("config.json: fields 'rotary_dim' and "
+      return r.fail("fields 'rotary_dim' and "
                     "'partial_rotary_factor' contradict each other");
     c.rotaryDim = rotaryDim;
   }
@@ -255,7 +255,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   // Sanity of the values themselves.
   auto positive = [&](const char *name, int64_t v) {
     return v > 0 ||
-           r.fail(std::string("config.json: field '") + name +
+           r.fail(std::string("field '") + name +
                   "' must be > 0 but is " + std::to_string(v));
   };
   if (!positive("vocab_size", c.vocabSize) ||
@@ -270,20 +270,20 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
       !positive("block_size", c.blockSize))
     return false;
   if (c.numHeads % c.numKvHeads != 0)
-    return r.fail("config.json: num_key_value_heads (" +
+    return r.fail("num_key_value_heads (" +
                   std::to_string(c.numKvHeads) +
                   ") must divide num_attention_heads (" +
                   std::to_string(c.numHeads) + ")");
   if (c.topK > c.numExperts)
-    return r.fail("config.json: num_experts_per_tok (" +
+    return r.fail("num_experts_per_tok (" +
                   std::to_string(c.topK) + ") exceeds num_local_experts (" +
                   std::to_string(c.numExperts) + ")");
   if (c.rotaryDim <= 0 || c.rotaryDim % 2 || c.rotaryDim > c.headDim)
-    return r.fail("config.json: rotary_dim " + std::to_string(c.rotaryDim) +
+    return r.fail("rotary_dim " + std::to_string(c.rotaryDim) +
                   " must be even and within head_dim " +
                   std::to_string(c.headDim));
   if (!(c.rmsNormEps > 0))
-    return r.fail("config.json: field 'rms_norm_eps' must be > 0");
+    return r.fail("field 'rms_norm_eps' must be > 0");
   return r.checkUnknown();
 }
 

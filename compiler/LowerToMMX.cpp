@@ -148,7 +148,7 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         }
         continue;
       }
-      if (op.getDialect() != ctx->getLoadedDialect<mm::MMDialect>())
+      if (!llvm::isa_and_nonnull<mm::MMDialect>(op.getDialect()))
         return op.emitOpError() << "cannot be lowered to mmx: only mm ops "
                                    "may appear in the model function";
       if (failed(lowerKernelOp(b, op, buffers)))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make demo`: the built-in tiny model, end to end: weights -> import -> compile -> run.
+# usage: tools/demo.sh BUILD_DIR [PYTHON]
+set -euo pipefail
+build=${1:-build}
+python=${2:-/usr/bin/python3}
+src=$(cd "$(dirname "$0")/.." && pwd)
+bin=$build/bin
+work=$build/demo
+mkdir -p "$work"
+
+echo "== 1. random weights for models/tiny (deterministic, seed 0)"
+"$python" "$src/models/tiny/gen_weights.py" --config "$src/models/tiny/config.json" -o "$work/tiny.safetensors"
+echo "== 2. mm-import models/tiny -> $work/tiny.mlir"
+"$bin/mm-import" "$src/models/tiny" -o "$work/tiny.mlir"
+echo "== 3. mm-opt --mm-compile -> $work/tiny.mmb"
+"$bin/mm-opt" "$work/tiny.mlir" --mm-compile="max-batch=1 max-seq=64 artifact=$work/tiny.mmb" -o "$work/tiny.mmx.mlir"
+
+backend=cpu
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  if "$bin/mm-run" --help | grep -q "cuda is not built yet"; then
+    echo "note: a GPU is present, but the CUDA backend is not built yet; running on the CPU backend"
+  else
+    backend=cuda
+  fi
+fi
+echo "== 4. mm-run --backend $backend: 8-token prompt, 16 greedy tokens"
+"$python" -c "import numpy as np; np.save('$work/prompt.npy', np.array([[1, 17, 42, 7, 99, 3, 64, 5]], dtype=np.int32))"
+"$bin/mm-run" "$work/tiny.mmb" --weights "$work/tiny.safetensors" --input-ids "$work/prompt.npy" \
+  --backend "$backend" --dump-logits "$work/logits.npy" --generate 16
+"$python" -c "import numpy as np; l = np.load('$work/logits.npy'); print('logits', l.shape, l.dtype, 'last-token argmax', int(l[0, -1].argmax()))"
