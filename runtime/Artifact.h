@@ -9,6 +9,7 @@
 #pragma once
 
 #include "runtime/base/Status.h"
+#include "schema/ArtifactVersion.h"
 
 #include <cstdint>
 #include <string>
@@ -16,8 +17,9 @@
 
 namespace mm {
 
-/// The schema version this runtime reads; artifacts with any other `Program.version` are refused.
-inline constexpr uint32_t kSchemaVersion = 1;
+/// The schema version this runtime reads (shared with the writer); artifacts with any other
+/// `Program.version` are refused.
+inline constexpr uint32_t kSchemaVersion = artifact::kSchemaVersion;
 
 // Sanity limits: far above any real model, low enough that sizes cannot overflow 64-bit byte
 // counts and a corrupt file cannot make the runtime loop for hours.

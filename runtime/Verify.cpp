@@ -109,8 +109,8 @@ public:
                   std::to_string(step_.outputs[0]) + " but there are only " +
                   std::to_string(plan_.buffers.size()));
     if (out().kind != BufferKind::Activation)
-      return fail(outRole() + " is a " + kindName(out().kind) +
-                  " buffer; steps may only write activations");
+      return fail(outRole() + " is of kind " + kindName(out().kind) +
+                  "; steps may only write activations");
     return checkAliasing();
   }
 
@@ -426,9 +426,9 @@ Status checkBuffers(Plan &plan) {
                     " is not aligned to its element size");
       if (b.offset > plan.arenaBytes ||
           b.maxBytes > plan.arenaBytes - b.offset)
-        return fail("occupies arena bytes [" + std::to_string(b.offset) +
-                    ", " + std::to_string(b.offset + b.maxBytes) +
-                    ") past arena_bytes " + std::to_string(plan.arenaBytes));
+        return fail(std::to_string(b.maxBytes) + " bytes at arena offset " +
+                    std::to_string(b.offset) + " run past arena_bytes " +
+                    std::to_string(plan.arenaBytes));
       break;
     case BufferKind::Weight:
     case BufferKind::Input:
@@ -461,8 +461,8 @@ Status checkBindings(const Plan &plan) {
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Input)
       return invalidArgument(where + " refers to " +
-                             bufferLabel(plan, b.buffer) + ", a " +
-                             kindName(buf.kind) + " buffer");
+                             bufferLabel(plan, b.buffer) + " of kind " +
+                             kindName(buf.kind) + ", not an input buffer");
     if (buf.dtype != DType::I32 && buf.dtype != DType::F32)
       return invalidArgument(where + ": inputs must be i32 or f32, not " +
                              dtypeName(buf.dtype));
@@ -493,9 +493,9 @@ Status checkBindings(const Plan &plan) {
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Activation || buf.dtype != DType::F32)
       return invalidArgument(where + " must name an f32 activation, but " +
-                             bufferLabel(plan, b.buffer) + " is a " +
-                             dtypeName(buf.dtype) + " " + kindName(buf.kind) +
-                             " buffer");
+                             bufferLabel(plan, b.buffer) + " is " +
+                             dtypeName(buf.dtype) + " of kind " +
+                             kindName(buf.kind));
   }
   return Status::ok();
 }

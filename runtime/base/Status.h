@@ -1,5 +1,5 @@
 // Status and StatusOr<T>: the runtime's error type (a code plus a one-line message naming the
-// culprit) and the MM_RETURN_IF_ERROR / MM_ASSIGN_OR_RETURN helpers. Nothing in the runtime throws
+// culprit; control characters are escaped on construction) and the MM_RETURN_IF_ERROR / MM_ASSIGN_OR_RETURN helpers. Nothing in the runtime throws
 // for bad input; it returns a Status. Values are plain data: thread-compatible (no shared state).
 #pragma once
 
@@ -20,11 +20,29 @@ enum class StatusCode {
   kInternal,        // a bug in the runtime
 };
 
+/// `text` with control characters escaped as \xNN: messages quote names read from files, which
+/// may hold any byte, and must still print as one line.
+inline std::string oneLine(const std::string &text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7F) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 class [[nodiscard]] Status {
 public:
   Status() = default;
-  Status(StatusCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, const std::string &message)
+      : code_(code), message_(oneLine(message)) {}
 
   static Status ok() { return Status(); }
 
@@ -37,7 +55,7 @@ public:
   Status withPrefix(const std::string &prefix) const {
     if (isOk())
       return *this;
-    return Status(code_, prefix + message_);
+    return Status(code_, oneLine(prefix) + message_);
   }
 
 private:

@@ -52,21 +52,9 @@ struct Fatal {
 
 [[noreturn]] void die(const std::string &message) { throw Fatal{message}; }
 
-// Names in messages come from files and may hold any byte; escape control characters so the
-// error stays on one line.
 void printError(const std::string &message) {
   std::fflush(stdout);
-  std::string line;
-  for (unsigned char c : message) {
-    if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      line += buf;
-    } else {
-      line += static_cast<char>(c);
-    }
-  }
-  std::fprintf(stderr, "mm-run: error: %s\n", line.c_str());
+  std::fprintf(stderr, "mm-run: error: %s\n", mm::oneLine(message).c_str());
 }
 
 void check(const Status &s) {
