@@ -1,4 +1,5 @@
-// Artifact loading: file → flatbuffers verifier → Plan → semantic check (Verify.cpp).
+// Artifact loading: file → flatbuffers verifier → Plan → semantic check
+// (Verify.cpp).
 #include "runtime/Artifact.h"
 
 #include <mm/schema/mm_artifact_generated.h>
@@ -110,7 +111,7 @@ std::vector<int64_t> resolveShape(const std::vector<Dim> &shape, int64_t b,
   std::vector<int64_t> out;
   out.reserve(shape.size());
   for (const Dim &d : shape)
-    out.push_back(d.kind == DimKind::Const ? d.value
+    out.push_back(d.kind == DimKind::Const   ? d.value
                   : d.kind == DimKind::Batch ? b
                                              : t);
   return out;
@@ -122,8 +123,9 @@ std::string str(const flatbuffers::String *s) {
   return s ? std::string(s->c_str(), s->size()) : std::string();
 }
 
-// The flatbuffers verifier checks offsets, not enum ranges: a flipped byte can produce an enum
-// value the runtime has no case for, so every enum is range-checked here.
+// The flatbuffers verifier checks offsets, not enum ranges: a flipped byte can
+// produce an enum value the runtime has no case for, so every enum is
+// range-checked here.
 Status convertBuffer(const fb::Buffer *b, size_t index, BufferDesc &out) {
   std::string where = "buffer " + std::to_string(index);
   if (!b)
@@ -160,9 +162,9 @@ Status convertBuffer(const fb::Buffer *b, size_t index, BufferDesc &out) {
   return Status::ok();
 }
 
-Status convertBindings(
-    const flatbuffers::Vector<flatbuffers::Offset<fb::Binding>> *v,
-    const char *what, std::vector<Binding> &out) {
+Status
+convertBindings(const flatbuffers::Vector<flatbuffers::Offset<fb::Binding>> *v,
+                const char *what, std::vector<Binding> &out) {
   if (!v)
     return Status::ok();
   for (flatbuffers::uoffset_t i = 0; i < v->size(); ++i) {
@@ -208,8 +210,8 @@ StatusOr<Plan> parseArtifact(const uint8_t *data, size_t size,
     return invalidArgument(what + ": " + m);
   };
   if (size < 8)
-    return fail("file is too short to be an artifact (" +
-                std::to_string(size) + " bytes)");
+    return fail("file is too short to be an artifact (" + std::to_string(size) +
+                " bytes)");
   if (!fb::ProgramBufferHasIdentifier(data))
     return fail("not an mm artifact (file identifier is not \"MMB1\")");
   if (size >= FLATBUFFERS_MAX_BUFFER_SIZE)
@@ -222,9 +224,8 @@ StatusOr<Plan> parseArtifact(const uint8_t *data, size_t size,
   Plan plan;
   plan.version = prog->version();
   if (plan.version != kSchemaVersion)
-    return fail("unsupported artifact version " +
-                std::to_string(plan.version) + " (this runtime reads " +
-                std::to_string(kSchemaVersion) + ")");
+    return fail("unsupported artifact version " + std::to_string(plan.version) +
+                " (this runtime reads " + std::to_string(kSchemaVersion) + ")");
   plan.model = str(prog->model());
   plan.target = str(prog->target());
   plan.maxBatch = prog->max_batch();

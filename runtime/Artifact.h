@@ -1,11 +1,13 @@
-// Loading an mm artifact (.mmb) into a Plan: plain C++ structs that the executor runs.
+// Loading an mm artifact (.mmb) into a Plan: plain C++ structs that the
+// executor runs.
 //
-// loadArtifact() reads the file, runs the flatbuffers verifier (identifier "MMB1"), converts the
-// flatbuffer into a Plan and then runs the semantic check (Verify.cpp) of every step against the
-// kernel catalog (docs/kernels.md). After that, executors trust the Plan: every operand has the
-// rank, dtype and symbolic shape its kernel expects, every parameter is present and sane, and every
-// activation lies inside the arena. A Plan is immutable after loading and safe to share between
-// threads.
+// loadArtifact() reads the file, runs the flatbuffers verifier (identifier
+// "MMB1"), converts the flatbuffer into a Plan and then runs the semantic check
+// (Verify.cpp) of every step against the kernel catalog (docs/kernels.md).
+// After that, executors trust the Plan: every operand has the rank, dtype and
+// symbolic shape its kernel expects, every parameter is present and sane, and
+// every activation lies inside the arena. A Plan is immutable after loading and
+// safe to share between threads.
 #pragma once
 
 #include "runtime/base/Status.h"
@@ -17,12 +19,13 @@
 
 namespace mm {
 
-/// The schema version this runtime reads (shared with the writer); artifacts with any other
-/// `Program.version` are refused.
+/// The schema version this runtime reads (shared with the writer); artifacts
+/// with any other `Program.version` are refused.
 inline constexpr uint32_t kSchemaVersion = artifact::kSchemaVersion;
 
-// Sanity limits: far above any real model, low enough that sizes cannot overflow 64-bit byte
-// counts and a corrupt file cannot make the runtime loop for hours.
+// Sanity limits: far above any real model, low enough that sizes cannot
+// overflow 64-bit byte counts and a corrupt file cannot make the runtime loop
+// for hours.
 inline constexpr int64_t kMaxBatch = int64_t(1) << 20;
 inline constexpr int64_t kMaxSeq = int64_t(1) << 26;
 inline constexpr int64_t kMaxConstDim = int64_t(1) << 32;
@@ -69,8 +72,8 @@ struct BufferDesc {
   uint64_t maxBytes = 0; // size at (max_batch, max_seq); filled by the verifier
 };
 
-/// Step parameters, decoded by the verifier from the step's Param table. Only those the kernel
-/// lists in the catalog are meaningful for a given step.
+/// Step parameters, decoded by the verifier from the step's Param table. Only
+/// those the kernel lists in the catalog are meaningful for a given step.
 struct KernelParams {
   double eps = 0, alpha = 0, beta = 0, theta = 0, scale = 0;
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0, rotaryDim = 0;
@@ -117,15 +120,17 @@ struct Plan {
   int findOutput(const std::string &name) const;
 };
 
-/// Reads, verifies and converts the artifact at `path`. Errors name the file and the field.
+/// Reads, verifies and converts the artifact at `path`. Errors name the file
+/// and the field.
 StatusOr<Plan> loadArtifact(const std::string &path);
 
 /// As loadArtifact, from bytes in memory; `what` names the source in messages.
 StatusOr<Plan> parseArtifact(const uint8_t *data, size_t size,
                              const std::string &what);
 
-/// The semantic check of Verify.cpp: fills BufferDesc::maxBytes and StepDesc::params, and rejects
-/// anything the kernel catalog does not allow. Called by parseArtifact; exposed for tests.
+/// The semantic check of Verify.cpp: fills BufferDesc::maxBytes and
+/// StepDesc::params, and rejects anything the kernel catalog does not allow.
+/// Called by parseArtifact; exposed for tests.
 Status verifyPlan(Plan &plan);
 
 const char *dtypeName(DType t);

@@ -1,6 +1,7 @@
-// .npy reader and writer; see Npy.h. Format: "\x93NUMPY", major, minor, header length (u16 for
-// v1, u32 for v2/v3), a Python dict literal {'descr': '<i4', 'fortran_order': False,
-// 'shape': (2, 3), } padded with spaces and '\n', then the raw data.
+// .npy reader and writer; see Npy.h. Format: "\x93NUMPY", major, minor, header
+// length (u16 for v1, u32 for v2/v3), a Python dict literal {'descr': '<i4',
+// 'fortran_order': False, 'shape': (2, 3), } padded with spaces and '\n', then
+// the raw data.
 #include "runtime/Npy.h"
 
 #include <cerrno>
@@ -193,13 +194,19 @@ Status writeNpyF32(const std::string &path, const std::vector<int64_t> &shape,
       std::fopen(path.c_str(), "wb"), &std::fclose);
   if (!f)
     return invalidArgument(path + ": cannot create: " + std::strerror(errno));
-  const uint8_t head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+  const uint8_t head[10] = {0x93,
+                            'N',
+                            'U',
+                            'M',
+                            'P',
+                            'Y',
+                            1,
+                            0,
                             static_cast<uint8_t>(dict.size() & 0xFF),
                             static_cast<uint8_t>(dict.size() >> 8)};
   bool ok = std::fwrite(head, 1, 10, f.get()) == 10 &&
             std::fwrite(dict.data(), 1, dict.size(), f.get()) == dict.size() &&
-            (elems == 0 ||
-             std::fwrite(data, 4, elems, f.get()) == elems);
+            (elems == 0 || std::fwrite(data, 4, elems, f.get()) == elems);
   if (!ok || std::fflush(f.get()) != 0)
     return invalidArgument(path + ": write failed: " + std::strerror(errno));
   return Status::ok();

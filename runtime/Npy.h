@@ -1,5 +1,6 @@
-// NumPy .npy files: reading little-endian C-order int32 / int64 / float32 arrays (token ids,
-// labels) and writing float32 arrays (logits). Stateless functions: thread-safe.
+// NumPy .npy files: reading little-endian C-order int32 / int64 / float32
+// arrays (token ids, labels) and writing float32 arrays (logits). Stateless
+// functions: thread-safe.
 #pragma once
 
 #include "runtime/base/Status.h"
@@ -22,8 +23,9 @@ struct NpyArray {
   int64_t intAt(uint64_t i) const;
 };
 
-/// Reads `path`. Errors name the file: bad magic, unsupported dtype ('descr'), Fortran order,
-/// malformed header, or a data size that does not match the shape.
+/// Reads `path`. Errors name the file: bad magic, unsupported dtype ('descr'),
+/// Fortran order, malformed header, or a data size that does not match the
+/// shape.
 StatusOr<NpyArray> readNpy(const std::string &path);
 /// As readNpy, from bytes in memory; `what` names the source in messages.
 StatusOr<NpyArray> parseNpy(const uint8_t *data, size_t size,

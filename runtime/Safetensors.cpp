@@ -1,5 +1,6 @@
-// Safetensors reader; see Safetensors.h. Format: u64 little-endian header length N, N bytes of
-// JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the data.
+// Safetensors reader; see Safetensors.h. Format: u64 little-endian header
+// length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
+// "__metadata__": {...}}, then the data.
 #include "runtime/Safetensors.h"
 
 #include "runtime/base/Json.h"
@@ -153,7 +154,8 @@ Status SafetensorsFile::parseHeader() {
     const JsonValue *shape = v.get("shape");
     if (!shape || shape->kind != JsonValue::Kind::Array)
       return fail("missing array 'shape'");
-    // Element count with overflow checking: no tensor can exceed the data section.
+    // Element count with overflow checking: no tensor can exceed the data
+    // section.
     uint64_t elems = 1;
     bool tooLarge = false;
     for (const JsonValue &d : shape->array) {
@@ -172,8 +174,7 @@ Status SafetensorsFile::parseHeader() {
         offs->array.size() != 2)
       return fail("'data_offsets' must be an array [begin, end]");
     for (const JsonValue &o : offs->array)
-      if (o.kind != JsonValue::Kind::Number || !o.isInteger ||
-          !o.isNonNegative)
+      if (o.kind != JsonValue::Kind::Number || !o.isInteger || !o.isNonNegative)
         return fail("'data_offsets' entries must be non-negative integers");
     t.begin = offs->array[0].unsignedInteger;
     t.end = offs->array[1].unsignedInteger;
@@ -198,8 +199,7 @@ Status SafetensorsFile::parseHeader() {
   return Status::ok();
 }
 
-const SafetensorsTensor *
-SafetensorsFile::find(const std::string &name) const {
+const SafetensorsTensor *SafetensorsFile::find(const std::string &name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }

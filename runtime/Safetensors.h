@@ -1,7 +1,8 @@
-// Read-only access to a .safetensors file through mmap: the header is parsed and validated once
-// on open (header length, JSON, dtype, shape × dtype size == data_offsets span, offsets inside the
-// file), after which tensor bytes are read straight from the mapping. An open file is immutable
-// and safe to read from several threads.
+// Read-only access to a .safetensors file through mmap: the header is parsed
+// and validated once on open (header length, JSON, dtype, shape × dtype size ==
+// data_offsets span, offsets inside the file), after which tensor bytes are
+// read straight from the mapping. An open file is immutable and safe to read
+// from several threads.
 #pragma once
 
 #include "runtime/base/Status.h"
@@ -19,7 +20,7 @@ struct SafetensorsTensor {
   std::string dtype; // as written in the header: "F32", "BF16", ...
   size_t elementSize = 0;
   std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0; // byte offsets relative to the data section
+  uint64_t begin = 0, end = 0;   // byte offsets relative to the data section
   const uint8_t *data = nullptr; // into the mapping; `end - begin` bytes
 
   uint64_t numElements() const;
@@ -27,8 +28,10 @@ struct SafetensorsTensor {
 
 class SafetensorsFile {
 public:
-  /// Maps and validates `path`. Every error names the file and, where one is at fault, the tensor.
-  static StatusOr<std::unique_ptr<SafetensorsFile>> open(const std::string &path);
+  /// Maps and validates `path`. Every error names the file and, where one is at
+  /// fault, the tensor.
+  static StatusOr<std::unique_ptr<SafetensorsFile>>
+  open(const std::string &path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile &) = delete;
   SafetensorsFile &operator=(const SafetensorsFile &) = delete;
@@ -43,7 +46,8 @@ public:
     return metadata_;
   }
 
-  /// Converts the tensor (F32, BF16 or F16) to f32 into `dst`, which holds numElements() floats.
+  /// Converts the tensor (F32, BF16 or F16) to f32 into `dst`, which holds
+  /// numElements() floats.
   Status readAsF32(const SafetensorsTensor &t, float *dst) const;
 
 private:

@@ -60,8 +60,8 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
   std::unique_ptr<Session> s(new Session(std::move(plan)));
   const Plan &p = s->plan_;
   try {
-    // Check the total before allocating anything: a plan sized for a bigger machine should get a
-    // clear message, not the OOM killer.
+    // Check the total before allocating anything: a plan sized for a bigger
+    // machine should get a clear message, not the OOM killer.
     uint64_t weightBytes = 0, inputBytes = 0;
     for (const BufferDesc &b : p.buffers) {
       if (b.kind == BufferKind::Weight)
@@ -86,11 +86,14 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
     const uint64_t arenaAlloc =
         (std::max<uint64_t>(p.arenaBytes, 1) + kArenaAlign - 1) / kArenaAlign *
         kArenaAlign;
-    s->arena_ = static_cast<uint8_t *>(std::aligned_alloc(kArenaAlign, arenaAlloc));
+    s->arena_ =
+        static_cast<uint8_t *>(std::aligned_alloc(kArenaAlign, arenaAlloc));
     if (!s->arena_)
       return resourceExhausted("cannot allocate the " +
                                std::to_string(p.arenaBytes) + "-byte arena");
     s->bufferData_.assign(p.buffers.size(), nullptr);
+    s->shapes_.resize(p.buffers.size());
+    s->given_.resize(p.inputs.size());
     s->inputStorage_.resize(p.buffers.size());
     for (size_t i = 0; i < p.buffers.size(); ++i) {
       const BufferDesc &b = p.buffers[i];
@@ -180,7 +183,8 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
 }
 
 Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
-  std::vector<const NamedInput *> given(plan_.inputs.size(), nullptr);
+  std::vector<const NamedInput *> &given = given_;
+  std::fill(given.begin(), given.end(), nullptr);
   for (const NamedInput &in : inputs) {
     int idx = plan_.findInput(in.name);
     if (idx < 0) {
@@ -195,7 +199,8 @@ Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
       return invalidArgument("input '" + in.name + "' is given twice");
     given[idx] = &in;
   }
-  // Resolve B and T from the symbolic dims of every input; symbols no input fixes default to 1.
+  // Resolve B and T from the symbolic dims of every input; symbols no input
+  // fixes default to 1.
   int64_t batch = 0, seq = 0;
   for (size_t i = 0; i < plan_.inputs.size(); ++i) {
     const Binding &bind = plan_.inputs[i];
@@ -264,9 +269,24 @@ Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
   return Status::ok();
 }
 
+void Session::resolveShapes() {
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    const std::vector<Dim> &shape = plan_.buffers[i].shape;
+    ResolvedShape &r = shapes_[i];
+    r.elements = 1;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      r.dims[d] = shape[d].kind == DimKind::Const   ? shape[d].value
+                  : shape[d].kind == DimKind::Batch ? batch_
+                                                    : seq_;
+      r.elements *= r.dims[d];
+    }
+  }
+}
+
 Status Session::run(const std::vector<NamedInput> &inputs) {
   hasRun_ = false;
   MM_RETURN_IF_ERROR(bindInputs(inputs));
+  resolveShapes();
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
     Status st = runStep(i);
     if (!st.isOk())
@@ -279,8 +299,8 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
 Status Session::runStep(size_t index) {
   const StepDesc &step = plan_.steps[index];
   const KernelParams &p = step.params;
-  auto dims = [&](uint32_t buffer) {
-    return resolveShape(plan_.buffers[buffer].shape, batch_, seq_);
+  auto dims = [&](uint32_t buffer) -> const std::array<int64_t, kMaxRank> & {
+    return shapes_[buffer].dims;
   };
   auto f = [&](uint32_t buffer) {
     return static_cast<const float *>(bufferData_[buffer]);
@@ -290,10 +310,11 @@ Status Session::runStep(size_t index) {
   };
   const auto &in = step.inputs;
   float *out = static_cast<float *>(bufferData_[step.outputs[0]]);
-  const std::vector<int64_t> x = dims(in[0]);
+  const std::array<int64_t, kMaxRank> &x = dims(in[0]);
+  const int64_t xElements = shapes_[in[0]].elements;
   switch (step.kernel) {
   case Kernel::Embedding: {
-    const std::vector<int64_t> table = dims(in[1]);
+    const std::array<int64_t, kMaxRank> &table = dims(in[1]);
     return cpu::embedding(i32(in[0]), f(in[1]), out, x[0] * x[1], table[0],
                           table[1], x[1]);
   }
@@ -305,16 +326,16 @@ Status Session::runStep(size_t index) {
     cpu::linear(f(in[0]), f(in[1]), out, x[0] * x[1], x[2], dims(in[1])[0]);
     return Status::ok();
   case Kernel::Silu:
-    cpu::silu(f(in[0]), out, product(x));
+    cpu::silu(f(in[0]), out, xElements);
     return Status::ok();
   case Kernel::Sigmoid:
-    cpu::sigmoid(f(in[0]), out, product(x));
+    cpu::sigmoid(f(in[0]), out, xElements);
     return Status::ok();
   case Kernel::Mul:
-    cpu::mul(f(in[0]), f(in[1]), out, product(x));
+    cpu::mul(f(in[0]), f(in[1]), out, xElements);
     return Status::ok();
   case Kernel::ScaledAdd:
-    cpu::scaledAdd(f(in[0]), f(in[1]), out, product(x), p.alpha, p.beta);
+    cpu::scaledAdd(f(in[0]), f(in[1]), out, xElements, p.alpha, p.beta);
     return Status::ok();
   case Kernel::Rope:
     cpu::rope(f(in[0]), out, x[0], x[1], p.numHeads, p.headDim, p.rotaryDim,
@@ -330,9 +351,9 @@ Status Session::runStep(size_t index) {
                           scratch_);
     return Status::ok();
   case Kernel::Moe: {
-    const std::vector<int64_t> w1 = dims(in[2]);
-    cpu::moe(f(in[0]), f(in[1]), f(in[2]), f(in[3]), f(in[4]), out,
-             x[0] * x[1], x[2], w1[0], w1[1], p.topK, scratch_);
+    const std::array<int64_t, kMaxRank> &w1 = dims(in[2]);
+    cpu::moe(f(in[0]), f(in[1]), f(in[2]), f(in[3]), f(in[4]), out, x[0] * x[1],
+             x[2], w1[0], w1[1], p.topK, scratch_);
     return Status::ok();
   }
   case Kernel::CrossEntropy:
@@ -347,7 +368,8 @@ StatusOr<OutputView> Session::output(const std::string &name) const {
   if (idx < 0)
     return notFound("the artifact has no output '" + name + "'");
   if (!hasRun_)
-    return invalidArgument("output '" + name + "' read before a successful run");
+    return invalidArgument("output '" + name +
+                           "' read before a successful run");
   const uint32_t buffer = plan_.outputs[idx].buffer;
   OutputView v;
   v.shape = resolveShape(plan_.buffers[buffer].shape, batch_, seq_);

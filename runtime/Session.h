@@ -1,10 +1,12 @@
-// Session: executes a verified Plan on the CPU backend. Creation allocates everything once (the
-// activation arena of Plan::arenaBytes, the weights converted to f32, the input buffers at their
-// maximum shape) and binds weights by name from safetensors files; run() then executes the steps
-// in order for the actual batch B and sequence length T taken from the inputs, without
+// Session: executes a verified Plan on the CPU backend. Creation allocates
+// everything once (the activation arena of Plan::arenaBytes, the weights
+// converted to f32, the input buffers at their maximum shape) and binds weights
+// by name from safetensors files; run() then executes the steps in order for
+// the actual batch B and sequence length T taken from the inputs, without
 // allocating (after the first run has grown the kernels' scratch).
 //
-// A Session is not thread-safe: one run at a time. Different Sessions are independent.
+// A Session is not thread-safe: one run at a time. Different Sessions are
+// independent.
 #pragma once
 
 #include "runtime/Artifact.h"
@@ -12,6 +14,7 @@
 #include "runtime/Safetensors.h"
 #include "runtime/cpu/CpuKernels.h"
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,12 +23,13 @@
 namespace mm {
 
 struct SessionOptions {
-  /// Refuse plans whose arena + weights + inputs exceed this many bytes; 0 means the machine's
-  /// physical memory.
+  /// Refuse plans whose arena + weights + inputs exceed this many bytes; 0
+  /// means the machine's physical memory.
   uint64_t memoryLimitBytes = 0;
 };
 
-/// One caller-provided input: a C-order host array (int32 / int64 for i32 inputs, f32 for f32).
+/// One caller-provided input: a C-order host array (int32 / int64 for i32
+/// inputs, f32 for f32).
 struct NamedInput {
   std::string name;
   NpyDType dtype = NpyDType::I32;
@@ -33,7 +37,8 @@ struct NamedInput {
   const void *data = nullptr;
 };
 
-/// An output of the last run: f32, C order, `shape` resolved for that run's B and T.
+/// An output of the last run: f32, C order, `shape` resolved for that run's B
+/// and T.
 struct OutputView {
   std::vector<int64_t> shape;
   const float *data = nullptr;
@@ -42,8 +47,9 @@ struct OutputView {
 
 class Session {
 public:
-  /// Allocates and binds weights. A weight name containing "{e}" is stacked over dim 0 from the
-  /// tensors with "{e}" replaced by 0, 1, ...; each tensor is searched in `weights` in order.
+  /// Allocates and binds weights. A weight name containing "{e}" is stacked
+  /// over dim 0 from the tensors with "{e}" replaced by 0, 1, ...; each tensor
+  /// is searched in `weights` in order.
   static StatusOr<std::unique_ptr<Session>>
   create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
          const SessionOptions &options = {});
@@ -53,8 +59,8 @@ public:
 
   const Plan &plan() const { return plan_; }
 
-  /// Binds every input the plan declares (each exactly once), resolves B and T from their shapes
-  /// and runs all steps.
+  /// Binds every input the plan declares (each exactly once), resolves B and T
+  /// from their shapes and runs all steps.
   Status run(const std::vector<NamedInput> &inputs);
 
   /// Output `name` of the last successful run.
@@ -69,11 +75,23 @@ private:
   Status bindInputs(const std::vector<NamedInput> &inputs);
   Status runStep(size_t index);
 
+  // A buffer's shape for the current B and T, kept per buffer so steps need not
+  // resolve (and allocate) shapes on the hot path.
+  struct ResolvedShape {
+    std::array<int64_t, kMaxRank> dims{};
+    int64_t elements = 1;
+  };
+  void resolveShapes();
+
   Plan plan_;
   uint8_t *arena_ = nullptr;
   std::vector<float> weightStorage_;
-  std::vector<std::vector<uint8_t>> inputStorage_; // per buffer; empty unless an Input
-  std::vector<void *> bufferData_;                 // per buffer
+  std::vector<std::vector<uint8_t>>
+      inputStorage_;                  // per buffer; empty unless an Input
+  std::vector<void *> bufferData_;    // per buffer
+  std::vector<ResolvedShape> shapes_; // per buffer
+  std::vector<const NamedInput *>
+      given_; // per input binding, during bindInputs
   cpu::Scratch scratch_;
   int64_t batch_ = 0, seq_ = 0;
   bool hasRun_ = false;

@@ -1,6 +1,7 @@
-// Semantic check of a Plan against the kernel catalog (docs/kernels.md): program limits, buffers,
-// bindings, and per step the arity, dtypes, ranks, symbolic shapes (Dim kind + value) and params.
-// After this, kernels trust their operands and never check shapes again.
+// Semantic check of a Plan against the kernel catalog (docs/kernels.md):
+// program limits, buffers, bindings, and per step the arity, dtypes, ranks,
+// symbolic shapes (Dim kind + value) and params. After this, kernels trust
+// their operands and never check shapes again.
 #include "runtime/Artifact.h"
 
 #include <cmath>
@@ -14,7 +15,8 @@ struct KernelInfo {
   Kernel kernel;
   size_t numInputs;
   const char *inputNames[5];
-  bool elementwise; // reads each element once before writing it: may run in place
+  bool elementwise; // reads each element once before writing it: may run in
+                    // place
 };
 
 // Inputs in catalog order; each kernel has exactly one output.
@@ -33,8 +35,7 @@ const std::map<std::string, KernelInfo> &kernelTable() {
       {"softmax_attention",
        {Kernel::SoftmaxAttention, 3, {"q", "k", "v"}, false}},
       {"moe", {Kernel::Moe, 5, {"x", "router", "w1", "w2", "w3"}, false}},
-      {"cross_entropy",
-       {Kernel::CrossEntropy, 2, {"logits", "labels"}, false}},
+      {"cross_entropy", {Kernel::CrossEntropy, 2, {"logits", "labels"}, false}},
   };
   return table;
 }
@@ -72,8 +73,8 @@ public:
   StepChecker(const Plan &plan, StepDesc &step, size_t index,
               const KernelInfo &info)
       : plan_(plan), step_(step), info_(info),
-        where_("step " + std::to_string(index) + " (" + step.kernelName +
-               ")") {}
+        where_("step " + std::to_string(index) + " (" + step.kernelName + ")") {
+  }
 
   Status fail(const std::string &m) const {
     return invalidArgument(where_ + ": " + m);
@@ -114,17 +115,17 @@ public:
     return checkAliasing();
   }
 
-  // The CPU kernels of non-elementwise steps read inputs after writing output elements, so
-  // their output must not share arena bytes with an input; elementwise ones may run exactly in
-  // place.
+  // The CPU kernels of non-elementwise steps read inputs after writing output
+  // elements, so their output must not share arena bytes with an input;
+  // elementwise ones may run exactly in place.
   Status checkAliasing() const {
     const BufferDesc &o = out();
     for (size_t i = 0; i < step_.inputs.size(); ++i) {
       const BufferDesc &b = in(i);
       if (b.kind != BufferKind::Activation)
         continue;
-      bool overlap = b.offset < o.offset + o.maxBytes &&
-                     o.offset < b.offset + b.maxBytes;
+      bool overlap =
+          b.offset < o.offset + o.maxBytes && o.offset < b.offset + b.maxBytes;
       if (!overlap)
         continue;
       bool exactInPlace = info_.elementwise && b.offset == o.offset &&
@@ -135,16 +136,15 @@ public:
     return Status::ok();
   }
 
-  Status dtype(const BufferDesc &b, const std::string &role,
-               DType want) const {
+  Status dtype(const BufferDesc &b, const std::string &role, DType want) const {
     if (b.dtype != want)
       return fail(role + " must be " + dtypeName(want) + " but is " +
                   dtypeName(b.dtype));
     return Status::ok();
   }
 
-  // Activations are f32 (catalog default); weights may be stored in any float type and are
-  // converted when bound.
+  // Activations are f32 (catalog default); weights may be stored in any float
+  // type and are converted when bound.
   Status floatOperand(const BufferDesc &b, const std::string &role) const {
     if (b.kind == BufferKind::Weight && b.dtype != DType::I32)
       return Status::ok();
@@ -159,13 +159,11 @@ public:
   }
 
   Status dimEq(const BufferDesc &a, const std::string &aRole, size_t ad,
-               const BufferDesc &b, const std::string &bRole,
-               size_t bd) const {
+               const BufferDesc &b, const std::string &bRole, size_t bd) const {
     if (a.shape[ad] != b.shape[bd])
       return fail(aRole + " has shape " + formatShape(a.shape) + " and " +
                   bRole + " has shape " + formatShape(b.shape) + ": dim " +
-                  std::to_string(ad) + " must equal dim " +
-                  std::to_string(bd));
+                  std::to_string(ad) + " must equal dim " + std::to_string(bd));
     return Status::ok();
   }
 
@@ -213,8 +211,8 @@ public:
       return fail("missing real param '" + std::string(name) + "'");
     if (!std::isfinite(p->f) || p->f < lo)
       return fail("param '" + std::string(name) + "' is " +
-                  std::to_string(p->f) + " but must be finite and >= " +
-                  std::to_string(lo));
+                  std::to_string(p->f) +
+                  " but must be finite and >= " + std::to_string(lo));
     out = p->f;
     return Status::ok();
   }
@@ -311,8 +309,7 @@ Status StepChecker::checkKernel() {
         intParam("layer_index", 0, p.numLayers - 1, p.layerIndex));
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
-    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2,
-                                p.numHeads * 3 * p.headDim,
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * 3 * p.headDim,
                                 "num_heads * 3 * head_dim"));
     MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
     MM_RETURN_IF_ERROR(rank(o, oR, 3));
@@ -322,8 +319,7 @@ Status StepChecker::checkKernel() {
   }
   case Kernel::SoftmaxAttention: {
     MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
-    MM_RETURN_IF_ERROR(
-        intParam("num_kv_heads", 1, p.numHeads, p.numKvHeads));
+    MM_RETURN_IF_ERROR(intParam("num_kv_heads", 1, p.numHeads, p.numKvHeads));
     if (p.numHeads % p.numKvHeads != 0)
       return fail("param 'num_heads' (" + std::to_string(p.numHeads) +
                   ") must be a multiple of 'num_kv_heads' (" +
@@ -339,8 +335,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
                                 "num_heads * head_dim"));
     for (size_t i = 1; i < 3; ++i)
-      MM_RETURN_IF_ERROR(dimConst(in(i), inRole(i), 2,
-                                  p.numKvHeads * p.headDim,
+      MM_RETURN_IF_ERROR(dimConst(in(i), inRole(i), 2, p.numKvHeads * p.headDim,
                                   "num_kv_heads * head_dim"));
     MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
     return sameShape(o, oR, in(0), inRole(0));
@@ -412,8 +407,8 @@ Status checkBuffers(Plan &plan) {
         if (b.kind == BufferKind::Weight)
           return fail("weight shape " + formatShape(b.shape) +
                       " must be constant");
-        size = static_cast<uint64_t>(
-            dim.kind == DimKind::Batch ? plan.maxBatch : plan.maxSeq);
+        size = static_cast<uint64_t>(dim.kind == DimKind::Batch ? plan.maxBatch
+                                                                : plan.maxSeq);
       }
       if (!mulWithin(elems, size, limit))
         return fail("shape " + formatShape(b.shape) + " is too large");
@@ -424,8 +419,7 @@ Status checkBuffers(Plan &plan) {
       if (b.offset % dtypeSize(b.dtype) != 0)
         return fail("arena offset " + std::to_string(b.offset) +
                     " is not aligned to its element size");
-      if (b.offset > plan.arenaBytes ||
-          b.maxBytes > plan.arenaBytes - b.offset)
+      if (b.offset > plan.arenaBytes || b.maxBytes > plan.arenaBytes - b.offset)
         return fail(std::to_string(b.maxBytes) + " bytes at arena offset " +
                     std::to_string(b.offset) + " run past arena_bytes " +
                     std::to_string(plan.arenaBytes));
@@ -446,8 +440,8 @@ Status checkBindings(const Plan &plan) {
   std::vector<int> inputUses(plan.buffers.size(), 0);
   for (size_t i = 0; i < plan.inputs.size(); ++i) {
     const Binding &b = plan.inputs[i];
-    std::string where = "input binding " + std::to_string(i) + " '" +
-                        b.name + "'";
+    std::string where =
+        "input binding " + std::to_string(i) + " '" + b.name + "'";
     if (b.name.empty())
       return invalidArgument("input binding " + std::to_string(i) +
                              " has no name");
@@ -455,8 +449,7 @@ Status checkBindings(const Plan &plan) {
       return invalidArgument(where + " is bound twice");
     if (b.buffer >= plan.buffers.size())
       return invalidArgument(where + " refers to buffer " +
-                             std::to_string(b.buffer) +
-                             " but there are only " +
+                             std::to_string(b.buffer) + " but there are only " +
                              std::to_string(plan.buffers.size()));
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Input)
@@ -470,16 +463,16 @@ Status checkBindings(const Plan &plan) {
   }
   for (size_t i = 0; i < plan.buffers.size(); ++i) {
     if (plan.buffers[i].kind == BufferKind::Input && inputUses[i] != 1)
-      return invalidArgument(
-          bufferLabel(plan, static_cast<uint32_t>(i)) +
-          (inputUses[i] == 0 ? " is an input but no binding names it"
-                             : " is named by several input bindings"));
+      return invalidArgument(bufferLabel(plan, static_cast<uint32_t>(i)) +
+                             (inputUses[i] == 0
+                                  ? " is an input but no binding names it"
+                                  : " is named by several input bindings"));
   }
   names.clear();
   for (size_t i = 0; i < plan.outputs.size(); ++i) {
     const Binding &b = plan.outputs[i];
-    std::string where = "output binding " + std::to_string(i) + " '" +
-                        b.name + "'";
+    std::string where =
+        "output binding " + std::to_string(i) + " '" + b.name + "'";
     if (b.name.empty())
       return invalidArgument("output binding " + std::to_string(i) +
                              " has no name");
@@ -487,8 +480,7 @@ Status checkBindings(const Plan &plan) {
       return invalidArgument(where + " is bound twice");
     if (b.buffer >= plan.buffers.size())
       return invalidArgument(where + " refers to buffer " +
-                             std::to_string(b.buffer) +
-                             " but there are only " +
+                             std::to_string(b.buffer) + " but there are only " +
                              std::to_string(plan.buffers.size()));
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Activation || buf.dtype != DType::F32)
@@ -504,10 +496,9 @@ Status checkBindings(const Plan &plan) {
 
 Status verifyPlan(Plan &plan) {
   if (plan.version != kSchemaVersion)
-    return invalidArgument("unsupported artifact version " +
-                           std::to_string(plan.version) +
-                           " (this runtime reads " +
-                           std::to_string(kSchemaVersion) + ")");
+    return invalidArgument(
+        "unsupported artifact version " + std::to_string(plan.version) +
+        " (this runtime reads " + std::to_string(kSchemaVersion) + ")");
   if (plan.maxBatch < 1 || plan.maxBatch > kMaxBatch)
     return invalidArgument("max_batch " + std::to_string(plan.maxBatch) +
                            " is outside [1, " + std::to_string(kMaxBatch) +

@@ -33,8 +33,8 @@ public:
 
 private:
   Status error(const std::string &m) const {
-    return invalidArgument("JSON error at byte " + std::to_string(pos_) +
-                           ": " + m);
+    return invalidArgument("JSON error at byte " + std::to_string(pos_) + ": " +
+                           m);
   }
 
   void skipWs() {
@@ -272,9 +272,10 @@ private:
     out.kind = JsonValue::Kind::Number;
     out.number = std::strtod(text.c_str(), nullptr);
     if (integral) {
-      // Exact integer value, with overflow detection (strtoull accepts too much).
-      std::string_view digits =
-          s_.substr(start + (negative ? 1 : 0), intEnd - start - (negative ? 1 : 0));
+      // Exact integer value, with overflow detection (strtoull accepts too
+      // much).
+      std::string_view digits = s_.substr(start + (negative ? 1 : 0),
+                                          intEnd - start - (negative ? 1 : 0));
       uint64_t v = 0;
       bool overflow = false;
       for (char d : digits) {

@@ -1,6 +1,8 @@
-// Status and StatusOr<T>: the runtime's error type (a code plus a one-line message naming the
-// culprit; control characters are escaped on construction) and the MM_RETURN_IF_ERROR / MM_ASSIGN_OR_RETURN helpers. Nothing in the runtime throws
-// for bad input; it returns a Status. Values are plain data: thread-compatible (no shared state).
+// Status and StatusOr<T>: the runtime's error type (a code plus a one-line
+// message naming the culprit; control characters are escaped on construction)
+// and the MM_RETURN_IF_ERROR / MM_ASSIGN_OR_RETURN helpers. Nothing in the
+// runtime throws for bad input; it returns a Status. Values are plain data:
+// thread-compatible (no shared state).
 #pragma once
 
 #include <cassert>
@@ -12,16 +14,17 @@ namespace mm {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument, // bad input file, bad CLI flag, bad tensor contents
-  kNotFound,        // a file, weight or binding is missing
-  kOutOfRange,      // a size or index past a limit
+  kInvalidArgument,   // bad input file, bad CLI flag, bad tensor contents
+  kNotFound,          // a file, weight or binding is missing
+  kOutOfRange,        // a size or index past a limit
   kResourceExhausted, // not enough memory
-  kUnimplemented,   // valid request the build cannot serve (e.g. a backend not compiled in)
-  kInternal,        // a bug in the runtime
+  kUnimplemented, // valid request the build cannot serve (e.g. a backend not
+                  // compiled in)
+  kInternal,      // a bug in the runtime
 };
 
-/// `text` with control characters escaped as \xNN: messages quote names read from files, which
-/// may hold any byte, and must still print as one line.
+/// `text` with control characters escaped as \xNN: messages quote names read
+/// from files, which may hold any byte, and must still print as one line.
 inline std::string oneLine(const std::string &text) {
   static const char kHex[] = "0123456789abcdef";
   std::string out;
@@ -51,7 +54,8 @@ public:
   StatusCode code() const { return code_; }
   const std::string &message() const { return message_; }
 
-  /// Prepends context ("file.mmb: ") so the message names the outer culprit too.
+  /// Prepends context ("file.mmb: ") so the message names the outer culprit
+  /// too.
   Status withPrefix(const std::string &prefix) const {
     if (isOk())
       return *this;
@@ -119,7 +123,8 @@ private:
       return mm_status_tmp_;                                                   \
   } while (0)
 
-/// `MM_ASSIGN_OR_RETURN(auto x, f())`: binds the value of a StatusOr or returns its error.
+/// `MM_ASSIGN_OR_RETURN(auto x, f())`: binds the value of a StatusOr or returns
+/// its error.
 #define MM_ASSIGN_OR_RETURN(lhs, expr)                                         \
   MM_ASSIGN_OR_RETURN_IMPL(MM_STATUS_CONCAT(mm_statusor_, __LINE__), lhs, expr)
 #define MM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                               \

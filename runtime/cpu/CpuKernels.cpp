@@ -30,12 +30,11 @@ Status embedding(const int32_t *ids, const float *table, float *out,
   for (int64_t r = 0; r < rows; ++r) {
     int64_t id = ids[r];
     if (id < 0 || id >= vocab)
-      return outOfRange("embedding: token id " + std::to_string(id) +
-                        " at [" + std::to_string(r / seqLen) + ", " +
+      return outOfRange("embedding: token id " + std::to_string(id) + " at [" +
+                        std::to_string(r / seqLen) + ", " +
                         std::to_string(r % seqLen) + "] is outside [0, " +
                         std::to_string(vocab) + ")");
-    std::copy(table + id * hidden, table + (id + 1) * hidden,
-              out + r * hidden);
+    std::copy(table + id * hidden, table + (id + 1) * hidden, out + r * hidden);
   }
   return Status::ok();
 }
@@ -52,8 +51,8 @@ void rmsNorm(const float *x, const float *w, float *out, int64_t rows,
   }
 }
 
-void linear(const float *x, const float *w, float *out, int64_t rows,
-            int64_t k, int64_t n) {
+void linear(const float *x, const float *w, float *out, int64_t rows, int64_t k,
+            int64_t n) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < n; ++j)
       out[r * n + j] = static_cast<float>(dot(x + r * k, w + j * k, k));
@@ -80,9 +79,8 @@ void scaledAdd(const float *a, const float *b, float *out, int64_t n,
     out[i] = static_cast<float>(alpha * a[i] + beta * b[i]);
 }
 
-void rope(const float *x, float *out, int64_t batch, int64_t seq,
-          int64_t heads, int64_t headDim, int64_t rotaryDim, double theta,
-          Scratch &scratch) {
+void rope(const float *x, float *out, int64_t batch, int64_t seq, int64_t heads,
+          int64_t headDim, int64_t rotaryDim, double theta, Scratch &scratch) {
   const int64_t half = rotaryDim / 2;
   growTo(scratch.d, static_cast<size_t>(half));
   double *invFreq = scratch.d.data();
@@ -127,7 +125,9 @@ void lightningAttention(const float *qkv, float *out, int64_t batch,
     for (int64_t h = 0; h < heads; ++h) {
       const double s = lightningDecay(h, heads, layer, numLayers);
       std::fill(state, state + D * D, 0.0);
-      auto q = [&](int64_t t) { return qkv + (b * seq + t) * rowIn + h * 3 * D; };
+      auto q = [&](int64_t t) {
+        return qkv + (b * seq + t) * rowIn + h * 3 * D;
+      };
       auto k = [&](int64_t t) { return q(t) + D; };
       auto v = [&](int64_t t) { return q(t) + 2 * D; };
       for (int64_t b0 = 0; b0 < seq; b0 += blockSize) {
@@ -210,10 +210,9 @@ void softmaxAttention(const float *q, const float *k, const float *v,
     }
 }
 
-void moe(const float *x, const float *router, const float *w1,
-         const float *w2, const float *w3, float *out, int64_t rows,
-         int64_t hidden, int64_t experts, int64_t inter, int64_t topK,
-         Scratch &scratch) {
+void moe(const float *x, const float *router, const float *w1, const float *w2,
+         const float *w3, float *out, int64_t rows, int64_t hidden,
+         int64_t experts, int64_t inter, int64_t topK, Scratch &scratch) {
   const int64_t H = hidden, I = inter, E = experts;
   growTo(scratch.d, static_cast<size_t>(E + I + H));
   growTo(scratch.i, static_cast<size_t>(E));

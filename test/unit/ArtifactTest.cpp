@@ -1,5 +1,6 @@
-// Tests artifact loading: the flatbuffers layer (identifier, verifier, truncation, byte flips) and
-// the semantic check of Verify.cpp against the kernel catalog.
+// Tests artifact loading: the flatbuffers layer (identifier, verifier,
+// truncation, byte flips) and the semantic check of Verify.cpp against the
+// kernel catalog.
 #include "runtime/Artifact.h"
 
 #include "TestSupport.h"
@@ -39,7 +40,8 @@ StatusOr<Plan> roundTrip(const Plan &plan) {
   return parseArtifact(bytes.data(), bytes.size(), "test.mmb");
 }
 
-// Applies `mutate` to a valid plan and expects the loader to refuse it with `fragment`.
+// Applies `mutate` to a valid plan and expects the loader to refuse it with
+// `fragment`.
 void expectRejected(const std::function<void(Plan &)> &mutate,
                     const std::string &fragment, Plan plan = smallPlan()) {
   mutate(plan);
@@ -110,20 +112,31 @@ TEST(Artifact, RejectsOutOfRangeBufferIndex) {
 TEST(Artifact, RejectsShapeMismatch) {
   expectRejected([](Plan &p) { p.buffers[2].shape = {C(5)}; },
                  "step 1 (rms_norm): input w (buffer 2 'norm') has shape [5]");
-  expectRejected([](Plan &p) { p.buffers[5].shape = {kB, kT, C(5)}; },
-                 "step 1 (rms_norm): output");
-  expectRejected([](Plan &p) { p.buffers[6].shape = {kB, kB, C(10)}; },
-                 "step 2 (logits): output");
-  expectRejected([](Plan &p) { p.buffers[0].shape = {kB, kT, C(1)}; },
-                 "must have rank 2");
+  expectRejected(
+      [](Plan &p) {
+        p.buffers[5].shape = {kB, kT, C(5)};
+      },
+      "step 1 (rms_norm): output");
+  expectRejected(
+      [](Plan &p) {
+        p.buffers[6].shape = {kB, kB, C(10)};
+      },
+      "step 2 (logits): output");
+  expectRejected(
+      [](Plan &p) {
+        p.buffers[0].shape = {kB, kT, C(1)};
+      },
+      "must have rank 2");
   expectRejected([](Plan &p) { p.buffers[0].dtype = DType::F32; },
                  "input ids (buffer 0 'input_ids') must be i32 but is f32");
-  expectRejected([](Plan &p) { p.buffers[4].shape[2] = Dim{DimKind::Seq, 3}; },
-                 "symbolic but has value 3");
+  expectRejected(
+      [](Plan &p) {
+        p.buffers[4].shape[2] = Dim{DimKind::Seq, 3};
+      },
+      "symbolic but has value 3");
   expectRejected([](Plan &p) { p.buffers[1].shape[0] = kB; },
                  "weight shape [B, 4] must be constant");
-  expectRejected([](Plan &p) { p.buffers[1].shape[0] = C(0); },
-                 "dim 0 is 0");
+  expectRejected([](Plan &p) { p.buffers[1].shape[0] = C(0); }, "dim 0 is 0");
 }
 
 TEST(Artifact, RejectsBufferPastArena) {
@@ -189,16 +202,22 @@ TEST(Artifact, ChecksKernelParams) {
 
   auto moe = [](int64_t topK) {
     return oneStep("moe",
-                   {{kB, kT, C(4)}, {C(3), C(4)}, {C(3), C(6), C(4)},
-                    {C(3), C(4), C(6)}, {C(3), C(6), C(4)}},
+                   {{kB, kT, C(4)},
+                    {C(3), C(4)},
+                    {C(3), C(6), C(4)},
+                    {C(3), C(4), C(6)},
+                    {C(3), C(6), C(4)}},
                    {kB, kT, C(4)}, {pi("top_k", topK)},
                    {false, true, true, true, true});
   };
   EXPECT_TRUE(roundTrip(moe(3)).isOk());
   expectRejected([](Plan &) {}, "param 'top_k' is 4 but must be in [1, 3]",
                  moe(4));
-  expectRejected([](Plan &p) { p.buffers[3].shape = {C(3), C(6), C(4)}; },
-                 "input w2", moe(2));
+  expectRejected(
+      [](Plan &p) {
+        p.buffers[3].shape = {C(3), C(6), C(4)};
+      },
+      "input w2", moe(2));
 
   auto lightning = [](int64_t layer, int64_t layers) {
     return oneStep("lightning_attention", {{kB, kT, C(48)}}, {kB, kT, C(16)},
@@ -213,7 +232,8 @@ TEST(Artifact, ChecksKernelParams) {
 
   auto attention = [](int64_t heads, int64_t kvHeads) {
     return oneStep("softmax_attention",
-                   {{kB, kT, C(heads * 4)}, {kB, kT, C(kvHeads * 4)},
+                   {{kB, kT, C(heads * 4)},
+                    {kB, kT, C(kvHeads * 4)},
                     {kB, kT, C(kvHeads * 4)}},
                    {kB, kT, C(heads * 4)},
                    {pi("head_dim", 4), pi("num_heads", heads),
@@ -230,7 +250,8 @@ TEST(Artifact, ChecksKernelParams) {
   EXPECT_TRUE(ceOk.isOk()) << ceOk.status().message();
 }
 
-// Every single-byte corruption of a valid artifact either loads or is refused; none crashes.
+// Every single-byte corruption of a valid artifact either loads or is refused;
+// none crashes.
 TEST(Artifact, SurvivesEveryByteFlip) {
   const std::vector<uint8_t> good =
       test::serializePlan(test::buildTinyModel().plan);

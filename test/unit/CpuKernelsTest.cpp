@@ -1,5 +1,6 @@
-// Numeric tests of the CPU reference kernels against naive float64 implementations written here
-// from docs/kernels.md. Inputs are random and never zero; outputs are poisoned with NaN first.
+// Numeric tests of the CPU reference kernels against naive float64
+// implementations written here from docs/kernels.md. Inputs are random and
+// never zero; outputs are poisoned with NaN first.
 #include "runtime/cpu/CpuKernels.h"
 
 #include "TestSupport.h"
@@ -40,7 +41,7 @@ double relError(const std::vector<float> &out, const std::vector<double> &ref) {
 #define EXPECT_CLOSE(out, ref)                                                 \
   do {                                                                         \
     double e_ = relError(out, ref);                                            \
-    EXPECT_TRUE(e_ <= 1e-6) << "relative error " << e_;                       \
+    EXPECT_TRUE(e_ <= 1e-6) << "relative error " << e_;                        \
   } while (0)
 
 // Per-token recurrence: KV = exp(-s) KV + kᵀv; o = q KV.
@@ -76,7 +77,8 @@ TEST(CpuKernels, LightningBlockwiseMatchesRecurrence) {
   for (int64_t layer : {0, 2, 3}) {
     std::vector<float> qkv = rnd(B * T * H * 3 * D);
     std::vector<double> ref = naiveLightning(qkv, B, T, H, D, layer, L);
-    // T = 11 is not a multiple of 4 or 3; block 1 and block ≥ T are the extremes.
+    // T = 11 is not a multiple of 4 or 3; block 1 and block ≥ T are the
+    // extremes.
     for (int64_t block : {1, 3, 4, 16}) {
       std::vector<float> out = poisoned(B * T * H * D);
       lightningAttention(qkv.data(), out.data(), B, T, H, D, block, layer, L,
@@ -89,8 +91,8 @@ TEST(CpuKernels, LightningBlockwiseMatchesRecurrence) {
 TEST(CpuKernels, LightningDecayFormula) {
   // s_h = (2^(-8/H))^(h+1) * (1 - l/(L-1+1e-5) + 1e-5)
   EXPECT_NEAR(lightningDecay(0, 8, 0, 4), 0.5 * (1 + 1e-5), 1e-15);
-  EXPECT_NEAR(lightningDecay(7, 8, 3, 4), std::pow(0.5, 8) * (1 - 3 / (3 + 1e-5) + 1e-5),
-              1e-15);
+  EXPECT_NEAR(lightningDecay(7, 8, 3, 4),
+              std::pow(0.5, 8) * (1 - 3 / (3 + 1e-5) + 1e-5), 1e-15);
 }
 
 TEST(CpuKernels, RopePartialRotary) {
@@ -106,7 +108,8 @@ TEST(CpuKernels, RopePartialRotary) {
           ref[base + c] = x[base + c];
         for (int64_t i = 0; i < R / 2; ++i) {
           double f = t * std::pow(theta, -2.0 * i / R);
-          ref[base + i] = x[base + i] * std::cos(f) - x[base + i + R / 2] * std::sin(f);
+          ref[base + i] =
+              x[base + i] * std::cos(f) - x[base + i + R / 2] * std::sin(f);
           ref[base + i + R / 2] =
               x[base + i + R / 2] * std::cos(f) + x[base + i] * std::sin(f);
         }
@@ -229,7 +232,8 @@ TEST(CpuKernels, MoeTiesPickLowerExpert) {
   std::vector<float> x = rnd(rows * H), router = rnd(E * H),
                      w1 = rnd(E * I * H), w2 = rnd(E * H * I),
                      w3 = rnd(E * I * H);
-  // Experts 1 and 3 get identical, dominant router rows: top-1 must pick expert 1.
+  // Experts 1 and 3 get identical, dominant router rows: top-1 must pick
+  // expert 1.
   for (int64_t h = 0; h < H; ++h)
     router[1 * H + h] = router[3 * H + h] = 5.0f * x[h];
   Scratch scratch;
@@ -301,7 +305,8 @@ TEST(CpuKernels, EmbeddingChecksIds) {
   std::vector<float> table = rnd(4 * 3);
   std::vector<int32_t> ids = {3, 0, 2, 1};
   std::vector<float> out = poisoned(12);
-  ASSERT_TRUE(embedding(ids.data(), table.data(), out.data(), 4, 4, 3, 2).isOk());
+  ASSERT_TRUE(
+      embedding(ids.data(), table.data(), out.data(), 4, 4, 3, 2).isOk());
   for (int c = 0; c < 3; ++c)
     EXPECT_EQ(out[c], table[9 + c]);
   ids[3] = 4;
@@ -324,14 +329,17 @@ TEST(CpuKernels, CrossEntropy) {
     total += std::log(sum) - logits[r * V + labels[r]];
   }
   float out = NAN;
-  ASSERT_TRUE(crossEntropy(logits.data(), labels.data(), &out, rows, V, 2).isOk());
+  ASSERT_TRUE(
+      crossEntropy(logits.data(), labels.data(), &out, rows, V, 2).isOk());
   EXPECT_NEAR(out, total / 3, 1e-6 * std::abs(total));
   labels[1] = -1;
   Status s = crossEntropy(logits.data(), labels.data(), &out, rows, V, 2);
   ASSERT_FALSE(s.isOk());
-  EXPECT_NE(s.message().find("label -1 at [0, 1]"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("label -1 at [0, 1]"), std::string::npos)
+      << s.message();
   std::vector<int32_t> ignored(rows, -100);
-  ASSERT_TRUE(crossEntropy(logits.data(), ignored.data(), &out, rows, V, 2).isOk());
+  ASSERT_TRUE(
+      crossEntropy(logits.data(), ignored.data(), &out, rows, V, 2).isOk());
   EXPECT_TRUE(std::isnan(out));
 }
 

@@ -1,5 +1,6 @@
-// Tests the mm-run command line end to end on the tiny model: run, --dump-logits, --generate,
-// inspect, --help, and that every error is one "mm-run: error:" line on stderr with exit code 1.
+// Tests the mm-run command line end to end on the tiny model: run,
+// --dump-logits, --generate, inspect, --help, and that every error is one
+// "mm-run: error:" line on stderr with exit code 1.
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
@@ -33,8 +34,8 @@ Result runMmRun(const std::string &args) {
   const std::string dir = ::testing::TempDir();
   const std::string outPath = dir + "/mm_run_stdout.txt",
                     errPath = dir + "/mm_run_stderr.txt";
-  std::string cmd = std::string(MM_RUN_PATH) + " " + args + " >" + outPath +
-                    " 2>" + errPath;
+  std::string cmd =
+      std::string(MM_RUN_PATH) + " " + args + " >" + outPath + " 2>" + errPath;
   int status = std::system(cmd.c_str());
   Result r;
   r.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -71,7 +72,8 @@ TEST_F(MmRun, DumpsLogitsMatchingTheSession) {
   const std::string out = dir_ + "/logits.npy";
   Result r = runMmRun(base() + " --dump-logits " + out);
   ASSERT_EQ(r.exitCode, 0) << r.err;
-  EXPECT_NE(r.err.find(" ms"), std::string::npos) << "timing on stderr: " << r.err;
+  EXPECT_NE(r.err.find(" ms"), std::string::npos)
+      << "timing on stderr: " << r.err;
   auto logits = readNpy(out);
   ASSERT_TRUE(logits.isOk()) << logits.status().message();
   EXPECT_EQ(logits->shape, (std::vector<int64_t>{2, 5, 32}));
@@ -92,7 +94,8 @@ TEST_F(MmRun, DumpsLogitsMatchingTheSession) {
   auto view = s.value()->output("logits");
   ASSERT_TRUE(view.isOk());
   ASSERT_EQ(logits->data.size(), view->numElements() * 4);
-  EXPECT_EQ(std::memcmp(logits->data.data(), view->data, logits->data.size()), 0);
+  EXPECT_EQ(std::memcmp(logits->data.data(), view->data, logits->data.size()),
+            0);
 }
 
 TEST_F(MmRun, GeneratesGreedily) {
@@ -102,7 +105,8 @@ TEST_F(MmRun, GeneratesGreedily) {
   std::string line;
   int rows = 0;
   while (std::getline(lines, line)) {
-    ASSERT_EQ(line.rfind("generated[" + std::to_string(rows) + "]:", 0), 0u) << line;
+    ASSERT_EQ(line.rfind("generated[" + std::to_string(rows) + "]:", 0), 0u)
+        << line;
     std::istringstream tokens(line.substr(line.find(':') + 1));
     int tok, count = 0;
     while (tokens >> tok) {
@@ -151,30 +155,36 @@ TEST_F(MmRun, Help) {
 TEST_F(MmRun, ErrorsAreOneLine) {
   expectOneLineError(runMmRun(base() + " --backend cuda"),
                      "backend 'cuda' is not built yet");
-  expectOneLineError(runMmRun(base() + " --backend tpu"), "unknown backend 'tpu'");
+  expectOneLineError(runMmRun(base() + " --backend tpu"),
+                     "unknown backend 'tpu'");
   expectOneLineError(runMmRun(base() + " --generate 8"),
                      "needs 13 positions but the artifact's max_seq is 12");
   expectOneLineError(runMmRun(base() + " --generate x"), "--generate expects");
-  expectOneLineError(runMmRun(base() + " --frobnicate"), "unknown option '--frobnicate'");
-  expectOneLineError(runMmRun(model() + " --input-ids " + ids()), "no --weights");
-  expectOneLineError(runMmRun(model() + " --weights " + weights()), "no --input-ids");
+  expectOneLineError(runMmRun(base() + " --frobnicate"),
+                     "unknown option '--frobnicate'");
+  expectOneLineError(runMmRun(model() + " --input-ids " + ids()),
+                     "no --weights");
+  expectOneLineError(runMmRun(model() + " --weights " + weights()),
+                     "no --input-ids");
   expectOneLineError(runMmRun(""), "no artifact given");
   expectOneLineError(runMmRun("inspect"), "usage: mm-run inspect");
-  expectOneLineError(runMmRun(base() + " --weights"), "option --weights needs a value");
+  expectOneLineError(runMmRun(base() + " --weights"),
+                     "option --weights needs a value");
   // Files that are missing or not what they claim.
   expectOneLineError(runMmRun(dir_ + "/nope.mmb --weights " + weights() +
                               " --input-ids " + ids()),
                      "nope.mmb: cannot open");
-  expectOneLineError(runMmRun(weights() + " --weights " + weights() +
-                              " --input-ids " + ids()),
-                     "not an mm artifact");
-  expectOneLineError(runMmRun(model() + " --weights " + model() +
-                              " --input-ids " + ids()),
-                     "tiny.mmb: header length");
+  expectOneLineError(
+      runMmRun(weights() + " --weights " + weights() + " --input-ids " + ids()),
+      "not an mm artifact");
+  expectOneLineError(
+      runMmRun(model() + " --weights " + model() + " --input-ids " + ids()),
+      "tiny.mmb: header length");
   expectOneLineError(runMmRun(model() + " --weights " + weights() +
                               " --input-ids " + weights()),
                      "not a .npy file");
-  expectOneLineError(runMmRun("inspect " + ids()), "ids.npy: not an mm artifact");
+  expectOneLineError(runMmRun("inspect " + ids()),
+                     "ids.npy: not an mm artifact");
   // A token id outside the vocabulary.
   std::vector<uint8_t> bad = test::readFile(ids());
   bad[bad.size() - 8] = 99;
@@ -188,9 +198,10 @@ TEST_F(MmRun, ErrorsAreOneLine) {
     if (t.name == "lm_head.weight")
       t.shape = {16, 32};
   test::writeFile(dir_ + "/bad.safetensors", test::safetensorsBytes(m.weights));
-  expectOneLineError(runMmRun(model() + " --weights " + dir_ + "/bad.safetensors" +
-                              " --input-ids " + ids()),
-                     "weight 'lm_head.weight': expected [32, 16] but file has [16, 32]");
+  expectOneLineError(
+      runMmRun(model() + " --weights " + dir_ + "/bad.safetensors" +
+               " --input-ids " + ids()),
+      "weight 'lm_head.weight': expected [32, 16] but file has [16, 32]");
 }
 
 } // namespace

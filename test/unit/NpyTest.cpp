@@ -33,16 +33,17 @@ template <typename T> std::vector<uint8_t> raw(const std::vector<T> &v) {
 }
 
 TEST(Npy, ReadsInt32AndInt64) {
-  auto bytes = npyBytes(
-      "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }",
-      raw(std::vector<int32_t>{1, -2, 3, 4, 5, 6}));
+  auto bytes =
+      npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }",
+               raw(std::vector<int32_t>{1, -2, 3, 4, 5, 6}));
   auto i32 = parseNpy(bytes.data(), bytes.size(), "i32.npy");
   ASSERT_TRUE(i32.isOk()) << i32.status().message();
   EXPECT_EQ(i32->dtype, NpyDType::I32);
   EXPECT_EQ(i32->shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(i32->intAt(1), -2);
-  bytes = npyBytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }",
-                   raw(std::vector<int64_t>{7, int64_t(1) << 40}));
+  bytes =
+      npyBytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2), }",
+               raw(std::vector<int64_t>{7, int64_t(1) << 40}));
   auto i64 = parseNpy(bytes.data(), bytes.size(), "i64.npy");
   ASSERT_TRUE(i64.isOk()) << i64.status().message();
   EXPECT_EQ(i64->intAt(1), int64_t(1) << 40);
@@ -63,18 +64,25 @@ TEST(Npy, RejectsBadFiles) {
   };
   auto ids = raw(std::vector<int32_t>{1, 2, 3, 4});
   check({1, 2, 3}, "bad magic");
-  check(npyBytes("{'descr': '>i4', 'fortran_order': False, 'shape': (2, 2), }", ids),
+  check(npyBytes("{'descr': '>i4', 'fortran_order': False, 'shape': (2, 2), }",
+                 ids),
         "unsupported dtype '>i4'");
-  check(npyBytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", ids),
+  check(npyBytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
+                 ids),
         "unsupported dtype '<f8'");
-  check(npyBytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 2), }", ids),
+  check(npyBytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 2), }",
+                 ids),
         "Fortran");
-  check(npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }", ids),
+  check(npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3), }",
+                 ids),
         "data is 16 bytes but shape and dtype need 24");
-  check(npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, x), }", ids),
+  check(npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, x), }",
+                 ids),
         "malformed 'shape'");
-  check(npyBytes("{'fortran_order': False, 'shape': (2, 2), }", ids), "no 'descr'");
-  auto truncated = npyBytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }", ids);
+  check(npyBytes("{'fortran_order': False, 'shape': (2, 2), }", ids),
+        "no 'descr'");
+  auto truncated = npyBytes(
+      "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }", ids);
   truncated.resize(30);
   check(truncated, "runs past the end");
 }
@@ -99,7 +107,8 @@ TEST(Npy, WritesFloat32RoundTrip) {
   auto scalar = readNpy(path);
   ASSERT_TRUE(scalar.isOk()) << scalar.status().message();
   EXPECT_TRUE(scalar->shape.empty());
-  EXPECT_FALSE(writeNpyF32("/nonexistent-dir/x.npy", {1}, values.data()).isOk());
+  EXPECT_FALSE(
+      writeNpyF32("/nonexistent-dir/x.npy", {1}, values.data()).isOk());
 }
 
 } // namespace

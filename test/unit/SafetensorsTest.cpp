@@ -1,5 +1,5 @@
-// Tests that the safetensors reader accepts good files and rejects every kind of broken one with
-// a message naming the file and tensor.
+// Tests that the safetensors reader accepts good files and rejects every kind
+// of broken one with a message naming the file and tensor.
 #include "runtime/Safetensors.h"
 #include "runtime/base/Json.h"
 
@@ -88,32 +88,45 @@ TEST(Safetensors, ConvertsF16) {
 }
 
 TEST(Safetensors, RejectsTruncatedFiles) {
-  auto good = safetensorsBytes({f32Tensor("a", {2, 3}, std::vector<float>(6, 1))});
+  auto good =
+      safetensorsBytes({f32Tensor("a", {2, 3}, std::vector<float>(6, 1))});
   expectError("empty", {}, "too short");
   expectError("short", {1, 2, 3}, "too short");
   // Cut inside the header, then inside the data.
-  expectError("cut_header", std::vector<uint8_t>(good.begin(), good.begin() + 20),
+  expectError("cut_header",
+              std::vector<uint8_t>(good.begin(), good.begin() + 20),
               "runs past the end");
   expectError("cut_data", std::vector<uint8_t>(good.begin(), good.end() - 4),
               "tensor 'a'");
 }
 
 TEST(Safetensors, RejectsLyingOffsets) {
-  expectError("past_end",
-              withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", 8),
-              "run past the data section");
-  expectError("reversed",
-              withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8),
-              "reversed");
-  expectError("span_mismatch",
-              withHeader(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
-              "need 12 bytes but data_offsets span 8");
-  expectError("negative",
-              withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", 8),
-              "non-negative");
-  expectError("huge_shape",
-              withHeader(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
-              "tensor 'a'");
+  expectError(
+      "past_end",
+      withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})",
+                 8),
+      "run past the data section");
+  expectError(
+      "reversed",
+      withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})",
+                 8),
+      "reversed");
+  expectError(
+      "span_mismatch",
+      withHeader(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                 8),
+      "need 12 bytes but data_offsets span 8");
+  expectError(
+      "negative",
+      withHeader(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})",
+                 8),
+      "non-negative");
+  expectError(
+      "huge_shape",
+      withHeader(
+          R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+          8),
+      "tensor 'a'");
   std::vector<uint8_t> bigLen = withHeader("{}", 8);
   bigLen[7] = 0x7f; // header length ~ 2^62
   expectError("big_header_len", bigLen, "runs past the end");
@@ -121,28 +134,38 @@ TEST(Safetensors, RejectsLyingOffsets) {
 
 TEST(Safetensors, RejectsBadJson) {
   expectError("not_json", withHeader("hello"), "JSON error");
-  expectError("unterminated", withHeader(R"({"a":{"dtype":"F32")"), "JSON error");
+  expectError("unterminated", withHeader(R"({"a":{"dtype":"F32")"),
+              "JSON error");
   expectError("trailing", withHeader(R"({} x)"), "trailing");
   expectError("not_object", withHeader("[1,2]"), "not a JSON object");
-  expectError("dup_key",
-              withHeader(R"({"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a":{}})", 4),
-              "duplicate key");
+  expectError(
+      "dup_key",
+      withHeader(
+          R"({"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a":{}})", 4),
+      "duplicate key");
   expectError("deep", withHeader(std::string(200, '[') + std::string(200, ']')),
               "nesting");
 }
 
 TEST(Safetensors, RejectsWrongDtypeOrShape) {
-  expectError("unknown_dtype",
-              withHeader(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8),
-              "unknown dtype 'F33'");
-  expectError("no_shape", withHeader(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8),
+  expectError(
+      "unknown_dtype",
+      withHeader(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})",
+                 8),
+      "unknown dtype 'F33'");
+  expectError("no_shape",
+              withHeader(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8),
               "missing array 'shape'");
-  expectError("float_shape",
-              withHeader(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", 8),
-              "shape entries");
+  expectError(
+      "float_shape",
+      withHeader(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})",
+                 8),
+      "shape entries");
   // A valid file whose dtype the CPU backend cannot convert.
-  auto f = openBytes("i64",
-                     withHeader(R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8));
+  auto f = openBytes(
+      "i64",
+      withHeader(R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})",
+                 8));
   ASSERT_TRUE(f.isOk()) << f.status().message();
   float out[2];
   Status s = f.value()->readAsF32(*f.value()->find("a"), out);
@@ -157,7 +180,8 @@ TEST(Safetensors, MissingFile) {
 }
 
 TEST(Json, ParsesValues) {
-  auto v = parseJson(R"( {"s":"a\"b\u00e9\ud83d\ude00","n":-12,"f":1.5e3,"t":true,"z":null,"a":[1,[]]} )");
+  auto v = parseJson(
+      R"( {"s":"a\"b\u00e9\ud83d\ude00","n":-12,"f":1.5e3,"t":true,"z":null,"a":[1,[]]} )");
   ASSERT_TRUE(v.isOk()) << v.status().message();
   EXPECT_EQ(v->get("s")->string, "a\"b\xc3\xa9\xf0\x9f\x98\x80");
   EXPECT_TRUE(v->get("n")->isInteger);

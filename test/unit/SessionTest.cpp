@@ -1,5 +1,6 @@
-// Tests the Session: weight binding (by name, stacked {e} experts, shape and presence errors),
-// input binding (B and T from the inputs, limits), memory refusal, and whole-model runs.
+// Tests the Session: weight binding (by name, stacked {e} experts, shape and
+// presence errors), input binding (B and T from the inputs, limits), memory
+// refusal, and whole-model runs.
 #include "runtime/Session.h"
 
 #include "TestSupport.h"
@@ -79,7 +80,8 @@ TEST(Session, SmallPlanMatchesHandComputation) {
   EXPECT_EQ(out->shape, (std::vector<int64_t>{1, 3, 5}));
   for (int t = 0; t < 3; ++t) {
     const float *e = &embed[tok[t] * 3];
-    double ms = (double(e[0]) * e[0] + double(e[1]) * e[1] + double(e[2]) * e[2]) / 3;
+    double ms =
+        (double(e[0]) * e[0] + double(e[1]) * e[1] + double(e[2]) * e[2]) / 3;
     for (int v = 0; v < 5; ++v) {
       double ref = 0;
       for (int c = 0; c < 3; ++c)
@@ -120,7 +122,8 @@ TEST(Session, StacksExpertWeights) {
   auto s = makeSession(pb.finish(), *w);
   ASSERT_TRUE(s.isOk()) << s.status().message();
   std::vector<float> xv = test::randomValues(rng, 3 * H);
-  ASSERT_TRUE(s.value()->run({{"x", NpyDType::F32, {1, 3, H}, xv.data()}}).isOk());
+  ASSERT_TRUE(
+      s.value()->run({{"x", NpyDType::F32, {1, 3, H}, xv.data()}}).isOk());
   std::vector<float> ref(3 * H);
   cpu::Scratch scratch;
   cpu::moe(xv.data(), gate.data(), w1.data(), w2.data(), w3.data(), ref.data(),
@@ -153,7 +156,8 @@ TEST_F(TinySession, RunsCausallyAndPerRow) {
   std::vector<float> fullLogits(full->data, full->data + 2 * T * V);
   for (float v : fullLogits)
     ASSERT_TRUE(std::isfinite(v));
-  // Row 1 alone, on a prefix of 7 tokens, gives the same logits: causal and batch-independent.
+  // Row 1 alone, on a prefix of 7 tokens, gives the same logits: causal and
+  // batch-independent.
   std::vector<int32_t> row1(tok.begin() + T, tok.begin() + T + 7);
   ASSERT_TRUE(session.run({ids(row1, 1, 7)}).isOk());
   auto part = session.output("logits");
@@ -210,8 +214,9 @@ TEST_F(TinySession, ReportsWeightErrors) {
     return t;
   };
   expectError(without("norm.weight"), "weight 'norm.weight' is not in ");
-  expectError(without("layers.1.block_sparse_moe.experts.3.w2.weight"),
-              "weight 'layers.1.block_sparse_moe.experts.3.w2.weight' is not in");
+  expectError(
+      without("layers.1.block_sparse_moe.experts.3.w2.weight"),
+      "weight 'layers.1.block_sparse_moe.experts.3.w2.weight' is not in");
   auto transposed = model_.weights;
   for (auto &t : transposed)
     if (t.name == "embed.weight")

@@ -65,10 +65,9 @@ Plan PlanBuilder::finish() {
       continue;
     uint64_t bytes = dtypeSize(b.dtype);
     for (const Dim &d : b.shape)
-      bytes *= static_cast<uint64_t>(d.kind == DimKind::Const ? d.value
-                                     : d.kind == DimKind::Batch
-                                         ? plan_.maxBatch
-                                         : plan_.maxSeq);
+      bytes *= static_cast<uint64_t>(d.kind == DimKind::Const   ? d.value
+                                     : d.kind == DimKind::Batch ? plan_.maxBatch
+                                                                : plan_.maxSeq);
     b.offset = offset;
     offset += (bytes + 63) / 64 * 64;
   }
@@ -85,8 +84,8 @@ std::vector<uint8_t> serializePlan(const Plan &plan) {
   for (const BufferDesc &b : plan.buffers) {
     std::vector<flatbuffers::Offset<fb::Dim>> dims;
     for (const Dim &d : b.shape)
-      dims.push_back(fb::CreateDim(fbb, static_cast<fb::DimKind>(d.kind),
-                                   d.value));
+      dims.push_back(
+          fb::CreateDim(fbb, static_cast<fb::DimKind>(d.kind), d.value));
     buffers.push_back(fb::CreateBuffer(
         fbb, static_cast<fb::BufferKind>(b.kind), fbb.CreateString(b.name),
         static_cast<fb::DType>(b.dtype), fbb.CreateVector(dims), b.offset));
@@ -105,17 +104,16 @@ std::vector<uint8_t> serializePlan(const Plan &plan) {
   auto bindings = [&](const std::vector<Binding> &v) {
     std::vector<flatbuffers::Offset<fb::Binding>> out;
     for (const Binding &b : v)
-      out.push_back(
-          fb::CreateBinding(fbb, fbb.CreateString(b.name), b.buffer));
+      out.push_back(fb::CreateBinding(fbb, fbb.CreateString(b.name), b.buffer));
     return fbb.CreateVector(out);
   };
   auto inputs = bindings(plan.inputs);
   auto outputs = bindings(plan.outputs);
-  auto root = fb::CreateProgram(
-      fbb, plan.version, fbb.CreateString(plan.model),
-      fbb.CreateString(plan.target), plan.maxBatch, plan.maxSeq,
-      plan.arenaBytes, fbb.CreateVector(buffers), fbb.CreateVector(steps),
-      inputs, outputs);
+  auto root =
+      fb::CreateProgram(fbb, plan.version, fbb.CreateString(plan.model),
+                        fbb.CreateString(plan.target), plan.maxBatch,
+                        plan.maxSeq, plan.arenaBytes, fbb.CreateVector(buffers),
+                        fbb.CreateVector(steps), inputs, outputs);
   fb::FinishProgramBuffer(fbb, root);
   return std::vector<uint8_t>(fbb.GetBufferPointer(),
                               fbb.GetBufferPointer() + fbb.GetSize());
@@ -278,8 +276,8 @@ TinyModel buildTinyModel(uint32_t seed) {
     pb.step("softmax_attention", {qr, kr, v}, att,
             {pi("head_dim", D), pi("num_heads", heads),
              pi("num_kv_heads", kvHeads), pf("scale", 1.0 / std::sqrt(8.0))});
-    uint32_t a = lin(p + "attn_out", att, p + "attn.o_proj.weight", H,
-                     heads * D);
+    uint32_t a =
+        lin(p + "attn_out", att, p + "attn.o_proj.weight", H, heads * D);
     uint32_t h1 = residual(p + "h1", h, a);
     uint32_t h2 = norm(p + "h2", h1, p + "post_attention_layernorm.weight", H);
     x = residual(p + "out", h2, moeBlock(p + "block_sparse_moe.", h2));
@@ -299,9 +297,10 @@ TinyModel buildTinyModel(uint32_t seed) {
     size_t count = 1;
     for (int64_t d : slice)
       count *= static_cast<size_t>(d);
-    // Scale matrices by 1/sqrt(fan-in) so activations stay O(1) through the layers.
-    float scale = slice.size() >= 2 ? 1.0f / std::sqrt(float(slice.back())) * 2
-                                    : 1.0f;
+    // Scale matrices by 1/sqrt(fan-in) so activations stay O(1) through the
+    // layers.
+    float scale =
+        slice.size() >= 2 ? 1.0f / std::sqrt(float(slice.back())) * 2 : 1.0f;
     for (int64_t e = 0; e < (stacked ? shape[0] : 1); ++e) {
       std::string tensorName = name;
       if (stacked)
@@ -327,8 +326,9 @@ void writeTinyModel(const std::string &dir) {
   while ((10 + dict.size() + 1) % 64)
     dict += ' ';
   dict += '\n';
-  std::vector<uint8_t> npy = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                              static_cast<uint8_t>(dict.size()), 0};
+  std::vector<uint8_t> npy = {
+      0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(dict.size()),
+      0};
   npy.insert(npy.end(), dict.begin(), dict.end());
   const int64_t ids[10] = {1, 5, 9, 30, 2, 7, 7, 0, 31, 4};
   const uint8_t *p = reinterpret_cast<const uint8_t *>(ids);

@@ -1,6 +1,7 @@
-// Test helpers: build Plans by hand, serialize them to .mmb bytes with FlatBufferBuilder, write
-// safetensors files, and the tiny hybrid MoE model (every catalog kernel) used by the unit tests,
-// the mm-run CLI tests and test/runtime/corrupt_artifact.py. Not thread-safe (tests are serial).
+// Test helpers: build Plans by hand, serialize them to .mmb bytes with
+// FlatBufferBuilder, write safetensors files, and the tiny hybrid MoE model
+// (every catalog kernel) used by the unit tests, the mm-run CLI tests and
+// test/runtime/corrupt_artifact.py. Not thread-safe (tests are serial).
 #pragma once
 
 #include "runtime/Artifact.h"
@@ -16,8 +17,8 @@ inline Dim C(int64_t v) { return Dim{DimKind::Const, v}; }
 inline const Dim kB{DimKind::Batch, 0};
 inline const Dim kT{DimKind::Seq, 0};
 
-/// Appends buffers, steps and bindings to a Plan; finish() lays activations out back to back
-/// (64-byte aligned) and sets arena_bytes.
+/// Appends buffers, steps and bindings to a Plan; finish() lays activations out
+/// back to back (64-byte aligned) and sets arena_bytes.
 class PlanBuilder {
 public:
   PlanBuilder(int64_t maxBatch, int64_t maxSeq, std::string model = "test");
@@ -27,8 +28,8 @@ public:
   uint32_t act(const std::string &name, std::vector<Dim> shape,
                DType dtype = DType::F32);
   /// Adds a step; build `params` with pi() (integer) and pf() (real).
-  void step(const std::string &kernel, std::vector<uint32_t> ins,
-            uint32_t out, std::vector<RawParam> params = {});
+  void step(const std::string &kernel, std::vector<uint32_t> ins, uint32_t out,
+            std::vector<RawParam> params = {});
   void output(const std::string &name, uint32_t buffer);
   Plan finish();
 
@@ -39,7 +40,8 @@ private:
 RawParam pi(const std::string &name, int64_t v);
 RawParam pf(const std::string &name, double v);
 
-/// The flatbuffer (.mmb) bytes of `plan`, written exactly as the schema prescribes.
+/// The flatbuffer (.mmb) bytes of `plan`, written exactly as the schema
+/// prescribes.
 std::vector<uint8_t> serializePlan(const Plan &plan);
 
 struct StTensor {
@@ -64,11 +66,13 @@ std::vector<uint8_t> readFile(const std::string &path);
 std::vector<float> randomValues(std::mt19937 &rng, size_t n,
                                 float scale = 1.0f);
 
-/// A 2-layer hybrid model: embedding, a lightning layer, a softmax layer (GQA, partial RoPE),
-/// MoE in both, final norm and logits. Vocab 32, hidden 16, max_batch 2, max_seq 12.
+/// A 2-layer hybrid model: embedding, a lightning layer, a softmax layer (GQA,
+/// partial RoPE), MoE in both, final norm and logits. Vocab 32, hidden 16,
+/// max_batch 2, max_seq 12.
 struct TinyModel {
   Plan plan;
-  std::vector<StTensor> weights; // per-expert tensors are separate, as in HF checkpoints
+  std::vector<StTensor>
+      weights; // per-expert tensors are separate, as in HF checkpoints
 };
 TinyModel buildTinyModel(uint32_t seed = 1);
 

@@ -1,5 +1,6 @@
-// mm-write-tiny-model DIR: writes tiny.mmb, tiny.safetensors and ids.npy (see TestSupport.h) for
-// the mm-run smoke test and test/runtime/corrupt_artifact.py.
+// mm-write-tiny-model DIR: writes tiny.mmb, tiny.safetensors and ids.npy (see
+// TestSupport.h) for the mm-run smoke test and
+// test/runtime/corrupt_artifact.py.
 #include "TestSupport.h"
 
 #include <cstdio>

@@ -1,5 +1,6 @@
-// mm-run: executes an mm artifact (.mmb) with weights from safetensors files, or prints a
-// summary of one (`mm-run inspect`). Every error is one line "mm-run: error: ..." and exit 1.
+// mm-run: executes an mm artifact (.mmb) with weights from safetensors files,
+// or prints a summary of one (`mm-run inspect`). Every error is one line
+// "mm-run: error: ..." and exit 1.
 #include "runtime/Artifact.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
@@ -111,7 +112,8 @@ int inspect(const std::string &path) {
     std::string params;
     for (const mm::RawParam &p : s.rawParams) {
       char buf[64];
-      // A param is integer or real by the catalog; print whichever field is set.
+      // A param is integer or real by the catalog; print whichever field is
+      // set.
       if (p.f != 0 || p.i == 0)
         std::snprintf(buf, sizeof(buf), "%.9g", p.f);
       else
@@ -231,7 +233,8 @@ int runModel(int argc, char **argv) {
       take(mm::Session::create(std::move(plan), filePtrs));
   const double loadMs = msSince(t0);
 
-  // Token ids as int32, [B, T] row-major, growing by one column per generated token.
+  // Token ids as int32, [B, T] row-major, growing by one column per generated
+  // token.
   std::vector<int32_t> tokens(static_cast<size_t>(batch * promptLen));
   for (uint64_t j = 0; j < ids.numElements(); ++j) {
     int64_t v = ids.intAt(j);
@@ -243,11 +246,11 @@ int runModel(int argc, char **argv) {
 
   auto forward = [&](int64_t seq) {
     std::vector<mm::NamedInput> inputs;
-    inputs.push_back({"input_ids", mm::NpyDType::I32, {batch, seq},
-                      tokens.data()});
+    inputs.push_back(
+        {"input_ids", mm::NpyDType::I32, {batch, seq}, tokens.data()});
     for (size_t i = 0; i < extras.size(); ++i)
-      inputs.push_back({extraInputs[i].first, extras[i].dtype,
-                        extras[i].shape, extras[i].data.data()});
+      inputs.push_back({extraInputs[i].first, extras[i].dtype, extras[i].shape,
+                        extras[i].data.data()});
     check(session->run(inputs));
   };
 
@@ -298,9 +301,8 @@ int runModel(int argc, char **argv) {
   std::fprintf(stderr,
                "mm-run: backend cpu, B=%lld T=%lld, load %.2f ms, %d forward "
                "pass%s %.2f ms (%.2f ms each)\n",
-               static_cast<long long>(batch),
-               static_cast<long long>(promptLen), loadMs, passes,
-               passes == 1 ? "" : "es", runMs, runMs / passes);
+               static_cast<long long>(batch), static_cast<long long>(promptLen),
+               loadMs, passes, passes == 1 ? "" : "es", runMs, runMs / passes);
   return 0;
 }
 
