@@ -199,3 +199,42 @@ TEST(Json, ParsesValues) {
 
 } // namespace
 } // namespace mm
+
+namespace mm {
+namespace {
+
+// Every single-byte corruption of a small file's length prefix and header
+// either opens with offsets still inside the file, or is refused with a
+// message; none crashes.
+TEST(Safetensors, SurvivesHeaderByteFlips) {
+  std::vector<float> a(6, 1.5f), b(4, -2.0f);
+  const std::vector<uint8_t> good = test::safetensorsBytes(
+      {test::f32Tensor("a", {2, 3}, a), test::f32Tensor("b", {4}, b)});
+  const std::string path = tempPath("flip");
+  const size_t headerEnd = good.size() - 40;
+  size_t refused = 0;
+  for (size_t i = 0; i < headerEnd; ++i)
+    for (uint8_t x : {uint8_t(0x01), uint8_t(0x10), uint8_t(0xff)}) {
+      std::vector<uint8_t> bytes = good;
+      bytes[i] ^= x;
+      test::writeFile(path, bytes);
+      auto f = SafetensorsFile::open(path);
+      if (!f.isOk()) {
+        ++refused;
+        EXPECT_EQ(f.status().message().find('\n'), std::string::npos);
+        continue;
+      }
+      std::vector<float> out;
+      for (const SafetensorsTensor &t : f.value()->tensors()) {
+        ASSERT_LE(t.begin, t.end);
+        ASSERT_LE(t.end, bytes.size());
+        ASSERT_EQ(t.numElements() * t.elementSize, t.end - t.begin);
+        out.assign(t.numElements(), 0.0f);
+        (void)f.value()->readAsF32(t, out.data());
+      }
+    }
+  EXPECT_GT(refused, 0u);
+}
+
+} // namespace
+} // namespace mm
