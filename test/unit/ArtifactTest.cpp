@@ -84,7 +84,7 @@ TEST(Artifact, RejectsNonArtifacts) {
   for (size_t cut : {size_t(8), size_t(16), good.size() / 2, good.size() - 1})
     bad(std::vector<uint8_t>(good.begin(), good.begin() + cut),
         cut < 8 ? "too short" : "");
-  auto missing = loadArtifact(::testing::TempDir() + "/no_such.mmb");
+  auto missing = loadArtifact(test::tempDir() + "/no_such.mmb");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 }
 

@@ -31,7 +31,7 @@ std::string slurp(const std::string &path) {
 }
 
 Result runMmRun(const std::string &args) {
-  const std::string dir = ::testing::TempDir();
+  const std::string &dir = test::tempDir();
   const std::string outPath = dir + "/mm_run_stdout.txt",
                     errPath = dir + "/mm_run_stderr.txt";
   std::string cmd =
@@ -54,7 +54,7 @@ void expectOneLineError(const Result &r, const std::string &fragment) {
 class MmRun : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    dir_ = ::testing::TempDir() + "/mm_run_tiny";
+    dir_ = test::tempDir() + "/mm_run_tiny";
     ASSERT_EQ(std::system(("mkdir -p " + dir_).c_str()), 0);
     test::writeTinyModel(dir_);
   }

@@ -88,7 +88,7 @@ TEST(Npy, RejectsBadFiles) {
 }
 
 TEST(Npy, WritesFloat32RoundTrip) {
-  std::string path = ::testing::TempDir() + "/mm_npy_roundtrip.npy";
+  std::string path = test::tempDir() + "/mm_npy_roundtrip.npy";
   std::vector<float> values = {1.5f, -2.25f, 3.0f, 0.125f, 5.0f, -6.0f};
   ASSERT_TRUE(writeNpyF32(path, {1, 2, 3}, values.data()).isOk());
   auto bytes = test::readFile(path);

@@ -16,7 +16,7 @@ using test::f32Tensor;
 using test::safetensorsBytes;
 
 std::string tempPath(const std::string &name) {
-  return ::testing::TempDir() + "/mm_st_" + name;
+  return test::tempDir() + "/mm_st_" + name;
 }
 
 StatusOr<std::unique_ptr<SafetensorsFile>>

@@ -20,7 +20,7 @@ using test::pf;
 using test::pi;
 
 std::string tempPath(const std::string &name) {
-  return ::testing::TempDir() + "/mm_session_" + name;
+  return test::tempDir() + "/mm_session_" + name;
 }
 
 std::unique_ptr<SafetensorsFile>

@@ -7,10 +7,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace mm::test {
 namespace fb = mm::artifact;
@@ -165,6 +168,24 @@ std::vector<uint8_t> safetensorsBytes(const std::vector<StTensor> &tensors,
   for (const StTensor &t : tensors)
     out.insert(out.end(), t.bytes.begin(), t.bytes.end());
   return out;
+}
+
+const std::string &tempDir() {
+  // Removed again when the process exits.
+  static const struct Dir {
+    std::string path;
+    Dir() {
+      const char *base = std::getenv("TMPDIR");
+      path = std::string(base && *base ? base : "/tmp") + "/mm-unit-" +
+             std::to_string(getpid());
+      std::filesystem::create_directories(path);
+    }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } dir;
+  return dir.path;
 }
 
 void writeFile(const std::string &path, const std::vector<uint8_t> &bytes) {

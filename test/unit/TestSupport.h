@@ -59,6 +59,10 @@ StTensor bf16Tensor(const std::string &name, std::vector<int64_t> shape,
 std::vector<uint8_t> safetensorsBytes(const std::vector<StTensor> &tensors,
                                       const std::string &extraHeader = "");
 
+/// A scratch directory private to this process (tests run in parallel under
+/// ctest -j).
+const std::string &tempDir();
+
 void writeFile(const std::string &path, const std::vector<uint8_t> &bytes);
 std::vector<uint8_t> readFile(const std::string &path);
 
