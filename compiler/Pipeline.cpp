@@ -28,6 +28,9 @@ void mm::buildMMCompilePipeline(OpPassManager &pm,
                                 const CompileOptions &options) {
   pm.addPass(createLowerToMMXPass(
       {options.maxBatch, options.maxSeq, options.target}));
+  pm.addPass(createFusePass());
+  pm.addPass(createTilePass());
+  pm.addPass(createCodegenCudaPass());
   pm.addPass(createPlanMemoryPass({/*report=*/true}));
   pm.addPass(createSerializePass({options.artifact}));
 }
@@ -35,8 +38,8 @@ void mm::buildMMCompilePipeline(OpPassManager &pm,
 void mm::registerMMCompilePipeline() {
   PassPipelineRegistration<CompilePipelineOptions>(
       "mm-compile",
-      "Compile an mm model to a .mmb artifact (lower to mmx, plan memory, "
-      "serialize)",
+      "Compile an mm model to a .mmb artifact (lower to mmx, fuse, tile, "
+      "CUDA codegen, plan memory, serialize)",
       [](OpPassManager &pm, const CompilePipelineOptions &o) {
         buildMMCompilePipeline(pm, {o.maxBatch, o.maxSeq, o.target,
                                     o.artifact});

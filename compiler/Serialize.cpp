@@ -1,11 +1,13 @@
 //===- Serialize.cpp - mmx program -> flatbuffers artifact ----------------===//
 
+#include "mm/Compiler/Nvrtc.h"
 #include "mm/Compiler/Passes.h"
 
 #include "mm/schema/mm_artifact_generated.h"
 #include "schema/ArtifactVersion.h"
 
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
 #define DEBUG_TYPE "mm-serialize"
@@ -36,21 +38,38 @@ public:
     if (!program.getArenaBytes())
       return program.emitOpError()
              << "has no arena_bytes: run mm-plan-memory before mm-serialize";
-    if (program.getTarget() != "cpu")
-      return program.emitOpError()
-             << "targets '" << program.getTarget()
-             << "', but CUDA code generation is not built yet; use target=cpu";
-
     for (Operation &op : program.getBody().front())
       if (failed(visit(op)))
         return failure();
+
+    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> cubin;
+    if (program.getTarget() != "cpu") {
+      auto source = program->getAttrOfType<StringAttr>("cuda_source");
+      if (!source)
+        return program.emitOpError()
+               << "targets '" << program.getTarget()
+               << "' but has no cuda_source: run mm-codegen-cuda before "
+                  "mm-serialize";
+      auto result = mm::compileCudaToCubin(source.getValue(), program.getTarget());
+      if (!result)
+        return program.emitOpError() << "cannot build GPU code: "
+                                     << llvm::toString(result.takeError());
+      llvm::errs() << llvm::format(
+          "mm-serialize: NVRTC compiled the %s kernels in %.0f ms (cubin %zu "
+          "bytes)\n",
+          program.getTarget().str().c_str(), result->compileMs,
+          result->cubin.size());
+      cubin = fbb.CreateVector(
+          reinterpret_cast<const uint8_t *>(result->cubin.data()),
+          result->cubin.size());
+    }
 
     auto root = fb::CreateProgram(
         fbb, fb::kSchemaVersion, fbb.CreateString(program.getSymName().str()),
         fbb.CreateString(program.getTarget().str()), program.getMaxBatch(),
         program.getMaxSeq(), *program.getArenaBytes(),
         fbb.CreateVector(buffers), fbb.CreateVector(steps),
-        fbb.CreateVector(inputs), fbb.CreateVector(outputs));
+        fbb.CreateVector(inputs), fbb.CreateVector(outputs), cubin);
     fb::FinishProgramBuffer(fbb, root);
 
     std::error_code ec;
@@ -126,10 +145,13 @@ private:
           return l.emitOpError() << "expects integer or float params but '"
                                  << p.getName() << "' is " << p.getValue();
       }
+      flatbuffers::Offset<flatbuffers::String> function;
+      if (auto fn = l->getAttrOfType<StringAttr>("function"))
+        function = fbb.CreateString(fn.getValue().str());
       steps.push_back(fb::CreateStep(
           fbb, fb::StepKind::Kernel, fbb.CreateString(l.getKernel().str()),
           fbb.CreateVector(ins), fbb.CreateVector(outs),
-          fbb.CreateVectorOfSortedTables(&params), /*stream=*/0));
+          fbb.CreateVectorOfSortedTables(&params), /*stream=*/0, function));
     } else if (auto o = dyn_cast<mmx::OutputOp>(op)) {
       outputs.push_back(fb::CreateBinding(
           fbb, fbb.CreateString(o.getName().str()), index.lookup(o.getBuffer())));

@@ -80,6 +80,10 @@ const char *kernelName(Kernel k) {
     return "moe";
   case Kernel::CrossEntropy:
     return "cross_entropy";
+  case Kernel::AddRmsNorm:
+    return "add_rms_norm";
+  case Kernel::SigmoidMul:
+    return "sigmoid_mul";
   }
   return "?";
 }
@@ -199,6 +203,7 @@ Status convertStep(const fb::Step *s, size_t index, StepDesc &out) {
     }
   }
   out.stream = s->stream();
+  out.function = str(s->function());
   return Status::ok();
 }
 
@@ -253,6 +258,8 @@ StatusOr<Plan> parseArtifact(const uint8_t *data, size_t size,
   if (!st.isOk())
     return st.withPrefix(what + ": ");
   plan.cubinBytes = prog->cubin() ? prog->cubin()->size() : 0;
+  if (prog->cubin())
+    plan.cubin.assign(prog->cubin()->begin(), prog->cubin()->end());
 
   st = verifyPlan(plan);
   if (!st.isOk())

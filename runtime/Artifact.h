@@ -13,6 +13,7 @@
 #include "runtime/base/Status.h"
 #include "schema/ArtifactVersion.h"
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -52,6 +53,8 @@ enum class Kernel : uint8_t {
   SoftmaxAttention,
   Moe,
   CrossEntropy,
+  AddRmsNorm, // fused by mm-fuse: rms_norm(alpha*a + beta*b)
+  SigmoidMul, // fused by mm-fuse: sigmoid(a) * b
 };
 
 struct Dim {
@@ -78,6 +81,11 @@ struct KernelParams {
   double eps = 0, alpha = 0, beta = 0, theta = 0, scale = 0;
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0, rotaryDim = 0;
   int64_t blockSize = 0, layerIndex = 0, numLayers = 0, topK = 0;
+  bool siluInput = false; // lightning_attention: silu applied to qkv on load
+  /// Tile sizes chosen by mm-tile for GPU targets (0 where absent); only the
+  /// CUDA backend reads them.
+  int64_t tileThreads = 0, tileBlock = 0, tileDv = 0, tileQ = 0, tileK = 0;
+  int64_t tileM = 0, tileN = 0;
 };
 
 /// A named parameter exactly as stored (kept for `mm-run inspect`).
@@ -95,6 +103,7 @@ struct StepDesc {
   std::vector<RawParam> rawParams;
   KernelParams params;
   uint32_t stream = 0;
+  std::string function; // cubin entry point (GPU targets; empty for cuBLASLt)
 };
 
 struct Binding {
@@ -114,10 +123,17 @@ struct Plan {
   std::vector<Binding> inputs;
   std::vector<Binding> outputs;
   uint64_t cubinBytes = 0;
+  std::vector<uint8_t> cubin; // GPU code for `target`, empty for "cpu"
 
   /// Index into `inputs`/`outputs` of the binding called `name`, or -1.
   int findInput(const std::string &name) const;
   int findOutput(const std::string &name) const;
+};
+
+/// A buffer's shape resolved for one run's B and T.
+struct ResolvedShape {
+  std::array<int64_t, kMaxRank> dims{};
+  int64_t elements = 1;
 };
 
 /// Reads, verifies and converts the artifact at `path`. Errors name the file

@@ -1,6 +1,10 @@
 // Session: allocation, weight/input binding and step execution; see Session.h.
 #include "runtime/Session.h"
 
+#ifdef MM_HAVE_CUDA
+#include "runtime/cuda/CudaExecutor.h"
+#endif
+
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -52,7 +56,16 @@ constexpr uint64_t kArenaAlign = 64;
 
 } // namespace
 
+Session::Session(Plan plan) : plan_(std::move(plan)) {}
 Session::~Session() { std::free(arena_); }
+
+std::string Session::deviceName() const {
+#ifdef MM_HAVE_CUDA
+  if (cuda_)
+    return cuda_->deviceName();
+#endif
+  return "cpu";
+}
 
 StatusOr<std::unique_ptr<Session>>
 Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
@@ -72,8 +85,16 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
     const uint64_t physical = physicalMemoryBytes();
     const uint64_t limit =
         options.memoryLimitBytes ? options.memoryLimitBytes : physical;
-    const uint64_t need = p.arenaBytes + weightBytes + inputBytes;
-    if (limit && (p.arenaBytes > limit || need > limit))
+    const bool onGpu = options.backend == Backend::Cuda;
+#ifndef MM_HAVE_CUDA
+    if (onGpu)
+      return unimplemented("this build of mm has no CUDA backend (the CUDA "
+                           "toolkit headers were not found when it was "
+                           "configured)");
+#endif
+    const uint64_t hostArena = onGpu ? 0 : p.arenaBytes;
+    const uint64_t need = hostArena + weightBytes + inputBytes;
+    if (limit && (hostArena > limit || need > limit))
       return resourceExhausted(
           "the plan needs " + std::to_string(need) + " bytes (arena " +
           std::to_string(p.arenaBytes) + ", weights as f32 " +
@@ -84,7 +105,7 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
                                     : "physical memory exist"));
 
     const uint64_t arenaAlloc =
-        (std::max<uint64_t>(p.arenaBytes, 1) + kArenaAlign - 1) / kArenaAlign *
+        (std::max<uint64_t>(hostArena, 1) + kArenaAlign - 1) / kArenaAlign *
         kArenaAlign;
     s->arena_ =
         static_cast<uint8_t *>(std::aligned_alloc(kArenaAlign, arenaAlloc));
@@ -98,13 +119,29 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
     for (size_t i = 0; i < p.buffers.size(); ++i) {
       const BufferDesc &b = p.buffers[i];
       if (b.kind == BufferKind::Activation) {
-        s->bufferData_[i] = s->arena_ + b.offset;
+        s->bufferData_[i] = onGpu ? nullptr : s->arena_ + b.offset;
       } else if (b.kind == BufferKind::Input) {
         s->inputStorage_[i].assign(b.maxBytes, 0);
         s->bufferData_[i] = s->inputStorage_[i].data();
       }
     }
     MM_RETURN_IF_ERROR(s->bindWeights(weights));
+#ifdef MM_HAVE_CUDA
+    if (onGpu) {
+      MM_ASSIGN_OR_RETURN(s->cuda_,
+                          cuda::CudaExecutor::create(s->plan_, s->bufferData_));
+      // The device holds the weights now; outputs come back to host copies.
+      s->weightStorage_ = {};
+      s->outputStorage_.resize(p.buffers.size());
+      for (size_t i = 0; i < p.buffers.size(); ++i)
+        if (p.buffers[i].kind == BufferKind::Weight)
+          s->bufferData_[i] = nullptr;
+      for (const Binding &b : p.outputs) {
+        s->outputStorage_[b.buffer].assign(p.buffers[b.buffer].maxBytes / 4, 0);
+        s->bufferData_[b.buffer] = s->outputStorage_[b.buffer].data();
+      }
+    }
+#endif
   } catch (const std::bad_alloc &) {
     return resourceExhausted("out of memory while allocating the session");
   }
@@ -287,6 +324,13 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
   hasRun_ = false;
   MM_RETURN_IF_ERROR(bindInputs(inputs));
   resolveShapes();
+#ifdef MM_HAVE_CUDA
+  if (cuda_) {
+    MM_RETURN_IF_ERROR(cuda_->run(bufferData_, shapes_, batch_, seq_));
+    hasRun_ = true;
+    return Status::ok();
+  }
+#endif
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
     Status st = runStep(i);
     if (!st.isOk())
@@ -343,7 +387,8 @@ Status Session::runStep(size_t index) {
     return Status::ok();
   case Kernel::LightningAttention:
     cpu::lightningAttention(f(in[0]), out, x[0], x[1], p.numHeads, p.headDim,
-                            p.blockSize, p.layerIndex, p.numLayers, scratch_);
+                            p.blockSize, p.layerIndex, p.numLayers, scratch_,
+                            p.siluInput);
     return Status::ok();
   case Kernel::SoftmaxAttention:
     cpu::softmaxAttention(f(in[0]), f(in[1]), f(in[2]), out, x[0], x[1],
@@ -356,6 +401,13 @@ Status Session::runStep(size_t index) {
              x[2], w1[0], w1[1], p.topK, scratch_);
     return Status::ok();
   }
+  case Kernel::AddRmsNorm:
+    cpu::addRmsNorm(f(in[0]), f(in[1]), f(in[2]), out, x[0] * x[1], x[2],
+                    p.alpha, p.beta, p.eps);
+    return Status::ok();
+  case Kernel::SigmoidMul:
+    cpu::sigmoidMul(f(in[0]), f(in[1]), out, xElements);
+    return Status::ok();
   case Kernel::CrossEntropy:
     return cpu::crossEntropy(f(in[0]), i32(in[1]), out, x[0] * x[1], x[2],
                              x[1]);

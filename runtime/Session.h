@@ -22,9 +22,20 @@
 
 namespace mm {
 
+namespace cuda {
+class CudaExecutor;
+}
+
+/// Where a Session runs the steps.
+enum class Backend { Cpu, Cuda };
+
 struct SessionOptions {
-  /// Refuse plans whose arena + weights + inputs exceed this many bytes; 0
-  /// means the machine's physical memory.
+  /// Cpu: the reference kernels in this process. Cuda: GPU 0 through the
+  /// driver API (runtime/cuda/), loaded lazily; a machine without a driver or
+  /// GPU gets an error Status from create().
+  Backend backend = Backend::Cpu;
+  /// Refuse plans whose host memory (arena on cpu + weights + inputs) exceeds
+  /// this many bytes; 0 means the machine's physical memory.
   uint64_t memoryLimitBytes = 0;
 };
 
@@ -54,6 +65,7 @@ public:
   create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
          const SessionOptions &options = {});
   ~Session();
+  Session(Session &&) = delete;
   Session(const Session &) = delete;
   Session &operator=(const Session &) = delete;
 
@@ -67,20 +79,20 @@ public:
   StatusOr<OutputView> output(const std::string &name) const;
 
   int64_t batch() const { return batch_; }
+  Backend backend() const { return cuda_ ? Backend::Cuda : Backend::Cpu; }
+  /// The GPU a cuda Session runs on ("NVIDIA H100 80GB HBM3 (sm_90)"), or
+  /// "cpu".
+  std::string deviceName() const;
   int64_t seqLen() const { return seq_; }
 
 private:
-  explicit Session(Plan plan) : plan_(std::move(plan)) {}
+  explicit Session(Plan plan);
   Status bindWeights(const std::vector<const SafetensorsFile *> &weights);
   Status bindInputs(const std::vector<NamedInput> &inputs);
   Status runStep(size_t index);
 
-  // A buffer's shape for the current B and T, kept per buffer so steps need not
+  // Each buffer's shape for the current B and T, kept so steps need not
   // resolve (and allocate) shapes on the hot path.
-  struct ResolvedShape {
-    std::array<int64_t, kMaxRank> dims{};
-    int64_t elements = 1;
-  };
   void resolveShapes();
 
   Plan plan_;
@@ -93,6 +105,8 @@ private:
   std::vector<const NamedInput *>
       given_; // per input binding, during bindInputs
   cpu::Scratch scratch_;
+  std::unique_ptr<cuda::CudaExecutor> cuda_;
+  std::vector<std::vector<float>> outputStorage_; // cuda: host copies of outputs
   int64_t batch_ = 0, seq_ = 0;
   bool hasRun_ = false;
 };

@@ -36,6 +36,8 @@ const std::map<std::string, KernelInfo> &kernelTable() {
        {Kernel::SoftmaxAttention, 3, {"q", "k", "v"}, false}},
       {"moe", {Kernel::Moe, 5, {"x", "router", "w1", "w2", "w3"}, false}},
       {"cross_entropy", {Kernel::CrossEntropy, 2, {"logits", "labels"}, false}},
+      {"add_rms_norm", {Kernel::AddRmsNorm, 3, {"a", "b", "w"}, true}},
+      {"sigmoid_mul", {Kernel::SigmoidMul, 2, {"a", "b"}, true}},
   };
   return table;
 }
@@ -219,6 +221,27 @@ public:
 
   Status checkKernel();
 
+  // Tile params are optional (GPU targets only) but must be sane when present.
+  Status tileParams() const {
+    KernelParams &p = step_.params;
+    const std::pair<const char *, int64_t *> tiles[] = {
+        {"tile_threads", &p.tileThreads}, {"tile_block", &p.tileBlock},
+        {"tile_dv", &p.tileDv},           {"tile_q", &p.tileQ},
+        {"tile_k", &p.tileK},             {"tile_m", &p.tileM},
+        {"tile_n", &p.tileN}};
+    for (auto [name, field] : tiles)
+      if (find(name))
+        MM_RETURN_IF_ERROR(intParam(name, 1, 1024, *field));
+    if (const RawParam *silu = find("silu_input")) {
+      if (info_.kernel != Kernel::LightningAttention || silu->i < 0 ||
+          silu->i > 1)
+        return fail("param 'silu_input' must be 0 or 1 and only on "
+                    "lightning_attention");
+      p.siluInput = silu->i == 1;
+    }
+    return Status::ok();
+  }
+
 private:
   const Plan &plan_;
   StepDesc &step_;
@@ -243,6 +266,19 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
     return dimEq(o, oR, 2, in(1), inRole(1), 1);
   }
+  case Kernel::AddRmsNorm:
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(floatOperand(in(2), inRole(2)));
+    MM_RETURN_IF_ERROR(rank(in(2), inRole(2), 1));
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 0, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(floatParam("alpha", kLowest, p.alpha));
+    MM_RETURN_IF_ERROR(floatParam("beta", kLowest, p.beta));
+    return floatParam("eps", 0.0, p.eps);
   case Kernel::RmsNorm: {
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
@@ -272,6 +308,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
     return sameShape(o, oR, in(0), inRole(0));
   case Kernel::Mul:
+  case Kernel::SigmoidMul:
   case Kernel::ScaledAdd:
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
@@ -521,6 +558,7 @@ Status verifyPlan(Plan &plan) {
     StepChecker checker(plan, step, i, it->second);
     MM_RETURN_IF_ERROR(checker.checkOperands());
     MM_RETURN_IF_ERROR(checker.checkKernel());
+    MM_RETURN_IF_ERROR(checker.tileParams());
   }
   return Status::ok();
 }

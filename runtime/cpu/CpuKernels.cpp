@@ -79,6 +79,18 @@ void scaledAdd(const float *a, const float *b, float *out, int64_t n,
     out[i] = static_cast<float>(alpha * a[i] + beta * b[i]);
 }
 
+void addRmsNorm(const float *a, const float *b, const float *w, float *out,
+                int64_t rows, int64_t n, double alpha, double beta,
+                double eps) {
+  scaledAdd(a, b, out, rows * n, alpha, beta);
+  rmsNorm(out, w, out, rows, n, eps);
+}
+
+void sigmoidMul(const float *a, const float *b, float *out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>(double(b[i]) / (1.0 + std::exp(-double(a[i]))));
+}
+
 void rope(const float *x, float *out, int64_t batch, int64_t seq, int64_t heads,
           int64_t headDim, int64_t rotaryDim, double theta, Scratch &scratch) {
   const int64_t half = rotaryDim / 2;
@@ -114,8 +126,14 @@ double lightningDecay(int64_t h, int64_t heads, int64_t layer,
 void lightningAttention(const float *qkv, float *out, int64_t batch,
                         int64_t seq, int64_t heads, int64_t headDim,
                         int64_t blockSize, int64_t layer, int64_t numLayers,
-                        Scratch &scratch) {
+                        Scratch &scratch, bool siluInput) {
   const int64_t D = headDim;
+  if (siluInput) {
+    const size_t n = static_cast<size_t>(batch * seq * heads * 3 * D);
+    growTo(scratch.f, n);
+    silu(qkv, scratch.f.data(), static_cast<int64_t>(n));
+    qkv = scratch.f.data();
+  }
   const int64_t rowIn = heads * 3 * D, rowOut = heads * D;
   growTo(scratch.d, static_cast<size_t>(D * D + 2 * D));
   double *state = scratch.d.data(); // [D, D]: Σ decayed kᵀv of earlier blocks

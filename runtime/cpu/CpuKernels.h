@@ -22,6 +22,7 @@ namespace mm::cpu {
 struct Scratch {
   std::vector<double> d;
   std::vector<int64_t> i;
+  std::vector<float> f;
 };
 
 /// out[r] = table[ids[r]] for r < rows; `seqLen` (T) only locates a bad id in
@@ -44,6 +45,13 @@ void mul(const float *a, const float *b, float *out, int64_t n);
 void scaledAdd(const float *a, const float *b, float *out, int64_t n,
                double alpha, double beta);
 
+/// Fused kernels (mm-fuse): rms_norm(alpha*a + beta*b) and sigmoid(a) * b.
+/// Each may run in place.
+void addRmsNorm(const float *a, const float *b, const float *w, float *out,
+                int64_t rows, int64_t n, double alpha, double beta,
+                double eps);
+void sigmoidMul(const float *a, const float *b, float *out, int64_t n);
+
 /// NeoX rotate-half RoPE on channels [0, rotaryDim) of each head of x [B, T,
 /// H*D]; the position of token t is t; channels [rotaryDim, D) pass through.
 /// May run in place.
@@ -57,10 +65,11 @@ double lightningDecay(int64_t h, int64_t heads, int64_t layer,
 
 /// Causal decayed linear attention, block-wise (Lightning Attention-2): qkv [B,
 /// T, H*3*D] with q|k|v per head, out [B, T, H*D]. `out` must not alias `qkv`.
+/// With `siluInput` the operand is the pre-activation: silu(qkv) is used.
 void lightningAttention(const float *qkv, float *out, int64_t batch,
                         int64_t seq, int64_t heads, int64_t headDim,
                         int64_t blockSize, int64_t layer, int64_t numLayers,
-                        Scratch &scratch);
+                        Scratch &scratch, bool siluInput = false);
 
 /// Causal softmax attention with GQA: q [B, T, Hq*D], k and v [B, T, Hkv*D],
 /// out [B, T, Hq*D].

@@ -38,7 +38,9 @@ options:
                           growing sequence for each new token (no KV cache yet, so each token
                           costs a full prefill) and prints "generated[b]: ids" per batch row;
                           T + N must not exceed max_seq
-  --backend cpu|cuda      execution backend (default cpu; cuda is not built yet)
+  --backend cpu|cuda      execution backend (default cpu). cuda runs the artifact's cubin on
+                          GPU 0 (the artifact must be compiled for a GPU target such as
+                          sm_90a; such an artifact also runs on cpu)
   --help                  this text
 
 `mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
@@ -190,9 +192,7 @@ int runModel(int argc, char **argv) {
       die("unexpected argument '" + arg + "' (see --help)");
     }
   }
-  if (backend == "cuda")
-    die("backend 'cuda' is not built yet");
-  if (backend != "cpu")
+  if (backend != "cpu" && backend != "cuda")
     die("unknown backend '" + backend + "' (expected cpu or cuda)");
   if (artifact.empty())
     die("no artifact given (see --help)");
@@ -229,8 +229,10 @@ int runModel(int argc, char **argv) {
   if ((generate >= 0 || !dumpPath.empty()) && plan.findOutput("logits") < 0)
     die(artifact + ": the artifact has no output named 'logits'");
 
+  mm::SessionOptions options;
+  options.backend = backend == "cuda" ? mm::Backend::Cuda : mm::Backend::Cpu;
   std::unique_ptr<mm::Session> session =
-      take(mm::Session::create(std::move(plan), filePtrs));
+      take(mm::Session::create(std::move(plan), filePtrs, options));
   const double loadMs = msSince(t0);
 
   // Token ids as int32, [B, T] row-major, growing by one column per generated
@@ -299,8 +301,9 @@ int runModel(int argc, char **argv) {
   }
   std::fflush(stdout);
   std::fprintf(stderr,
-               "mm-run: backend cpu, B=%lld T=%lld, load %.2f ms, %d forward "
-               "pass%s %.2f ms (%.2f ms each)\n",
+               "mm-run: backend %s (%s), B=%lld T=%lld, load %.2f ms, %d "
+               "forward pass%s %.2f ms (%.2f ms each)\n",
+               backend.c_str(), session->deviceName().c_str(),
                static_cast<long long>(batch), static_cast<long long>(promptLen),
                loadMs, passes, passes == 1 ? "" : "es", runMs, runMs / passes);
   return 0;

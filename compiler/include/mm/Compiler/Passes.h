@@ -27,7 +27,8 @@ struct CompileOptions {
   std::string artifact;
 };
 
-/// verify -> lower to mmx -> plan memory -> serialize.
+/// lower to mmx -> fuse -> tile -> CUDA codegen (GPU targets) -> plan memory ->
+/// serialize (NVRTC for GPU targets).
 void buildMMCompilePipeline(mlir::OpPassManager &pm,
                             const CompileOptions &options);
 

@@ -62,11 +62,84 @@ def PlanMemoryPass : Pass<"mm-plan-memory", "mlir::ModuleOp"> {
   ];
 }
 
+def FusePass : Pass<"mm-fuse", "mlir::ModuleOp"> {
+  let summary = "Merge elementwise chains of an mmx program into fused kernel launches";
+  let description = [{
+    Rewrites a producer launch whose output buffer has exactly one reader (and is no program
+    output) into its consumer, removing the intermediate buffer:
+
+    | producer | consumer | fused launch |
+    | --- | --- | --- |
+    | `scaled_add(a, b)` | `rms_norm(·, w)` | `add_rms_norm(a, b, w)` {alpha, beta, eps} |
+    | `sigmoid(a)` | `mul(·, b)` or `mul(b, ·)` | `sigmoid_mul(a, b)` |
+    | `silu(x)` | `lightning_attention(·)` | `lightning_attention(x)` {silu_input = 1} |
+
+    Every backend runs the fused kernels (docs/kernels.md), so the program stays runnable on the
+    CPU too.
+
+    Before:
+    ```mlir
+    %h = mmx.alloc {dtype = f32, shape = ["B", "T", 64]}
+    mmx.launch "scaled_add"(%n, %attn) -> (%h) {params = {alpha = 1.1 : f64, beta = 1.2 : f64}}
+    %n2 = mmx.alloc {dtype = f32, shape = ["B", "T", 64]}
+    mmx.launch "rms_norm"(%h, %w) -> (%n2) {params = {eps = 1.0e-05 : f64}}
+    ```
+    After:
+    ```mlir
+    %n2 = mmx.alloc {dtype = f32, shape = ["B", "T", 64]}
+    mmx.launch "add_rms_norm"(%n, %attn, %w) -> (%n2)
+        {params = {alpha = 1.1 : f64, beta = 1.2 : f64, eps = 1.0e-05 : f64}}
+    ```
+  }];
+}
+
+def TilePass : Pass<"mm-tile", "mlir::ModuleOp"> {
+  let summary = "Choose per-target tile sizes for every kernel launch";
+  let description = [{
+    For a GPU target (`sm_80`, `sm_89`, `sm_90a`) adds `tile_*` integer params to each launch
+    that runs a kernel template: `tile_threads` (block size) everywhere; `tile_block` (tokens per
+    Lightning-Attention-2 block) and `tile_dv` (value columns per block) for
+    `lightning_attention`; `tile_q` / `tile_k` (query / key rows per tile) for
+    `softmax_attention`; `tile_m` / `tile_n` / `tile_k` for the grouped GEMMs of `moe`. Tiles
+    are the largest whose shared memory fits the target (227 KB on sm_90a, 163 KB on sm_80,
+    99 KB on sm_89). `linear` and `logits` go to cuBLASLt and get none. The CPU target is left
+    unchanged; the CPU backend ignores tile params.
+
+    Before: `mmx.launch "softmax_attention"(%q, %k, %v) -> (%o) {params = {head_dim = 128 : i64, ...}}`
+    After (sm_89): `... {params = {head_dim = 128 : i64, ..., tile_k = 32 : i64, tile_q = 32 : i64, tile_threads = 256 : i64}}`
+  }];
+}
+
+def CodegenCudaPass : Pass<"mm-codegen-cuda", "mlir::ModuleOp"> {
+  let summary = "Emit the CUDA C++ translation unit that instantiates the program's kernels";
+  let description = [{
+    For a GPU target, gives every templated launch a `function` attribute (the cubin entry
+    point; multi-kernel ops such as `moe` use it as a prefix) and sets `cuda_source` on the
+    program: one translation unit that includes `kernels/*.cuh` and defines one
+    `extern "C" __global__` entry per distinct instantiation (dtype, head dim and tiles as
+    template arguments). `mm-serialize` compiles it with NVRTC. Needs `mm-tile` first.
+    `linear` and `logits` launches get no function: the runtime runs them with cuBLASLt.
+
+    After:
+    ```mlir
+    mmx.launch "rms_norm"(%x, %w) -> (%y) {function = "mm_rms_norm_f32_t256", params = {...}}
+    ```
+  }];
+  let options = [
+    Option<"dump", "dump", "bool", /*default=*/"false",
+           "Print the generated CUDA source to stdout">,
+  ];
+}
+
 def SerializePass : Pass<"mm-serialize", "mlir::ModuleOp"> {
   let summary = "Write the planned mmx program as a flatbuffers artifact (.mmb)";
   let description = [{
     Serializes the module's single, memory-planned `mmx.program` into the schema of
     `runtime/schema/mm_artifact.fbs` and writes it to `artifact`. The IR is unchanged.
+    For a GPU target it compiles the program's `cuda_source` (from `mm-codegen-cuda`) with NVRTC
+    for that architecture and embeds the cubin (`Program.cubin`); each step records its
+    `function`. NVRTC (libnvrtc.so from the CUDA toolkit) is loaded on first use, so the
+    compiler runs without it for the CPU target.
   }];
   let options = [
     Option<"artifact", "artifact", "std::string", /*default=*/"",

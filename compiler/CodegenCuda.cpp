@@ -1,0 +1,221 @@
+//===- CodegenCuda.cpp - one CUDA translation unit per program ------------===//
+//
+// Each templated launch maps to an instantiation of a kernels/*.cuh template
+// (element type, head dim and tile sizes as template arguments) wrapped in an
+// `extern "C" __global__` entry that takes the kernel's argument struct of
+// kernels/args.h by value. Identical instantiations are emitted once. The
+// runtime finds entries by the `function` name recorded on each step and sizes
+// grids from the same tile params.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mm/Compiler/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/raw_ostream.h"
+
+#define DEBUG_TYPE "mm-codegen-cuda"
+
+namespace mm {
+#define GEN_PASS_DEF_CODEGENCUDAPASS
+#include "mm/Compiler/Passes.h.inc"
+} // namespace mm
+
+using namespace mlir;
+
+namespace {
+
+Type bufferDtype(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (auto a = dyn_cast_or_null<mmx::AllocOp>(def))
+    return a.getDtype();
+  if (auto w = dyn_cast_or_null<mmx::WeightOp>(def))
+    return w.getDtype();
+  if (auto i = dyn_cast_or_null<mmx::InputOp>(def))
+    return i.getDtype();
+  return Type();
+}
+
+class SourceBuilder {
+public:
+  /// Emits the entries of launch `l`; returns its function name, "" for
+  /// cuBLASLt launches, or failure.
+  FailureOr<std::string> add(mmx::LaunchOp l) {
+    StringRef kind = l.getKernel();
+    if (kind == "linear" || kind == "logits")
+      return std::string();
+    Value typed = kind == "cross_entropy" ? l.getIns()[0] : l.getOuts()[0];
+    Type dtype = bufferDtype(typed);
+    std::string t, tn;
+    if (dtype && dtype.isF32()) {
+      t = "float";
+      tn = "f32";
+    } else if (dtype && dtype.isBF16()) {
+      t = "mm::k::bf16";
+      tn = "bf16";
+    } else {
+      return l.emitOpError() << "expects f32 or bf16 operands for CUDA code "
+                                "generation but got "
+                             << dtype;
+    }
+    auto p = [&](StringRef name) -> int64_t {
+      if (auto a = l.getParams().getAs<IntegerAttr>(name))
+        return a.getInt();
+      return 0;
+    };
+    const int64_t threads = p("tile_threads");
+    if (threads <= 0)
+      return l.emitOpError() << "has no tile_threads param: run mm-tile "
+                                "before mm-codegen-cuda";
+    const std::string th = std::to_string(threads);
+    std::string name;
+    if (kind == "embedding") {
+      name = "mm_embedding_" + tn + "_t" + th;
+      entry(name, threads, "EmbeddingArgs",
+            "mm::k::embedding<" + t + ", " + th + ">(a);");
+    } else if (kind == "rms_norm" || kind == "add_rms_norm") {
+      bool add = kind == "add_rms_norm";
+      name = "mm_" + kind.str() + "_" + tn + "_t" + th;
+      entry(name, threads, "RmsNormArgs",
+            "mm::k::rmsNorm<" + t + ", " + th + ", " +
+                (add ? "true" : "false") + ">(a);");
+    } else if (kind == "silu" || kind == "sigmoid" || kind == "mul" ||
+               kind == "scaled_add" || kind == "sigmoid_mul") {
+      static const std::pair<const char *, const char *> ops[] = {
+          {"silu", "kSilu"},
+          {"sigmoid", "kSigmoid"},
+          {"mul", "kMul"},
+          {"scaled_add", "kScaledAdd"},
+          {"sigmoid_mul", "kSigmoidMul"}};
+      std::string op;
+      for (auto [k, v] : ops)
+        if (kind == k)
+          op = v;
+      name = "mm_" + kind.str() + "_" + tn + "_t" + th;
+      entry(name, threads, "ElementwiseArgs",
+            "mm::k::elementwise<" + t + ", mm::k::" + op + ">(a);");
+    } else if (kind == "rope") {
+      name = "mm_rope_" + tn + "_t" + th;
+      entry(name, threads, "RopeArgs", "mm::k::rope<" + t + ">(a);");
+    } else if (kind == "lightning_attention") {
+      const bool silu = p("silu_input") != 0;
+      const std::string d = std::to_string(p("head_dim")),
+                        blk = std::to_string(p("tile_block")),
+                        dv = std::to_string(p("tile_dv"));
+      if (p("tile_block") <= 0 || p("tile_dv") <= 0)
+        return l.emitOpError() << "has no tile_block/tile_dv: run mm-tile "
+                                  "before mm-codegen-cuda";
+      name = "mm_lightning_attention_" + tn + "_d" + d + "_b" + blk + "_dv" +
+             dv + "_t" + th + (silu ? "_silu" : "");
+      entry(name, threads, "LightningArgs",
+            "extern __shared__ float smem[];\n  "
+            "mm::k::lightningAttention<" +
+                t + ", " + d + ", " + blk + ", " + dv + ", " + th + ", " +
+                (silu ? "true" : "false") + ">(a, smem);");
+    } else if (kind == "softmax_attention") {
+      const std::string d = std::to_string(p("head_dim")),
+                        bq = std::to_string(p("tile_q")),
+                        bk = std::to_string(p("tile_k"));
+      if (p("tile_q") <= 0 || p("tile_k") <= 0)
+        return l.emitOpError() << "has no tile_q/tile_k: run mm-tile before "
+                                  "mm-codegen-cuda";
+      name = "mm_softmax_attention_" + tn + "_d" + d + "_q" + bq + "_k" + bk +
+             "_t" + th;
+      entry(name, threads, "SoftmaxAttentionArgs",
+            "extern __shared__ float smem[];\n  "
+            "mm::k::softmaxAttention<" +
+                t + ", " + d + ", " + bq + ", " + bk + ", " + th +
+                ">(a, smem);");
+    } else if (kind == "moe") {
+      const std::string bm = std::to_string(p("tile_m")),
+                        bn = std::to_string(p("tile_n")),
+                        bk = std::to_string(p("tile_k"));
+      if (p("tile_m") <= 0 || p("tile_n") <= 0 || p("tile_k") <= 0)
+        return l.emitOpError() << "has no tile_m/tile_n/tile_k: run mm-tile "
+                                  "before mm-codegen-cuda";
+      name = "mm_moe_" + tn + "_m" + bm + "_n" + bn + "_k" + bk + "_t" + th;
+      const std::string gemm =
+          t + ", " + bm + ", " + bn + ", " + bk + ", " + th;
+      entry(name + "_route", threads, "MoeArgs",
+            "mm::k::moeRoute<" + t + ", " + th + ">(a);");
+      entry(name + "_dispatch", 1024, "MoeArgs",
+            "mm::k::moeDispatch<" + bm + ", 1024>(a);");
+      entry(name + "_gate_up", threads, "MoeArgs",
+            "mm::k::moeGemm<" + gemm + ", true>(a);");
+      entry(name + "_down", threads, "MoeArgs",
+            "mm::k::moeGemm<" + gemm + ", false>(a);");
+      entry(name + "_combine", threads, "MoeArgs",
+            "mm::k::moeCombine<" + t + ", " + th + ">(a);");
+    } else if (kind == "cross_entropy") {
+      name = "mm_cross_entropy_" + tn + "_t" + th;
+      entry(name + "_rows", threads, "CrossEntropyArgs",
+            "mm::k::crossEntropyRows<" + t + ", " + th + ">(a);");
+      entry(name + "_reduce", threads, "CrossEntropyArgs",
+            "mm::k::crossEntropyReduce<" + th + ">(a);");
+    } else {
+      return l.emitOpError() << "has no CUDA kernel template for '" << kind
+                             << "'";
+    }
+    includes.insert(kind == "add_rms_norm"   ? "rms_norm"
+                    : kind == "silu" || kind == "sigmoid" || kind == "mul" ||
+                            kind == "scaled_add" || kind == "sigmoid_mul"
+                        ? "elementwise"
+                        : kind.str());
+    return name;
+  }
+
+  std::string source(StringRef target) const {
+    std::string s;
+    llvm::raw_string_ostream os(s);
+    os << "// Generated by mm-codegen-cuda for " << target
+       << ": one entry per kernel instantiation of this program.\n";
+    std::vector<std::string> inc;
+    for (const auto &i : includes)
+      inc.push_back(i.getKey().str());
+    llvm::sort(inc);
+    for (const std::string &i : inc)
+      os << "#include \"kernels/" << i << ".cuh\"\n";
+    os << body;
+    return s;
+  }
+
+private:
+  void entry(const std::string &name, int64_t threads, StringRef args,
+             const std::string &call) {
+    if (!emitted.insert(name).second)
+      return;
+    body += "\nextern \"C\" __global__ void __launch_bounds__(" +
+            std::to_string(threads) + ") " + name + "(const mm::k::" +
+            args.str() + " a) {\n  " + call + "\n}\n";
+  }
+
+  llvm::StringSet<> includes, emitted;
+  std::string body;
+};
+
+struct CodegenCudaPass : mm::impl::CodegenCudaPassBase<CodegenCudaPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    for (auto program : getOperation().getOps<mmx::ProgramOp>()) {
+      if (program.getTarget() == "cpu")
+        continue;
+      SourceBuilder src;
+      OpBuilder b(program);
+      for (auto l : program.getBody().front().getOps<mmx::LaunchOp>()) {
+        FailureOr<std::string> fn = src.add(l);
+        if (failed(fn))
+          return signalPassFailure();
+        if (!fn->empty())
+          l->setAttr("function", b.getStringAttr(*fn));
+      }
+      std::string text = src.source(program.getTarget());
+      if (dump)
+        llvm::outs() << text;
+      program->setAttr("cuda_source", b.getStringAttr(text));
+    }
+  }
+};
+
+} // namespace

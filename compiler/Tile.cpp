@@ -1,0 +1,95 @@
+//===- Tile.cpp - per-target tile sizes of the kernel templates -----------===//
+//
+// The tile of a launch is fixed at compile time (it becomes template arguments
+// in mm-codegen-cuda), so it is chosen here from the target's shared-memory
+// budget and the launch's static params. The runtime reads the same params to
+// size its grid, so the two can never disagree.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mm/Compiler/Passes.h"
+
+#include "kernels/args.h"
+#include "mlir/IR/Builders.h"
+
+#define DEBUG_TYPE "mm-tile"
+
+namespace mm {
+#define GEN_PASS_DEF_TILEPASS
+#include "mm/Compiler/Passes.h.inc"
+} // namespace mm
+
+using namespace mlir;
+
+namespace {
+
+/// Opt-in shared memory per block of each target, in bytes.
+int64_t sharedMemoryBudget(StringRef target) {
+  if (target == "sm_90a")
+    return 227 * 1024;
+  if (target == "sm_80")
+    return 163 * 1024;
+  return 99 * 1024; // sm_89
+}
+
+int64_t intParam(mmx::LaunchOp l, StringRef name) {
+  if (auto a = l.getParams().getAs<IntegerAttr>(name))
+    return a.getInt();
+  return 0;
+}
+
+struct TilePass : mm::impl::TilePassBase<TilePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    for (auto program : getOperation().getOps<mmx::ProgramOp>()) {
+      if (program.getTarget() == "cpu")
+        continue;
+      const int64_t budget = sharedMemoryBudget(program.getTarget());
+      for (auto launch : program.getBody().front().getOps<mmx::LaunchOp>())
+        if (failed(tile(launch, budget)))
+          return signalPassFailure();
+    }
+  }
+
+  LogicalResult tile(mmx::LaunchOp l, int64_t budget) {
+    StringRef kind = l.getKernel();
+    if (kind == "linear" || kind == "logits")
+      return success(); // cuBLASLt
+    SmallVector<std::pair<StringRef, int64_t>> tiles = {{"tile_threads", 256}};
+    const int64_t d = intParam(l, "head_dim");
+    if (kind == "lightning_attention") {
+      int64_t dv = 32;
+      while (d % dv)
+        dv /= 2;
+      int64_t block = 64;
+      while (block > 16 &&
+             4 * mm::k::lightningSmemFloats(d, block, dv) > budget)
+        block /= 2;
+      if (4 * mm::k::lightningSmemFloats(d, block, dv) > budget)
+        return l.emitOpError() << "expects a head_dim whose lightning tile fits "
+                               << budget << " bytes of shared memory but got "
+                               << d;
+      tiles.append({{"tile_block", block}, {"tile_dv", dv}});
+    } else if (kind == "softmax_attention") {
+      int64_t t = 64;
+      while (t > 16 && 4 * mm::k::attentionSmemFloats(d, t, t) > budget)
+        t /= 2;
+      if (4 * mm::k::attentionSmemFloats(d, t, t) > budget)
+        return l.emitOpError() << "expects a head_dim whose attention tile fits "
+                               << budget << " bytes of shared memory but got "
+                               << d;
+      tiles.append({{"tile_q", t}, {"tile_k", t}});
+    } else if (kind == "moe") {
+      tiles.append({{"tile_m", 64}, {"tile_n", 64}, {"tile_k", 32}});
+    }
+    OpBuilder b(l);
+    NamedAttrList params(l.getParams());
+    for (auto [name, value] : tiles)
+      params.set(name, b.getI64IntegerAttr(value));
+    l.setParamsAttr(params.getDictionary(b.getContext()));
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,101 @@
+// Kernel argument blocks: the ABI between the runtime (host C++, runtime/cuda/) and the kernel
+// entry points that the compiler's codegen emits (one `extern "C" __global__` function per
+// instantiation, taking exactly one of these structs by value).
+//
+// Plain C structs of 8-byte fields so host and device agree on the layout without any CUDA header:
+// pointers travel as `unsigned long long` device addresses, sizes as `long long`, reals as
+// `double`. Each struct names the kernel of docs/kernels.md it serves.
+#pragma once
+
+// Marks the helpers below as callable on both sides under nvcc and NVRTC.
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define MM_HD __host__ __device__
+#else
+#define MM_HD
+#endif
+
+namespace mm {
+namespace k {
+
+typedef unsigned long long dptr; // a device address
+
+/// Run-time errors a kernel can report (bad token id, bad label): the first offending row wins.
+/// `row` is row+1 (0 = no error), `value` the offending value, `kind` one of the codes below.
+struct ErrorSlot {
+  unsigned long long row;
+  long long value;
+  long long kind;
+};
+enum { kErrorTokenId = 1, kErrorLabel = 2 };
+
+/// embedding: out[r] = table[ids[r]].
+struct EmbeddingArgs {
+  dptr ids, table, out, error; // error: ErrorSlot*
+  long long rows, vocab, hidden;
+};
+
+/// rms_norm, and add_rms_norm (x = alpha*a + beta*b fused in front).
+struct RmsNormArgs {
+  dptr a, b, w, out; // b unused by plain rms_norm
+  long long rows, n;
+  double eps, alpha, beta;
+};
+
+/// silu, sigmoid, mul, scaled_add, sigmoid_mul: out[i] = f(a[i], b[i]).
+struct ElementwiseArgs {
+  dptr a, b, out; // b unused by unary ops
+  long long n;
+  double alpha, beta;
+};
+
+/// rope: NeoX rotate-half on channels [0, rotary_dim) of each head.
+struct RopeArgs {
+  dptr x, out;
+  long long batch, seq, heads, head_dim, rotary_dim;
+  double theta;
+};
+
+/// lightning_attention: qkv [B,T,H*3*D] -> out [B,T,H*D].
+struct LightningArgs {
+  dptr qkv, out;
+  long long batch, seq, heads, layer, num_layers;
+};
+
+/// softmax_attention: q [B,T,Hq*D], k and v [B,T,Hkv*D] -> out [B,T,Hq*D].
+struct SoftmaxAttentionArgs {
+  dptr q, k, v, out;
+  long long batch, seq, heads, kv_heads;
+  double scale;
+};
+
+/// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace arrays (device
+/// memory the runtime sizes with moeWorkspaceBytes): topk_expert, topk_weight, slot_pos
+/// [rows*top_k]; perm_slot [rows*top_k]; offsets, tile_offsets [experts+1]; h [rows*top_k, I]
+/// (element type of x); y [rows*top_k, H] f32.
+struct MoeArgs {
+  dptr x, router, w1, w2, w3, out;
+  dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h, y;
+  long long rows, hidden, experts, inter, top_k;
+};
+
+/// cross_entropy: per-row losses into `row_loss` (f32 workspace [rows], -1 marks an ignored
+/// row), then one block reduces them into the scalar `out`.
+struct CrossEntropyArgs {
+  dptr logits, labels, out, row_loss, error;
+  long long rows, vocab;
+};
+
+/// Shared-memory floats of the tiled kernels, from their template parameters; the runtime
+/// reserves exactly this (times 4 bytes) when it launches them.
+MM_HD constexpr long long lightningSmemFloats(int D, int BLOCK, int DV) {
+  return 2ll * BLOCK * (D + 1) + 1ll * BLOCK * (DV + 1) + 1ll * BLOCK * (BLOCK + 1) +
+         1ll * D * (DV + 1);
+}
+MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
+  return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) + 3ll * BQ;
+}
+/// The MoE kernels keep per-block expert tables in shared memory of this many entries.
+MM_HD constexpr int moeMaxExperts() { return 256; }
+
+} // namespace k
+} // namespace mm

@@ -1,0 +1,100 @@
+// Shared device helpers of the kernel templates: the bf16 storage type (bit-level, so that
+// NVRTC needs no toolkit header), loads/stores that convert to and from fp32, and warp/block
+// reductions. Every kernel computes in fp32 (or wider) and only stores in its element type T.
+#pragma once
+
+#include "kernels/args.h"
+
+namespace mm {
+namespace k {
+
+__device__ __forceinline__ float infinity() { return __int_as_float(0x7f800000); }
+
+/// bfloat16 storage: the upper 16 bits of an IEEE float.
+struct bf16 {
+  unsigned short bits;
+};
+
+__device__ __forceinline__ float toF32(float x) { return x; }
+__device__ __forceinline__ float toF32(bf16 x) {
+  return __uint_as_float(static_cast<unsigned>(x.bits) << 16);
+}
+
+template <typename T> __device__ __forceinline__ T fromF32(float x);
+template <> __device__ __forceinline__ float fromF32<float>(float x) { return x; }
+/// Round to nearest even; NaN stays a (quiet) NaN.
+template <> __device__ __forceinline__ bf16 fromF32<bf16>(float x) {
+  unsigned u = __float_as_uint(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return bf16{static_cast<unsigned short>((u >> 16) | 0x40)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return bf16{static_cast<unsigned short>(u >> 16)};
+}
+
+template <typename T> __device__ __forceinline__ float ld(const T *p, long long i) {
+  return toF32(p[i]);
+}
+template <typename T> __device__ __forceinline__ void st(T *p, long long i, float v) {
+  p[i] = fromF32<T>(v);
+}
+
+template <typename T> __device__ __forceinline__ const T *cptr(dptr p) {
+  return reinterpret_cast<const T *>(p);
+}
+template <typename T> __device__ __forceinline__ T *mptr(dptr p) {
+  return reinterpret_cast<T *>(p);
+}
+
+__device__ __forceinline__ float siluF(float x) { return x / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float sigmoidF(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sum over the block (THREADS a multiple of 32); every thread gets the result. `red` holds
+/// THREADS/32 floats of shared memory.
+template <int THREADS> __device__ __forceinline__ float blockSum(float v, float *red) {
+  v = warpSum(v);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();
+  if (lane == 0)
+    red[warp] = v;
+  __syncthreads();
+  float s = 0.f;
+  for (int i = 0; i < THREADS / 32; ++i)
+    s += red[i];
+  return s;
+}
+template <int THREADS> __device__ __forceinline__ float blockMax(float v, float *red) {
+  v = warpMax(v);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();
+  if (lane == 0)
+    red[warp] = v;
+  __syncthreads();
+  float m = red[0];
+  for (int i = 1; i < THREADS / 32; ++i)
+    m = fmaxf(m, red[i]);
+  return m;
+}
+
+/// Records the first run-time error of a launch (see ErrorSlot).
+__device__ __forceinline__ void reportError(dptr slot, long long row, long long value,
+                                            long long kind) {
+  ErrorSlot *e = mptr<ErrorSlot>(slot);
+  if (atomicCAS(&e->row, 0ull, static_cast<unsigned long long>(row + 1)) == 0ull) {
+    e->value = value;
+    e->kind = kind;
+  }
+}
+
+} // namespace k
+} // namespace mm

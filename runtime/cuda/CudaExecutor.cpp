@@ -1,0 +1,413 @@
+// The CUDA backend; see CudaExecutor.h.
+#include "runtime/cuda/CudaExecutor.h"
+
+#include "kernels/args.h"
+#include "runtime/cuda/CudaDriver.h"
+#include "runtime/cuda/KernelLaunch.h"
+#include "runtime/cuda/LtGemm.h"
+
+#include <map>
+
+namespace mm::cuda {
+
+namespace {
+
+constexpr uint64_t kLtWorkspaceBytes = 32ull << 20;
+constexpr uint64_t kSharedStatic = 48 * 1024; // beyond this, opt in per kernel
+
+// Sub-kernels of the multi-kernel steps, in launch order (see kernels/moe.cuh,
+// kernels/cross_entropy.cuh).
+const std::vector<std::string> &entrySuffixes(Kernel k) {
+  static const std::vector<std::string> one = {""};
+  static const std::vector<std::string> moe = {"_route", "_dispatch",
+                                               "_gate_up", "_down", "_combine"};
+  static const std::vector<std::string> ce = {"_rows", "_reduce"};
+  return k == Kernel::Moe ? moe : k == Kernel::CrossEntropy ? ce : one;
+}
+
+bool usesLt(Kernel k) { return k == Kernel::Linear || k == Kernel::Logits; }
+
+/// Compute capability the artifact's cubin was built for, or {0,0}.
+std::pair<int, int> targetCapability(const std::string &target) {
+  if (target == "sm_90a")
+    return {9, 0};
+  if (target == "sm_80")
+    return {8, 0};
+  if (target == "sm_89")
+    return {8, 9};
+  return {0, 0};
+}
+
+struct StepLaunch {
+  std::vector<CUfunction> fns;
+  uint32_t smemBytes = 0; // dynamic shared memory of the (single) kernel
+};
+
+} // namespace
+
+struct CudaExecutor::Impl {
+  const Plan &plan;
+  const Driver &drv;
+  CUdevice device = 0;
+  CUcontext ctx = nullptr;
+  CUmodule module = nullptr;
+  CUstream stream = nullptr;
+  CUdeviceptr base = 0;
+  uint64_t workspace = 0, errorSlot = 0, ltWorkspace = 0;
+  std::vector<CUdeviceptr> dev; // per buffer
+  std::vector<StepLaunch> launches;
+  std::unique_ptr<LtGemm> lt;
+  std::string name;
+
+  Impl(const Plan &p, const Driver &d) : plan(p), drv(d) {}
+  ~Impl() {
+    lt.reset();
+    if (ctx)
+      drv.ctxSetCurrent(ctx);
+    if (stream)
+      drv.streamDestroy(stream);
+    if (base)
+      drv.memFree(base);
+    if (module)
+      drv.moduleUnload(module);
+    if (ctx)
+      drv.primaryCtxRelease(device);
+  }
+
+  Status open();
+  Status allocate(const std::vector<void *> &hostData);
+  Status launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
+                unsigned threads, unsigned smem, void *args) {
+    void *params[] = {args};
+    MM_CU_CALL(drv, launchKernel, fn, gx, gy, gz, threads, 1, 1, smem, stream,
+               params, nullptr);
+    return Status::ok();
+  }
+  Status runStep(size_t index, const std::vector<ResolvedShape> &shapes);
+  Status checkErrorSlot(int64_t seq);
+};
+
+Status CudaExecutor::Impl::open() {
+  int count = 0;
+  MM_CU_CALL(drv, deviceGetCount, &count);
+  if (count < 1)
+    return Status(StatusCode::kUnimplemented, "no CUDA device is visible");
+  MM_CU_CALL(drv, deviceGet, &device, 0);
+  char buf[256] = {0};
+  MM_CU_CALL(drv, deviceGetName, buf, sizeof(buf) - 1, device);
+  int major = 0, minor = 0, optin = 0;
+  MM_CU_CALL(drv, deviceGetAttribute, &major,
+             CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
+  MM_CU_CALL(drv, deviceGetAttribute, &minor,
+             CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
+  MM_CU_CALL(drv, deviceGetAttribute, &optin,
+             CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
+  name = std::string(buf) + " (sm_" + std::to_string(major) +
+         std::to_string(minor) + ")";
+
+  auto [tMajor, tMinor] = targetCapability(plan.target);
+  if (tMajor == 0 || plan.cubin.empty())
+    return invalidArgument(
+        "the artifact was compiled for target '" + plan.target +
+        "' and holds no GPU code; compile it with target=sm_90a (or sm_80, "
+        "sm_89) to run it on the cuda backend");
+  // An sm_80 cubin runs on any 8.x device; sm_89 and sm_90a need their own.
+  const bool fits = major == tMajor &&
+                    (tMinor == 0 && tMajor == 8 ? true : minor == tMinor);
+  if (!fits)
+    return invalidArgument("the artifact's GPU code is for " + plan.target +
+                           " but device 0 is " + name +
+                           "; recompile the model for this GPU");
+
+  MM_CU_CALL(drv, primaryCtxRetain, &ctx, device);
+  MM_CU_CALL(drv, ctxSetCurrent, ctx);
+  MM_CU_CALL(drv, moduleLoadData, &module, plan.cubin.data());
+  MM_CU_CALL(drv, streamCreate, &stream, CU_STREAM_NON_BLOCKING);
+
+  launches.resize(plan.steps.size());
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const StepDesc &s = plan.steps[i];
+    auto where = [&] {
+      return "step " + std::to_string(i) + " (" + s.kernelName + "): ";
+    };
+    if (s.stream != 0)
+      return Status(StatusCode::kUnimplemented,
+                    where() + "runs on stream " + std::to_string(s.stream) +
+                        "; this backend has no cross-stream events yet");
+    if (usesLt(s.kernel))
+      continue;
+    if (s.function.empty() || s.params.tileThreads <= 0)
+      return invalidArgument(where() + "has no GPU entry point or tile "
+                                       "params; recompile the artifact");
+    const KernelParams &p = s.params;
+    StepLaunch &L = launches[i];
+    if (s.kernel == Kernel::LightningAttention)
+      L.smemBytes = static_cast<uint32_t>(
+          4 * k::lightningSmemFloats(static_cast<int>(p.headDim),
+                                     static_cast<int>(p.tileBlock),
+                                     static_cast<int>(p.tileDv)));
+    else if (s.kernel == Kernel::SoftmaxAttention)
+      L.smemBytes = static_cast<uint32_t>(
+          4 * k::attentionSmemFloats(static_cast<int>(p.headDim),
+                                     static_cast<int>(p.tileQ),
+                                     static_cast<int>(p.tileK)));
+    if (L.smemBytes > static_cast<uint32_t>(optin))
+      return invalidArgument(where() + "needs " + std::to_string(L.smemBytes) +
+                             " bytes of shared memory but " + name +
+                             " allows " + std::to_string(optin));
+    if (s.kernel == Kernel::Moe) {
+      int64_t experts = plan.buffers[s.inputs[1]].shape[0].value;
+      if (experts > k::moeMaxExperts())
+        return Status(StatusCode::kUnimplemented,
+                      where() + "has " + std::to_string(experts) +
+                          " experts; the kernels support up to " +
+                          std::to_string(k::moeMaxExperts()));
+    }
+    for (const std::string &suffix : entrySuffixes(s.kernel)) {
+      CUfunction fn = nullptr;
+      const std::string entry = s.function + suffix;
+      CUresult r = drv.moduleGetFunction(&fn, module, entry.c_str());
+      if (r != CUDA_SUCCESS)
+        return invalidArgument(where() + "the cubin has no entry point '" +
+                               entry + "'");
+      if (L.smemBytes > kSharedStatic)
+        MM_CU_CALL(drv, funcSetAttribute, fn,
+                   CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                   static_cast<int>(L.smemBytes));
+      L.fns.push_back(fn);
+    }
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
+  // Layout: weights | arena | workspace | cuBLASLt workspace | inputs | error.
+  uint64_t at = 0;
+  dev.assign(plan.buffers.size(), 0);
+  std::vector<uint64_t> offset(plan.buffers.size(), 0);
+  std::map<const void *, uint64_t> weightAt; // shared host storage -> offset
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    const BufferDesc &b = plan.buffers[i];
+    if (b.kind != BufferKind::Weight)
+      continue;
+    auto [it, fresh] = weightAt.emplace(hostData[i], at);
+    offset[i] = it->second;
+    if (fresh)
+      at = alignUp(at + b.maxBytes / dtypeSize(b.dtype) * 4, kWorkspaceAlign);
+  }
+  const uint64_t arena = at;
+  at = alignUp(at + plan.arenaBytes, kWorkspaceAlign);
+  uint64_t wsBytes = 0;
+  for (const StepDesc &s : plan.steps) {
+    const auto &x = plan.buffers[s.inputs[0]];
+    const int64_t rows = plan.maxBatch * plan.maxSeq;
+    if (s.kernel == Kernel::Moe) {
+      const auto &w1 = plan.buffers[s.inputs[2]].shape;
+      wsBytes = std::max(wsBytes, moeWorkspace(rows, x.shape[2].value,
+                                               w1[0].value, w1[1].value,
+                                               s.params.topK, 4)
+                                      .bytes);
+    } else if (s.kernel == Kernel::CrossEntropy) {
+      wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
+    }
+  }
+  workspace = at;
+  at = alignUp(at + wsBytes, kWorkspaceAlign);
+  ltWorkspace = at;
+  at += kLtWorkspaceBytes;
+  for (size_t i = 0; i < plan.buffers.size(); ++i)
+    if (plan.buffers[i].kind == BufferKind::Input) {
+      offset[i] = at;
+      at = alignUp(at + plan.buffers[i].maxBytes, kWorkspaceAlign);
+    }
+  errorSlot = at;
+  at += sizeof(k::ErrorSlot);
+
+  size_t freeBytes = 0, totalBytes = 0;
+  MM_CU_CALL(drv, memGetInfo, &freeBytes, &totalBytes);
+  if (at > freeBytes)
+    return resourceExhausted("the plan needs " + std::to_string(at) +
+                             " bytes of GPU memory but " + name + " has " +
+                             std::to_string(freeBytes) + " free");
+  MM_CU_CALL(drv, memAlloc, &base, at);
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    const BufferDesc &b = plan.buffers[i];
+    dev[i] = base + (b.kind == BufferKind::Activation ? arena + b.offset
+                                                      : offset[i]);
+  }
+  for (auto [host, off] : weightAt) {
+    for (size_t i = 0; i < plan.buffers.size(); ++i)
+      if (plan.buffers[i].kind == BufferKind::Weight && hostData[i] == host) {
+        const BufferDesc &b = plan.buffers[i];
+        MM_CU_CALL(drv, memcpyHtoDAsync, base + off, host,
+                   b.maxBytes / dtypeSize(b.dtype) * 4, stream);
+        break;
+      }
+  }
+  MM_CU_CALL(drv, streamSynchronize, stream);
+  MM_ASSIGN_OR_RETURN(lt, LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::runStep(size_t index,
+                                   const std::vector<ResolvedShape> &shapes) {
+  const StepDesc &s = plan.steps[index];
+  const KernelParams &p = s.params;
+  const StepLaunch &L = launches[index];
+  const auto &in = s.inputs;
+  const CUdeviceptr out = dev[s.outputs[0]];
+  const auto &x = shapes[in[0]].dims;
+  const unsigned threads = static_cast<unsigned>(p.tileThreads);
+  auto d = [&](size_t i) { return static_cast<k::dptr>(dev[in[i]]); };
+  switch (s.kernel) {
+  case Kernel::Embedding: {
+    k::EmbeddingArgs a{d(0), d(1), out, base + errorSlot, x[0] * x[1],
+                       shapes[in[1]].dims[0], shapes[in[1]].dims[1]};
+    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+  }
+  case Kernel::RmsNorm:
+  case Kernel::AddRmsNorm: {
+    const bool add = s.kernel == Kernel::AddRmsNorm;
+    k::RmsNormArgs a{d(0), add ? d(1) : 0, add ? d(2) : d(1), out,
+                     x[0] * x[1], x[2], p.eps, p.alpha, p.beta};
+    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+  }
+  case Kernel::Linear:
+  case Kernel::Logits:
+    return lt->run(stream, CUDA_R_32F, x[0] * x[1], shapes[in[1]].dims[0], x[2],
+                   dev[in[0]], dev[in[1]], out);
+  case Kernel::Silu:
+  case Kernel::Sigmoid:
+  case Kernel::Mul:
+  case Kernel::ScaledAdd:
+  case Kernel::SigmoidMul: {
+    const bool binary = in.size() > 1;
+    k::ElementwiseArgs a{d(0), binary ? d(1) : 0, out, shapes[in[0]].elements,
+                         p.alpha, p.beta};
+    return launch(L.fns[0], gridStride(a.n, threads), 1, 1, threads, 0, &a);
+  }
+  case Kernel::Rope: {
+    k::RopeArgs a{d(0), out, x[0], x[1], p.numHeads, p.headDim, p.rotaryDim,
+                  p.theta};
+    const int64_t items = x[0] * x[1] * p.numHeads * (p.headDim - p.rotaryDim / 2);
+    return launch(L.fns[0], gridStride(items, threads), 1, 1, threads, 0, &a);
+  }
+  case Kernel::LightningAttention: {
+    k::LightningArgs a{d(0), out, x[0], x[1], p.numHeads, p.layerIndex,
+                       p.numLayers};
+    return launch(L.fns[0], static_cast<unsigned>(p.headDim / p.tileDv),
+                  static_cast<unsigned>(p.numHeads), static_cast<unsigned>(x[0]),
+                  threads, L.smemBytes, &a);
+  }
+  case Kernel::SoftmaxAttention: {
+    k::SoftmaxAttentionArgs a{d(0), d(1), d(2), out, x[0], x[1], p.numHeads,
+                              p.numKvHeads, p.scale};
+    return launch(L.fns[0], static_cast<unsigned>((x[1] + p.tileQ - 1) / p.tileQ),
+                  static_cast<unsigned>(p.numHeads), static_cast<unsigned>(x[0]),
+                  threads, L.smemBytes, &a);
+  }
+  case Kernel::Moe: {
+    const auto &w1 = shapes[in[2]].dims;
+    k::MoeArgs a{};
+    a.x = d(0);
+    a.router = d(1);
+    a.w1 = d(2);
+    a.w2 = d(3);
+    a.w3 = d(4);
+    a.out = out;
+    a.rows = x[0] * x[1];
+    a.hidden = x[2];
+    a.experts = w1[0];
+    a.inter = w1[1];
+    a.top_k = p.topK;
+    bindMoeWorkspace(a, base + workspace,
+                     moeWorkspace(a.rows, a.hidden, a.experts, a.inter, a.top_k, 4));
+    const unsigned tiles =
+        moeGemmTiles(a.rows, a.top_k, a.experts, static_cast<int>(p.tileM));
+    const unsigned warps = threads / 32;
+    MM_RETURN_IF_ERROR(launch(L.fns[0],
+                              static_cast<unsigned>((a.rows + warps - 1) / warps),
+                              1, 1, threads, 0, &a));
+    MM_RETURN_IF_ERROR(launch(L.fns[1], 1, 1, 1, 1024, 0, &a));
+    MM_RETURN_IF_ERROR(launch(L.fns[2], tiles,
+                              static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN),
+                              1, threads, 0, &a));
+    MM_RETURN_IF_ERROR(launch(L.fns[3], tiles,
+                              static_cast<unsigned>((a.hidden + p.tileN - 1) / p.tileN),
+                              1, threads, 0, &a));
+    return launch(L.fns[4], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+  }
+  case Kernel::CrossEntropy: {
+    k::CrossEntropyArgs a{d(0), d(1), out, base + workspace, base + errorSlot,
+                          x[0] * x[1], x[2]};
+    MM_RETURN_IF_ERROR(
+        launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a));
+    return launch(L.fns[1], 1, 1, 1, threads, 0, &a);
+  }
+  }
+  return internalError("unhandled kernel " + s.kernelName);
+}
+
+Status CudaExecutor::Impl::checkErrorSlot(int64_t seq) {
+  k::ErrorSlot e{};
+  MM_CU_CALL(drv, memcpyDtoHAsync, &e, base + errorSlot, sizeof(e), stream);
+  MM_CU_CALL(drv, streamSynchronize, stream);
+  if (e.row == 0)
+    return Status::ok();
+  const int64_t row = static_cast<int64_t>(e.row) - 1;
+  const std::string at = " at [" + std::to_string(row / seq) + ", " +
+                         std::to_string(row % seq) + "]";
+  for (const StepDesc &s : plan.steps) {
+    if (e.kind == k::kErrorTokenId && s.kernel == Kernel::Embedding)
+      return outOfRange("embedding: token id " + std::to_string(e.value) + at +
+                        " is outside [0, " +
+                        std::to_string(plan.buffers[s.inputs[1]].shape[0].value) +
+                        ")");
+    if (e.kind == k::kErrorLabel && s.kernel == Kernel::CrossEntropy)
+      return outOfRange("cross_entropy: label " + std::to_string(e.value) + at +
+                        " is outside [0, " +
+                        std::to_string(plan.buffers[s.inputs[0]].shape[2].value) +
+                        ") and is not -100");
+  }
+  return internalError("a kernel reported an unknown error kind " +
+                       std::to_string(e.kind));
+}
+
+CudaExecutor::CudaExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaExecutor::~CudaExecutor() = default;
+
+const std::string &CudaExecutor::deviceName() const { return impl_->name; }
+
+StatusOr<std::unique_ptr<CudaExecutor>>
+CudaExecutor::create(const Plan &plan, const std::vector<void *> &hostData) {
+  MM_ASSIGN_OR_RETURN(const Driver *drv, driver());
+  auto impl = std::make_unique<Impl>(plan, *drv);
+  MM_RETURN_IF_ERROR(impl->open());
+  MM_RETURN_IF_ERROR(impl->allocate(hostData));
+  return std::unique_ptr<CudaExecutor>(new CudaExecutor(std::move(impl)));
+}
+
+Status CudaExecutor::run(const std::vector<void *> &hostData,
+                         const std::vector<ResolvedShape> &shapes,
+                         int64_t /*batch*/, int64_t seq) {
+  Impl &m = *impl_;
+  MM_CU_CALL(m.drv, ctxSetCurrent, m.ctx);
+  MM_CU_CALL(m.drv, memsetD8Async, m.base + m.errorSlot, 0,
+             sizeof(k::ErrorSlot), m.stream);
+  for (const Binding &b : m.plan.inputs)
+    MM_CU_CALL(m.drv, memcpyHtoDAsync, m.dev[b.buffer], hostData[b.buffer],
+               shapes[b.buffer].elements * dtypeSize(m.plan.buffers[b.buffer].dtype),
+               m.stream);
+  for (size_t i = 0; i < m.plan.steps.size(); ++i) {
+    Status st = m.runStep(i, shapes);
+    if (!st.isOk())
+      return st.withPrefix("step " + std::to_string(i) + " (" +
+                           m.plan.steps[i].kernelName + "): ");
+  }
+  for (const Binding &b : m.plan.outputs)
+    MM_CU_CALL(m.drv, memcpyDtoHAsync, hostData[b.buffer], m.dev[b.buffer],
+               shapes[b.buffer].elements * 4, m.stream);
+  return m.checkErrorSlot(seq);
+}
+
+} // namespace mm::cuda

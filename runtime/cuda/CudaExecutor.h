@@ -1,0 +1,49 @@
+// The CUDA backend: runs a verified Plan's steps on GPU 0.
+//
+// create() loads the driver and cuBLASLt (dlopen), checks that the artifact's
+// cubin matches the device, loads it (cuModuleLoadData), resolves every step's
+// entry points, and makes ONE device allocation holding the weights, the
+// activation arena (Plan offsets), the per-step workspace (shared by all
+// steps: MoE routing tables, cross-entropy row losses, cuBLASLt), the inputs
+// and the error slot; then uploads the weights. run() copies inputs in, issues
+// every step on one stream with no allocation and no synchronisation, copies
+// the outputs and the error slot back and synchronises once.
+//
+// Not thread-safe: one run at a time.
+#pragma once
+
+#include "runtime/Artifact.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mm::cuda {
+
+class CudaExecutor {
+public:
+  /// `hostData[i]` is the host storage of buffer i; weight buffers hold their
+  /// f32 values (as bound by the Session) and are uploaded here.
+  static StatusOr<std::unique_ptr<CudaExecutor>>
+  create(const Plan &plan, const std::vector<void *> &hostData);
+  ~CudaExecutor();
+  CudaExecutor(const CudaExecutor &) = delete;
+  CudaExecutor &operator=(const CudaExecutor &) = delete;
+
+  /// Copies Input buffers from `hostData`, runs every step for (batch, seq)
+  /// and copies every output binding's buffer back into `hostData`.
+  Status run(const std::vector<void *> &hostData,
+             const std::vector<ResolvedShape> &shapes, int64_t batch,
+             int64_t seq);
+
+  /// "NVIDIA H100 80GB HBM3 (sm_90)".
+  const std::string &deviceName() const;
+
+  struct Impl;
+
+private:
+  explicit CudaExecutor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace mm::cuda

@@ -1,0 +1,81 @@
+// cuBLASLt projections; see LtGemm.h.
+#include "runtime/cuda/LtGemm.h"
+
+namespace mm::cuda {
+
+StatusOr<std::unique_ptr<LtGemm>> LtGemm::create(CUdeviceptr workspace,
+                                                 size_t workspaceBytes) {
+  MM_ASSIGN_OR_RETURN(const CublasLt *lt, cublasLt());
+  cublasLtHandle_t h = nullptr;
+  MM_LT_CALL(*lt, create, &h);
+  return std::unique_ptr<LtGemm>(new LtGemm(*lt, h, workspace, workspaceBytes));
+}
+
+LtGemm::~LtGemm() {
+  for (auto &[key, s] : shapes_) {
+    lt_.matrixLayoutDestroy(s.a);
+    lt_.matrixLayoutDestroy(s.b);
+    lt_.matrixLayoutDestroy(s.c);
+    lt_.matmulDescDestroy(s.desc);
+  }
+  lt_.destroy(handle_);
+}
+
+StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t type, int64_t m,
+                                        int64_t n, int64_t k) {
+  auto key = std::make_tuple(static_cast<int>(type), m, n, k);
+  auto it = shapes_.find(key);
+  if (it != shapes_.end())
+    return &it->second;
+  Shape s;
+  // Column-major view: out[M,N] row-major is C[N,M] = op(A) op(B) with
+  // A = w viewed as [K,N] (transposed) and B = x viewed as [K,M].
+  MM_LT_CALL(lt_, matmulDescCreate, &s.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+  cublasOperation_t transA = CUBLAS_OP_T, transB = CUBLAS_OP_N;
+  MM_LT_CALL(lt_, matmulDescSetAttribute, s.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+             &transA, sizeof(transA));
+  MM_LT_CALL(lt_, matmulDescSetAttribute, s.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+             &transB, sizeof(transB));
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, type, k, n, k);
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, type, k, m, k);
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.c, type, n, m, n);
+  cublasLtMatmulPreference_t pref = nullptr;
+  MM_LT_CALL(lt_, preferenceCreate, &pref);
+  uint64_t wsBytes = workspaceBytes_;
+  MM_LT_CALL(lt_, preferenceSetAttribute, pref,
+             CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes,
+             sizeof(wsBytes));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = lt_.algoGetHeuristic(handle_, s.desc, s.a, s.b, s.c, s.c,
+                                           pref, 1, &result, &found);
+  lt_.preferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    lt_.matrixLayoutDestroy(s.a);
+    lt_.matrixLayoutDestroy(s.b);
+    lt_.matrixLayoutDestroy(s.c);
+    lt_.matmulDescDestroy(s.desc);
+    return Status(StatusCode::kInternal,
+                  "cuBLASLt has no algorithm for a [" + std::to_string(m) +
+                      ", " + std::to_string(k) + "] x [" + std::to_string(n) +
+                      ", " + std::to_string(k) + "]^T product");
+  }
+  s.algo = result.algo;
+  return &shapes_.emplace(key, s).first->second;
+}
+
+Status LtGemm::run(CUstream stream, cudaDataType_t type, int64_t m, int64_t n,
+                   int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out) {
+  MM_ASSIGN_OR_RETURN(Shape * s, shape(type, m, n, k));
+  const float alpha = 1.f, beta = 0.f;
+  MM_LT_CALL(lt_, matmul, handle_, s->desc, &alpha,
+             reinterpret_cast<const void *>(w), s->a,
+             reinterpret_cast<const void *>(x), s->b, &beta,
+             reinterpret_cast<const void *>(out), s->c,
+             reinterpret_cast<void *>(out), s->c, &s->algo,
+             reinterpret_cast<void *>(workspace_), workspaceBytes_,
+             reinterpret_cast<cudaStream_t>(stream));
+  return Status::ok();
+}
+
+} // namespace mm::cuda

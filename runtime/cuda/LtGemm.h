@@ -1,0 +1,46 @@
+// Dense projections through cuBLASLt: out[M, N] = x[M, K] · w[N, K]ᵀ, all
+// row-major (PyTorch nn.Linear layout), f32 or bf16 storage with fp32
+// accumulation (CUBLAS_COMPUTE_32F, so f32 stays true fp32, no TF32).
+//
+// Descriptors and the heuristic's algorithm are cached per (type, M, N, K):
+// the first call at a shape allocates, later calls do not. Not thread-safe;
+// one LtGemm per executor. The workspace is device memory owned by the caller.
+#pragma once
+
+#include "runtime/cuda/CudaDriver.h"
+
+#include <map>
+#include <memory>
+#include <tuple>
+
+namespace mm::cuda {
+
+class LtGemm {
+public:
+  static StatusOr<std::unique_ptr<LtGemm>> create(CUdeviceptr workspace,
+                                                  size_t workspaceBytes);
+  ~LtGemm();
+  LtGemm(const LtGemm &) = delete;
+  LtGemm &operator=(const LtGemm &) = delete;
+
+  Status run(CUstream stream, cudaDataType_t type, int64_t m, int64_t n,
+             int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out);
+
+private:
+  struct Shape {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  LtGemm(const CublasLt &lt, cublasLtHandle_t h, CUdeviceptr ws, size_t wsBytes)
+      : lt_(lt), handle_(h), workspace_(ws), workspaceBytes_(wsBytes) {}
+  StatusOr<Shape *> shape(cudaDataType_t type, int64_t m, int64_t n, int64_t k);
+
+  const CublasLt &lt_;
+  cublasLtHandle_t handle_;
+  CUdeviceptr workspace_;
+  size_t workspaceBytes_;
+  std::map<std::tuple<int, int64_t, int64_t, int64_t>, Shape> shapes_;
+};
+
+} // namespace mm::cuda
