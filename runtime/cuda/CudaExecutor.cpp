@@ -110,7 +110,7 @@ Status CudaExecutor::Impl::open() {
     return invalidArgument(
         "the artifact was compiled for target '" + plan.target +
         "' and holds no GPU code; compile it with target=sm_90a (or sm_80, "
-        "sm_89) to run it on the cuda backend");
+        "sm_89) to run it on the CUDA backend");
   // An sm_80 cubin runs on any 8.x device; sm_89 and sm_90a need their own.
   const bool fits = major == tMajor &&
                     (tMinor == 0 && tMajor == 8 ? true : minor == tMinor);

@@ -35,7 +35,7 @@ mmx.program @forward attributes {max_batch = 1 : i64, max_seq = 8 : i64, target 
 
 // -----
 
-// Tests that GPU targets are refused until CUDA code generation exists.
-// expected-error @+1 {{targets 'sm_90a', but CUDA code generation is not built yet; use target=cpu}}
+// Tests that a GPU target needs the CUDA source of mm-codegen-cuda.
+// expected-error @+1 {{targets 'sm_90a' but has no cuda_source: run mm-codegen-cuda before mm-serialize}}
 mmx.program @forward attributes {arena_bytes = 0 : i64, max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
 }

@@ -6,7 +6,7 @@
 For sequence lengths 1, 7, block_size+1 and 2*block_size+8 at batch 1 and 2 (the artifact must allow
 batch 2 and seq >= 2*block_size+8), it runs
     BIN A.mmb --weights W --input-ids ids.npy --dump-logits out.npy
-and requires ‖out−ref‖/‖ref‖ <= 1e-5 and identical argmax at every position. Then it runs
+and requires ‖out−ref‖/‖ref‖ <= 1e-5 (--rel-tol; the fp32 GPU backend is held to 1e-4) and identical argmax at every position. Then it runs
     BIN A.mmb --weights W --input-ids ids.npy --generate 5
 and requires the printed lines `generated[b]: t1 ... t5` (the new tokens only) to equal the
 reference's greedy continuation. Prints a table; exits non-zero on any failure.
@@ -40,7 +40,7 @@ def run(cmd, timeout):
     return True, res.stdout, ""
 
 
-def compare(out, ref):
+def compare(out, ref, rel_tol=REL_TOL):
     """Returns (rel_err, problem or '')."""
     if out.shape != ref.shape:
         return float("nan"), f"shape {out.shape} != reference {ref.shape}"
@@ -48,8 +48,8 @@ def compare(out, ref):
     if not np.isfinite(out).all():
         return float("nan"), "non-finite logits"
     rel = float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
-    if rel > REL_TOL:
-        return rel, f"rel err > {REL_TOL:.0e}"
+    if rel > rel_tol:
+        return rel, f"rel err > {rel_tol:.0e}"
     bad = np.argwhere(np.argmax(out, axis=-1) != np.argmax(ref, axis=-1))
     if bad.size:
         b, t = bad[0]
@@ -77,6 +77,7 @@ def main(argv=None):
     ap.add_argument("--tmp", help="folder for ids/logits files (default: a fresh temporary folder)")
     ap.add_argument("--extra", default="", help='extra mm-run arguments, e.g. --extra="--backend cpu"')
     ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument("--rel-tol", type=float, default=REL_TOL, help="largest ‖out−ref‖/‖ref‖ accepted")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per mm-run call")
     args = ap.parse_args(argv)
 
@@ -101,7 +102,7 @@ def main(argv=None):
         rel = float("nan")
         if ok:
             try:
-                rel, msg = compare(np.load(out_path), ref.forward(ids))
+                rel, msg = compare(np.load(out_path), ref.forward(ids), args.rel_tol)
             except (OSError, ValueError) as e:
                 msg = f"cannot read {out_path}: {e}"
         rows.append((name, rel, not msg, msg))

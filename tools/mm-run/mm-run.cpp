@@ -44,7 +44,7 @@ options:
   --help                  this text
 
 `mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
-size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params".
+size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params [function=entry]".
 
 Timing is printed on stderr. Errors: one line "mm-run: error: <message>" and exit status 1.
 )";
@@ -122,6 +122,8 @@ int inspect(const std::string &path) {
         std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(p.i));
       params += " " + p.name + "=" + buf;
     }
+    if (!s.function.empty())
+      params += " function=" + s.function;
     std::printf("step %zu: %s in=%s out=%s%s\n", i, s.kernelName.c_str(),
                 listText(plan, s.inputs).c_str(),
                 listText(plan, s.outputs).c_str(), params.c_str());

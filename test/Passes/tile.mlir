@@ -1,0 +1,75 @@
+// RUN: mm-opt %s --split-input-file --mm-tile --verify-diagnostics | FileCheck %s
+
+// Tests that on sm_90a every templated launch gets tile_threads, lightning attention a 64-token
+// block and 32 value columns, softmax attention 64x64 tiles and moe its GEMM tiles, while
+// cuBLASLt projections get no tile params.
+// CHECK-LABEL: mmx.program @hopper
+// CHECK: "rms_norm"{{.*}}tile_threads = 256
+// CHECK: "linear"{{.*}}{params = {}}
+// CHECK: "lightning_attention"{{.*}}tile_block = 64 : i64, tile_dv = 32 : i64, tile_threads = 256 : i64
+// CHECK: "softmax_attention"{{.*}}tile_k = 64 : i64, tile_q = 64 : i64, tile_threads = 256 : i64
+// CHECK: "moe"{{.*}}tile_k = 32 : i64, tile_m = 64 : i64, tile_n = 64 : i64, tile_threads = 256 : i64
+mmx.program @hopper attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %x = mmx.input "x" {dtype = f32, shape = ["B", "T", 128]}
+  %w = mmx.weight "norm" {dtype = f32, shape = [128]}
+  %n = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "rms_norm"(%x, %w) -> (%n) {params = {eps = 1.0e-5 : f64}}
+  %wq = mmx.weight "wqkv" {dtype = f32, shape = [384, 128]}
+  %qkv = mmx.alloc {dtype = f32, shape = ["B", "T", 384]}
+  mmx.launch "linear"(%n, %wq) -> (%qkv) {params = {}}
+  %o = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "lightning_attention"(%qkv) -> (%o) {params = {block_size = 256 : i64, head_dim = 128 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  %a = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "softmax_attention"(%o, %o, %o) -> (%a) {params = {head_dim = 128 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.088 : f64}}
+  %r = mmx.weight "router" {dtype = f32, shape = [4, 128]}
+  %w1 = mmx.weight "w1" {dtype = f32, shape = [4, 64, 128]}
+  %w2 = mmx.weight "w2" {dtype = f32, shape = [4, 128, 64]}
+  %m = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "moe"(%a, %r, %w1, %w2, %w1) -> (%m) {params = {top_k = 2 : i64}}
+  mmx.output "m" %m
+}
+
+// -----
+
+// Tests that sm_89's 99 KB of shared memory halves the tiles of head_dim 128 (at 64 both need
+// 116 KB), and that head_dim 48 gets 16 value columns (the largest power of two dividing it).
+// CHECK-LABEL: mmx.program @ada
+// CHECK: "lightning_attention"{{.*}}tile_block = 32 : i64, tile_dv = 32 : i64
+// CHECK: "softmax_attention"{{.*}}tile_k = 32 : i64, tile_q = 32 : i64
+// CHECK: "lightning_attention"{{.*}}head_dim = 48{{.*}}tile_block = 64 : i64, tile_dv = 16 : i64
+mmx.program @ada attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_89"} {
+  %qkv = mmx.input "qkv" {dtype = f32, shape = ["B", "T", 384]}
+  %o = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "lightning_attention"(%qkv) -> (%o) {params = {block_size = 256 : i64, head_dim = 128 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  %a = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "softmax_attention"(%o, %o, %o) -> (%a) {params = {head_dim = 128 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.088 : f64}}
+  %q2 = mmx.input "qkv2" {dtype = f32, shape = ["B", "T", 144]}
+  %o2 = mmx.alloc {dtype = f32, shape = ["B", "T", 48]}
+  mmx.launch "lightning_attention"(%q2) -> (%o2) {params = {block_size = 256 : i64, head_dim = 48 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  mmx.output "a" %a
+  mmx.output "o2" %o2
+}
+
+// -----
+
+// Tests that the cpu target is left alone.
+// CHECK-LABEL: mmx.program @host
+// CHECK: "rms_norm"(%{{.*}}) -> (%{{.*}}) {params = {eps = 1.000000e-05 : f64}}
+mmx.program @host attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "cpu"} {
+  %x = mmx.input "x" {dtype = f32, shape = ["B", "T", 8]}
+  %w = mmx.weight "norm" {dtype = f32, shape = [8]}
+  %n = mmx.alloc {dtype = f32, shape = ["B", "T", 8]}
+  mmx.launch "rms_norm"(%x, %w) -> (%n) {params = {eps = 1.0e-5 : f64}}
+  mmx.output "n" %n
+}
+
+// -----
+
+// Tests that a head_dim whose smallest tile overflows shared memory is an error.
+mmx.program @huge attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_89"} {
+  %qkv = mmx.input "qkv" {dtype = f32, shape = ["B", "T", 3072]}
+  %o = mmx.alloc {dtype = f32, shape = ["B", "T", 1024]}
+  // expected-error @+1 {{expects a head_dim whose lightning tile fits 101376 bytes of shared memory but got 1024}}
+  mmx.launch "lightning_attention"(%qkv) -> (%o) {params = {block_size = 256 : i64, head_dim = 1024 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  mmx.output "o" %o
+}

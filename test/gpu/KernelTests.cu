@@ -1,0 +1,474 @@
+// GPU kernel tests: every kernel template of kernels/ (and the cuBLASLt projection) against the
+// CPU reference backend (runtime/cpu), at several shapes including ragged ones (T not a multiple
+// of the tile), in f32 and bf16.
+//
+// For each case: fresh random inputs (bf16 cases round the inputs to bf16 first, so the reference
+// sees exactly what the GPU sees), outputs poisoned with NaN bytes before the launch, every CUDA
+// call and launch checked, then ‖out − ref‖/‖ref‖ against 1e-4 (f32) or 1e-2 (bf16); a NaN or an
+// unwritten element fails. Prints one line per case and a summary; exit status 1 on any failure,
+// 77 when there is no GPU. `--quick` runs the small shapes only (for compute-sanitizer).
+#include "kernels/cross_entropy.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/lightning_attention.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/rms_norm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/softmax_attention.cuh"
+#include "runtime/cpu/CpuKernels.h"
+#include "runtime/cuda/KernelLaunch.h"
+#include "runtime/cuda/LtGemm.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace mm;
+using k::bf16;
+
+namespace {
+
+#define CK(call)                                                                                \
+  do {                                                                                          \
+    cudaError_t e_ = (call);                                                                    \
+    if (e_ != cudaSuccess) {                                                                    \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                 \
+                   cudaGetErrorString(e_));                                                     \
+      std::exit(1);                                                                             \
+    }                                                                                           \
+  } while (0)
+#define CK_LAUNCH()                                                                             \
+  do {                                                                                          \
+    CK(cudaGetLastError());                                                                     \
+    CK(cudaDeviceSynchronize());                                                                \
+  } while (0)
+
+std::mt19937_64 rng(20261121);
+bool quick = false;
+int failures = 0, cases = 0;
+
+float bf16Round(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+}
+
+template <typename T> constexpr bool isBf16() { return sizeof(T) == 2; }
+template <typename T> const char *typeName() { return isBf16<T>() ? "bf16" : "f32"; }
+
+/// Random values in [lo, hi), rounded to T's precision.
+template <typename T> std::vector<float> randomVec(size_t n, float lo = -1.f, float hi = 1.f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v)
+    x = isBf16<T>() ? bf16Round(u(rng)) : u(rng);
+  return v;
+}
+
+struct Dev {
+  void *p = nullptr;
+  size_t bytes = 0;
+  explicit Dev(size_t b) : bytes(b) { CK(cudaMalloc(&p, b ? b : 1)); }
+  ~Dev() { cudaFree(p); }
+  k::dptr d() const { return reinterpret_cast<k::dptr>(p); }
+  void poison() { CK(cudaMemset(p, 0xff, bytes)); }
+};
+
+template <typename T> Dev upload(const std::vector<float> &v) {
+  Dev dv(v.size() * sizeof(T));
+  if (isBf16<T>()) {
+    std::vector<unsigned short> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      float r = bf16Round(v[i]);
+      unsigned u;
+      std::memcpy(&u, &r, 4);
+      h[i] = static_cast<unsigned short>(u >> 16);
+    }
+    CK(cudaMemcpy(dv.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice));
+  } else {
+    CK(cudaMemcpy(dv.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  }
+  return dv;
+}
+Dev uploadInts(const std::vector<int32_t> &v) {
+  Dev dv(v.size() * 4);
+  CK(cudaMemcpy(dv.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  return dv;
+}
+
+template <typename T> Dev outputBuf(size_t n) {
+  Dev dv(n * sizeof(T));
+  dv.poison();
+  return dv;
+}
+
+template <typename T> std::vector<float> download(const Dev &dv, size_t n) {
+  std::vector<float> out(n);
+  if (isBf16<T>()) {
+    std::vector<unsigned short> h(n);
+    CK(cudaMemcpy(h.data(), dv.p, n * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; ++i) {
+      unsigned u = static_cast<unsigned>(h[i]) << 16;
+      std::memcpy(&out[i], &u, 4);
+    }
+  } else {
+    CK(cudaMemcpy(out.data(), dv.p, n * 4, cudaMemcpyDeviceToHost));
+  }
+  return out;
+}
+
+template <typename T>
+void report(const std::string &kernel, const std::string &shape, const std::vector<float> &out,
+            const std::vector<float> &ref) {
+  double num = 0, den = 0;
+  bool finite = out.size() == ref.size();
+  for (size_t i = 0; i < out.size() && finite; ++i) {
+    if (!std::isfinite(out[i])) {
+      finite = false;
+      break;
+    }
+    const double d = double(out[i]) - ref[i];
+    num += d * d;
+    den += double(ref[i]) * ref[i];
+  }
+  const double rel = finite ? std::sqrt(num / (den > 0 ? den : 1)) : INFINITY;
+  const double tol = isBf16<T>() ? 1e-2 : 1e-4;
+  const bool ok = finite && rel <= tol;
+  ++cases;
+  failures += !ok;
+  std::printf("%-22s %-5s %-44s rel_err %.3e  tol %.0e  %s\n", kernel.c_str(), typeName<T>(),
+              shape.c_str(), rel, tol, ok ? "PASS" : (finite ? "FAIL" : "FAIL (NaN/unwritten)"));
+  std::fflush(stdout);
+}
+
+std::string dims(std::initializer_list<std::pair<const char *, long long>> d) {
+  std::string s;
+  for (auto [n, v] : d)
+    s += (s.empty() ? "" : " ") + std::string(n) + "=" + std::to_string(v);
+  return s;
+}
+
+// ---- entry points (what mm-codegen-cuda emits, instantiated here with nvcc) ----
+
+template <typename T, int TH> __global__ void __launch_bounds__(TH) gEmbedding(k::EmbeddingArgs a) {
+  k::embedding<T, TH>(a);
+}
+template <typename T, int TH, bool ADD>
+__global__ void __launch_bounds__(TH) gRmsNorm(k::RmsNormArgs a) {
+  k::rmsNorm<T, TH, ADD>(a);
+}
+template <typename T, int OP> __global__ void __launch_bounds__(256) gElementwise(k::ElementwiseArgs a) {
+  k::elementwise<T, OP>(a);
+}
+template <typename T> __global__ void __launch_bounds__(256) gRope(k::RopeArgs a) { k::rope<T>(a); }
+template <typename T, int D, int BLOCK, int DV, bool SILU>
+__global__ void __launch_bounds__(256) gLightning(k::LightningArgs a) {
+  extern __shared__ float smem[];
+  k::lightningAttention<T, D, BLOCK, DV, 256, SILU>(a, smem);
+}
+template <typename T, int D, int BQ, int BK>
+__global__ void __launch_bounds__(256) gAttention(k::SoftmaxAttentionArgs a) {
+  extern __shared__ float smem[];
+  k::softmaxAttention<T, D, BQ, BK, 256>(a, smem);
+}
+template <typename T> __global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
+  k::moeRoute<T, 256>(a);
+}
+__global__ void __launch_bounds__(1024) gMoeDispatch(k::MoeArgs a) { k::moeDispatch<64, 1024>(a); }
+template <typename T, bool UP> __global__ void __launch_bounds__(256) gMoeGemm(k::MoeArgs a) {
+  k::moeGemm<T, 64, 64, 32, 256, UP>(a);
+}
+template <typename T> __global__ void __launch_bounds__(256) gMoeCombine(k::MoeArgs a) {
+  k::moeCombine<T, 256>(a);
+}
+template <typename T> __global__ void __launch_bounds__(256) gCeRows(k::CrossEntropyArgs a) {
+  k::crossEntropyRows<T, 256>(a);
+}
+__global__ void __launch_bounds__(256) gCeReduce(k::CrossEntropyArgs a) {
+  k::crossEntropyReduce<256>(a);
+}
+
+// ---- cases ----
+
+template <typename T> void testEmbedding(long long rows, long long vocab, long long hidden) {
+  std::vector<int32_t> ids(rows);
+  for (auto &i : ids)
+    i = static_cast<int32_t>(rng() % vocab);
+  auto table = randomVec<T>(vocab * hidden);
+  Dev dIds = uploadInts(ids), dTable = upload<T>(table), dOut = outputBuf<T>(rows * hidden);
+  Dev err(sizeof(k::ErrorSlot));
+  CK(cudaMemset(err.p, 0, err.bytes));
+  k::EmbeddingArgs a{dIds.d(), dTable.d(), dOut.d(), err.d(), rows, vocab, hidden};
+  gEmbedding<T, 256><<<rows, 256>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(rows * hidden);
+  (void)cpu::embedding(ids.data(), table.data(), ref.data(), rows, vocab, hidden, rows);
+  report<T>("embedding", dims({{"rows", rows}, {"V", vocab}, {"H", hidden}}),
+            download<T>(dOut, rows * hidden), ref);
+  // A bad id is reported, not read out of bounds.
+  ids[rows / 2] = static_cast<int32_t>(vocab + 3);
+  Dev dBad = uploadInts(ids);
+  a.ids = dBad.d();
+  gEmbedding<T, 256><<<rows, 256>>>(a);
+  CK_LAUNCH();
+  k::ErrorSlot e{};
+  CK(cudaMemcpy(&e, err.p, sizeof(e), cudaMemcpyDeviceToHost));
+  const bool ok = e.row == static_cast<unsigned long long>(rows / 2 + 1) && e.value == vocab + 3 &&
+                  e.kind == k::kErrorTokenId;
+  ++cases;
+  failures += !ok;
+  std::printf("%-22s %-5s %-44s %s\n", "embedding bad id", typeName<T>(), "error slot names row+id",
+              ok ? "PASS" : "FAIL");
+}
+
+template <typename T, bool ADD> void testRmsNorm(long long rows, long long n) {
+  auto a = randomVec<T>(rows * n), b = randomVec<T>(rows * n), w = randomVec<T>(n, 0.5f, 1.5f);
+  Dev da = upload<T>(a), db = upload<T>(b), dw = upload<T>(w), dOut = outputBuf<T>(rows * n);
+  const double alpha = 1.3, beta = 0.9, eps = 1e-5;
+  k::RmsNormArgs args{da.d(), db.d(), dw.d(), dOut.d(), rows, n, eps, alpha, beta};
+  gRmsNorm<T, 256, ADD><<<rows, 256>>>(args);
+  CK_LAUNCH();
+  std::vector<float> ref(rows * n);
+  if (ADD)
+    cpu::addRmsNorm(a.data(), b.data(), w.data(), ref.data(), rows, n, alpha, beta, eps);
+  else
+    cpu::rmsNorm(a.data(), w.data(), ref.data(), rows, n, eps);
+  report<T>(ADD ? "add_rms_norm" : "rms_norm", dims({{"rows", rows}, {"N", n}}),
+            download<T>(dOut, rows * n), ref);
+}
+
+template <typename T, int OP> void testElementwise(long long n) {
+  static const char *names[] = {"silu", "sigmoid", "mul", "scaled_add", "sigmoid_mul"};
+  auto a = randomVec<T>(n, -6.f, 6.f), b = randomVec<T>(n);
+  Dev da = upload<T>(a), db = upload<T>(b), dOut = outputBuf<T>(n);
+  k::ElementwiseArgs args{da.d(), db.d(), dOut.d(), n, 1.1, 1.2};
+  gElementwise<T, OP><<<cuda::gridStride(n, 256), 256>>>(args);
+  CK_LAUNCH();
+  std::vector<float> ref(n);
+  if (OP == k::kSilu)
+    cpu::silu(a.data(), ref.data(), n);
+  else if (OP == k::kSigmoid)
+    cpu::sigmoid(a.data(), ref.data(), n);
+  else if (OP == k::kMul)
+    cpu::mul(a.data(), b.data(), ref.data(), n);
+  else if (OP == k::kScaledAdd)
+    cpu::scaledAdd(a.data(), b.data(), ref.data(), n, 1.1, 1.2);
+  else
+    cpu::sigmoidMul(a.data(), b.data(), ref.data(), n);
+  report<T>(names[OP], dims({{"n", n}}), download<T>(dOut, n), ref);
+}
+
+template <typename T>
+void testRope(long long B, long long T_, long long H, long long D, long long R, double theta) {
+  const long long n = B * T_ * H * D;
+  auto x = randomVec<T>(n);
+  Dev dx = upload<T>(x), dOut = outputBuf<T>(n);
+  k::RopeArgs a{dx.d(), dOut.d(), B, T_, H, D, R, theta};
+  gRope<T><<<cuda::gridStride(B * T_ * H * (D - R / 2), 256), 256>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(n);
+  cpu::Scratch s;
+  cpu::rope(x.data(), ref.data(), B, T_, H, D, R, theta, s);
+  report<T>("rope", dims({{"B", B}, {"T", T_}, {"H", H}, {"D", D}, {"R", R}}),
+            download<T>(dOut, n), ref);
+}
+
+template <typename T, int D, int BLOCK, int DV, bool SILU>
+void testLightning(long long B, long long T_, long long H, long long layer, long long layers) {
+  const long long nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
+  auto qkv = randomVec<T>(nIn);
+  Dev dIn = upload<T>(qkv), dOut = outputBuf<T>(nOut);
+  const int smem = static_cast<int>(4 * k::lightningSmemFloats(D, BLOCK, DV));
+  CK(cudaFuncSetAttribute(gLightning<T, D, BLOCK, DV, SILU>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  k::LightningArgs a{dIn.d(), dOut.d(), B, T_, H, layer, layers};
+  gLightning<T, D, BLOCK, DV, SILU><<<dim3(D / DV, H, B), 256, smem>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(nOut);
+  cpu::Scratch s;
+  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer, layers, s, SILU);
+  report<T>(SILU ? "lightning_attn+silu" : "lightning_attention",
+            dims({{"B", B}, {"T", T_}, {"H", H}, {"D", D}, {"blk", BLOCK}, {"dv", DV}}),
+            download<T>(dOut, nOut), ref);
+}
+
+template <typename T, int D, int BQ, int BK>
+void testAttention(long long B, long long T_, long long H, long long HKV) {
+  const long long nq = B * T_ * H * D, nkv = B * T_ * HKV * D;
+  auto q = randomVec<T>(nq), kk = randomVec<T>(nkv), v = randomVec<T>(nkv);
+  Dev dq = upload<T>(q), dk = upload<T>(kk), dv = upload<T>(v), dOut = outputBuf<T>(nq);
+  const int smem = static_cast<int>(4 * k::attentionSmemFloats(D, BQ, BK));
+  CK(cudaFuncSetAttribute(gAttention<T, D, BQ, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          smem));
+  const double scale = 1.0 / std::sqrt(double(D));
+  k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), B, T_, H, HKV, scale};
+  gAttention<T, D, BQ, BK><<<dim3((T_ + BQ - 1) / BQ, H, B), 256, smem>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(nq);
+  cpu::Scratch s;
+  cpu::softmaxAttention(q.data(), kk.data(), v.data(), ref.data(), B, T_, H, HKV, D, scale, s);
+  report<T>("softmax_attention",
+            dims({{"B", B}, {"T", T_}, {"Hq", H}, {"Hkv", HKV}, {"D", D}, {"tile", BQ}}),
+            download<T>(dOut, nq), ref);
+}
+
+template <typename T>
+void testMoe(long long rows, long long hidden, long long experts, long long inter, long long topK) {
+  auto x = randomVec<T>(rows * hidden), router = randomVec<T>(experts * hidden);
+  const float ws = 1.f / std::sqrt(float(hidden)), wd = 1.f / std::sqrt(float(inter));
+  auto w1 = randomVec<T>(experts * inter * hidden, -ws, ws);
+  auto w3 = randomVec<T>(experts * inter * hidden, -ws, ws);
+  auto w2 = randomVec<T>(experts * hidden * inter, -wd, wd);
+  Dev dx = upload<T>(x), dr = upload<T>(router), d1 = upload<T>(w1), d2 = upload<T>(w2),
+      d3 = upload<T>(w3), dOut = outputBuf<T>(rows * hidden);
+  const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, sizeof(T));
+  Dev work(layout.bytes);
+  work.poison();
+  k::MoeArgs a{};
+  a.x = dx.d();
+  a.router = dr.d();
+  a.w1 = d1.d();
+  a.w2 = d2.d();
+  a.w3 = d3.d();
+  a.out = dOut.d();
+  a.rows = rows;
+  a.hidden = hidden;
+  a.experts = experts;
+  a.inter = inter;
+  a.top_k = topK;
+  cuda::bindMoeWorkspace(a, work.d(), layout);
+  const unsigned tiles = cuda::moeGemmTiles(rows, topK, experts, 64);
+  gMoeRoute<T><<<(rows + 7) / 8, 256>>>(a);
+  CK_LAUNCH();
+  gMoeDispatch<<<1, 1024>>>(a);
+  CK_LAUNCH();
+  gMoeGemm<T, true><<<dim3(tiles, (inter + 63) / 64), 256>>>(a);
+  CK_LAUNCH();
+  gMoeGemm<T, false><<<dim3(tiles, (hidden + 63) / 64), 256>>>(a);
+  CK_LAUNCH();
+  gMoeCombine<T><<<rows, 256>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(rows * hidden);
+  cpu::Scratch s;
+  cpu::moe(x.data(), router.data(), w1.data(), w2.data(), w3.data(), ref.data(), rows, hidden,
+           experts, inter, topK, s);
+  report<T>("moe", dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}),
+            download<T>(dOut, rows * hidden), ref);
+}
+
+template <typename T> void testCrossEntropy(long long rows, long long vocab) {
+  auto logits = randomVec<T>(rows * vocab, -4.f, 4.f);
+  std::vector<int32_t> labels(rows);
+  for (long long r = 0; r < rows; ++r)
+    labels[r] = r % 5 == 3 ? -100 : static_cast<int32_t>(rng() % vocab);
+  Dev dl = upload<T>(logits), dlab = uploadInts(labels), dOut = outputBuf<float>(1);
+  Dev rowLoss(cuda::crossEntropyWorkspaceBytes(rows)), err(sizeof(k::ErrorSlot));
+  CK(cudaMemset(err.p, 0, err.bytes));
+  k::CrossEntropyArgs a{dl.d(), dlab.d(), dOut.d(), rowLoss.d(), err.d(), rows, vocab};
+  gCeRows<T><<<rows, 256>>>(a);
+  CK_LAUNCH();
+  gCeReduce<<<1, 256>>>(a);
+  CK_LAUNCH();
+  std::vector<float> ref(1);
+  (void)cpu::crossEntropy(logits.data(), labels.data(), ref.data(), rows, vocab, rows);
+  // The loss itself is f32 whatever the logits' type: hold it to the f32 tolerance.
+  report<float>(std::string("cross_entropy/") + typeName<T>(),
+                dims({{"rows", rows}, {"V", vocab}}), download<float>(dOut, 1), ref);
+}
+
+template <typename T>
+void testLinear(cuda::LtGemm &lt, long long m, long long n, long long kk) {
+  auto x = randomVec<T>(m * kk), w = randomVec<T>(n * kk);
+  Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(m * n);
+  Status st = lt.run(nullptr, isBf16<T>() ? CUDA_R_16BF : CUDA_R_32F, m, n, kk,
+                     reinterpret_cast<CUdeviceptr>(dx.p), reinterpret_cast<CUdeviceptr>(dw.p),
+                     reinterpret_cast<CUdeviceptr>(dOut.p));
+  if (!st.isOk()) {
+    std::printf("linear: %s\n", st.message().c_str());
+    ++failures;
+    return;
+  }
+  CK_LAUNCH();
+  std::vector<float> ref(m * n);
+  cpu::linear(x.data(), w.data(), ref.data(), m, kk, n);
+  report<T>("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}), download<T>(dOut, m * n),
+            ref);
+}
+
+template <typename T> void runAll(cuda::LtGemm &lt) {
+  testEmbedding<T>(37, 1000, 64);
+  testRmsNorm<T, false>(37, 64);
+  testRmsNorm<T, true>(37, 64);
+  testElementwise<T, k::kSilu>(1000);
+  testElementwise<T, k::kSigmoid>(1000);
+  testElementwise<T, k::kMul>(1000);
+  testElementwise<T, k::kScaledAdd>(1000);
+  testElementwise<T, k::kSigmoidMul>(1000);
+  testRope<T>(2, 37, 4, 16, 16, 10000.0);
+  testRope<T>(1, 41, 2, 128, 64, 1e7);
+  testLightning<T, 16, 64, 16, true>(2, 37, 4, 0, 4);
+  testLightning<T, 64, 64, 32, false>(1, 100, 2, 1, 3);
+  testAttention<T, 16, 64, 64>(2, 37, 4, 2);
+  testAttention<T, 128, 32, 32>(1, 45, 4, 1);
+  testMoe<T>(37, 64, 4, 96, 2);
+  testCrossEntropy<T>(37, 1000);
+  testLinear<T>(lt, 37, 96, 64);
+  if (quick)
+    return;
+  testEmbedding<T>(1000, 32000, 1024);
+  testRmsNorm<T, false>(300, 6144);
+  testRmsNorm<T, true>(300, 6144);
+  testElementwise<T, k::kSilu>(1000003);
+  testElementwise<T, k::kSigmoidMul>(1000003);
+  testRope<T>(2, 1000, 8, 128, 128, 1e7);
+  testRope<T>(1, 333, 4, 128, 64, 1e7);
+  testLightning<T, 128, 64, 32, false>(1, 300, 2, 0, 2);
+  testLightning<T, 128, 32, 32, true>(2, 257, 3, 5, 8);
+  testLightning<T, 64, 64, 32, true>(1, 1000, 4, 7, 8);
+  testAttention<T, 64, 64, 64>(1, 333, 8, 2);
+  testAttention<T, 128, 64, 64>(2, 257, 4, 4);
+  testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
+  testMoe<T>(300, 256, 8, 512, 2);
+  testMoe<T>(130, 128, 32, 256, 4);
+  testCrossEntropy<T>(300, 32000);
+  testLinear<T>(lt, 300, 1000, 256);
+  testLinear<T>(lt, 1, 4096, 1024);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    quick |= std::strcmp(argv[i], "--quick") == 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("SKIPPED: no CUDA device; the GPU kernel tests need one\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d), %d SMs\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount);
+  void *ws = nullptr;
+  CK(cudaMalloc(&ws, 32 << 20));
+  auto lt = cuda::LtGemm::create(reinterpret_cast<CUdeviceptr>(ws), 32 << 20);
+  if (!lt.isOk()) {
+    std::printf("FAIL: %s\n", lt.status().message().c_str());
+    return 1;
+  }
+  runAll<float>(*lt.value());
+  runAll<bf16>(*lt.value());
+  lt.value().reset();
+  cudaFree(ws);
+  std::printf("kernel tests: %d of %d cases passed%s\n", cases - failures, cases,
+              failures ? "  <== FAILURES" : "");
+  return failures ? 1 : 0;
+}
