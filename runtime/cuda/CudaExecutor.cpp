@@ -38,6 +38,30 @@ std::pair<int, int> targetCapability(const std::string &target) {
   return {0, 0};
 }
 
+/// The entry point mm-codegen-cuda names for a step with these params (see
+/// compiler/CodegenCuda.cpp). The runtime sizes grids and shared memory from
+/// the params, so a cubin entry instantiated with other tiles would be run out
+/// of bounds: a step whose function disagrees is refused as corrupt.
+std::string expectedFunction(const StepDesc &s) {
+  const KernelParams &p = s.params;
+  const std::string t = "_f32_", th = "_t" + std::to_string(p.tileThreads);
+  auto n = [](int64_t v) { return std::to_string(v); };
+  switch (s.kernel) {
+  case Kernel::LightningAttention:
+    return "mm_lightning_attention" + t + "d" + n(p.headDim) + "_b" +
+           n(p.tileBlock) + "_dv" + n(p.tileDv) + th +
+           (p.siluInput ? "_silu" : "");
+  case Kernel::SoftmaxAttention:
+    return "mm_softmax_attention" + t + "d" + n(p.headDim) + "_q" + n(p.tileQ) +
+           "_k" + n(p.tileK) + th;
+  case Kernel::Moe:
+    return "mm_moe" + t + "m" + n(p.tileM) + "_n" + n(p.tileN) + "_k" +
+           n(p.tileK) + th;
+  default:
+    return "mm_" + s.kernelName + "_f32" + th;
+  }
+}
+
 struct StepLaunch {
   std::vector<CUfunction> fns;
   uint32_t smemBytes = 0; // dynamic shared memory of the (single) kernel
@@ -139,6 +163,10 @@ Status CudaExecutor::Impl::open() {
     if (s.function.empty() || s.params.tileThreads <= 0)
       return invalidArgument(where() + "has no GPU entry point or tile "
                                        "params; recompile the artifact");
+    if (s.function != expectedFunction(s))
+      return invalidArgument(where() + "entry point '" + s.function +
+                             "' does not match the step's params (expected '" +
+                             expectedFunction(s) + "'); the artifact is corrupt");
     const KernelParams &p = s.params;
     StepLaunch &L = launches[i];
     if (s.kernel == Kernel::LightningAttention)

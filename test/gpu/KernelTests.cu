@@ -7,6 +7,8 @@
 // call and launch checked, then ‖out − ref‖/‖ref‖ against 1e-4 (f32) or 1e-2 (bf16); a NaN or an
 // unwritten element fails. Prints one line per case and a summary; exit status 1 on any failure,
 // 77 when there is no GPU. `--quick` runs the small shapes only (for compute-sanitizer).
+// `--bench` instead times each kernel at model-sized bf16 shapes (CUDA events, median of 20 after
+// 3 warm-ups, random data) and prints ms with the achieved rate against the shape's floor.
 #include "kernels/cross_entropy.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/embedding.cuh"
@@ -19,6 +21,7 @@
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -403,6 +406,120 @@ void testLinear(cuda::LtGemm &lt, long long m, long long n, long long kk) {
             ref);
 }
 
+// ---- timing ----
+
+template <typename F> double medianMs(F launch) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i)
+    launch();
+  CK_LAUNCH();
+  std::vector<float> ms;
+  for (int i = 0; i < 20; ++i) {
+    CK(cudaEventRecord(a));
+    launch();
+    CK(cudaEventRecord(b));
+    CK(cudaEventSynchronize(b));
+    CK(cudaGetLastError());
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+void benchLine(const char *what, const std::string &shape, double ms, double flops, double bytes) {
+  std::printf("%-24s %-40s %9.3f ms", what, shape.c_str(), ms);
+  if (flops > 0)
+    std::printf("  %8.1f TFLOP/s", flops / ms / 1e9);
+  if (bytes > 0)
+    std::printf("  %8.1f GB/s", bytes / ms / 1e6);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+void bench(cuda::LtGemm &lt) {
+  using T = bf16;
+  {
+    const long long rows = 8192, n = 1024;
+    auto x = randomVec<T>(rows * n), w = randomVec<T>(n);
+    Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(rows * n);
+    k::RmsNormArgs a{dx.d(), dx.d(), dw.d(), dOut.d(), rows, n, 1e-5, 1.0, 1.0};
+    double ms = medianMs([&] { gRmsNorm<T, 256, true><<<rows, 256>>>(a); });
+    benchLine("add_rms_norm", dims({{"rows", rows}, {"N", n}}), ms, 0, 3.0 * rows * n * 2);
+  }
+  {
+    const long long m = 8192, n = 3072, kk = 1024;
+    auto x = randomVec<T>(m * kk), w = randomVec<T>(n * kk);
+    Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(m * n);
+    double ms = medianMs([&] {
+      (void)lt.run(nullptr, CUDA_R_16BF, m, n, kk, reinterpret_cast<CUdeviceptr>(dx.p),
+                   reinterpret_cast<CUdeviceptr>(dw.p), reinterpret_cast<CUdeviceptr>(dOut.p));
+    });
+    benchLine("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}), ms, 2.0 * m * n * kk, 0);
+  }
+  for (long long T_ : {4096LL, 16384LL}) {
+    const long long H = 16, D = 128;
+    auto qkv = randomVec<T>(T_ * H * 3 * D);
+    Dev dIn = upload<T>(qkv), dOut = outputBuf<T>(T_ * H * D);
+    const int smem = static_cast<int>(4 * k::lightningSmemFloats(128, 64, 32));
+    CK(cudaFuncSetAttribute(gLightning<T, 128, 64, 32, false>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    k::LightningArgs a{dIn.d(), dOut.d(), 1, T_, H, 0, 8};
+    double ms = medianMs(
+        [&] { gLightning<T, 128, 64, 32, false><<<dim3(4, H, 1), 256, smem>>>(a); });
+    benchLine("lightning_attention", dims({{"T", T_}, {"H", H}, {"D", D}}), ms, 0,
+              4.0 * T_ * H * D * 2);
+  }
+  for (long long T_ : {4096LL, 16384LL}) {
+    const long long H = 16, D = 128;
+    auto q = randomVec<T>(T_ * H * D);
+    Dev dq = upload<T>(q), dOut = outputBuf<T>(T_ * H * D);
+    const int smem = static_cast<int>(4 * k::attentionSmemFloats(128, 64, 64));
+    CK(cudaFuncSetAttribute(gAttention<T, 128, 64, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            smem));
+    k::SoftmaxAttentionArgs a{dq.d(), dq.d(), dq.d(), dOut.d(), 1, T_, H, H, 0.088};
+    double ms = medianMs(
+        [&] { gAttention<T, 128, 64, 64><<<dim3((T_ + 63) / 64, H, 1), 256, smem>>>(a); });
+    benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}), ms,
+              4.0 * T_ * T_ * D * H / 2, 0);
+  }
+  {
+    const long long rows = 8192, hidden = 1024, experts = 8, inter = 1024, topK = 2;
+    auto x = randomVec<T>(rows * hidden), router = randomVec<T>(experts * hidden);
+    auto w = randomVec<T>(experts * inter * hidden, -0.03f, 0.03f);
+    Dev dx = upload<T>(x), dr = upload<T>(router), dw = upload<T>(w), dOut = outputBuf<T>(rows * hidden);
+    const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
+    Dev work(layout.bytes);
+    k::MoeArgs a{};
+    a.x = dx.d();
+    a.router = dr.d();
+    a.w1 = a.w2 = a.w3 = dw.d();
+    a.out = dOut.d();
+    a.rows = rows;
+    a.hidden = hidden;
+    a.experts = experts;
+    a.inter = inter;
+    a.top_k = topK;
+    cuda::bindMoeWorkspace(a, work.d(), layout);
+    const unsigned tiles = cuda::moeGemmTiles(rows, topK, experts, 64);
+    double ms = medianMs([&] {
+      gMoeRoute<T><<<(rows + 7) / 8, 256>>>(a);
+      gMoeDispatch<<<1, 1024>>>(a);
+      gMoeGemm<T, true><<<dim3(tiles, (inter + 63) / 64), 256>>>(a);
+      gMoeGemm<T, false><<<dim3(tiles, (hidden + 63) / 64), 256>>>(a);
+      gMoeCombine<T><<<rows, 256>>>(a);
+    });
+    benchLine("moe (5 kernels)",
+              dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}), ms,
+              2.0 * rows * topK * 3 * hidden * inter, 0);
+  }
+}
+
 template <typename T> void runAll(cuda::LtGemm &lt) {
   testEmbedding<T>(37, 1000, 64);
   testRmsNorm<T, false>(37, 64);
@@ -446,8 +563,11 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; ++i)
+  bool benchOnly = false;
+  for (int i = 1; i < argc; ++i) {
     quick |= std::strcmp(argv[i], "--quick") == 0;
+    benchOnly |= std::strcmp(argv[i], "--bench") == 0;
+  }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     std::printf("SKIPPED: no CUDA device; the GPU kernel tests need one\n");
@@ -463,6 +583,10 @@ int main(int argc, char **argv) {
   if (!lt.isOk()) {
     std::printf("FAIL: %s\n", lt.status().message().c_str());
     return 1;
+  }
+  if (benchOnly) {
+    bench(*lt.value());
+    return 0;
   }
   runAll<float>(*lt.value());
   runAll<bf16>(*lt.value());

@@ -18,14 +18,19 @@ SECONDS=0
   "$src/test/gpu/KernelTests.cu" -o "$dir/mm-gpu-kernel-tests" "$build/lib/libmm_runtime.a" -ldl
 echo "   built in ${SECONDS} s"
 
-echo "== tiny model: weights, import, compile for sm_90a (NVRTC)"
-"$python" "$src/models/tiny/gen_weights.py" --config "$src/models/tiny/config.json" -o "$dir/tiny.safetensors"
+echo "== tiny model: import, compile for sm_90a (NVRTC); run_gpu_tests.sh writes the weights"
 "$build/bin/mm-import" "$src/models/tiny" -o "$dir/tiny.mlir"
 "$build/bin/mm-opt" "$dir/tiny.mlir" \
   --mm-compile="max-batch=2 max-seq=64 target=sm_90a artifact=$dir/tiny_sm_90a.mmb" -o "$dir/tiny_sm_90a.mmx.mlir"
+echo "== medium model (hidden 256, 8 heads x 32, partial RoPE, 8 experts): T up to 300, ragged vs the 64-row tiles"
+"$build/bin/mm-import" "$src/test/gpu/medium" -o "$dir/medium.mlir"
+"$build/bin/mm-opt" "$dir/medium.mlir" \
+  --mm-compile="max-batch=2 max-seq=300 target=sm_90a artifact=$dir/medium_sm_90a.mmb" -o /dev/null
 cp "$build/bin/mm-run" "$dir/"
-mkdir -p "$dir/e2e" "$dir/tiny"
+mkdir -p "$dir/e2e" "$dir/tiny" "$dir/medium"
 cp "$src/test/e2e/run_e2e.py" "$src/test/e2e/mm_reference.py" "$dir/e2e/"
 cp "$src/models/tiny/config.json" "$dir/tiny/"
-cp "$src/test/gpu/run_gpu_tests.sh" "$dir/"
+cp "$src/test/gpu/medium/config.json" "$dir/medium/"
+cp "$src/test/gpu/run_gpu_tests.sh" "$src/models/tiny/gen_weights.py" "$dir/"
+rm -f "$dir"/*.mlir
 du -sh "$dir"

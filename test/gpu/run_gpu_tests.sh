@@ -21,6 +21,9 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
 echo "command: $0 $*"
 declare -a names results
+for m in tiny medium; do  # deterministic (seed 0), so they match what prepare.sh's machine would write
+  [ -f $m.safetensors ] || $py gen_weights.py --config $m/config.json -o $m.safetensors >/dev/null
+done
 record() { names+=("$1"); results+=("$2"); }
 
 echo; echo "== 1. kernel tests (f32 + bf16, every kernel vs the CPU reference)"
@@ -40,6 +43,13 @@ $py e2e/run_e2e.py --mm-run ./mm-run --artifact tiny_sm_90a.mmb --config tiny/co
   --weights tiny.safetensors --extra "--backend cpu" --tmp "$out/e2e_cpu" 2>&1 | tee "$out/e2e_cpu.log"
 rc=${PIPESTATUS[0]}
 record "tiny e2e cpu (sm_90a artifact): $(tail -1 "$out/e2e_cpu.log" | cut -d' ' -f1) cases" $([ $rc = 0 ] && echo PASS || echo FAIL)
+
+echo; echo "== 3b. medium model, sm_90a artifact, --backend cuda vs float64 NumPy reference (T = 1, 7, 129, 264)"
+$py e2e/run_e2e.py --mm-run ./mm-run --artifact medium_sm_90a.mmb --config medium/config.json \
+  --weights medium.safetensors --extra "--backend cuda" --rel-tol 1e-4 --tmp "$out/e2e_medium" \
+  2>&1 | tee "$out/e2e_medium.log"
+rc=${PIPESTATUS[0]}
+record "medium e2e cuda: $(tail -1 "$out/e2e_medium.log" | cut -d' ' -f1) cases" $([ $rc = 0 ] && echo PASS || echo FAIL)
 
 echo; echo "== 4. cuda vs cpu logits, B=2 T=64 (max_seq)"
 $py -c "import numpy as np; np.save('$out/ids64.npy', np.random.default_rng(7).integers(0, 128, (2, 64)).astype(np.int32))"
@@ -66,9 +76,14 @@ rc=$?
 tail -3 "$out/memcheck_mmrun.log"
 record "memcheck mm-run cuda: $(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/memcheck_mmrun.log" | tail -1)" $([ $rc = 0 ] && echo PASS || echo FAIL)
 
-echo; echo "== 7. timing: 16 greedy tokens from an 8-token prompt (each token a full forward pass)"
-$py -c "import numpy as np; np.save('$out/p8.npy', np.array([[1, 17, 42, 7, 99, 3, 64, 5]], dtype=np.int32))"
-for b in cpu cuda; do ./mm-run tiny_sm_90a.mmb --weights tiny.safetensors --input-ids "$out/p8.npy" --backend $b --generate 16; done 2>&1 | tee "$out/timing.log"
+echo; echo "== 7. timing: whole forward pass at max shape (median of 20 repeats), then kernels at model sizes"
+$py -c "import numpy as np; np.save('$out/ids300.npy', np.random.default_rng(8).integers(0, 1000, (2, 300)).astype(np.int32))"
+for b in cpu cuda; do
+  n=$([ $b = cpu ] && echo 3 || echo 20)
+  echo "$b tiny B=2 T=64: $(./mm-run tiny_sm_90a.mmb --weights tiny.safetensors --input-ids "$out/ids64.npy" --backend $b --repeat $n 2>&1 | grep repeated)"
+  echo "$b medium B=2 T=300: $(./mm-run medium_sm_90a.mmb --weights medium.safetensors --input-ids "$out/ids300.npy" --backend $b --repeat $n 2>&1 | grep repeated)"
+done 2>&1 | tee "$out/timing.log"
+./mm-gpu-kernel-tests --bench 2>&1 | tee "$out/bench.log"
 
 echo; echo "== summary"
 fail=0

@@ -6,6 +6,7 @@
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -38,6 +39,8 @@ options:
                           growing sequence for each new token (no KV cache yet, so each token
                           costs a full prefill) and prints "generated[b]: ids" per batch row;
                           T + N must not exceed max_seq
+  --repeat N              run the prompt's forward pass N more times and print the median
+                          time of those on stderr (steady state: no first-call setup)
   --backend cpu|cuda      execution backend (default cpu). cuda runs the artifact's cubin on
                           GPU 0 (the artifact must be compiled for a GPU target such as
                           sm_90a; such an artifact also runs on cpu)
@@ -150,7 +153,7 @@ int runModel(int argc, char **argv) {
   std::string artifact, idsPath, dumpPath, backend = "cpu";
   std::vector<std::string> weightPaths;
   std::vector<std::pair<std::string, std::string>> extraInputs;
-  long long generate = -1;
+  long long generate = -1, repeat = 0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -182,6 +185,8 @@ int runModel(int argc, char **argv) {
       extraInputs.emplace_back(v.substr(0, eq), v.substr(eq + 1));
     } else if (arg == "--dump-logits") {
       dumpPath = next();
+    } else if (arg == "--repeat") {
+      repeat = parseCount("--repeat", next());
     } else if (arg == "--generate") {
       generate = parseCount("--generate", next());
     } else if (arg == "--backend") {
@@ -264,6 +269,19 @@ int runModel(int argc, char **argv) {
   if (!dumpPath.empty()) {
     mm::OutputView logits = take(session->output("logits"));
     check(mm::writeNpyF32(dumpPath, logits.shape, logits.data));
+  }
+  if (repeat > 0) {
+    std::vector<double> ms;
+    for (long long r = 0; r < repeat; ++r) {
+      auto tr = std::chrono::steady_clock::now();
+      forward(promptLen);
+      ms.push_back(msSince(tr));
+    }
+    std::sort(ms.begin(), ms.end());
+    std::fprintf(stderr,
+                 "mm-run: %lld repeated forward passes, median %.3f ms (min %.3f, "
+                 "max %.3f)\n",
+                 repeat, ms[ms.size() / 2], ms.front(), ms.back());
   }
   std::vector<std::vector<int32_t>> generated(static_cast<size_t>(batch));
   for (int64_t step = 0; step < generate; ++step) {
