@@ -32,6 +32,11 @@ int64_t sharedMemoryBudget(StringRef target) {
   return 99 * 1024; // sm_89
 }
 
+bool isBf16(Value buffer) {
+  auto alloc = buffer.getDefiningOp<mmx::AllocOp>();
+  return alloc && alloc.getDtype().isBF16();
+}
+
 int64_t intParam(mmx::LaunchOp l, StringRef name) {
   if (auto a = l.getParams().getAs<IntegerAttr>(name))
     return a.getInt();
@@ -71,6 +76,14 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
                                << budget << " bytes of shared memory but got "
                                << d;
       tiles.append({{"tile_block", block}, {"tile_dv", dv}});
+    } else if (kind == "softmax_attention" && isBf16(l.getOuts()[0])) {
+      // The tensor-core form: a warp per 16 query rows, K and Vᵀ in static
+      // shared memory (kernels/softmax_attention.cuh).
+      if (d % 16 != 0 || d > 128)
+        return l.emitOpError() << "expects a bf16 head_dim that is a multiple "
+                                  "of 16 and at most 128 but got "
+                               << d;
+      tiles = {{"tile_threads", 128}, {"tile_q", 64}, {"tile_k", 64}};
     } else if (kind == "softmax_attention") {
       int64_t t = 64;
       while (t > 16 && 4 * mm::k::attentionSmemFloats(d, t, t) > budget)

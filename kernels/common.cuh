@@ -31,6 +31,25 @@ template <> __device__ __forceinline__ bf16 fromF32<bf16>(float x) {
   return bf16{static_cast<unsigned short>(u >> 16)};
 }
 
+/// Two floats as one register of two bf16 (the lower index in the low half), the operand
+/// format of the tensor-core instructions.
+__device__ __forceinline__ unsigned packBf16(float lo, float hi) {
+  return static_cast<unsigned>(fromF32<bf16>(lo).bits) |
+         (static_cast<unsigned>(fromF32<bf16>(hi).bits) << 16);
+}
+
+/// c += a·b on the tensor cores: one m16n8k16 bf16 product with fp32 accumulators. Fragment
+/// layouts (PTX ISA), with g = lane/4 and t = lane%4: a = {(g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..),
+/// (g+8, 2t+8..)} of the 16×16 row-major A; b = {(k 2t..2t+1, n g), (k 2t+8.., n g)} of the 16×8
+/// B; c = {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)} of the 16×8 C.
+__device__ __forceinline__ void mmaBf16(float (&c)[4], const unsigned (&a)[4],
+                                        const unsigned (&b)[2]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 template <typename T> __device__ __forceinline__ float ld(const T *p, long long i) {
   return toF32(p[i]);
 }

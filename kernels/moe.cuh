@@ -16,8 +16,10 @@
 // T, row-major; workspace as listed in MoeArgs (E ≤ moeMaxExperts()).
 // Tiling of moeGemm: grid (ceil(rows·k / BM) + E, ceil(N / BN)); block x is an M-tile of the
 // concatenated expert groups (tiles past tile_offsets[E] exit), block y an N-tile. A and B tiles
-// of BK columns are staged in shared memory (rows padded by one word) and multiplied on a
-// TileMap register tile in fp32.
+// of BK columns are staged in shared memory. f32: rows padded by one word, multiplied on a
+// TileMap register tile with fp32 FMAs. bf16: tiles kept in bf16 (rows padded by 16 bytes, so
+// fragment loads are conflict-free) and multiplied on the tensor cores with
+// mma.sync.m16n8k16 (fp32 accumulators); 8 warps as 2 (M) × 4 (N), each a (BM/2)×(BN/4) tile.
 #pragma once
 
 #include "kernels/tile_gemm.cuh"
@@ -108,8 +110,137 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
   }
 }
 
+template <int BM, int BN, int BK, int THREADS, bool GATE_UP>
+__device__ void moeGemmTensorCores(const MoeArgs &p) {
+  static_assert(THREADS == 256, "8 warps: 2 along M, 4 along N");
+  static_assert(BM % 32 == 0 && BN % 32 == 0 && BK % 16 == 0, "mma tiles");
+  // Staged rows of (BK+8) bf16 stay 16-byte aligned for the vector loads.
+  constexpr int LDS = BK + 8; // bf16 elements per staged row (16 bytes of padding)
+  constexpr int WM = BM / 2, WN = BN / 4, MT = WM / 16, NT = WN / 8, NB = GATE_UP ? 2 : 1;
+  __shared__ __align__(16) unsigned short As[BM * LDS];
+  __shared__ __align__(16) unsigned short Bs[NB][BN * LDS];
+  __shared__ long long aRow[BM];
+
+  const int E = static_cast<int>(p.experts);
+  const int *tiles = cptr<int>(p.tile_offsets), *offsets = cptr<int>(p.offsets);
+  const int tile = blockIdx.x;
+  if (tile >= tiles[E])
+    return;
+  int e = 0;
+  while (tile >= tiles[e + 1])
+    ++e;
+  const long long r0 = offsets[e] + static_cast<long long>(tile - tiles[e]) * BM;
+  const long long r1 = r0 + BM < offsets[e + 1] ? r0 + BM : offsets[e + 1];
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const long long n0 = static_cast<long long>(blockIdx.y) * BN;
+  for (int i = threadIdx.x; i < BM; i += THREADS) {
+    const long long r = r0 + i;
+    aRow[i] = r >= r1 ? -1 : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                                     : r * p.inter;
+  }
+  const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
+  const unsigned short *Bsrc[2] = {
+      GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+              : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter,
+      cptr<unsigned short>(p.w3) + e * p.inter * p.hidden};
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int wm = (warp / 4) * WM, wn = (warp % 4) * WN, g = lane >> 2, t = lane & 3;
+  float acc[NB][MT][NT][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          acc[b][i][j][q] = 0.f;
+
+  for (long long k0 = 0; k0 < K; k0 += BK) {
+    __syncthreads();
+    if (K % 8 == 0) { // 16-byte loads: every row starts 16-byte aligned
+      constexpr int V = BK / 8;
+      for (int idx = threadIdx.x; idx < BM * V; idx += THREADS) {
+        const int i = idx / V, kk = (idx % V) * 8;
+        const long long row = aRow[i];
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row >= 0 && k0 + kk < K)
+          v = *reinterpret_cast<const uint4 *>(A + row + k0 + kk);
+        *reinterpret_cast<uint4 *>(As + i * LDS + kk) = v;
+      }
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+        for (int idx = threadIdx.x; idx < BN * V; idx += THREADS) {
+          const int n = idx / V, kk = (idx % V) * 8;
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (n0 + n < N && k0 + kk < K)
+            v = *reinterpret_cast<const uint4 *>(Bsrc[b] + (n0 + n) * K + k0 + kk);
+          *reinterpret_cast<uint4 *>(Bs[b] + n * LDS + kk) = v;
+        }
+    } else {
+      for (int idx = threadIdx.x; idx < BM * BK; idx += THREADS) {
+        const int i = idx / BK, kk = idx % BK;
+        const long long row = aRow[i];
+        As[i * LDS + kk] = row >= 0 && k0 + kk < K ? A[row + k0 + kk] : 0;
+      }
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+        for (int idx = threadIdx.x; idx < BN * BK; idx += THREADS) {
+          const int n = idx / BK, kk = idx % BK;
+          Bs[b][n * LDS + kk] =
+              n0 + n < N && k0 + kk < K ? Bsrc[b][(n0 + n) * K + k0 + kk] : 0;
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned a[MT][4];
+#pragma unroll
+      for (int i = 0; i < MT; ++i) {
+        const unsigned short *base = As + (wm + i * 16 + g) * LDS + kk + 2 * t;
+        a[i][0] = *reinterpret_cast<const unsigned *>(base);
+        a[i][1] = *reinterpret_cast<const unsigned *>(base + 8 * LDS);
+        a[i][2] = *reinterpret_cast<const unsigned *>(base + 8);
+        a[i][3] = *reinterpret_cast<const unsigned *>(base + 8 * LDS + 8);
+      }
+#pragma unroll
+      for (int b = 0; b < NB; ++b)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const unsigned short *base = Bs[b] + (wn + j * 8 + g) * LDS + kk + 2 * t;
+          const unsigned bf[2] = {*reinterpret_cast<const unsigned *>(base),
+                                  *reinterpret_cast<const unsigned *>(base + 8)};
+#pragma unroll
+          for (int i = 0; i < MT; ++i)
+            mmaBf16(acc[b][i][j], a[i], bf);
+        }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < MT; ++i)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const long long r = r0 + wm + i * 16 + g + (q >= 2 ? 8 : 0);
+        const long long n = n0 + wn + j * 8 + 2 * t + (q & 1);
+        if (r >= r1 || n >= N)
+          continue;
+        if (GATE_UP)
+          st(mptr<bf16>(p.h), r * N + n, siluF(acc[0][i][j][q]) * acc[NB - 1][i][j][q]);
+        else
+          mptr<float>(p.y)[r * N + n] = acc[0][i][j][q];
+      }
+}
+
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
 __device__ void moeGemm(const MoeArgs &p) {
+  if constexpr (sizeof(T) == 2) {
+    moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);
+    return;
+  }
   constexpr int LK = BK + 1, NB = GATE_UP ? 2 : 1;
   __shared__ float As[BM * LK];
   __shared__ float Bs[NB][BN * LK];

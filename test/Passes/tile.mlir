@@ -73,3 +73,16 @@ mmx.program @huge attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "
   mmx.launch "lightning_attention"(%qkv) -> (%o) {params = {block_size = 256 : i64, head_dim = 1024 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
   mmx.output "o" %o
 }
+
+// -----
+
+// Tests that bf16 softmax attention gets the tensor-core tile: 64x64 on 128 threads (a warp per
+// 16 query rows).
+// CHECK-LABEL: mmx.program @bf16
+// CHECK: "softmax_attention"{{.*}}tile_k = 64 : i64, tile_q = 64 : i64, tile_threads = 128 : i64
+mmx.program @bf16 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %q = mmx.input "q" {dtype = bf16, shape = ["B", "T", 128]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
+  mmx.launch "softmax_attention"(%q, %q, %q) -> (%a) {params = {head_dim = 128 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.088 : f64}}
+  mmx.output "a" %a
+}
