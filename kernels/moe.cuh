@@ -236,11 +236,7 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 }
 
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
-__device__ void moeGemm(const MoeArgs &p) {
-  if constexpr (sizeof(T) == 2) {
-    moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);
-    return;
-  }
+__device__ void moeGemmSimt(const MoeArgs &p) {
   constexpr int LK = BK + 1, NB = GATE_UP ? 2 : 1;
   __shared__ float As[BM * LK];
   __shared__ float Bs[NB][BN * LK];
@@ -323,6 +319,14 @@ __device__ void moeGemm(const MoeArgs &p) {
         y[r * N + n] = v;
     });
   }
+}
+
+template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
+__device__ void moeGemm(const MoeArgs &p) {
+  if constexpr (sizeof(T) == 2)
+    moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);
+  else
+    moeGemmSimt<T, BM, BN, BK, THREADS, GATE_UP>(p);
 }
 
 template <typename T, int THREADS> __device__ void moeCombine(const MoeArgs &p) {

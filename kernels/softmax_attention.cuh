@@ -168,11 +168,7 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
 }
 
 template <typename T, int D, int BQ, int BK, int THREADS>
-__device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
-  if constexpr (sizeof(T) == 2) {
-    softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p);
-    return;
-  }
+__device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem) {
   constexpr int LD = D + 1, LP = BK + 1;
   float *Qs = smem;
   float *Ks = Qs + BQ * LD;
@@ -260,6 +256,16 @@ __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
     if (q0 + i < T_)
       st(out, (b * T_ + q0 + i) * rowQ + h * D + d, o / rowL[i]);
   });
+}
+
+/// f32 and bf16 share one entry signature; `smem` is the dynamic shared memory of the f32 form
+/// (attentionSmemFloats), unused by the bf16 form.
+template <typename T, int D, int BQ, int BK, int THREADS>
+__device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
+  if constexpr (sizeof(T) == 2)
+    softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p);
+  else
+    softmaxAttentionSimt<T, D, BQ, BK, THREADS>(p, smem);
 }
 
 } // namespace k

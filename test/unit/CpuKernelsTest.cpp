@@ -88,6 +88,36 @@ TEST(CpuKernels, LightningBlockwiseMatchesRecurrence) {
   }
 }
 
+// The fused kernels of mm-fuse equal the unfused chains they replace.
+TEST(CpuKernels, FusedKernelsMatchTheirChains) {
+  const int64_t rows = 7, n = 13;
+  std::vector<float> a = rnd(rows * n), b = rnd(rows * n), w = rnd(n);
+  std::vector<float> sum(rows * n), chain(rows * n), fused = poisoned(rows * n);
+  scaledAdd(a.data(), b.data(), sum.data(), rows * n, 1.3, 0.9);
+  rmsNorm(sum.data(), w.data(), chain.data(), rows, n, 1e-5);
+  addRmsNorm(a.data(), b.data(), w.data(), fused.data(), rows, n, 1.3, 0.9,
+             1e-5);
+  EXPECT_CLOSE(fused, std::vector<double>(chain.begin(), chain.end()));
+
+  std::vector<float> gate(rows * n);
+  sigmoid(a.data(), gate.data(), rows * n);
+  mul(gate.data(), b.data(), chain.data(), rows * n);
+  fused = poisoned(rows * n);
+  sigmoidMul(a.data(), b.data(), fused.data(), rows * n);
+  EXPECT_CLOSE(fused, std::vector<double>(chain.begin(), chain.end()));
+
+  const int64_t B = 2, T = 9, H = 2, D = 4;
+  std::vector<float> qkv = rnd(B * T * H * 3 * D), act(qkv.size());
+  silu(qkv.data(), act.data(), static_cast<int64_t>(qkv.size()));
+  Scratch scratch;
+  std::vector<float> unfused(B * T * H * D);
+  lightningAttention(act.data(), unfused.data(), B, T, H, D, 4, 1, 3, scratch);
+  fused = poisoned(B * T * H * D);
+  lightningAttention(qkv.data(), fused.data(), B, T, H, D, 4, 1, 3, scratch,
+                     /*siluInput=*/true);
+  EXPECT_CLOSE(fused, std::vector<double>(unfused.begin(), unfused.end()));
+}
+
 TEST(CpuKernels, LightningDecayFormula) {
   // s_h = (2^(-8/H))^(h+1) * (1 - l/(L-1+1e-5) + 1e-5)
   EXPECT_NEAR(lightningDecay(0, 8, 0, 4), 0.5 * (1 + 1e-5), 1e-15);
