@@ -100,8 +100,8 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
       if (b.kind == BufferKind::Activation) {
         s->bufferData_[i] = s->arena_ + b.offset;
       } else if (b.kind == BufferKind::Input) {
-        s->inputStorage_[i].assign(b.maxBytes, 0);
-        s->bufferData_[i] = s->inputStorage_[i].data();
+        s->inputStorage_[i].reset(new uint8_t[b.maxBytes]);
+        s->bufferData_[i] = s->inputStorage_[i].get();
       }
     }
     MM_RETURN_IF_ERROR(s->bindWeights(weights));
@@ -112,24 +112,20 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
 }
 
 Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
-  auto findTensor = [&](const std::string &name) -> const SafetensorsTensor * {
-    for (const SafetensorsFile *f : files)
-      if (const SafetensorsTensor *t = f->find(name))
-        return t;
-    return nullptr;
-  };
-  auto fileOf = [&](const SafetensorsTensor *t) -> const SafetensorsFile * {
-    for (const SafetensorsFile *f : files)
-      if (f->find(t->name) == t)
-        return f;
-    return nullptr;
-  };
   std::string searched;
   for (const SafetensorsFile *f : files)
     searched += (searched.empty() ? "" : ", ") + f->path();
   if (searched.empty())
     searched = "no weights file";
 
+  // Every tensor is found and checked before anything is allocated, so a wrong
+  // file costs no memory and fails at its first bad tensor.
+  struct Slice {
+    const SafetensorsFile *file;
+    const SafetensorsTensor *tensor;
+    size_t offset; // in floats, into weightStorage_
+  };
+  std::vector<Slice> slices;
   // Weight buffers that share a name and shape share storage.
   std::map<std::string, size_t> offsets;
   std::vector<size_t> bufferOffset(plan_.buffers.size(), 0);
@@ -138,47 +134,50 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
     const BufferDesc &b = plan_.buffers[i];
     if (b.kind != BufferKind::Weight)
       continue;
-    std::string key = b.name + formatShape(b.shape);
-    auto [it, inserted] = offsets.emplace(key, total);
+    auto [it, inserted] = offsets.emplace(b.name + formatShape(b.shape), total);
     bufferOffset[i] = it->second;
-    if (inserted)
-      total += b.maxBytes / dtypeSize(b.dtype);
-  }
-  weightStorage_.assign(total, 0.0f);
-
-  std::vector<bool> done(total + 1, false);
-  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
-    const BufferDesc &b = plan_.buffers[i];
-    if (b.kind != BufferKind::Weight)
+    if (!inserted)
       continue;
-    float *dst = weightStorage_.data() + bufferOffset[i];
-    bufferData_[i] = dst;
-    if (done[bufferOffset[i]])
-      continue;
-    done[bufferOffset[i]] = true;
     const std::vector<int64_t> dims = resolveShape(b.shape, 1, 1);
     const bool stacked = b.name.find("{e}") != std::string::npos;
     if (stacked && dims.empty())
       return invalidArgument("weight '" + b.name +
                              "': a stacked weight needs at least one dim");
-    const int64_t slices = stacked ? dims[0] : 1;
+    const int64_t count = stacked ? dims[0] : 1;
     const std::vector<int64_t> want =
         stacked ? std::vector<int64_t>(dims.begin() + 1, dims.end()) : dims;
-    const int64_t sliceElems = product(want);
-    for (int64_t e = 0; e < slices; ++e) {
+    const size_t sliceElems = static_cast<size_t>(product(want));
+    for (int64_t e = 0; e < count; ++e) {
       const std::string name =
           stacked ? replaceAll(b.name, "{e}", std::to_string(e)) : b.name;
-      const SafetensorsTensor *t = findTensor(name);
-      if (!t)
+      Slice slice{nullptr, nullptr, total};
+      for (const SafetensorsFile *f : files)
+        if ((slice.tensor = f->find(name))) {
+          slice.file = f;
+          break;
+        }
+      if (!slice.tensor)
         return notFound("weight '" + name + "' is not in " + searched);
-      if (t->shape != want)
+      const SafetensorsTensor &t = *slice.tensor;
+      if (t.shape != want)
         return invalidArgument("weight '" + name + "': expected " +
                                formatDims(want) + " but file has " +
-                               formatDims(t->shape));
-      MM_RETURN_IF_ERROR(
-          fileOf(t)->readAsF32(*t, dst + static_cast<size_t>(e * sliceElems)));
+                               formatDims(t.shape));
+      if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+        return invalidArgument("weight '" + name + "' in " +
+                               slice.file->path() + " has dtype " + t.dtype +
+                               "; only F32, BF16 and F16 can be read");
+      slices.push_back(slice);
+      total += sliceElems;
     }
   }
+  weightStorage_.reset(new float[std::max<size_t>(total, 1)]);
+  for (size_t i = 0; i < plan_.buffers.size(); ++i)
+    if (plan_.buffers[i].kind == BufferKind::Weight)
+      bufferData_[i] = weightStorage_.get() + bufferOffset[i];
+  for (const Slice &s : slices)
+    MM_RETURN_IF_ERROR(
+        s.file->readAsF32(*s.tensor, weightStorage_.get() + s.offset));
   return Status::ok();
 }
 
@@ -250,7 +249,7 @@ Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
     const Binding &bind = plan_.inputs[i];
     const NamedInput *in = given[i];
     const uint64_t n = product(in->shape);
-    uint8_t *dst = inputStorage_[bind.buffer].data();
+    uint8_t *dst = inputStorage_[bind.buffer].get();
     if (in->dtype == NpyDType::I64) {
       int32_t *d32 = reinterpret_cast<int32_t *>(dst);
       for (uint64_t j = 0; j < n; ++j) {

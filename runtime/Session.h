@@ -85,11 +85,12 @@ private:
 
   Plan plan_;
   uint8_t *arena_ = nullptr;
-  std::vector<float> weightStorage_;
-  std::vector<std::vector<uint8_t>>
-      inputStorage_;                  // per buffer; empty unless an Input
-  std::vector<void *> bufferData_;    // per buffer
-  std::vector<ResolvedShape> shapes_; // per buffer
+  // All weights converted to f32, and the inputs at their maximum shape; not
+  // zero-filled, as binding overwrites them.
+  std::unique_ptr<float[]> weightStorage_;
+  std::vector<std::unique_ptr<uint8_t[]>> inputStorage_; // per buffer
+  std::vector<void *> bufferData_;                       // per buffer
+  std::vector<ResolvedShape> shapes_;                    // per buffer
   std::vector<const NamedInput *>
       given_; // per input binding, during bindInputs
   cpu::Scratch scratch_;
