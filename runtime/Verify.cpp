@@ -5,6 +5,7 @@
 #include "runtime/Artifact.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
