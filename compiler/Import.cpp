@@ -528,26 +528,6 @@ bool mm::detectMoENaming(const CheckpointHeaders &headers, ModelConfig &c,
 
 bool mm::checkCheckpoint(const ModelConfig &c, const TensorShapes &expected,
                          const CheckpointHeaders &headers, std::string &error) {
-  for (const auto &[name, shape] : expected) {
-    auto it = headers.tensors.find(name);
-    if (it == headers.tensors.end()) {
-      error = headers.description + ": tensor '" + name +
-              "' is missing (the config needs it with shape " +
-              dimsText(shape) + ")";
-      return false;
-    }
-    const TensorInfo &t = it->second;
-    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16") {
-      error = t.file + ": tensor '" + name + "' has dtype " + t.dtype +
-              " but weights must be F32, BF16 or F16";
-      return false;
-    }
-    if (t.shape != shape) {
-      error = t.file + ": tensor '" + name + "' has shape " +
-              dimsText(t.shape) + " but the config needs " + dimsText(shape);
-      return false;
-    }
-  }
   for (const auto &[name, t] : headers.tensors) {
     if (expected.count(name))
       continue;
@@ -599,6 +579,34 @@ bool mm::checkCheckpoint(const ModelConfig &c, const TensorShapes &expected,
     }
     return fail("is not used by the model config.json describes (an extra "
                 "or misnamed weight)");
+  }
+  for (const auto &[name, shape] : expected) {
+    auto it = headers.tensors.find(name);
+    if (it == headers.tensors.end()) {
+      error = headers.description + ": tensor '" + name +
+              "' is missing (the config needs it with shape " +
+              dimsText(shape) + ")";
+      return false;
+    }
+    const TensorInfo &t = it->second;
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16") {
+      error = t.file + ": tensor '" + name + "' has dtype " + t.dtype +
+              " but weights must be F32, BF16 or F16";
+      return false;
+    }
+    if (t.shape != shape) {
+      error = t.file + ": tensor '" + name + "' has shape " +
+              dimsText(t.shape) + " but the config needs " + dimsText(shape);
+      // Routers and fused experts lead with the expert count.
+      llvm::StringRef n(name);
+      if ((n.ends_with(".gate.weight") || n.ends_with(".experts.gate_up_proj") ||
+           n.ends_with(".experts.down_proj")) &&
+          !t.shape.empty() && t.shape[0] != c.numExperts)
+        error += " (config.json has num_local_experts = " +
+                 std::to_string(c.numExperts) + ", the checkpoint " +
+                 std::to_string(t.shape[0]) + ")";
+      return false;
+    }
   }
   return true;
 }

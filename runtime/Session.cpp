@@ -182,7 +182,8 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
               std::to_string(b.sliceOffset) + ", " +
               std::to_string(b.sliceOffset + want[axis]) + ") of dim " +
               std::to_string(axis) + " with the other dims of " +
-              formatDims(want) + " but file has " + formatDims(t.shape));
+              formatDims(want) + " but file has " + formatDims(t.shape) +
+              " (in " + slice.file->path() + ")");
         const uint64_t inner = static_cast<uint64_t>(
             product(want, axis + 1, want.size()));
         slice.first = static_cast<uint64_t>(b.sliceOffset) * inner;
@@ -192,7 +193,8 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
       } else if (t.shape != want) {
         return invalidArgument("weight '" + name + "': expected " +
                                formatDims(want) + " but file has " +
-                               formatDims(t.shape));
+                               formatDims(t.shape) + " (in " +
+                               slice.file->path() + ")");
       }
       if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
         return invalidArgument("weight '" + name + "' in " +
