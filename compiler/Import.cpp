@@ -411,8 +411,8 @@ private:
                                       n, attn, b.getF64FloatAttr(alpha),
                                       b.getF64FloatAttr(beta));
     n = rmsNorm(h, p + ".post_attention_layernorm", hd, c.rmsNormEps);
-    mm::MoENaming naming = c.moeNaming.empty() ? mm::MoENaming()
-                                               : c.moeNaming[l];
+    mm::MoENaming naming =
+        c.moeNaming.empty() ? mm::MoENaming() : c.moeNaming[l];
     std::string m = p + "." + naming.expertsPrefix;
     int64_t e = c.numExperts, ffn = c.intermediateSize;
     Value router =
@@ -547,18 +547,16 @@ bool mm::checkCheckpoint(const ModelConfig &c, const TensorShapes &expected,
       std::vector<int64_t> want;
       if (rest == "self_attn.slope_rate")
         want = {c.numHeads, 1, 1};
-      else if (rest == "self_attn.query_decay" ||
-               rest == "self_attn.key_decay")
+      else if (rest == "self_attn.query_decay" || rest == "self_attn.key_decay")
         want = {c.numHeads, c.blockSize, 1};
       else if (rest == "self_attn.diagonal_decay")
         want = {1, c.numHeads, c.blockSize, c.blockSize};
       if (!want.empty()) {
         if (t.shape != want)
-          return fail("has shape " + dimsText(t.shape) +
-                      " but block_size " + std::to_string(c.blockSize) +
-                      " and num_attention_heads " +
-                      std::to_string(c.numHeads) + " of config.json give " +
-                      dimsText(want));
+          return fail("has shape " + dimsText(t.shape) + " but block_size " +
+                      std::to_string(c.blockSize) +
+                      " and num_attention_heads " + std::to_string(c.numHeads) +
+                      " of config.json give " + dimsText(want));
         continue;
       }
     }
@@ -599,7 +597,8 @@ bool mm::checkCheckpoint(const ModelConfig &c, const TensorShapes &expected,
               dimsText(t.shape) + " but the config needs " + dimsText(shape);
       // Routers and fused experts lead with the expert count.
       llvm::StringRef n(name);
-      if ((n.ends_with(".gate.weight") || n.ends_with(".experts.gate_up_proj") ||
+      if ((n.ends_with(".gate.weight") ||
+           n.ends_with(".experts.gate_up_proj") ||
            n.ends_with(".experts.down_proj")) &&
           !t.shape.empty() && t.shape[0] != c.numExperts)
         error += " (config.json has num_local_experts = " +

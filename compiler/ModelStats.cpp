@@ -90,8 +90,9 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
       return module.emitError()
              << "mm-model-stats expects tp, ep, dp, max-batch and max-seq >= 1";
     if ((tp * dp) % ep != 0)
-      return module.emitError() << "mm-model-stats expects ep (" << int64_t(ep)
-                                << ") to divide tp*dp (" << int64_t(tp * dp) << ")";
+      return module.emitError()
+             << "mm-model-stats expects ep (" << int64_t(ep)
+             << ") to divide tp*dp (" << int64_t(tp * dp) << ")";
     if (dtype == "f32")
       dtypeBytes = 4;
     else if (dtype == "bf16" || dtype == "f16")
@@ -152,9 +153,9 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
         auto w1 = cast<RankedTensorType>(m.getW1().getType());
         int64_t experts = w1.getDimSize(0), ffn = w1.getDimSize(1);
         if (experts % ep != 0)
-          return m.emitOpError() << "has " << experts
-                                 << " experts, which ep=" << int64_t(ep)
-                                 << " does not divide";
+          return m.emitOpError()
+                 << "has " << experts << " experts, which ep=" << int64_t(ep)
+                 << " does not divide";
         int64_t k = m.getTopK();
         setParam(m.getRouter(), 1);
         for (Value w : {m.getW1(), m.getW2(), m.getW3()}) {
@@ -162,8 +163,8 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
           activeFraction[w] = double(k) / experts;
         }
         uint64_t routed = ceilDiv(B * T * k, ep);
-        scratch[&op] = (routed * 2 * ffn + 2 * uint64_t(B * T * k) * hidden) *
-                       dtypeBytes;
+        scratch[&op] =
+            (routed * 2 * ffn + 2 * uint64_t(B * T * k) * hidden) * dtypeBytes;
         share[m.getResult()] = 1;
       } else if (auto a = dyn_cast<mm::LightningAttentionOp>(op)) {
         int64_t d = a.getHeadDim();
@@ -175,10 +176,8 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
         share[a.getResult()] = in(0);
       } else if (op.getNumOperands() > 0 && op.getNumResults() == 1) {
         // silu, sigmoid, mul, scaled_add, rope, cross_entropy: as input 0.
-        share[op.getResult(0)] = op.getResult(0).getType() ==
-                                         op.getOperand(0).getType()
-                                     ? in(0)
-                                     : 1;
+        share[op.getResult(0)] =
+            op.getResult(0).getType() == op.getOperand(0).getType() ? in(0) : 1;
       } else {
         return op.emitOpError() << "is not known to mm-model-stats";
       }
@@ -191,8 +190,7 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
     std::set<std::tuple<std::string, int64_t, int64_t>> seen;
     for (auto p : fn.getBody().front().getOps<mm::ParamOp>()) {
       auto key = std::make_tuple(
-          p.getName().str(),
-          p.getSliceAxis() ? int64_t(*p.getSliceAxis()) : -1,
+          p.getName().str(), p.getSliceAxis() ? int64_t(*p.getSliceAxis()) : -1,
           p.getSliceOffset() ? int64_t(*p.getSliceOffset()) : 0);
       if (!seen.insert(key).second)
         continue;
@@ -204,8 +202,9 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
       active += int64_t(std::llround(n * activeShare));
       if (embeddingParams.contains(p.getResult()))
         embedding += n;
-      double s = paramShare.count(p.getResult()) ? paramShare.lookup(p.getResult())
-                                                 : 1.0;
+      double s = paramShare.count(p.getResult())
+                     ? paramShare.lookup(p.getResult())
+                     : 1.0;
       weightBytes += n * s * dtypeBytes;
     }
 
@@ -226,13 +225,13 @@ struct ModelStatsPass : mm::impl::ModelStatsPassBase<ModelStatsPass> {
         extra[begin] = scratch[&op];
       for (Value r : op.getResults()) {
         auto type = cast<RankedTensorType>(r.getType());
-        uint64_t bytes = uint64_t(std::ceil(numElements(type, B, T) *
-                                            share.lookup(r))) *
-                         dtypeBytes;
+        uint64_t bytes =
+            uint64_t(std::ceil(numElements(type, B, T) * share.lookup(r))) *
+            dtypeBytes;
         size_t end = begin;
         for (Operation *user : r.getUsers())
-          end = std::max(end, isa<func::ReturnOp>(user) ? index
-                                                        : position[user]);
+          end =
+              std::max(end, isa<func::ReturnOp>(user) ? index : position[user]);
         delta[begin] += bytes;
         delta[end + 1] -= bytes;
       }

@@ -56,16 +56,16 @@ Status Checkpoint::addFile(const std::string &path,
                            const std::string &listedBy) {
   auto file = SafetensorsFile::open(path);
   if (!file.isOk())
-    return listedBy.empty() ? file.status()
-                            : Status(file.status().code(),
-                                     file.status().message() + " (" +
-                                         listedBy + ")");
+    return listedBy.empty()
+               ? file.status()
+               : Status(file.status().code(),
+                        file.status().message() + " (" + listedBy + ")");
   std::unique_ptr<SafetensorsFile> f = std::move(file).value();
   for (const SafetensorsTensor &t : f->tensors()) {
     auto [it, inserted] = where_.emplace(t.name, f.get());
     if (!inserted)
-      return invalidArgument(path + ": tensor '" + t.name +
-                             "' is also in " + it->second->path());
+      return invalidArgument(path + ": tensor '" + t.name + "' is also in " +
+                             it->second->path());
   }
   files_.push_back(std::move(f));
   return Status::ok();

@@ -173,8 +173,7 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
         bool fits = t.shape.size() == want.size();
         if (fits) {
           need[axis] = t.shape[axis];
-          fits = need == t.shape &&
-                 b.sliceOffset + want[axis] <= t.shape[axis];
+          fits = need == t.shape && b.sliceOffset + want[axis] <= t.shape[axis];
         }
         if (!fits)
           return invalidArgument(
@@ -184,8 +183,8 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
               std::to_string(axis) + " with the other dims of " +
               formatDims(want) + " but file has " + formatDims(t.shape) +
               " (in " + slice.file->path() + ")");
-        const uint64_t inner = static_cast<uint64_t>(
-            product(want, axis + 1, want.size()));
+        const uint64_t inner =
+            static_cast<uint64_t>(product(want, axis + 1, want.size()));
         slice.first = static_cast<uint64_t>(b.sliceOffset) * inner;
         slice.run = static_cast<uint64_t>(want[axis]) * inner;
         slice.stride = static_cast<uint64_t>(t.shape[axis]) * inner;

@@ -429,7 +429,8 @@ Status checkBuffers(Plan &plan) {
       break;
     case BufferKind::Weight:
       if (b.sliceAxis != -1) {
-        if (b.sliceAxis < 0 || b.sliceAxis >= static_cast<int32_t>(b.shape.size()))
+        if (b.sliceAxis < 0 ||
+            b.sliceAxis >= static_cast<int32_t>(b.shape.size()))
           return fail("slice_axis " + std::to_string(b.sliceAxis) +
                       " is outside the weight's rank " +
                       std::to_string(b.shape.size()));

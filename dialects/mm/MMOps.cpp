@@ -30,11 +30,11 @@ LogicalResult verifyWeightSlice(Op op, StringRef name, int64_t rank,
   // I64Attr getters are unsigned: reinterpret to see negative values.
   int64_t a = static_cast<int64_t>(*axis), o = static_cast<int64_t>(*offset);
   if (a < 0 || a >= rank)
-    return op.emitOpError() << "expects slice_axis in [0, " << rank
-                            << ") but got " << a;
+    return op.emitOpError()
+           << "expects slice_axis in [0, " << rank << ") but got " << a;
   if (o < 0)
-    return op.emitOpError() << "expects a non-negative slice_offset but got "
-                            << o;
+    return op.emitOpError()
+           << "expects a non-negative slice_offset but got " << o;
   if (name.contains("{e}"))
     return op.emitOpError() << "expects a sliced weight not to be stacked "
                                "over {e} but got '"

@@ -120,11 +120,10 @@ LogicalResult WeightOp::verify() {
   int64_t a = static_cast<int64_t>(*axis), o = static_cast<int64_t>(*offset);
   int64_t rank = static_cast<int64_t>(getShape().size());
   if (a < 0 || a >= rank)
-    return emitOpError() << "expects slice_axis in [0, " << rank
-                         << ") but got " << a;
+    return emitOpError() << "expects slice_axis in [0, " << rank << ") but got "
+                         << a;
   if (o < 0)
-    return emitOpError() << "expects a non-negative slice_offset but got "
-                         << o;
+    return emitOpError() << "expects a non-negative slice_offset but got " << o;
   if (getName().contains("{e}"))
     return emitOpError() << "expects a sliced weight not to be stacked over "
                             "{e} but got '"

@@ -51,8 +51,7 @@ void expectError(const std::vector<std::string> &paths,
 
 TEST(Checkpoint, OpensFolderIndexAndFiles) {
   std::string dir = writeSharded("good");
-  for (const std::string &path :
-       {dir, dir + "/model.safetensors.index.json"}) {
+  for (const std::string &path : {dir, dir + "/model.safetensors.index.json"}) {
     auto c = Checkpoint::open({path});
     ASSERT_TRUE(c.isOk()) << c.status().message();
     auto [file, tensor] = c.value()->find("b");
@@ -81,8 +80,9 @@ TEST(Checkpoint, RejectsBrokenIndexes) {
   expectError({dir}, "e.g. for tensor 'b'");
 
   dir = writeSharded("wrong_shard");
-  writeText(dir + "/model.safetensors.index.json",
-            R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}})");
+  writeText(
+      dir + "/model.safetensors.index.json",
+      R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}})");
   expectError({dir}, "tensor 'b' is mapped to " + dir +
                          "/s1.safetensors, which does not hold it");
 
@@ -92,8 +92,8 @@ TEST(Checkpoint, RejectsBrokenIndexes) {
   // Only s1 is opened, and it holds nothing unlisted: fine.
   EXPECT_TRUE(Checkpoint::open({dir}).isOk());
   test::writeFile(dir + "/s1.safetensors",
-                  safetensorsBytes({f32Tensor("a", {2}, {1, 2}),
-                                    f32Tensor("z", {1}, {1})}));
+                  safetensorsBytes(
+                      {f32Tensor("a", {2}, {1, 2}), f32Tensor("z", {1}, {1})}));
   expectError({dir}, "tensor 'z' is not in the weight_map");
 
   dir = writeSharded("escape");
@@ -113,8 +113,9 @@ TEST(Checkpoint, RejectsBrokenIndexes) {
 
 TEST(Safetensors, ReadsRangesAndRejectsOverlaps) {
   std::string dir = freshDir("range");
-  test::writeFile(dir + "/r.safetensors",
-                  safetensorsBytes({f32Tensor("a", {2, 3}, {1, 2, 3, 4, 5, 6})}));
+  test::writeFile(
+      dir + "/r.safetensors",
+      safetensorsBytes({f32Tensor("a", {2, 3}, {1, 2, 3, 4, 5, 6})}));
   auto f = SafetensorsFile::open(dir + "/r.safetensors");
   ASSERT_TRUE(f.isOk());
   const SafetensorsTensor *a = f.value()->find("a");

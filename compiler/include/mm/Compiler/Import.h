@@ -58,8 +58,8 @@ struct CheckpointHeaders {
 using TensorShapes = std::map<std::string, std::vector<int64_t>>;
 
 /// Finds each layer's MoE naming (MoENaming) among `headers` and stores it in
-/// `config.moeNaming`. Fails, naming the layer and the tensors looked for, when a
-/// layer has no expert weights or names them two ways.
+/// `config.moeNaming`. Fails, naming the layer and the tensors looked for, when
+/// a layer has no expert weights or names them two ways.
 bool detectMoENaming(const CheckpointHeaders &headers, ModelConfig &config,
                      std::string &error);
 
@@ -70,7 +70,6 @@ bool detectMoENaming(const CheckpointHeaders &headers, ModelConfig &config,
 /// message names the file and the tensor.
 bool checkCheckpoint(const ModelConfig &config, const TensorShapes &expected,
                      const CheckpointHeaders &headers, std::string &error);
-
 
 /// Reads and checks a config.json object. On failure returns false and sets
 /// `error` to a one-line message naming the offending field.
