@@ -31,12 +31,27 @@ const std::set<std::string> kIgnoredFields = {
     "router_aux_loss_coef", "router_jitter_noise", "attention_dropout",
     "sliding_window", "max_position_embeddings", "auto_map", "tokenizer_class",
     "_name_or_path", "postnorm",
-    "num_experts", "shared_intermediate_size", "shared_moe_mode",
+    "shared_intermediate_size", "shared_moe_mode",
     "attention_bias", "mlp_bias", "use_sliding_window", "max_window_layers",
     "bias", "residual_post_norm", "layer_types_note", "output_attentions",
     "output_hidden_states", "return_dict", "tie_encoder_decoder",
     "is_encoder_decoder", "chunk_size_feed_forward", "rope_scaling",
     "hidden_act"};
+
+/// Ignorable fields that describe a different graph unless they hold the value
+/// the MiniMax graph assumes (or null): each entry is the field and the JSON
+/// text of the values allowed.
+const std::pair<const char *, std::vector<const char *>> kFixedFields[] = {
+    {"hidden_act", {"\"silu\""}},
+    {"sliding_window", {"null"}},
+    {"use_sliding_window", {"false"}},
+    {"rope_scaling", {"null"}},
+    {"attention_bias", {"false"}},
+    {"mlp_bias", {"false"}},
+    {"bias", {"false"}},
+    {"postnorm", {"true"}},
+    {"shared_intermediate_size", {"0", "null"}},
+};
 
 class ConfigReader {
 public:
@@ -95,7 +110,28 @@ public:
     return true;
   }
 
+  bool checkFixed() {
+    for (const auto &[key, allowed] : kFixedFields) {
+      const JValue *v = json.get(key);
+      if (!v)
+        continue;
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      os << *v;
+      if (!llvm::is_contained(allowed, llvm::StringRef(text))) {
+        std::string want;
+        for (const char *a : allowed)
+          want += std::string(want.empty() ? "" : " or ") + a;
+        return fail("field '" + std::string(key) + "' is " + text +
+                    " but the MiniMax graph needs " + want);
+      }
+    }
+    return true;
+  }
+
   bool checkUnknown() {
+    if (!checkFixed())
+      return false;
     for (const auto &kv : json) {
       std::string key = kv.first.str();
       if (!used.count(key) && !kIgnoredFields.count(key))
@@ -127,10 +163,22 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   c.topK = 1;
   if (!r.integer("num_key_value_heads", c.numKvHeads, false) ||
       !r.integer("head_dim", c.headDim, false) ||
-      !r.integer("num_local_experts", c.numExperts, true) ||
+      !r.integer("num_local_experts", c.numExperts, false) ||
       !r.integer("num_experts_per_tok", c.topK, true) ||
       !r.integer("block_size", c.blockSize, false))
     return false;
+  // transformers accepts `num_experts` as an alias of num_local_experts.
+  int64_t aliasExperts = -1;
+  if (!r.integer("num_experts", aliasExperts, false))
+    return false;
+  if (aliasExperts >= 0 && json.get("num_local_experts") &&
+      aliasExperts != c.numExperts)
+    return r.fail("fields 'num_local_experts' and 'num_experts' contradict "
+                  "each other");
+  if (aliasExperts >= 0)
+    c.numExperts = aliasExperts;
+  if (!json.get("num_local_experts") && aliasExperts < 0)
+    return r.fail("missing field 'num_local_experts'");
   if (!r.number("rms_norm_eps", c.rmsNormEps))
     return false;
   if (const JValue *tie = r.get("tie_word_embeddings")) {
