@@ -126,7 +126,8 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         auto weight = mmx::WeightOp::create(
             b, param.getLoc(), bufferType, param.getNameAttr(),
             TypeAttr::get(type.getElementType()),
-            mmx::buildShapeAttr(ctx, *dims));
+            mmx::buildShapeAttr(ctx, *dims), param.getSliceAxisAttr(),
+            param.getSliceOffsetAttr());
         buffers.map(param.getResult(), weight.getResult());
         continue;
       }

@@ -143,6 +143,8 @@ Status convertBuffer(const fb::Buffer *b, size_t index, BufferDesc &out) {
     return invalidArgument(where + ": unknown dtype " + std::to_string(dtype));
   out.dtype = static_cast<DType>(dtype);
   out.offset = b->offset();
+  out.sliceAxis = b->slice_axis();
+  out.sliceOffset = b->slice_offset();
   if (const auto *shape = b->shape()) {
     if (shape->size() > static_cast<size_t>(kMaxRank))
       return invalidArgument(where + ": rank " + std::to_string(shape->size()) +

@@ -70,6 +70,11 @@ struct BufferDesc {
   std::vector<Dim> shape;
   uint64_t offset = 0;   // arena byte offset (Activation only)
   uint64_t maxBytes = 0; // size at (max_batch, max_seq); filled by the verifier
+  // Weight only: >= 0 binds the slice [sliceOffset, sliceOffset +
+  // shape[sliceAxis]) along this axis of the named tensor; -1 binds the whole
+  // tensor.
+  int32_t sliceAxis = -1;
+  int64_t sliceOffset = 0;
 };
 
 /// Step parameters, decoded by the verifier from the step's Param table. Only

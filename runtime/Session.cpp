@@ -124,6 +124,9 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
     const SafetensorsFile *file;
     const SafetensorsTensor *tensor;
     size_t offset; // in floats, into weightStorage_
+    // A sliced weight copies `rows` runs of `run` elements, one every
+    // `stride` elements of the tensor from element `first`.
+    uint64_t first = 0, run = 0, stride = 0, rows = 0;
   };
   std::vector<Slice> slices;
   // Weight buffers that share a name and shape share storage.
@@ -134,7 +137,10 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
     const BufferDesc &b = plan_.buffers[i];
     if (b.kind != BufferKind::Weight)
       continue;
-    auto [it, inserted] = offsets.emplace(b.name + formatShape(b.shape), total);
+    auto [it, inserted] = offsets.emplace(
+        b.name + formatShape(b.shape) + "@" + std::to_string(b.sliceAxis) +
+            ":" + std::to_string(b.sliceOffset),
+        total);
     bufferOffset[i] = it->second;
     if (!inserted)
       continue;
@@ -159,10 +165,36 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
       if (!slice.tensor)
         return notFound("weight '" + name + "' is not in " + searched);
       const SafetensorsTensor &t = *slice.tensor;
-      if (t.shape != want)
+      if (b.sliceAxis >= 0) {
+        // The tensor must have the buffer's shape except along the slice
+        // axis, where it must hold [sliceOffset, sliceOffset + size).
+        const size_t axis = static_cast<size_t>(b.sliceAxis);
+        std::vector<int64_t> need = want;
+        bool fits = t.shape.size() == want.size();
+        if (fits) {
+          need[axis] = t.shape[axis];
+          fits = need == t.shape && b.sliceOffset + want[axis] <= t.shape[axis];
+        }
+        if (!fits)
+          return invalidArgument(
+              "weight '" + name + "': expected a tensor holding rows [" +
+              std::to_string(b.sliceOffset) + ", " +
+              std::to_string(b.sliceOffset + want[axis]) + ") of dim " +
+              std::to_string(axis) + " with the other dims of " +
+              formatDims(want) + " but file has " + formatDims(t.shape) +
+              " (in " + slice.file->path() + ")");
+        const uint64_t inner =
+            static_cast<uint64_t>(product(want, axis + 1, want.size()));
+        slice.first = static_cast<uint64_t>(b.sliceOffset) * inner;
+        slice.run = static_cast<uint64_t>(want[axis]) * inner;
+        slice.stride = static_cast<uint64_t>(t.shape[axis]) * inner;
+        slice.rows = static_cast<uint64_t>(product(want, 0, axis));
+      } else if (t.shape != want) {
         return invalidArgument("weight '" + name + "': expected " +
                                formatDims(want) + " but file has " +
-                               formatDims(t.shape));
+                               formatDims(t.shape) + " (in " +
+                               slice.file->path() + ")");
+      }
       if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
         return invalidArgument("weight '" + name + "' in " +
                                slice.file->path() + " has dtype " + t.dtype +
@@ -175,9 +207,16 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
   for (size_t i = 0; i < plan_.buffers.size(); ++i)
     if (plan_.buffers[i].kind == BufferKind::Weight)
       bufferData_[i] = weightStorage_.get() + bufferOffset[i];
-  for (const Slice &s : slices)
-    MM_RETURN_IF_ERROR(
-        s.file->readAsF32(*s.tensor, weightStorage_.get() + s.offset));
+  for (const Slice &s : slices) {
+    float *dst = weightStorage_.get() + s.offset;
+    if (s.run == 0) {
+      MM_RETURN_IF_ERROR(s.file->readAsF32(*s.tensor, dst));
+      continue;
+    }
+    for (uint64_t r = 0; r < s.rows; ++r)
+      MM_RETURN_IF_ERROR(s.file->readRangeAsF32(
+          *s.tensor, s.first + r * s.stride, s.run, dst + r * s.run));
+  }
   return Status::ok();
 }
 

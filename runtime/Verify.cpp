@@ -415,6 +415,8 @@ Status checkBuffers(Plan &plan) {
         return fail("shape " + formatShape(b.shape) + " is too large");
     }
     b.maxBytes = elems * dtypeSize(b.dtype);
+    if (b.kind != BufferKind::Weight && b.sliceAxis != -1)
+      return fail("only weights can be slices");
     switch (b.kind) {
     case BufferKind::Activation:
       if (b.offset % dtypeSize(b.dtype) != 0)
@@ -426,6 +428,19 @@ Status checkBuffers(Plan &plan) {
                     std::to_string(plan.arenaBytes));
       break;
     case BufferKind::Weight:
+      if (b.sliceAxis != -1) {
+        if (b.sliceAxis < 0 ||
+            b.sliceAxis >= static_cast<int32_t>(b.shape.size()))
+          return fail("slice_axis " + std::to_string(b.sliceAxis) +
+                      " is outside the weight's rank " +
+                      std::to_string(b.shape.size()));
+        if (b.sliceOffset < 0 || b.sliceOffset > kMaxConstDim)
+          return fail("slice_offset " + std::to_string(b.sliceOffset) +
+                      " must be in [0, " + std::to_string(kMaxConstDim) + "]");
+        if (b.name.find("{e}") != std::string::npos)
+          return fail("a sliced weight cannot also be stacked over {e}");
+      }
+      [[fallthrough]];
     case BufferKind::Input:
       if (b.name.empty())
         return fail(std::string(kindName(b.kind)) +

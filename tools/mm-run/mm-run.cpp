@@ -2,6 +2,7 @@
 // or prints a summary of one (`mm-run inspect`). Every error is one line
 // "mm-run: error: ..." and exit 1.
 #include "runtime/Artifact.h"
+#include "runtime/Checkpoint.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
@@ -21,16 +22,18 @@ namespace {
 using mm::Status;
 
 const char *kUsage =
-    R"(usage: mm-run MODEL.mmb --weights FILE.safetensors --input-ids IDS.npy [options]
+    R"(usage: mm-run MODEL.mmb --weights PATH --input-ids IDS.npy [options]
        mm-run inspect MODEL.mmb
        mm-run --help
 
 Runs the compiled plan MODEL.mmb on the token ids IDS.npy (int32 or int64, shape [B, T] with
 B <= max_batch and T <= max_seq of the artifact), with weights bound by name from the
-safetensors file(s).
+checkpoint's safetensors file(s).
 
 options:
-  --weights FILE          safetensors file; repeat for sharded checkpoints (searched in order)
+  --weights PATH          a Hugging Face model folder (model.safetensors.index.json with its
+                          shards, or model.safetensors), an index .json, or a .safetensors
+                          file; repeat to combine files (searched in order)
   --input-ids FILE        .npy token ids for the input "input_ids"
   --input NAME=FILE       .npy for another input of the artifact (e.g. labels=labels.npy)
   --dump-logits OUT.npy   write the output "logits" (f32, [B, T, V]) of the prompt's forward pass
@@ -73,7 +76,11 @@ std::string bufferText(const mm::Plan &plan, uint32_t index) {
   std::string s = "%" + std::to_string(index);
   if (!b.name.empty())
     s += " " + b.name;
-  return s + ":" + mm::dtypeName(b.dtype) + mm::formatShape(b.shape);
+  s += std::string(":") + mm::dtypeName(b.dtype) + mm::formatShape(b.shape);
+  if (b.sliceAxis >= 0)
+    s += "@slice(axis=" + std::to_string(b.sliceAxis) +
+         ", offset=" + std::to_string(b.sliceOffset) + ")";
+  return s;
 }
 
 std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
@@ -203,12 +210,9 @@ int runModel(int argc, char **argv) {
 
   auto t0 = std::chrono::steady_clock::now();
   mm::Plan plan = take(mm::loadArtifact(artifact));
-  std::vector<std::unique_ptr<mm::SafetensorsFile>> files;
-  std::vector<const mm::SafetensorsFile *> filePtrs;
-  for (const std::string &p : weightPaths) {
-    files.push_back(take(mm::SafetensorsFile::open(p)));
-    filePtrs.push_back(files.back().get());
-  }
+  std::unique_ptr<mm::Checkpoint> checkpoint =
+      take(mm::Checkpoint::open(weightPaths));
+  std::vector<const mm::SafetensorsFile *> filePtrs = checkpoint->files();
   mm::NpyArray ids = take(mm::readNpy(idsPath));
   if (ids.dtype == mm::NpyDType::F32)
     die(idsPath + ": token ids must be int32 or int64, not float32");
