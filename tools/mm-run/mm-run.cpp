@@ -85,7 +85,7 @@ std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
 
 int inspect(const std::string &path) {
   mm::Plan plan = take(mm::loadArtifact(path));
-  size_t counts[3] = {0, 0, 0};
+  size_t counts[4] = {0, 0, 0, 0};
   for (const mm::BufferDesc &b : plan.buffers)
     ++counts[static_cast<int>(b.kind)];
   std::printf("artifact: %s\n", path.c_str());
@@ -98,8 +98,9 @@ int inspect(const std::string &path) {
               static_cast<unsigned long long>(plan.arenaBytes));
   std::printf("cubin_bytes: %llu\n",
               static_cast<unsigned long long>(plan.cubinBytes));
-  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs)\n",
-              plan.buffers.size(), counts[0], counts[1], counts[2]);
+  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs, %zu "
+              "states)\n",
+              plan.buffers.size(), counts[0], counts[1], counts[2], counts[3]);
   std::printf("steps: %zu\n", plan.steps.size());
   for (const mm::Binding &b : plan.inputs)
     std::printf("input %s = %s\n", b.name.c_str(),
