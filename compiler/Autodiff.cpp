@@ -9,8 +9,8 @@
 // returns (loss, grad_norm); without, it returns the loss and every weight's
 // gradient as "grad:<weight name>".
 //
-// Activation recomputation (`recompute`): the ops of each decoder layer (by
-// their "model.layers.N." location) are cloned right before that layer's
+// Activation recomputation (`recompute`): the ops of each decoder layer (found
+// by the "model.layers.N." weights they read) are cloned right before that layer's
 // backward, and the backward reads the clones, so only each layer's input stays
 // alive between the forward and backward passes.
 //
@@ -23,7 +23,6 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 
-#include <optional>
 #include <set>
 
 #define DEBUG_TYPE "mm-autodiff"
@@ -43,15 +42,33 @@ std::string locName(Location loc) {
   return "";
 }
 
-/// Index of the decoder layer an op belongs to, from its location.
-std::optional<int64_t> layerOf(Operation *op) {
-  llvm::StringRef name = locName(op->getLoc());
-  if (!name.consume_front("model.layers."))
-    return std::nullopt;
-  int64_t layer;
-  if (name.consumeInteger(10, layer))
-    return std::nullopt;
-  return layer;
+/// Decoder layer of each op, by the weights it reads: an op reading a weight
+/// named "model.layers.N...." starts (or continues) layer N, one reading any
+/// other weight ends it, and ops reading none belong to the current layer.
+/// Weight names survive textual IR, unlike locations.
+llvm::DenseMap<Operation *, int64_t>
+assignLayers(ArrayRef<Operation *> forwardOps) {
+  llvm::DenseMap<Operation *, int64_t> layers;
+  int64_t current = -1;
+  for (Operation *op : forwardOps) {
+    if (isa<mm::ParamOp>(op))
+      continue;
+    for (Value operand : op->getOperands()) {
+      auto param = operand.getDefiningOp<mm::ParamOp>();
+      if (!param)
+        continue;
+      llvm::StringRef name = param.getName();
+      int64_t layer = -1;
+      if (name.consume_front("model.layers.") &&
+          name.consumeInteger(10, layer))
+        layer = -1;
+      current = layer;
+      break;
+    }
+    if (current >= 0)
+      layers[op] = current;
+  }
+  return layers;
 }
 
 struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
@@ -87,6 +104,7 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
   IRMapping recomputed; // forward value -> its clone in the backward pass
   std::set<int64_t> recomputedLayers;
   std::vector<Operation *> forwardOps;
+  llvm::DenseMap<Operation *, int64_t> layerOf;
 
   Value fwd(Value v) { return recomputed.lookupOrDefault(v); }
 
@@ -119,9 +137,9 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     if (!recomputedLayers.insert(layer).second)
       return;
     for (Operation *op : forwardOps) {
-      if (isa<mm::ParamOp>(op) || layerOf(op) != layer)
-        continue;
-      b->clone(*op, recomputed);
+      auto it = layerOf.find(op);
+      if (it != layerOf.end() && it->second == layer)
+        b->clone(*op, recomputed);
     }
   }
 
@@ -133,8 +151,8 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     if (!any)
       return success();
     if (recompute)
-      if (auto layer = layerOf(op))
-        recomputeLayer(*layer);
+      if (auto it = layerOf.find(op); it != layerOf.end())
+        recomputeLayer(it->second);
     Location loc = gradLoc(op);
     Value dy = grads.lookup(op->getResult(0));
     auto t = [](Value v) { return v.getType(); };
@@ -254,6 +272,7 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     for (Operation &op : body.without_terminator())
       if (&op != logits.getOperation())
         forwardOps.push_back(&op);
+    layerOf = assignLayers(forwardOps);
 
     Value h = logits.getInput(), head = logits.getWeight();
     Location lossLoc = NameLoc::get(builder.getStringAttr("lm_head.loss"));
