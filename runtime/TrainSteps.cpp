@@ -56,6 +56,14 @@ std::vector<PersistentTensor> Session::persistentTensors() {
 
 Status Session::checkStepFinite(size_t index) const {
   const StepDesc &step = plan_.steps[index];
+  // Activations have only debug names, so name the weights the step read too.
+  std::string weights;
+  for (uint32_t i : step.inputs)
+    if (plan_.buffers[i].kind == BufferKind::Weight)
+      weights += (weights.empty() ? " reading weight '" : "', '") +
+                 plan_.buffers[i].name;
+  if (!weights.empty())
+    weights += "'";
   for (uint32_t o : step.outputs) {
     const BufferDesc &b = plan_.buffers[o];
     if (b.dtype != DType::F32)
@@ -68,7 +76,7 @@ Status Session::checkStepFinite(size_t index) const {
                           (std::isnan(d[j]) ? "NaN" : "Inf") +
                           " in tensor '" + b.name + "' at flat index " +
                           std::to_string(j) + ", written by " +
-                          step.kernelName);
+                          step.kernelName + weights);
   }
   return Status::ok();
 }

@@ -145,8 +145,10 @@ public:
            bufferLabel(plan_, step_.inputs[i]) + ")";
   }
   std::string outRole(size_t j = 0) const {
-    return "output " + std::to_string(j) + " (" +
-           bufferLabel(plan_, step_.outputs[j]) + ")";
+    return outName(j) + " (" + bufferLabel(plan_, step_.outputs[j]) + ")";
+  }
+  std::string outName(size_t j) const {
+    return info_.numOutputs == 1 ? "output" : "output " + std::to_string(j);
   }
 
   Status checkOperands() {
@@ -167,7 +169,7 @@ public:
                     std::to_string(plan_.buffers.size()));
     for (size_t j = 0; j < step_.outputs.size(); ++j)
       if (step_.outputs[j] >= plan_.buffers.size())
-        return fail("output " + std::to_string(j) + " refers to buffer " +
+        return fail(outName(j) + " refers to buffer " +
                     std::to_string(step_.outputs[j]) + " but there are only " +
                     std::to_string(plan_.buffers.size()));
     for (size_t j = 0; j < step_.outputs.size(); ++j) {
