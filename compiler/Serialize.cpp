@@ -106,12 +106,19 @@ private:
                     w.getSliceAxis() ? static_cast<int32_t>(*w.getSliceAxis())
                                      : -1,
                     static_cast<int64_t>(w.getSliceOffset().value_or(0))));
+    } else if (auto st = dyn_cast<mmx::StateOp>(op)) {
+      addBuffer(st, buffer(fb::BufferKind::State, st.getName(), st.getDtype(),
+                           st.getShape(), 0));
     } else if (auto a = dyn_cast<mmx::AllocOp>(op)) {
       if (!a.getOffset())
         return a.emitOpError()
                << "has no offset: run mm-plan-memory before mm-serialize";
-      addBuffer(a, buffer(fb::BufferKind::Activation,
-                          "t" + std::to_string(buffers.size()), a.getDtype(),
+      // The debug name carries the producing op's location, so that run-time
+      // messages (e.g. the NaN/Inf check) can name the tensor.
+      std::string name = "t" + std::to_string(buffers.size());
+      if (auto loc = dyn_cast<NameLoc>(a.getLoc()))
+        name += ":" + loc.getName().str();
+      addBuffer(a, buffer(fb::BufferKind::Activation, name, a.getDtype(),
                           a.getShape(), *a.getOffset()));
     } else if (auto l = dyn_cast<mmx::LaunchOp>(op)) {
       std::vector<uint32_t> ins, outs;

@@ -35,7 +35,7 @@ inline constexpr int64_t kMaxIntParam = int64_t(1) << 31;
 
 enum class DType : uint8_t { F32, I32, BF16, F16 };
 enum class DimKind : uint8_t { Const, Batch, Seq };
-enum class BufferKind : uint8_t { Activation, Weight, Input };
+enum class BufferKind : uint8_t { Activation, Weight, Input, State };
 
 /// Every kernel of docs/kernels.md.
 enum class Kernel : uint8_t {
@@ -52,6 +52,22 @@ enum class Kernel : uint8_t {
   SoftmaxAttention,
   Moe,
   CrossEntropy,
+  // Training (docs/kernels.md, "Training kernels").
+  EmbeddingGrad,
+  RmsNormGrad,
+  LinearGrad,
+  SiluGrad,
+  SigmoidGrad,
+  RopeGrad,
+  LightningAttentionGrad,
+  SoftmaxAttentionGrad,
+  MoeGrad,
+  LmHeadLoss,
+  LmHeadLossGrad,
+  GradNorm,
+  AdamW,
+  Came,
+  CameVector,
 };
 
 struct Dim {
@@ -83,6 +99,10 @@ struct KernelParams {
   double eps = 0, alpha = 0, beta = 0, theta = 0, scale = 0;
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0, rotaryDim = 0;
   int64_t blockSize = 0, layerIndex = 0, numLayers = 0, topK = 0;
+  // Training kernels.
+  int64_t chunkRows = 0;
+  double beta1 = 0, beta2 = 0, beta3 = 0, eps2 = 0, weightDecay = 0;
+  double maxNorm = 0, clipThreshold = 0;
 };
 
 /// A named parameter exactly as stored (kept for `mm-run inspect`).

@@ -57,14 +57,14 @@ Session::~Session() { std::free(arena_); }
 StatusOr<std::unique_ptr<Session>>
 Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
                 const SessionOptions &options) {
-  std::unique_ptr<Session> s(new Session(std::move(plan)));
+  std::unique_ptr<Session> s(new Session(std::move(plan), options));
   const Plan &p = s->plan_;
   try {
     // Check the total before allocating anything: a plan sized for a bigger
     // machine should get a clear message, not the OOM killer.
     uint64_t weightBytes = 0, inputBytes = 0;
     for (const BufferDesc &b : p.buffers) {
-      if (b.kind == BufferKind::Weight)
+      if (b.kind == BufferKind::Weight || b.kind == BufferKind::State)
         weightBytes += b.maxBytes / dtypeSize(b.dtype) * sizeof(float);
       else if (b.kind == BufferKind::Input)
         inputBytes += b.maxBytes;
@@ -105,6 +105,7 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
       }
     }
     MM_RETURN_IF_ERROR(s->bindWeights(weights));
+    MM_RETURN_IF_ERROR(s->allocateStates());
   } catch (const std::bad_alloc &) {
     return resourceExhausted("out of memory while allocating the session");
   }
@@ -327,6 +328,8 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
   resolveShapes();
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
     Status st = runStep(i);
+    if (st.isOk() && options_.checkFinite)
+      st = checkStepFinite(i);
     if (!st.isOk())
       return st.withPrefix("step " + std::to_string(i) + ": ");
   }
@@ -397,6 +400,8 @@ Status Session::runStep(size_t index) {
   case Kernel::CrossEntropy:
     return cpu::crossEntropy(f(in[0]), i32(in[1]), out, x[0] * x[1], x[2],
                              x[1]);
+  default:
+    return runTrainStep(index);
   }
   return internalError("unhandled kernel " + step.kernelName);
 }

@@ -26,6 +26,20 @@ struct SessionOptions {
   /// Refuse plans whose arena + weights + inputs exceed this many bytes; 0
   /// means the machine's physical memory.
   uint64_t memoryLimitBytes = 0;
+  /// After every step, scan what it wrote for NaN/Inf and fail naming the
+  /// first bad tensor (training turns this on; it costs one pass over each
+  /// output).
+  bool checkFinite = false;
+};
+
+/// A persistent tensor of a session (a weight or an optimizer state): f32, C
+/// order, owned by the session. Updated in place by optimizer steps.
+struct PersistentTensor {
+  std::string name; // as in the artifact; "{e}" marks a stacked weight
+  BufferKind kind = BufferKind::Weight;
+  std::vector<int64_t> shape;
+  float *data = nullptr;
+  uint64_t numElements() const;
 };
 
 /// One caller-provided input: a C-order host array (int32 / int64 for i32
@@ -66,14 +80,22 @@ public:
   /// Output `name` of the last successful run.
   StatusOr<OutputView> output(const std::string &name) const;
 
+  /// Every distinct weight and state (buffers sharing a name share storage),
+  /// in buffer order. Checkpoints read and restore them through these.
+  std::vector<PersistentTensor> persistentTensors();
+
   int64_t batch() const { return batch_; }
   int64_t seqLen() const { return seq_; }
 
 private:
-  explicit Session(Plan plan) : plan_(std::move(plan)) {}
+  explicit Session(Plan plan, const SessionOptions &options)
+      : plan_(std::move(plan)), options_(options) {}
   Status bindWeights(const std::vector<const SafetensorsFile *> &weights);
   Status bindInputs(const std::vector<NamedInput> &inputs);
+  Status allocateStates(); // in TrainSteps.cpp
   Status runStep(size_t index);
+  Status runTrainStep(size_t index); // training kernels, in TrainSteps.cpp
+  Status checkStepFinite(size_t index) const;
 
   // A buffer's shape for the current B and T, kept per buffer so steps need not
   // resolve (and allocate) shapes on the hot path.
@@ -84,7 +106,10 @@ private:
   void resolveShapes();
 
   Plan plan_;
+  SessionOptions options_;
   uint8_t *arena_ = nullptr;
+  // Optimizer states, zero at creation; buffers of one name share storage.
+  std::unique_ptr<float[]> stateStorage_;
   // All weights converted to f32, and the inputs at their maximum shape; not
   // zero-filled, as binding overwrites them.
   std::unique_ptr<float[]> weightStorage_;

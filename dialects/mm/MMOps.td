@@ -287,4 +287,6 @@ def MM_CrossEntropyOp : MM_Op<"cross_entropy", [Pure]> {
   let hasVerifier = 1;
 }
 
+include "MMTrainOps.td"
+
 #endif // MM_OPS_TD

@@ -131,6 +131,12 @@ LogicalResult WeightOp::verify() {
   return success();
 }
 
+LogicalResult StateOp::verify() {
+  if (!getDtype().isF32())
+    return emitOpError() << "expects dtype f32 but got " << getDtype();
+  return verifyBuffer(*this, getDtype(), getShape(), /*allowSymbolic=*/false);
+}
+
 LogicalResult AllocOp::verify() {
   // I64Attr getters are unsigned: reinterpret to see negative values.
   if (getOffset() && static_cast<int64_t>(*getOffset()) < 0)

@@ -63,6 +63,23 @@ def MMX_WeightOp : MMX_Op<"weight"> {
   let hasVerifier = 1;
 }
 
+def MMX_StateOp : MMX_Op<"state"> {
+  let summary = "a persistent optimizer state buffer, zero at session start";
+  let description = [{
+    Updated in place by optimizer launches and saved in training checkpoints.
+
+    ```mlir
+    %m = mmx.state "adamw.m:model.norm.weight" {dtype = f32, shape = [64]}
+    ```
+  }];
+  let arguments = (ins StrAttr:$name,    // state name
+                       TypeAttr:$dtype,  // f32
+                       ArrayAttr:$shape); // static shape
+  let results = (outs MMX_BufferType:$result);
+  let assemblyFormat = "$name attr-dict";
+  let hasVerifier = 1;
+}
+
 def MMX_AllocOp : MMX_Op<"alloc"> {
   let summary = "an activation buffer in the arena";
   let description = [{

@@ -6,6 +6,7 @@
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
+#include "tools/mm-run/Train.h"
 
 #include <cerrno>
 #include <chrono>
@@ -24,6 +25,9 @@ using mm::Status;
 const char *kUsage =
     R"(usage: mm-run MODEL.mmb --weights PATH --input-ids IDS.npy [options]
        mm-run inspect MODEL.mmb
+       mm-run train TRAIN.mmb --data TOKENS.bin --steps N --batch B --seq T --lr X
+                    --checkpoint DIR [--weights INIT.safetensors | --resume] [options]
+       mm-run grad GRAD.mmb --weights FILE --input-ids IDS.npy --labels LABELS.npy -o OUT.safetensors
        mm-run --help
 
 Runs the compiled plan MODEL.mmb on the token ids IDS.npy (int32 or int64, shape [B, T] with
@@ -46,6 +50,22 @@ options:
 
 `mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
 size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params".
+
+`mm-run train` trains with an artifact compiled by `--mm-compile="mode=train ..."` (docs/training.md):
+  --data FILE             header-less little-endian token ids (the whole file is the corpus)
+  --data-dtype uint16|uint32   token width (default uint16)
+  --steps N               train up to step N (steps are 1-based)
+  --batch B, --seq T      B windows of T+1 tokens per step: window w starts at token w*T and
+                          step s reads windows (s-1)*B .. s*B-1, wrapping around the file
+  --lr X                  peak learning rate; --warmup W ramps it linearly over steps 1..W
+  --checkpoint DIR        DIR/checkpoint.safetensors: weights + optimizer states + step,
+                          replaced atomically every --save-every K steps and at step N
+  --weights FILE          initial weights (safetensors; repeatable), or
+  --resume                continue from DIR/checkpoint.safetensors (bit-identical losses)
+  --peak-tflops P         peak used for MFU (default 0.1: one CPU core's fp32 FMA)
+  One line per step: "step S loss L grad_norm G lr X tok/s R mfu M%".
+`mm-run grad` runs a gradient artifact (`mode=train optimizer=none`) once and writes every
+output (loss, grad:<weight>) to OUT.safetensors.
 
 Timing is printed on stderr. Errors: one line "mm-run: error: <message>" and exit status 1.
 )";
@@ -92,7 +112,7 @@ std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
 
 int inspect(const std::string &path) {
   mm::Plan plan = take(mm::loadArtifact(path));
-  size_t counts[3] = {0, 0, 0};
+  size_t counts[4] = {0, 0, 0, 0};
   for (const mm::BufferDesc &b : plan.buffers)
     ++counts[static_cast<int>(b.kind)];
   std::printf("artifact: %s\n", path.c_str());
@@ -105,8 +125,9 @@ int inspect(const std::string &path) {
               static_cast<unsigned long long>(plan.arenaBytes));
   std::printf("cubin_bytes: %llu\n",
               static_cast<unsigned long long>(plan.cubinBytes));
-  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs)\n",
-              plan.buffers.size(), counts[0], counts[1], counts[2]);
+  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs, %zu "
+              "states)\n",
+              plan.buffers.size(), counts[0], counts[1], counts[2], counts[3]);
   std::printf("steps: %zu\n", plan.steps.size());
   for (const mm::Binding &b : plan.inputs)
     std::printf("input %s = %s\n", b.name.c_str(),
@@ -324,6 +345,10 @@ int main(int argc, char **argv) {
         std::fputs(kUsage, stdout);
         return 0;
       }
+    if (argc >= 2 && std::strcmp(argv[1], "train") == 0)
+      return mmrun::trainCommand(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "grad") == 0)
+      return mmrun::gradCommand(argc, argv);
     if (argc >= 2 && std::strcmp(argv[1], "inspect") == 0) {
       if (argc != 3)
         die("usage: mm-run inspect MODEL.mmb");

@@ -25,9 +25,13 @@ struct CompileOptions {
   int64_t maxSeq = 2048;
   std::string target = "cpu";
   std::string artifact;
+  /// "inference" (logits) or "train" (mm-autodiff first; see Passes.td).
+  std::string mode = "inference";
+  /// Training: the mm-autodiff options.
+  AutodiffPassOptions train;
 };
 
-/// verify -> lower to mmx -> plan memory -> serialize.
+/// [autodiff, in train mode] -> lower to mmx -> plan memory -> serialize.
 void buildMMCompilePipeline(mlir::OpPassManager &pm,
                             const CompileOptions &options);
 

@@ -44,6 +44,59 @@ def LowerToMMXPass : Pass<"mm-lower-to-mmx", "mlir::ModuleOp"> {
   ];
 }
 
+def AutodiffPass : Pass<"mm-autodiff", "mlir::ModuleOp"> {
+  let summary = "Build the backward graph and optimizer update of the model (training mode)";
+  let description = [{
+    Turns the model function `(input_ids) -> logits` into one training step. The final
+    `mm.logits` becomes the fused, chunked `mm.lm_head_loss` (a new `labels` argument); the ops
+    are walked in reverse and each emits its backward op (`mm.*_grad`, see MMTrainOps.td);
+    gradients of values used more than once are summed with `mm.scaled_add`.
+
+    With `optimizer=adamw` (or `came`) the function also takes `lr` and `step` (f32 scalars),
+    computes `mm.grad_norm` over every weight gradient and updates each weight in place through
+    `mm.state` moments, returning `(loss, grad_norm)`. With `optimizer=none` it returns the loss
+    and each weight's gradient, named `grad:<weight name>`.
+
+    Before:
+    ```mlir
+    func.func @model(%ids: tensor<?x?xi32>) -> tensor<?x?x8xf32> {
+      %t = mm.param "emb" : tensor<8x4xf32>
+      %h = mm.embedding %ids, %t : ...
+      %w = mm.param "lm_head.weight" : tensor<8x4xf32>
+      %l = mm.logits %h, %w : ...
+      return %l : tensor<?x?x8xf32>
+    }
+    ```
+    After (`optimizer=none`):
+    ```mlir
+    func.func @model(%ids: tensor<?x?xi32>, %labels: tensor<?x?xi32>) -> (tensor<f32>, tensor<8x4xf32>, tensor<8x4xf32>) {
+      ...
+      %loss = mm.lm_head_loss %h, %w, %labels {chunk_rows = 1024 : i64} : ...
+      %dh, %dw = mm.lm_head_loss_grad %h, %w, %labels {chunk_rows = 1024 : i64} : ...
+      %dt = mm.embedding_grad %ids, %dh : ...
+      return %loss, %dt, %dw : ...
+    }
+    ```
+  }];
+  let dependentDialects = ["mm::MMDialect"];
+  let options = [
+    Option<"optimizer", "optimizer", "std::string", /*default=*/"\"adamw\"",
+           "adamw, came (memory-light) or none (return the gradients)">,
+    Option<"beta1", "beta1", "double", /*default=*/"0.9", "First-moment decay">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.999", "Second-moment decay">,
+    Option<"beta3", "beta3", "double", /*default=*/"0.9999", "CAME's confidence decay">,
+    Option<"eps", "eps", "double", /*default=*/"1e-8", "AdamW's epsilon">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.0",
+           "Decoupled weight decay">,
+    Option<"maxNorm", "max-norm", "double", /*default=*/"1.0",
+           "Clip gradients to this global L2 norm (0: no clipping)">,
+    Option<"chunkRows", "chunk-rows", "int64_t", /*default=*/"1024",
+           "Tokens per chunk of the fused lm_head + cross-entropy">,
+    Option<"recompute", "recompute", "bool", /*default=*/"false",
+           "Recompute each decoder layer's activations in the backward pass">,
+  ];
+}
+
 def PlanMemoryPass : Pass<"mm-plan-memory", "mlir::ModuleOp"> {
   let summary = "Assign arena offsets to activation buffers from their liveness";
   let description = [{
