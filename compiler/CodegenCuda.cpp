@@ -154,8 +154,10 @@ public:
       entry(name + "_reduce", threads, "CrossEntropyArgs",
             "mm::k::crossEntropyReduce<" + th + ">(a);");
     } else {
-      return l.emitOpError() << "has no CUDA kernel template for '" << kind
-                             << "'";
+      return l.emitOpError()
+             << "has no CUDA kernel template for '" << kind
+             << "' (training runs on the CPU backend only; compile it with "
+                "target=cpu)";
     }
     includes.insert(kind == "add_rms_norm"   ? "rms_norm"
                     : kind == "silu" || kind == "sigmoid" || kind == "mul" ||

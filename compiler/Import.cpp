@@ -24,19 +24,58 @@ namespace {
 
 /// Fields that describe training, tokenisation or serving and do not change
 /// the forward graph.
-const std::set<std::string> kIgnoredFields = {
-    "architectures", "model_type", "transformers_version", "torch_dtype",
-    "dtype", "bos_token_id", "eos_token_id", "pad_token_id",
-    "initializer_range", "use_cache", "output_router_logits",
-    "router_aux_loss_coef", "router_jitter_noise", "attention_dropout",
-    "sliding_window", "max_position_embeddings", "auto_map", "tokenizer_class",
-    "_name_or_path", "postnorm",
-    "num_experts", "shared_intermediate_size", "shared_moe_mode",
-    "attention_bias", "mlp_bias", "use_sliding_window", "max_window_layers",
-    "bias", "residual_post_norm", "layer_types_note", "output_attentions",
-    "output_hidden_states", "return_dict", "tie_encoder_decoder",
-    "is_encoder_decoder", "chunk_size_feed_forward", "rope_scaling",
-    "hidden_act"};
+const std::set<std::string> kIgnoredFields = {"architectures",
+                                              "model_type",
+                                              "transformers_version",
+                                              "torch_dtype",
+                                              "dtype",
+                                              "bos_token_id",
+                                              "eos_token_id",
+                                              "pad_token_id",
+                                              "initializer_range",
+                                              "use_cache",
+                                              "output_router_logits",
+                                              "router_aux_loss_coef",
+                                              "router_jitter_noise",
+                                              "attention_dropout",
+                                              "sliding_window",
+                                              "max_position_embeddings",
+                                              "auto_map",
+                                              "tokenizer_class",
+                                              "_name_or_path",
+                                              "postnorm",
+                                              "shared_intermediate_size",
+                                              "shared_moe_mode",
+                                              "attention_bias",
+                                              "mlp_bias",
+                                              "use_sliding_window",
+                                              "max_window_layers",
+                                              "bias",
+                                              "residual_post_norm",
+                                              "layer_types_note",
+                                              "output_attentions",
+                                              "output_hidden_states",
+                                              "return_dict",
+                                              "tie_encoder_decoder",
+                                              "is_encoder_decoder",
+                                              "chunk_size_feed_forward",
+                                              "rope_scaling",
+                                              "hidden_act"};
+
+/// Ignorable fields that describe a different graph unless they hold the value
+/// the MiniMax graph assumes (or null): each entry is the field and the JSON
+/// text of the values allowed.
+const std::pair<const char *, std::vector<const char *>> kFixedFields[] = {
+    {"hidden_act", {"\"silu\""}},
+    {"sliding_window", {"null"}},
+    {"use_sliding_window", {"false"}},
+    {"rope_scaling", {"null"}},
+    {"attention_bias", {"false"}},
+    {"mlp_bias", {"false"}},
+    {"bias", {"false"}},
+    {"postnorm", {"true"}},
+    {"shared_intermediate_size", {"0", "null"}},
+};
 
 class ConfigReader {
 public:
@@ -95,7 +134,28 @@ public:
     return true;
   }
 
+  bool checkFixed() {
+    for (const auto &[key, allowed] : kFixedFields) {
+      const JValue *v = json.get(key);
+      if (!v)
+        continue;
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      os << *v;
+      if (!llvm::is_contained(allowed, llvm::StringRef(text))) {
+        std::string want;
+        for (const char *a : allowed)
+          want += std::string(want.empty() ? "" : " or ") + a;
+        return fail("field '" + std::string(key) + "' is " + text +
+                    " but the MiniMax graph needs " + want);
+      }
+    }
+    return true;
+  }
+
   bool checkUnknown() {
+    if (!checkFixed())
+      return false;
     for (const auto &kv : json) {
       std::string key = kv.first.str();
       if (!used.count(key) && !kIgnoredFields.count(key))
@@ -127,10 +187,22 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   c.topK = 1;
   if (!r.integer("num_key_value_heads", c.numKvHeads, false) ||
       !r.integer("head_dim", c.headDim, false) ||
-      !r.integer("num_local_experts", c.numExperts, true) ||
+      !r.integer("num_local_experts", c.numExperts, false) ||
       !r.integer("num_experts_per_tok", c.topK, true) ||
       !r.integer("block_size", c.blockSize, false))
     return false;
+  // transformers accepts `num_experts` as an alias of num_local_experts.
+  int64_t aliasExperts = -1;
+  if (!r.integer("num_experts", aliasExperts, false))
+    return false;
+  if (aliasExperts >= 0 && json.get("num_local_experts") &&
+      aliasExperts != c.numExperts)
+    return r.fail("fields 'num_local_experts' and 'num_experts' contradict "
+                  "each other");
+  if (aliasExperts >= 0)
+    c.numExperts = aliasExperts;
+  if (!json.get("num_local_experts") && aliasExperts < 0)
+    return r.fail("missing field 'num_local_experts'");
   if (!r.number("rms_norm_eps", c.rmsNormEps))
     return false;
   if (const JValue *tie = r.get("tie_word_embeddings")) {
@@ -291,8 +363,9 @@ namespace {
 
 class ModelBuilder {
 public:
-  ModelBuilder(MLIRContext *ctx, const mm::ModelConfig &c)
-      : ctx(ctx), c(c), b(ctx), f32(b.getF32Type()) {}
+  ModelBuilder(MLIRContext *ctx, const mm::ModelConfig &c,
+               mm::TensorShapes *expected)
+      : ctx(ctx), c(c), expected(expected), b(ctx), f32(b.getF32Type()) {}
 
   OwningOpRef<ModuleOp> build() {
     auto module = ModuleOp::create(UnknownLoc::get(ctx));
@@ -335,8 +408,28 @@ private:
   }
 
   Value param(const std::string &name, llvm::ArrayRef<int64_t> shape) {
+    if (expected) {
+      size_t at = name.find("{e}");
+      if (at == std::string::npos)
+        (*expected)[name] = shape.vec();
+      else
+        for (int64_t e = 0; e < shape[0]; ++e)
+          (*expected)[std::string(name).replace(at, 3, std::to_string(e))] =
+              shape.drop_front().vec();
+    }
     return mm::ParamOp::create(b, loc(name), RankedTensorType::get(shape, f32),
-                               name);
+                               name, IntegerAttr(), IntegerAttr());
+  }
+
+  /// Rows [offset, offset + shape[axis]) along `axis` of the tensor `name`,
+  /// whose whole shape is `full`.
+  Value slicedParam(const std::string &name, llvm::ArrayRef<int64_t> full,
+                    llvm::ArrayRef<int64_t> shape, int64_t axis,
+                    int64_t offset) {
+    if (expected)
+      (*expected)[name] = full.vec();
+    return mm::ParamOp::create(b, loc(name), RankedTensorType::get(shape, f32),
+                               name, i64(axis), i64(offset));
   }
 
   Value rmsNorm(Value x, const std::string &prefix, int64_t n, double eps) {
@@ -390,12 +483,23 @@ private:
                                       n, attn, b.getF64FloatAttr(alpha),
                                       b.getF64FloatAttr(beta));
     n = rmsNorm(h, p + ".post_attention_layernorm", hd, c.rmsNormEps);
-    std::string m = p + ".block_sparse_moe";
+    mm::MoENaming naming =
+        c.moeNaming.empty() ? mm::MoENaming() : c.moeNaming[l];
+    std::string m = p + "." + naming.expertsPrefix;
     int64_t e = c.numExperts, ffn = c.intermediateSize;
-    Value router = param(m + ".gate.weight", {e, hd});
-    Value w1 = param(m + ".experts.{e}.w1.weight", {e, ffn, hd});
-    Value w2 = param(m + ".experts.{e}.w2.weight", {e, hd, ffn});
-    Value w3 = param(m + ".experts.{e}.w3.weight", {e, ffn, hd});
+    Value router =
+        param(p + "." + naming.routerPrefix + ".gate.weight", {e, hd});
+    Value w1, w2, w3;
+    if (naming.fused) {
+      std::string gateUp = m + ".experts.gate_up_proj";
+      w1 = slicedParam(gateUp, {e, 2 * ffn, hd}, {e, ffn, hd}, 1, 0);
+      w3 = slicedParam(gateUp, {e, 2 * ffn, hd}, {e, ffn, hd}, 1, ffn);
+      w2 = param(m + ".experts.down_proj", {e, hd, ffn});
+    } else {
+      w1 = param(m + ".experts.{e}.w1.weight", {e, ffn, hd});
+      w2 = param(m + ".experts.{e}.w2.weight", {e, hd, ffn});
+      w3 = param(m + ".experts.{e}.w3.weight", {e, ffn, hd});
+    }
     Value moe = mm::MoEOp::create(b, loc(m), n.getType(), n, router, w1, w2,
                                   w3, c.topK);
     return mm::ScaledAddOp::create(b, loc(p + ".mlp_residual"), n.getType(), n,
@@ -405,6 +509,7 @@ private:
 
   MLIRContext *ctx;
   const mm::ModelConfig &c;
+  mm::TensorShapes *expected;
   OpBuilder b;
   Type f32;
 };
@@ -412,7 +517,167 @@ private:
 } // namespace
 
 OwningOpRef<ModuleOp> mm::buildModel(MLIRContext *ctx,
-                                     const ModelConfig &config) {
+                                     const ModelConfig &config,
+                                     TensorShapes *expected) {
   ctx->loadDialect<mm::MMDialect, func::FuncDialect>();
-  return ModelBuilder(ctx, config).build();
+  return ModelBuilder(ctx, config, expected).build();
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoint headers
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+std::string dimsText(const std::vector<int64_t> &dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+/// "model.layers.<l>.<rest>" -> l, or -1.
+int64_t layerOf(llvm::StringRef name, llvm::StringRef &rest) {
+  if (!name.consume_front("model.layers."))
+    return -1;
+  auto [index, tail] = name.split('.');
+  int64_t l;
+  if (index.getAsInteger(10, l))
+    return -1;
+  rest = tail;
+  return l;
+}
+
+} // namespace
+
+bool mm::detectMoENaming(const CheckpointHeaders &headers, ModelConfig &c,
+                         std::string &error) {
+  auto has = [&](const std::string &n) { return headers.tensors.count(n) > 0; };
+  static const char *kPrefixes[] = {"block_sparse_moe", "mlp"};
+  c.moeNaming.assign(c.numLayers, MoENaming());
+  for (int64_t l = 0; l < c.numLayers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    auto routerFor = [&](const std::string &prefix) -> std::string {
+      if (has(p + prefix + ".gate.weight"))
+        return prefix;
+      for (const char *other : kPrefixes)
+        if (has(p + other + ".gate.weight"))
+          return other;
+      return prefix;
+    };
+    std::vector<std::pair<MoENaming, std::string>> found;
+    for (const char *prefix : kPrefixes) {
+      std::string e = p + prefix + ".experts.";
+      for (bool fused : {true, false}) {
+        std::string marker = e + (fused ? "gate_up_proj" : "0.w1.weight");
+        std::string other = e + (fused ? "down_proj" : "0.w2.weight");
+        if (!has(marker) && !has(other))
+          continue;
+        MoENaming n;
+        n.expertsPrefix = prefix;
+        n.routerPrefix = routerFor(prefix);
+        n.fused = fused;
+        found.emplace_back(n, has(marker) ? marker : other);
+      }
+    }
+    if (found.empty()) {
+      error = headers.description + ": no expert weights for layer " +
+              std::to_string(l) + " (looked for '" + p +
+              "block_sparse_moe.experts.0.w1.weight', '" + p +
+              "mlp.experts.gate_up_proj' and their variants)";
+      return false;
+    }
+    if (found.size() > 1) {
+      error = headers.description + ": layer " + std::to_string(l) +
+              " names its experts two ways: '" + found[0].second + "' and '" +
+              found[1].second + "'";
+      return false;
+    }
+    c.moeNaming[l] = found.front().first;
+  }
+  return true;
+}
+
+bool mm::checkCheckpoint(const ModelConfig &c, const TensorShapes &expected,
+                         const CheckpointHeaders &headers, std::string &error) {
+  for (const auto &[name, t] : headers.tensors) {
+    if (expected.count(name))
+      continue;
+    llvm::StringRef rest;
+    int64_t l = layerOf(name, rest);
+    auto fail = [&](const std::string &why) {
+      error = t.file + ": tensor '" + name + "' " + why;
+      return false;
+    };
+    if (l >= c.numLayers)
+      return fail("belongs to layer " + std::to_string(l) +
+                  " but config.json has num_hidden_layers = " +
+                  std::to_string(c.numLayers));
+    // transformers saves the lightning decay tables it derives from the
+    // config; they must agree with it, and are otherwise not needed.
+    if (l >= 0 && c.isLinearLayer[l]) {
+      std::vector<int64_t> want;
+      if (rest == "self_attn.slope_rate")
+        want = {c.numHeads, 1, 1};
+      else if (rest == "self_attn.query_decay" || rest == "self_attn.key_decay")
+        want = {c.numHeads, c.blockSize, 1};
+      else if (rest == "self_attn.diagonal_decay")
+        want = {1, c.numHeads, c.blockSize, c.blockSize};
+      if (!want.empty()) {
+        if (t.shape != want)
+          return fail("has shape " + dimsText(t.shape) + " but block_size " +
+                      std::to_string(c.blockSize) +
+                      " and num_attention_heads " + std::to_string(c.numHeads) +
+                      " of config.json give " + dimsText(want));
+        continue;
+      }
+    }
+    if (name == "lm_head.weight" && c.tieWordEmbeddings)
+      continue; // some tied checkpoints store the shared table twice
+    if (l >= 0) {
+      // An expert beyond num_local_experts is the common contradiction.
+      llvm::StringRef afterPrefix = rest;
+      if (afterPrefix.consume_front("block_sparse_moe.experts.") ||
+          afterPrefix.consume_front("mlp.experts.")) {
+        int64_t e;
+        if (!afterPrefix.split('.').first.getAsInteger(10, e) &&
+            e >= c.numExperts)
+          return fail("is expert " + std::to_string(e) +
+                      " but config.json has num_local_experts = " +
+                      std::to_string(c.numExperts));
+      }
+    }
+    return fail("is not used by the model config.json describes (an extra "
+                "or misnamed weight)");
+  }
+  for (const auto &[name, shape] : expected) {
+    auto it = headers.tensors.find(name);
+    if (it == headers.tensors.end()) {
+      error = headers.description + ": tensor '" + name +
+              "' is missing (the config needs it with shape " +
+              dimsText(shape) + ")";
+      return false;
+    }
+    const TensorInfo &t = it->second;
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16") {
+      error = t.file + ": tensor '" + name + "' has dtype " + t.dtype +
+              " but weights must be F32, BF16 or F16";
+      return false;
+    }
+    if (t.shape != shape) {
+      error = t.file + ": tensor '" + name + "' has shape " +
+              dimsText(t.shape) + " but the config needs " + dimsText(shape);
+      // Routers and fused experts lead with the expert count.
+      llvm::StringRef n(name);
+      if ((n.ends_with(".gate.weight") ||
+           n.ends_with(".experts.gate_up_proj") ||
+           n.ends_with(".experts.down_proj")) &&
+          !t.shape.empty() && t.shape[0] != c.numExperts)
+        error += " (config.json has num_local_experts = " +
+                 std::to_string(c.numExperts) + ", the checkpoint " +
+                 std::to_string(t.shape[0]) + ")";
+      return false;
+    }
+  }
+  return true;
 }

@@ -126,8 +126,21 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         auto weight = mmx::WeightOp::create(
             b, param.getLoc(), bufferType, param.getNameAttr(),
             TypeAttr::get(type.getElementType()),
-            mmx::buildShapeAttr(ctx, *dims));
+            mmx::buildShapeAttr(ctx, *dims), param.getSliceAxisAttr(),
+            param.getSliceOffsetAttr());
         buffers.map(param.getResult(), weight.getResult());
+        continue;
+      }
+      if (auto st = dyn_cast<mm::StateOp>(op)) {
+        auto type = st.getResult().getType();
+        auto dims = symbolicShape(st, st.getResult());
+        if (failed(dims))
+          return failure();
+        auto state = mmx::StateOp::create(
+            b, st.getLoc(), bufferType, st.getNameAttr(),
+            TypeAttr::get(type.getElementType()),
+            mmx::buildShapeAttr(ctx, *dims));
+        buffers.map(st.getResult(), state.getResult());
         continue;
       }
       if (auto ret = dyn_cast<func::ReturnOp>(op)) {
@@ -158,11 +171,37 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
     return success();
   }
 
+  /// Optimizer updates write result i in place into operand inPlace[i].
+  static ArrayRef<int> inPlaceOperands(Operation &op) {
+    static const int kAdam[] = {0, 2, 3}, kCame[] = {0, 2, 3, 4, 5, 6};
+    if (isa<mm::AdamWOp, mm::CameVectorOp>(op))
+      return kAdam;
+    if (isa<mm::CameOp>(op))
+      return kCame;
+    return {};
+  }
+
   LogicalResult lowerKernelOp(OpBuilder &b, Operation &op,
                               IRMapping &buffers) {
     SmallVector<Value> ins, outs;
     for (Value operand : op.getOperands())
       ins.push_back(buffers.lookup(operand));
+    if (ArrayRef<int> inPlace = inPlaceOperands(op); !inPlace.empty()) {
+      for (auto [i, result] : llvm::enumerate(op.getResults())) {
+        Value target = ins[inPlace[i]];
+        if (!target.getDefiningOp<mmx::WeightOp>() &&
+            !target.getDefiningOp<mmx::StateOp>())
+          return op.emitOpError()
+                 << "updates operand " << inPlace[i]
+                 << " in place, which must be an mm.param or mm.state";
+        buffers.map(result, target);
+        outs.push_back(target);
+      }
+      mmx::LaunchOp::create(
+          b, op.getLoc(), b.getStringAttr(op.getName().stripDialect()), ins,
+          outs, cast<DictionaryAttr>(op.getPropertiesAsAttribute()));
+      return success();
+    }
     for (Value result : op.getResults()) {
       auto dims = symbolicShape(&op, result);
       if (failed(dims))

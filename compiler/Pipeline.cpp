@@ -21,11 +21,28 @@ struct CompilePipelineOptions
                              llvm::cl::init("cpu")};
   Option<std::string> artifact{*this, "artifact",
                                llvm::cl::desc("The .mmb file to write")};
+  Option<std::string> mode{*this, "mode",
+                           llvm::cl::desc("inference or train"),
+                           llvm::cl::init("inference")};
+  // Training (mm-autodiff) options.
+  Option<std::string> optimizer{
+      *this, "optimizer", llvm::cl::desc("adamw, came or none (gradients)"),
+      llvm::cl::init("adamw")};
+  Option<double> beta1{*this, "beta1", llvm::cl::init(0.9)};
+  Option<double> beta2{*this, "beta2", llvm::cl::init(0.999)};
+  Option<double> beta3{*this, "beta3", llvm::cl::init(0.9999)};
+  Option<double> eps{*this, "eps", llvm::cl::init(1e-8)};
+  Option<double> weightDecay{*this, "weight-decay", llvm::cl::init(0.0)};
+  Option<double> maxNorm{*this, "max-norm", llvm::cl::init(1.0)};
+  Option<int64_t> chunkRows{*this, "chunk-rows", llvm::cl::init(1024)};
+  Option<bool> recompute{*this, "recompute", llvm::cl::init(false)};
 };
 } // namespace
 
 void mm::buildMMCompilePipeline(OpPassManager &pm,
                                 const CompileOptions &options) {
+  if (options.mode == "train")
+    pm.addPass(createAutodiffPass(options.train));
   pm.addPass(createLowerToMMXPass(
       {options.maxBatch, options.maxSeq, options.target}));
   pm.addPass(createFusePass());
@@ -41,7 +58,10 @@ void mm::registerMMCompilePipeline() {
       "Compile an mm model to a .mmb artifact (lower to mmx, fuse, tile, "
       "CUDA codegen, plan memory, serialize)",
       [](OpPassManager &pm, const CompilePipelineOptions &o) {
-        buildMMCompilePipeline(pm, {o.maxBatch, o.maxSeq, o.target,
-                                    o.artifact});
+        CompileOptions c{o.maxBatch, o.maxSeq, o.target, o.artifact, o.mode};
+        c.train = {o.optimizer, o.beta1,       o.beta2,     o.beta3,
+                   o.eps,       o.weightDecay, o.maxNorm,   o.chunkRows,
+                   o.recompute};
+        buildMMCompilePipeline(pm, c);
       });
 }

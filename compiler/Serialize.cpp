@@ -88,9 +88,9 @@ public:
   }
 
 private:
-  flatbuffers::Offset<fb::Buffer> buffer(fb::BufferKind kind, StringRef name,
-                                         Type dtype, ArrayAttr shape,
-                                         uint64_t offset) {
+  flatbuffers::Offset<fb::Buffer>
+  buffer(fb::BufferKind kind, StringRef name, Type dtype, ArrayAttr shape,
+         uint64_t offset, int32_t sliceAxis = -1, int64_t sliceOffset = 0) {
     std::vector<flatbuffers::Offset<fb::Dim>> dims;
     for (Attribute a : shape) {
       if (auto i = dyn_cast<IntegerAttr>(a))
@@ -103,7 +103,8 @@ private:
                                      0));
     }
     return fb::CreateBuffer(fbb, kind, fbb.CreateString(name.str()),
-                            toDType(dtype), fbb.CreateVector(dims), offset);
+                            toDType(dtype), fbb.CreateVector(dims), offset,
+                            sliceAxis, sliceOffset);
   }
 
   void addBuffer(Value v, flatbuffers::Offset<fb::Buffer> b) {
@@ -118,14 +119,25 @@ private:
       addBuffer(in, buffer(fb::BufferKind::Input, in.getName(), in.getDtype(),
                            in.getShape(), 0));
     } else if (auto w = dyn_cast<mmx::WeightOp>(op)) {
-      addBuffer(w, buffer(fb::BufferKind::Weight, w.getName(), w.getDtype(),
-                          w.getShape(), 0));
+      addBuffer(
+          w, buffer(fb::BufferKind::Weight, w.getName(), w.getDtype(),
+                    w.getShape(), 0,
+                    w.getSliceAxis() ? static_cast<int32_t>(*w.getSliceAxis())
+                                     : -1,
+                    static_cast<int64_t>(w.getSliceOffset().value_or(0))));
+    } else if (auto st = dyn_cast<mmx::StateOp>(op)) {
+      addBuffer(st, buffer(fb::BufferKind::State, st.getName(), st.getDtype(),
+                           st.getShape(), 0));
     } else if (auto a = dyn_cast<mmx::AllocOp>(op)) {
       if (!a.getOffset())
         return a.emitOpError()
                << "has no offset: run mm-plan-memory before mm-serialize";
-      addBuffer(a, buffer(fb::BufferKind::Activation,
-                          "t" + std::to_string(buffers.size()), a.getDtype(),
+      // The debug name carries the producing op's location, so that run-time
+      // messages (e.g. the NaN/Inf check) can name the tensor.
+      std::string name = "t" + std::to_string(buffers.size());
+      if (auto loc = dyn_cast<NameLoc>(a.getLoc()))
+        name += ":" + loc.getName().str();
+      addBuffer(a, buffer(fb::BufferKind::Activation, name, a.getDtype(),
                           a.getShape(), *a.getOffset()));
     } else if (auto l = dyn_cast<mmx::LaunchOp>(op)) {
       std::vector<uint32_t> ins, outs;

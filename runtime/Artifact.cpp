@@ -84,6 +84,36 @@ const char *kernelName(Kernel k) {
     return "add_rms_norm";
   case Kernel::SigmoidMul:
     return "sigmoid_mul";
+  case Kernel::EmbeddingGrad:
+    return "embedding_grad";
+  case Kernel::RmsNormGrad:
+    return "rms_norm_grad";
+  case Kernel::LinearGrad:
+    return "linear_grad";
+  case Kernel::SiluGrad:
+    return "silu_grad";
+  case Kernel::SigmoidGrad:
+    return "sigmoid_grad";
+  case Kernel::RopeGrad:
+    return "rope_grad";
+  case Kernel::LightningAttentionGrad:
+    return "lightning_attention_grad";
+  case Kernel::SoftmaxAttentionGrad:
+    return "softmax_attention_grad";
+  case Kernel::MoeGrad:
+    return "moe_grad";
+  case Kernel::LmHeadLoss:
+    return "lm_head_loss";
+  case Kernel::LmHeadLossGrad:
+    return "lm_head_loss_grad";
+  case Kernel::GradNorm:
+    return "grad_norm";
+  case Kernel::AdamW:
+    return "adamw";
+  case Kernel::Came:
+    return "came";
+  case Kernel::CameVector:
+    return "came_vector";
   }
   return "?";
 }
@@ -138,7 +168,7 @@ Status convertBuffer(const fb::Buffer *b, size_t index, BufferDesc &out) {
   if (!out.name.empty())
     where += " ('" + out.name + "')";
   auto kind = static_cast<int>(b->kind());
-  if (kind < 0 || kind > 2)
+  if (kind < 0 || kind > 3)
     return invalidArgument(where + ": unknown buffer kind " +
                            std::to_string(kind));
   out.kind = static_cast<BufferKind>(kind);
@@ -147,6 +177,8 @@ Status convertBuffer(const fb::Buffer *b, size_t index, BufferDesc &out) {
     return invalidArgument(where + ": unknown dtype " + std::to_string(dtype));
   out.dtype = static_cast<DType>(dtype);
   out.offset = b->offset();
+  out.sliceAxis = b->slice_axis();
+  out.sliceOffset = b->slice_offset();
   if (const auto *shape = b->shape()) {
     if (shape->size() > static_cast<size_t>(kMaxRank))
       return invalidArgument(where + ": rank " + std::to_string(shape->size()) +

@@ -36,7 +36,7 @@ inline constexpr int64_t kMaxIntParam = int64_t(1) << 31;
 
 enum class DType : uint8_t { F32, I32, BF16, F16 };
 enum class DimKind : uint8_t { Const, Batch, Seq };
-enum class BufferKind : uint8_t { Activation, Weight, Input };
+enum class BufferKind : uint8_t { Activation, Weight, Input, State };
 
 /// Every kernel of docs/kernels.md.
 enum class Kernel : uint8_t {
@@ -55,6 +55,22 @@ enum class Kernel : uint8_t {
   CrossEntropy,
   AddRmsNorm, // fused by mm-fuse: rms_norm(alpha*a + beta*b)
   SigmoidMul, // fused by mm-fuse: sigmoid(a) * b
+  // Training (docs/kernels.md, "Training kernels").
+  EmbeddingGrad,
+  RmsNormGrad,
+  LinearGrad,
+  SiluGrad,
+  SigmoidGrad,
+  RopeGrad,
+  LightningAttentionGrad,
+  SoftmaxAttentionGrad,
+  MoeGrad,
+  LmHeadLoss,
+  LmHeadLossGrad,
+  GradNorm,
+  AdamW,
+  Came,
+  CameVector,
 };
 
 struct Dim {
@@ -73,6 +89,11 @@ struct BufferDesc {
   std::vector<Dim> shape;
   uint64_t offset = 0;   // arena byte offset (Activation only)
   uint64_t maxBytes = 0; // size at (max_batch, max_seq); filled by the verifier
+  // Weight only: >= 0 binds the slice [sliceOffset, sliceOffset +
+  // shape[sliceAxis]) along this axis of the named tensor; -1 binds the whole
+  // tensor.
+  int32_t sliceAxis = -1;
+  int64_t sliceOffset = 0;
 };
 
 /// Step parameters, decoded by the verifier from the step's Param table. Only
@@ -86,6 +107,10 @@ struct KernelParams {
   /// CUDA backend reads them.
   int64_t tileThreads = 0, tileBlock = 0, tileDv = 0, tileQ = 0, tileK = 0;
   int64_t tileM = 0, tileN = 0;
+  // Training kernels.
+  int64_t chunkRows = 0;
+  double beta1 = 0, beta2 = 0, beta3 = 0, eps2 = 0, weightDecay = 0;
+  double maxNorm = 0, clipThreshold = 0;
 };
 
 /// A named parameter exactly as stored (kept for `mm-run inspect`).

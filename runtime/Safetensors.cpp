@@ -5,6 +5,7 @@
 
 #include "runtime/base/Json.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -196,6 +197,23 @@ Status SafetensorsFile::parseHeader() {
     index_[name] = tensors_.size();
     tensors_.push_back(std::move(t));
   }
+  // Offsets that lie about the layout: two tensors claiming the same bytes.
+  std::vector<const SafetensorsTensor *> byBegin;
+  for (const SafetensorsTensor &t : tensors_)
+    if (t.end > t.begin)
+      byBegin.push_back(&t);
+  std::sort(byBegin.begin(), byBegin.end(),
+            [](const SafetensorsTensor *a, const SafetensorsTensor *b) {
+              return a->begin < b->begin;
+            });
+  for (size_t i = 1; i < byBegin.size(); ++i)
+    if (byBegin[i]->begin < byBegin[i - 1]->end)
+      return invalidArgument(
+          "tensor '" + byBegin[i]->name + "': data_offsets [" +
+          std::to_string(byBegin[i]->begin) + ", " +
+          std::to_string(byBegin[i]->end) + "] overlap those of tensor '" +
+          byBegin[i - 1]->name + "' [" + std::to_string(byBegin[i - 1]->begin) +
+          ", " + std::to_string(byBegin[i - 1]->end) + "]");
   return Status::ok();
 }
 
@@ -206,15 +224,27 @@ const SafetensorsTensor *SafetensorsFile::find(const std::string &name) const {
 
 Status SafetensorsFile::readAsF32(const SafetensorsTensor &t,
                                   float *dst) const {
-  const uint64_t n = t.numElements();
+  return readRangeAsF32(t, 0, t.numElements(), dst);
+}
+
+Status SafetensorsFile::readRangeAsF32(const SafetensorsTensor &t,
+                                       uint64_t first, uint64_t n,
+                                       float *dst) const {
+  if (first > t.numElements() || n > t.numElements() - first)
+    return invalidArgument(path_ + ": tensor '" + t.name + "': elements [" +
+                           std::to_string(first) + ", " +
+                           std::to_string(first + n) + ") are outside its " +
+                           std::to_string(t.numElements()));
   if (t.dtype == "F32") {
-    std::memcpy(dst, t.data, n * 4);
+    std::memcpy(dst, t.data + 4 * first, n * 4);
   } else if (t.dtype == "BF16") {
+    const uint8_t *src = t.data + 2 * first;
     for (uint64_t i = 0; i < n; ++i)
-      dst[i] = bf16ToF32(load16(t.data + 2 * i));
+      dst[i] = bf16ToF32(load16(src + 2 * i));
   } else if (t.dtype == "F16") {
+    const uint8_t *src = t.data + 2 * first;
     for (uint64_t i = 0; i < n; ++i)
-      dst[i] = f16ToF32(load16(t.data + 2 * i));
+      dst[i] = f16ToF32(load16(src + 2 * i));
   } else {
     return invalidArgument(path_ + ": tensor '" + t.name + "' has dtype " +
                            t.dtype + "; only F32, BF16 and F16 can be read");

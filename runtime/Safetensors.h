@@ -1,8 +1,8 @@
 // Read-only access to a .safetensors file through mmap: the header is parsed
 // and validated once on open (header length, JSON, dtype, shape × dtype size ==
-// data_offsets span, offsets inside the file), after which tensor bytes are
-// read straight from the mapping. An open file is immutable and safe to read
-// from several threads.
+// data_offsets span, offsets inside the file, no two tensors sharing bytes),
+// after which tensor bytes are read straight from the mapping. An open file is
+// immutable and safe to read from several threads.
 #pragma once
 
 #include "runtime/base/Status.h"
@@ -49,6 +49,10 @@ public:
   /// Converts the tensor (F32, BF16 or F16) to f32 into `dst`, which holds
   /// numElements() floats.
   Status readAsF32(const SafetensorsTensor &t, float *dst) const;
+  /// As readAsF32, for the `count` elements from flat index `first`
+  /// (row-major); `first + count` must not exceed numElements().
+  Status readRangeAsF32(const SafetensorsTensor &t, uint64_t first,
+                        uint64_t count, float *dst) const;
 
 private:
   SafetensorsFile() = default;

@@ -56,7 +56,8 @@ constexpr uint64_t kArenaAlign = 64;
 
 } // namespace
 
-Session::Session(Plan plan) : plan_(std::move(plan)) {}
+Session::Session(Plan plan, const SessionOptions &options)
+    : plan_(std::move(plan)), options_(options) {}
 Session::~Session() { std::free(arena_); }
 
 std::string Session::deviceName() const {
@@ -70,14 +71,14 @@ std::string Session::deviceName() const {
 StatusOr<std::unique_ptr<Session>>
 Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
                 const SessionOptions &options) {
-  std::unique_ptr<Session> s(new Session(std::move(plan)));
+  std::unique_ptr<Session> s(new Session(std::move(plan), options));
   const Plan &p = s->plan_;
   try {
     // Check the total before allocating anything: a plan sized for a bigger
     // machine should get a clear message, not the OOM killer.
     uint64_t weightBytes = 0, inputBytes = 0;
     for (const BufferDesc &b : p.buffers) {
-      if (b.kind == BufferKind::Weight)
+      if (b.kind == BufferKind::Weight || b.kind == BufferKind::State)
         weightBytes += b.maxBytes / dtypeSize(b.dtype) * sizeof(float);
       else if (b.kind == BufferKind::Input)
         inputBytes += b.maxBytes;
@@ -121,21 +122,19 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
       if (b.kind == BufferKind::Activation) {
         s->bufferData_[i] = onGpu ? nullptr : s->arena_ + b.offset;
       } else if (b.kind == BufferKind::Input) {
-        s->inputStorage_[i].assign(b.maxBytes, 0);
-        s->bufferData_[i] = s->inputStorage_[i].data();
+        s->inputStorage_[i].reset(new uint8_t[b.maxBytes]);
+        s->bufferData_[i] = s->inputStorage_[i].get();
       }
     }
     MM_RETURN_IF_ERROR(s->bindWeights(weights));
+    MM_RETURN_IF_ERROR(s->allocateStates());
 #ifdef MM_HAVE_CUDA
     if (onGpu) {
+      // The device gets its own copy of the weights; the host copy stays for
+      // persistentTensors(). Outputs come back to host copies after each run.
       MM_ASSIGN_OR_RETURN(s->cuda_,
                           cuda::CudaExecutor::create(s->plan_, s->bufferData_));
-      // The device holds the weights now; outputs come back to host copies.
-      s->weightStorage_ = {};
       s->outputStorage_.resize(p.buffers.size());
-      for (size_t i = 0; i < p.buffers.size(); ++i)
-        if (p.buffers[i].kind == BufferKind::Weight)
-          s->bufferData_[i] = nullptr;
       for (const Binding &b : p.outputs) {
         s->outputStorage_[b.buffer].assign(p.buffers[b.buffer].maxBytes / 4, 0);
         s->bufferData_[b.buffer] = s->outputStorage_[b.buffer].data();
@@ -149,24 +148,23 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
 }
 
 Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
-  auto findTensor = [&](const std::string &name) -> const SafetensorsTensor * {
-    for (const SafetensorsFile *f : files)
-      if (const SafetensorsTensor *t = f->find(name))
-        return t;
-    return nullptr;
-  };
-  auto fileOf = [&](const SafetensorsTensor *t) -> const SafetensorsFile * {
-    for (const SafetensorsFile *f : files)
-      if (f->find(t->name) == t)
-        return f;
-    return nullptr;
-  };
   std::string searched;
   for (const SafetensorsFile *f : files)
     searched += (searched.empty() ? "" : ", ") + f->path();
   if (searched.empty())
     searched = "no weights file";
 
+  // Every tensor is found and checked before anything is allocated, so a wrong
+  // file costs no memory and fails at its first bad tensor.
+  struct Slice {
+    const SafetensorsFile *file;
+    const SafetensorsTensor *tensor;
+    size_t offset; // in floats, into weightStorage_
+    // A sliced weight copies `rows` runs of `run` elements, one every
+    // `stride` elements of the tensor from element `first`.
+    uint64_t first = 0, run = 0, stride = 0, rows = 0;
+  };
+  std::vector<Slice> slices;
   // Weight buffers that share a name and shape share storage.
   std::map<std::string, size_t> offsets;
   std::vector<size_t> bufferOffset(plan_.buffers.size(), 0);
@@ -175,46 +173,85 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
     const BufferDesc &b = plan_.buffers[i];
     if (b.kind != BufferKind::Weight)
       continue;
-    std::string key = b.name + formatShape(b.shape);
-    auto [it, inserted] = offsets.emplace(key, total);
+    auto [it, inserted] = offsets.emplace(
+        b.name + formatShape(b.shape) + "@" + std::to_string(b.sliceAxis) +
+            ":" + std::to_string(b.sliceOffset),
+        total);
     bufferOffset[i] = it->second;
-    if (inserted)
-      total += b.maxBytes / dtypeSize(b.dtype);
-  }
-  weightStorage_.assign(total, 0.0f);
-
-  std::vector<bool> done(total + 1, false);
-  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
-    const BufferDesc &b = plan_.buffers[i];
-    if (b.kind != BufferKind::Weight)
+    if (!inserted)
       continue;
-    float *dst = weightStorage_.data() + bufferOffset[i];
-    bufferData_[i] = dst;
-    if (done[bufferOffset[i]])
-      continue;
-    done[bufferOffset[i]] = true;
     const std::vector<int64_t> dims = resolveShape(b.shape, 1, 1);
     const bool stacked = b.name.find("{e}") != std::string::npos;
     if (stacked && dims.empty())
       return invalidArgument("weight '" + b.name +
                              "': a stacked weight needs at least one dim");
-    const int64_t slices = stacked ? dims[0] : 1;
+    const int64_t count = stacked ? dims[0] : 1;
     const std::vector<int64_t> want =
         stacked ? std::vector<int64_t>(dims.begin() + 1, dims.end()) : dims;
-    const int64_t sliceElems = product(want);
-    for (int64_t e = 0; e < slices; ++e) {
+    const size_t sliceElems = static_cast<size_t>(product(want));
+    for (int64_t e = 0; e < count; ++e) {
       const std::string name =
           stacked ? replaceAll(b.name, "{e}", std::to_string(e)) : b.name;
-      const SafetensorsTensor *t = findTensor(name);
-      if (!t)
+      Slice slice{nullptr, nullptr, total};
+      for (const SafetensorsFile *f : files)
+        if ((slice.tensor = f->find(name))) {
+          slice.file = f;
+          break;
+        }
+      if (!slice.tensor)
         return notFound("weight '" + name + "' is not in " + searched);
-      if (t->shape != want)
+      const SafetensorsTensor &t = *slice.tensor;
+      if (b.sliceAxis >= 0) {
+        // The tensor must have the buffer's shape except along the slice
+        // axis, where it must hold [sliceOffset, sliceOffset + size).
+        const size_t axis = static_cast<size_t>(b.sliceAxis);
+        std::vector<int64_t> need = want;
+        bool fits = t.shape.size() == want.size();
+        if (fits) {
+          need[axis] = t.shape[axis];
+          fits = need == t.shape && b.sliceOffset + want[axis] <= t.shape[axis];
+        }
+        if (!fits)
+          return invalidArgument(
+              "weight '" + name + "': expected a tensor holding rows [" +
+              std::to_string(b.sliceOffset) + ", " +
+              std::to_string(b.sliceOffset + want[axis]) + ") of dim " +
+              std::to_string(axis) + " with the other dims of " +
+              formatDims(want) + " but file has " + formatDims(t.shape) +
+              " (in " + slice.file->path() + ")");
+        const uint64_t inner =
+            static_cast<uint64_t>(product(want, axis + 1, want.size()));
+        slice.first = static_cast<uint64_t>(b.sliceOffset) * inner;
+        slice.run = static_cast<uint64_t>(want[axis]) * inner;
+        slice.stride = static_cast<uint64_t>(t.shape[axis]) * inner;
+        slice.rows = static_cast<uint64_t>(product(want, 0, axis));
+      } else if (t.shape != want) {
         return invalidArgument("weight '" + name + "': expected " +
                                formatDims(want) + " but file has " +
-                               formatDims(t->shape));
-      MM_RETURN_IF_ERROR(
-          fileOf(t)->readAsF32(*t, dst + static_cast<size_t>(e * sliceElems)));
+                               formatDims(t.shape) + " (in " +
+                               slice.file->path() + ")");
+      }
+      if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+        return invalidArgument("weight '" + name + "' in " +
+                               slice.file->path() + " has dtype " + t.dtype +
+                               "; only F32, BF16 and F16 can be read");
+      slices.push_back(slice);
+      total += sliceElems;
     }
+  }
+  weightStorage_.reset(new float[std::max<size_t>(total, 1)]);
+  for (size_t i = 0; i < plan_.buffers.size(); ++i)
+    if (plan_.buffers[i].kind == BufferKind::Weight)
+      bufferData_[i] = weightStorage_.get() + bufferOffset[i];
+  for (const Slice &s : slices) {
+    float *dst = weightStorage_.get() + s.offset;
+    if (s.run == 0) {
+      MM_RETURN_IF_ERROR(s.file->readAsF32(*s.tensor, dst));
+      continue;
+    }
+    for (uint64_t r = 0; r < s.rows; ++r)
+      MM_RETURN_IF_ERROR(s.file->readRangeAsF32(
+          *s.tensor, s.first + r * s.stride, s.run, dst + r * s.run));
   }
   return Status::ok();
 }
@@ -287,7 +324,7 @@ Status Session::bindInputs(const std::vector<NamedInput> &inputs) {
     const Binding &bind = plan_.inputs[i];
     const NamedInput *in = given[i];
     const uint64_t n = product(in->shape);
-    uint8_t *dst = inputStorage_[bind.buffer].data();
+    uint8_t *dst = inputStorage_[bind.buffer].get();
     if (in->dtype == NpyDType::I64) {
       int32_t *d32 = reinterpret_cast<int32_t *>(dst);
       for (uint64_t j = 0; j < n; ++j) {
@@ -333,6 +370,8 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
 #endif
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
     Status st = runStep(i);
+    if (st.isOk() && options_.checkFinite)
+      st = checkStepFinite(i);
     if (!st.isOk())
       return st.withPrefix("step " + std::to_string(i) + ": ");
   }
@@ -411,6 +450,8 @@ Status Session::runStep(size_t index) {
   case Kernel::CrossEntropy:
     return cpu::crossEntropy(f(in[0]), i32(in[1]), out, x[0] * x[1], x[2],
                              x[1]);
+  default:
+    return runTrainStep(index);
   }
   return internalError("unhandled kernel " + step.kernelName);
 }

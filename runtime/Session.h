@@ -37,6 +37,20 @@ struct SessionOptions {
   /// Refuse plans whose host memory (arena on cpu + weights + inputs) exceeds
   /// this many bytes; 0 means the machine's physical memory.
   uint64_t memoryLimitBytes = 0;
+  /// After every step, scan what it wrote for NaN/Inf and fail naming the
+  /// first bad tensor (training turns this on; it costs one pass over each
+  /// output).
+  bool checkFinite = false;
+};
+
+/// A persistent tensor of a session (a weight or an optimizer state): f32, C
+/// order, owned by the session. Updated in place by optimizer steps.
+struct PersistentTensor {
+  std::string name; // as in the artifact; "{e}" marks a stacked weight
+  BufferKind kind = BufferKind::Weight;
+  std::vector<int64_t> shape;
+  float *data = nullptr;
+  uint64_t numElements() const;
 };
 
 /// One caller-provided input: a C-order host array (int32 / int64 for i32
@@ -78,6 +92,10 @@ public:
   /// Output `name` of the last successful run.
   StatusOr<OutputView> output(const std::string &name) const;
 
+  /// Every distinct weight and state (buffers sharing a name share storage),
+  /// in buffer order. Checkpoints read and restore them through these.
+  std::vector<PersistentTensor> persistentTensors();
+
   int64_t batch() const { return batch_; }
   Backend backend() const { return cuda_ ? Backend::Cuda : Backend::Cpu; }
   /// The GPU a cuda Session runs on ("NVIDIA H100 80GB HBM3 (sm_90)"), or
@@ -86,22 +104,29 @@ public:
   int64_t seqLen() const { return seq_; }
 
 private:
-  explicit Session(Plan plan);
+  explicit Session(Plan plan, const SessionOptions &options);
   Status bindWeights(const std::vector<const SafetensorsFile *> &weights);
   Status bindInputs(const std::vector<NamedInput> &inputs);
+  Status allocateStates(); // in TrainSteps.cpp
   Status runStep(size_t index);
+  Status runTrainStep(size_t index); // training kernels, in TrainSteps.cpp
+  Status checkStepFinite(size_t index) const;
 
   // Each buffer's shape for the current B and T, kept so steps need not
   // resolve (and allocate) shapes on the hot path.
   void resolveShapes();
 
   Plan plan_;
+  SessionOptions options_;
   uint8_t *arena_ = nullptr;
-  std::vector<float> weightStorage_;
-  std::vector<std::vector<uint8_t>>
-      inputStorage_;                  // per buffer; empty unless an Input
-  std::vector<void *> bufferData_;    // per buffer
-  std::vector<ResolvedShape> shapes_; // per buffer
+  // Optimizer states, zero at creation; buffers of one name share storage.
+  std::unique_ptr<float[]> stateStorage_;
+  // All weights converted to f32, and the inputs at their maximum shape; not
+  // zero-filled, as binding overwrites them.
+  std::unique_ptr<float[]> weightStorage_;
+  std::vector<std::unique_ptr<uint8_t[]>> inputStorage_; // per buffer
+  std::vector<void *> bufferData_;                       // per buffer
+  std::vector<ResolvedShape> shapes_;                    // per buffer
   std::vector<const NamedInput *>
       given_; // per input binding, during bindInputs
   cpu::Scratch scratch_;

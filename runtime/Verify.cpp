@@ -5,6 +5,7 @@
 #include "runtime/Artifact.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -13,10 +14,14 @@ namespace {
 
 struct KernelInfo {
   Kernel kernel;
-  size_t numInputs;
-  const char *inputNames[5];
+  size_t numInputs; // 0: variadic, at least one
+  const char *inputNames[9];
   bool elementwise; // reads each element once before writing it: may run in
                     // place
+  size_t numOutputs = 1;
+  // Optimizer updates write their outputs in place: output j is exactly input
+  // inPlace[j] (a weight or a state), never an activation.
+  int inPlace[6] = {-1, -1, -1, -1, -1, -1};
 };
 
 // Inputs in catalog order; each kernel has exactly one output.
@@ -38,6 +43,50 @@ const std::map<std::string, KernelInfo> &kernelTable() {
       {"cross_entropy", {Kernel::CrossEntropy, 2, {"logits", "labels"}, false}},
       {"add_rms_norm", {Kernel::AddRmsNorm, 3, {"a", "b", "w"}, true}},
       {"sigmoid_mul", {Kernel::SigmoidMul, 2, {"a", "b"}, true}},
+      // Training kernels.
+      {"embedding_grad", {Kernel::EmbeddingGrad, 2, {"ids", "dy"}, false}},
+      {"rms_norm_grad",
+       {Kernel::RmsNormGrad, 3, {"x", "w", "dy"}, false, 2}},
+      {"linear_grad", {Kernel::LinearGrad, 3, {"x", "w", "dy"}, false, 2}},
+      {"silu_grad", {Kernel::SiluGrad, 2, {"x", "dy"}, true}},
+      {"sigmoid_grad", {Kernel::SigmoidGrad, 2, {"x", "dy"}, true}},
+      {"rope_grad", {Kernel::RopeGrad, 1, {"dy"}, true}},
+      {"lightning_attention_grad",
+       {Kernel::LightningAttentionGrad, 2, {"qkv", "dout"}, false}},
+      {"softmax_attention_grad",
+       {Kernel::SoftmaxAttentionGrad, 4, {"q", "k", "v", "dout"}, false, 3}},
+      {"moe_grad",
+       {Kernel::MoeGrad,
+        6,
+        {"x", "router", "w1", "w2", "w3", "dy"},
+        false,
+        5}},
+      {"lm_head_loss", {Kernel::LmHeadLoss, 3, {"h", "w", "labels"}, false}},
+      {"lm_head_loss_grad",
+       {Kernel::LmHeadLossGrad, 3, {"h", "w", "labels"}, false, 2}},
+      {"grad_norm", {Kernel::GradNorm, 0, {"grads"}, false}},
+      {"adamw",
+       {Kernel::AdamW,
+        7,
+        {"param", "grad", "m", "v", "grad_norm", "lr", "step"},
+        false,
+        3,
+        {0, 2, 3, -1, -1, -1}}},
+      {"came",
+       {Kernel::Came,
+        9,
+        {"param", "grad", "m", "row", "col", "res_row", "res_col", "grad_norm",
+         "lr"},
+        false,
+        6,
+        {0, 2, 3, 4, 5, 6}}},
+      {"came_vector",
+       {Kernel::CameVector,
+        6,
+        {"param", "grad", "m", "v", "grad_norm", "lr"},
+        false,
+        3,
+        {0, 2, 3, -1, -1, -1}}},
   };
   return table;
 }
@@ -50,6 +99,8 @@ const char *kindName(BufferKind k) {
     return "weight";
   case BufferKind::Input:
     return "input";
+  case BufferKind::State:
+    return "state";
   }
   return "?";
 }
@@ -85,55 +136,89 @@ public:
   const BufferDesc &in(size_t i) const {
     return plan_.buffers[step_.inputs[i]];
   }
-  const BufferDesc &out() const { return plan_.buffers[step_.outputs[0]]; }
+  const BufferDesc &out(size_t j = 0) const {
+    return plan_.buffers[step_.outputs[j]];
+  }
 
   std::string inRole(size_t i) const {
-    return std::string("input ") + info_.inputNames[i] + " (" +
+    const char *name = info_.numInputs == 0 ? info_.inputNames[0]
+                                            : info_.inputNames[i];
+    return std::string("input ") + name + " (" +
            bufferLabel(plan_, step_.inputs[i]) + ")";
   }
-  std::string outRole() const {
-    return "output (" + bufferLabel(plan_, step_.outputs[0]) + ")";
+  std::string outRole(size_t j = 0) const {
+    return outName(j) + " (" + bufferLabel(plan_, step_.outputs[j]) + ")";
+  }
+  std::string outName(size_t j) const {
+    return info_.numOutputs == 1 ? "output" : "output " + std::to_string(j);
   }
 
   Status checkOperands() {
-    if (step_.inputs.size() != info_.numInputs)
-      return fail("expects " + std::to_string(info_.numInputs) +
+    if (info_.numInputs == 0 ? step_.inputs.empty()
+                             : step_.inputs.size() != info_.numInputs)
+      return fail("expects " +
+                  (info_.numInputs ? std::to_string(info_.numInputs)
+                                   : std::string("at least 1")) +
                   " inputs but has " + std::to_string(step_.inputs.size()));
-    if (step_.outputs.size() != 1)
-      return fail("expects 1 output but has " +
-                  std::to_string(step_.outputs.size()));
+    if (step_.outputs.size() != info_.numOutputs)
+      return fail("expects " + std::to_string(info_.numOutputs) +
+                  " output" + (info_.numOutputs == 1 ? "" : "s") +
+                  " but has " + std::to_string(step_.outputs.size()));
     for (size_t i = 0; i < step_.inputs.size(); ++i)
       if (step_.inputs[i] >= plan_.buffers.size())
         return fail("input " + std::to_string(i) + " refers to buffer " +
                     std::to_string(step_.inputs[i]) + " but there are only " +
                     std::to_string(plan_.buffers.size()));
-    if (step_.outputs[0] >= plan_.buffers.size())
-      return fail("output refers to buffer " +
-                  std::to_string(step_.outputs[0]) + " but there are only " +
-                  std::to_string(plan_.buffers.size()));
-    if (out().kind != BufferKind::Activation)
-      return fail(outRole() + " is of kind " + kindName(out().kind) +
-                  "; steps may only write activations");
+    for (size_t j = 0; j < step_.outputs.size(); ++j)
+      if (step_.outputs[j] >= plan_.buffers.size())
+        return fail(outName(j) + " refers to buffer " +
+                    std::to_string(step_.outputs[j]) + " but there are only " +
+                    std::to_string(plan_.buffers.size()));
+    for (size_t j = 0; j < step_.outputs.size(); ++j) {
+      const int src = info_.inPlace[j];
+      if (src >= 0) {
+        if (step_.outputs[j] != step_.inputs[src])
+          return fail(outRole(j) + " must be " + inRole(src) +
+                      ": the update runs in place");
+        if (out(j).kind != BufferKind::Weight &&
+            out(j).kind != BufferKind::State)
+          return fail(outRole(j) + " is of kind " + kindName(out(j).kind) +
+                      "; an update writes a weight or a state");
+        continue;
+      }
+      if (out(j).kind != BufferKind::Activation)
+        return fail(outRole(j) + " is of kind " + kindName(out(j).kind) +
+                    "; steps may only write activations");
+    }
     return checkAliasing();
   }
 
   // The CPU kernels of non-elementwise steps read inputs after writing output
-  // elements, so their output must not share arena bytes with an input;
-  // elementwise ones may run exactly in place.
+  // elements, so their outputs must not share arena bytes with an input or
+  // with each other; elementwise ones may run exactly in place.
   Status checkAliasing() const {
-    const BufferDesc &o = out();
-    for (size_t i = 0; i < step_.inputs.size(); ++i) {
-      const BufferDesc &b = in(i);
-      if (b.kind != BufferKind::Activation)
+    for (size_t j = 0; j < step_.outputs.size(); ++j) {
+      const BufferDesc &o = out(j);
+      if (o.kind != BufferKind::Activation)
         continue;
-      bool overlap =
-          b.offset < o.offset + o.maxBytes && o.offset < b.offset + b.maxBytes;
-      if (!overlap)
-        continue;
-      bool exactInPlace = info_.elementwise && b.offset == o.offset &&
-                          b.shape == o.shape && b.dtype == o.dtype;
-      if (!exactInPlace)
-        return fail(outRole() + " overlaps " + inRole(i) + " in the arena");
+      auto overlaps = [&](const BufferDesc &b) {
+        return b.kind == BufferKind::Activation &&
+               b.offset < o.offset + o.maxBytes &&
+               o.offset < b.offset + b.maxBytes;
+      };
+      for (size_t i = 0; i < step_.inputs.size(); ++i) {
+        const BufferDesc &b = in(i);
+        if (!overlaps(b))
+          continue;
+        bool exactInPlace = info_.elementwise && b.offset == o.offset &&
+                            b.shape == o.shape && b.dtype == o.dtype;
+        if (!exactInPlace)
+          return fail(outRole(j) + " overlaps " + inRole(i) + " in the arena");
+      }
+      for (size_t j2 = 0; j2 < j; ++j2)
+        if (overlaps(out(j2)))
+          return fail(outRole(j) + " overlaps " + outRole(j2) +
+                      " in the arena");
     }
     return Status::ok();
   }
@@ -220,6 +305,7 @@ public:
   }
 
   Status checkKernel();
+  Status checkTrainKernel();
 
   // Tile params are optional (GPU targets only) but must be sane when present.
   Status tileParams() const {
@@ -414,8 +500,230 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
     return rank(o, oR, 0);
   }
+  default:
+    return checkTrainKernel();
   }
-  return fail("unhandled kernel");
+}
+
+// Training kernels of docs/kernels.md ("Training kernels").
+Status StepChecker::checkTrainKernel() {
+  KernelParams &p = step_.params;
+  const double kLowest = -std::numeric_limits<double>::max();
+  auto f32Act = [&](size_t i, size_t r) -> Status {
+    MM_RETURN_IF_ERROR(floatOperand(in(i), inRole(i)));
+    return rank(in(i), inRole(i), r);
+  };
+  auto outLike = [&](size_t j, const BufferDesc &ref,
+                     const std::string &refRole) -> Status {
+    MM_RETURN_IF_ERROR(dtype(out(j), outRole(j), DType::F32));
+    return sameShape(out(j), outRole(j), ref, refRole);
+  };
+  auto scalar = [&](size_t i) -> Status {
+    MM_RETURN_IF_ERROR(dtype(in(i), inRole(i), DType::F32));
+    return rank(in(i), inRole(i), 0);
+  };
+  auto stateLike = [&](size_t i, const std::vector<Dim> &shape) -> Status {
+    if (in(i).kind != BufferKind::State)
+      return fail(inRole(i) + " must be a state buffer");
+    if (in(i).shape != shape)
+      return fail(inRole(i) + " has shape " + formatShape(in(i).shape) +
+                  " but must be " + formatShape(shape));
+    return Status::ok();
+  };
+  auto betaParam = [&](const char *name, double &out) -> Status {
+    MM_RETURN_IF_ERROR(floatParam(name, 0.0, out));
+    if (out >= 1.0)
+      return fail("param '" + std::string(name) + "' must be in [0, 1)");
+    return Status::ok();
+  };
+  switch (info_.kernel) {
+  case Kernel::EmbeddingGrad:
+    MM_RETURN_IF_ERROR(dtype(in(0), inRole(0), DType::I32));
+    MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(f32Act(1, 3));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 1));
+    MM_RETURN_IF_ERROR(dtype(out(), outRole(), DType::F32));
+    MM_RETURN_IF_ERROR(rank(out(), outRole(), 2));
+    MM_RETURN_IF_ERROR(dimConst(out(), outRole(), 0,
+                                out().shape[0].kind == DimKind::Const
+                                    ? out().shape[0].value
+                                    : -1,
+                                "a constant vocabulary size"));
+    return dimEq(out(), outRole(), 1, in(1), inRole(1), 2);
+  case Kernel::RmsNormGrad:
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(f32Act(1, 1));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(floatOperand(in(2), inRole(2)));
+    MM_RETURN_IF_ERROR(sameShape(in(2), inRole(2), in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(outLike(0, in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(outLike(1, in(1), inRole(1)));
+    return floatParam("eps", 0.0, p.eps);
+  case Kernel::LinearGrad:
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(f32Act(1, 2));
+    MM_RETURN_IF_ERROR(f32Act(2, 3));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 1, in(0), inRole(0), 1));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 2, in(1), inRole(1), 0));
+    MM_RETURN_IF_ERROR(outLike(0, in(0), inRole(0)));
+    return outLike(1, in(1), inRole(1));
+  case Kernel::SiluGrad:
+  case Kernel::SigmoidGrad:
+    MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
+    MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
+    MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), in(0), inRole(0)));
+    return outLike(0, in(0), inRole(0));
+  case Kernel::RopeGrad: {
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(intParam("rotary_dim", 0, p.headDim, p.rotaryDim));
+    if (p.rotaryDim % 2 != 0)
+      return fail("param 'rotary_dim' is " + std::to_string(p.rotaryDim) +
+                  " but must be even");
+    MM_RETURN_IF_ERROR(floatParam("theta", 0.0, p.theta));
+    if (p.theta <= 0)
+      return fail("param 'theta' must be positive");
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
+                                "num_heads * head_dim"));
+    return outLike(0, in(0), inRole(0));
+  }
+  case Kernel::LightningAttentionGrad:
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(intParam("block_size", 1, kMaxIntParam, p.blockSize));
+    MM_RETURN_IF_ERROR(intParam("num_layers", 1, kMaxIntParam, p.numLayers));
+    MM_RETURN_IF_ERROR(
+        intParam("layer_index", 0, p.numLayers - 1, p.layerIndex));
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * 3 * p.headDim,
+                                "num_heads * 3 * head_dim"));
+    MM_RETURN_IF_ERROR(f32Act(1, 3));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 1));
+    MM_RETURN_IF_ERROR(dimConst(in(1), inRole(1), 2, p.numHeads * p.headDim,
+                                "num_heads * head_dim"));
+    return outLike(0, in(0), inRole(0));
+  case Kernel::SoftmaxAttentionGrad:
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("num_kv_heads", 1, p.numHeads, p.numKvHeads));
+    if (p.numHeads % p.numKvHeads != 0)
+      return fail("param 'num_heads' (" + std::to_string(p.numHeads) +
+                  ") must be a multiple of 'num_kv_heads' (" +
+                  std::to_string(p.numKvHeads) + ")");
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(floatParam("scale", kLowest, p.scale));
+    for (size_t i = 0; i < 4; ++i) {
+      MM_RETURN_IF_ERROR(f32Act(i, 3));
+      MM_RETURN_IF_ERROR(dimEq(in(i), inRole(i), 0, in(0), inRole(0), 0));
+      MM_RETURN_IF_ERROR(dimEq(in(i), inRole(i), 1, in(0), inRole(0), 1));
+    }
+    MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
+                                "num_heads * head_dim"));
+    MM_RETURN_IF_ERROR(sameShape(in(3), inRole(3), in(0), inRole(0)));
+    for (size_t i = 1; i < 3; ++i)
+      MM_RETURN_IF_ERROR(dimConst(in(i), inRole(i), 2, p.numKvHeads * p.headDim,
+                                  "num_kv_heads * head_dim"));
+    for (size_t j = 0; j < 3; ++j)
+      MM_RETURN_IF_ERROR(outLike(j, in(j), inRole(j)));
+    return Status::ok();
+  case Kernel::MoeGrad: {
+    const BufferDesc &x = in(0), &router = in(1), &w1 = in(2), &w2 = in(3),
+                     &w3 = in(4);
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(f32Act(1, 2));
+    for (size_t i = 2; i < 5; ++i)
+      MM_RETURN_IF_ERROR(f32Act(i, 3));
+    MM_RETURN_IF_ERROR(dimEq(router, inRole(1), 1, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(dimEq(w1, inRole(2), 0, router, inRole(1), 0));
+    MM_RETURN_IF_ERROR(dimEq(w1, inRole(2), 2, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(sameShape(w3, inRole(4), w1, inRole(2)));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 0, router, inRole(1), 0));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 1, x, inRole(0), 2));
+    MM_RETURN_IF_ERROR(dimEq(w2, inRole(3), 2, w1, inRole(2), 1));
+    MM_RETURN_IF_ERROR(floatOperand(in(5), inRole(5)));
+    MM_RETURN_IF_ERROR(sameShape(in(5), inRole(5), x, inRole(0)));
+    const Dim &e = router.shape[0];
+    if (e.kind != DimKind::Const)
+      return fail(inRole(1) + " must have a constant expert count but has " +
+                  formatShape(router.shape));
+    MM_RETURN_IF_ERROR(intParam("top_k", 1, e.value, p.topK));
+    for (size_t j = 0; j < 5; ++j)
+      MM_RETURN_IF_ERROR(outLike(j, in(j), inRole(j)));
+    return Status::ok();
+  }
+  case Kernel::LmHeadLoss:
+  case Kernel::LmHeadLossGrad:
+    MM_RETURN_IF_ERROR(f32Act(0, 3));
+    MM_RETURN_IF_ERROR(f32Act(1, 2));
+    MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 2));
+    MM_RETURN_IF_ERROR(dtype(in(2), inRole(2), DType::I32));
+    MM_RETURN_IF_ERROR(rank(in(2), inRole(2), 2));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 0, in(0), inRole(0), 0));
+    MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 1, in(0), inRole(0), 1));
+    MM_RETURN_IF_ERROR(intParam("chunk_rows", 1, kMaxIntParam, p.chunkRows));
+    if (info_.kernel == Kernel::LmHeadLoss) {
+      MM_RETURN_IF_ERROR(dtype(out(), outRole(), DType::F32));
+      return rank(out(), outRole(), 0);
+    }
+    MM_RETURN_IF_ERROR(outLike(0, in(0), inRole(0)));
+    return outLike(1, in(1), inRole(1));
+  case Kernel::GradNorm:
+    for (size_t i = 0; i < step_.inputs.size(); ++i)
+      MM_RETURN_IF_ERROR(dtype(in(i), inRole(i), DType::F32));
+    MM_RETURN_IF_ERROR(dtype(out(), outRole(), DType::F32));
+    return rank(out(), outRole(), 0);
+  case Kernel::AdamW:
+  case Kernel::Came:
+  case Kernel::CameVector: {
+    const BufferDesc &param = in(0);
+    if (param.kind != BufferKind::Weight)
+      return fail(inRole(0) + " must be a weight");
+    MM_RETURN_IF_ERROR(floatOperand(param, inRole(0)));
+    MM_RETURN_IF_ERROR(dtype(in(1), inRole(1), DType::F32));
+    MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), param, inRole(0)));
+    MM_RETURN_IF_ERROR(stateLike(2, param.shape));
+    MM_RETURN_IF_ERROR(betaParam("beta1", p.beta1));
+    MM_RETURN_IF_ERROR(betaParam("beta2", p.beta2));
+    MM_RETURN_IF_ERROR(floatParam("eps", 0.0, p.eps));
+    MM_RETURN_IF_ERROR(floatParam("weight_decay", 0.0, p.weightDecay));
+    MM_RETURN_IF_ERROR(floatParam("max_norm", 0.0, p.maxNorm));
+    if (info_.kernel == Kernel::AdamW) {
+      MM_RETURN_IF_ERROR(stateLike(3, param.shape));
+      for (size_t i = 4; i < 7; ++i)
+        MM_RETURN_IF_ERROR(scalar(i));
+      return Status::ok();
+    }
+    MM_RETURN_IF_ERROR(betaParam("beta3", p.beta3));
+    MM_RETURN_IF_ERROR(floatParam("eps2", 0.0, p.eps2));
+    MM_RETURN_IF_ERROR(floatParam("clip_threshold", 0.0, p.clipThreshold));
+    if (p.clipThreshold <= 0)
+      return fail("param 'clip_threshold' must be positive");
+    if (info_.kernel == Kernel::CameVector) {
+      MM_RETURN_IF_ERROR(rank(param, inRole(0), 1));
+      MM_RETURN_IF_ERROR(stateLike(3, param.shape));
+      MM_RETURN_IF_ERROR(scalar(4));
+      return scalar(5);
+    }
+    if (param.shape.size() < 2)
+      return fail(inRole(0) + " must have rank >= 2 to be factored but has " +
+                  formatShape(param.shape));
+    std::vector<Dim> rowShape(param.shape.begin(), param.shape.end() - 1);
+    std::vector<Dim> colShape = rowShape;
+    colShape.back() = param.shape.back();
+    MM_RETURN_IF_ERROR(stateLike(3, rowShape));
+    MM_RETURN_IF_ERROR(stateLike(4, colShape));
+    MM_RETURN_IF_ERROR(stateLike(5, rowShape));
+    MM_RETURN_IF_ERROR(stateLike(6, colShape));
+    MM_RETURN_IF_ERROR(scalar(7));
+    return scalar(8);
+  }
+  default:
+    return fail("unhandled kernel");
+  }
 }
 
 Status checkBuffers(Plan &plan) {
@@ -441,9 +749,9 @@ Status checkBuffers(Plan &plan) {
           return fail("dim " + std::to_string(d) +
                       " is symbolic but has value " +
                       std::to_string(dim.value) + " (must be 0)");
-        if (b.kind == BufferKind::Weight)
-          return fail("weight shape " + formatShape(b.shape) +
-                      " must be constant");
+        if (b.kind == BufferKind::Weight || b.kind == BufferKind::State)
+          return fail(std::string(kindName(b.kind)) + " shape " +
+                      formatShape(b.shape) + " must be constant");
         size = static_cast<uint64_t>(dim.kind == DimKind::Batch ? plan.maxBatch
                                                                 : plan.maxSeq);
       }
@@ -451,6 +759,8 @@ Status checkBuffers(Plan &plan) {
         return fail("shape " + formatShape(b.shape) + " is too large");
     }
     b.maxBytes = elems * dtypeSize(b.dtype);
+    if (b.kind != BufferKind::Weight && b.sliceAxis != -1)
+      return fail("only weights can be slices");
     switch (b.kind) {
     case BufferKind::Activation:
       if (b.offset % dtypeSize(b.dtype) != 0)
@@ -461,7 +771,25 @@ Status checkBuffers(Plan &plan) {
                     std::to_string(b.offset) + " run past arena_bytes " +
                     std::to_string(plan.arenaBytes));
       break;
+    case BufferKind::State:
+      if (b.dtype != DType::F32)
+        return fail(std::string("state buffers must be f32, not ") +
+                    dtypeName(b.dtype));
+      [[fallthrough]];
     case BufferKind::Weight:
+      if (b.sliceAxis != -1) {
+        if (b.sliceAxis < 0 ||
+            b.sliceAxis >= static_cast<int32_t>(b.shape.size()))
+          return fail("slice_axis " + std::to_string(b.sliceAxis) +
+                      " is outside the weight's rank " +
+                      std::to_string(b.shape.size()));
+        if (b.sliceOffset < 0 || b.sliceOffset > kMaxConstDim)
+          return fail("slice_offset " + std::to_string(b.sliceOffset) +
+                      " must be in [0, " + std::to_string(kMaxConstDim) + "]");
+        if (b.name.find("{e}") != std::string::npos)
+          return fail("a sliced weight cannot also be stacked over {e}");
+      }
+      [[fallthrough]];
     case BufferKind::Input:
       if (b.name.empty())
         return fail(std::string(kindName(b.kind)) +

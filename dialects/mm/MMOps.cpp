@@ -15,6 +15,33 @@ using namespace mm;
 
 namespace {
 
+/// A weight is either the whole named tensor or, with both slice attributes,
+/// a slice along one axis of it; a slice is never also stacked over {e}.
+template <typename Op>
+LogicalResult verifyWeightSlice(Op op, StringRef name, int64_t rank,
+                                std::optional<uint64_t> axis,
+                                std::optional<uint64_t> offset) {
+  if (!axis && !offset)
+    return success();
+  if (!axis || !offset)
+    return op.emitOpError()
+           << "expects slice_axis and slice_offset together but got only "
+           << (axis ? "slice_axis" : "slice_offset");
+  // I64Attr getters are unsigned: reinterpret to see negative values.
+  int64_t a = static_cast<int64_t>(*axis), o = static_cast<int64_t>(*offset);
+  if (a < 0 || a >= rank)
+    return op.emitOpError()
+           << "expects slice_axis in [0, " << rank << ") but got " << a;
+  if (o < 0)
+    return op.emitOpError()
+           << "expects a non-negative slice_offset but got " << o;
+  if (name.contains("{e}"))
+    return op.emitOpError() << "expects a sliced weight not to be stacked "
+                               "over {e} but got '"
+                            << name << "'";
+  return success();
+}
+
 std::string shapeString(RankedTensorType type) {
   std::string s = "[";
   llvm::raw_string_ostream os(s);
@@ -134,7 +161,8 @@ LogicalResult ParamOp::verify() {
                          << "' but got " << shapeString(type);
   if (getName().empty())
     return emitOpError() << "expects a non-empty weight name";
-  return success();
+  return verifyWeightSlice(*this, getName(), type.getRank(), getSliceAxis(),
+                           getSliceOffset());
 }
 
 LogicalResult EmbeddingOp::verify() {

@@ -30,11 +30,20 @@ def MM_ParamOp : MM_Op<"param", [Pure]> {
     containing `{e}` is stacked over the first dimension: row `e` is the tensor named with `{e}`
     replaced by `e` (per-expert checkpoint tensors become one `[E, ...]` operand).
 
+    With `slice_axis` and `slice_offset`, the weight is the slice
+    `[slice_offset, slice_offset + size)` along `slice_axis` of the named tensor, whose other dims
+    equal the result's (`size` is the result's dim there). This binds the `w1` (gate) and `w3`
+    (up) halves of a fused `experts.gate_up_proj` `[E, 2I, H]` without copying the checkpoint.
+
     ```mlir
     %w = mm.param "model.norm.weight" : tensor<64xf32>
+    %w3 = mm.param "model.layers.0.mlp.experts.gate_up_proj" {slice_axis = 1 : i64, slice_offset = 96 : i64}
+        : tensor<4x96x64xf32>
     ```
   }];
-  let arguments = (ins StrAttr:$name); // checkpoint tensor name
+  let arguments = (ins StrAttr:$name,                       // checkpoint tensor name
+                       OptionalAttr<I64Attr>:$slice_axis,    // axis of the named tensor to slice
+                       OptionalAttr<I64Attr>:$slice_offset); // first index along slice_axis
   let results = (outs MM_FloatTensor:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
   let hasVerifier = 1;
@@ -277,5 +286,7 @@ def MM_CrossEntropyOp : MM_Op<"cross_entropy", [Pure]> {
   let assemblyFormat = "operands attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
+
+include "MMTrainOps.td"
 
 #endif // MM_OPS_TD

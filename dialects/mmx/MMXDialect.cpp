@@ -106,6 +106,34 @@ LogicalResult InputOp::verify() {
 }
 
 LogicalResult WeightOp::verify() {
+  if (failed(verifyBuffer(*this, getDtype(), getShape(),
+                          /*allowSymbolic=*/false)))
+    return failure();
+  std::optional<uint64_t> axis = getSliceAxis(), offset = getSliceOffset();
+  if (!axis && !offset)
+    return success();
+  if (!axis || !offset)
+    return emitOpError()
+           << "expects slice_axis and slice_offset together but got only "
+           << (axis ? "slice_axis" : "slice_offset");
+  // I64Attr getters are unsigned: reinterpret to see negative values.
+  int64_t a = static_cast<int64_t>(*axis), o = static_cast<int64_t>(*offset);
+  int64_t rank = static_cast<int64_t>(getShape().size());
+  if (a < 0 || a >= rank)
+    return emitOpError() << "expects slice_axis in [0, " << rank << ") but got "
+                         << a;
+  if (o < 0)
+    return emitOpError() << "expects a non-negative slice_offset but got " << o;
+  if (getName().contains("{e}"))
+    return emitOpError() << "expects a sliced weight not to be stacked over "
+                            "{e} but got '"
+                         << getName() << "'";
+  return success();
+}
+
+LogicalResult StateOp::verify() {
+  if (!getDtype().isF32())
+    return emitOpError() << "expects dtype f32 but got " << getDtype();
   return verifyBuffer(*this, getDtype(), getShape(), /*allowSymbolic=*/false);
 }
 

@@ -46,12 +46,34 @@ def MMX_InputOp : MMX_Op<"input"> {
 def MMX_WeightOp : MMX_Op<"weight"> {
   let summary = "a buffer bound by name from the weights";
   let description = [{
+    With `slice_axis`/`slice_offset` the buffer is that slice of the named tensor (see
+    `mm.param`; the artifact's `Buffer.slice_axis`/`slice_offset`).
+
     ```mlir
     %w = mmx.weight "model.norm.weight" {dtype = f32, shape = [64]}
     ```
   }];
   let arguments = (ins StrAttr:$name,    // checkpoint tensor name ({e} stacks experts)
                        TypeAttr:$dtype,  // element type
+                       ArrayAttr:$shape, // static shape
+                       OptionalAttr<I64Attr>:$slice_axis,    // axis of the named tensor to slice
+                       OptionalAttr<I64Attr>:$slice_offset); // first index along slice_axis
+  let results = (outs MMX_BufferType:$result);
+  let assemblyFormat = "$name attr-dict";
+  let hasVerifier = 1;
+}
+
+def MMX_StateOp : MMX_Op<"state"> {
+  let summary = "a persistent optimizer state buffer, zero at session start";
+  let description = [{
+    Updated in place by optimizer launches and saved in training checkpoints.
+
+    ```mlir
+    %m = mmx.state "adamw.m:model.norm.weight" {dtype = f32, shape = [64]}
+    ```
+  }];
+  let arguments = (ins StrAttr:$name,    // state name
+                       TypeAttr:$dtype,  // f32
                        ArrayAttr:$shape); // static shape
   let results = (outs MMX_BufferType:$result);
   let assemblyFormat = "$name attr-dict";

@@ -27,6 +27,31 @@ const std::vector<std::string> &entrySuffixes(Kernel k) {
 
 bool usesLt(Kernel k) { return k == Kernel::Linear || k == Kernel::Logits; }
 
+/// The inference kernels, which this backend runs; training steps (gradients,
+/// optimizer updates) run on the CPU backend only for now.
+bool isInferenceKernel(Kernel k) {
+  switch (k) {
+  case Kernel::Embedding:
+  case Kernel::RmsNorm:
+  case Kernel::Linear:
+  case Kernel::Logits:
+  case Kernel::Silu:
+  case Kernel::Sigmoid:
+  case Kernel::Mul:
+  case Kernel::ScaledAdd:
+  case Kernel::Rope:
+  case Kernel::LightningAttention:
+  case Kernel::SoftmaxAttention:
+  case Kernel::Moe:
+  case Kernel::CrossEntropy:
+  case Kernel::AddRmsNorm:
+  case Kernel::SigmoidMul:
+    return true;
+  default:
+    return false;
+  }
+}
+
 /// Compute capability the artifact's cubin was built for, or {0,0}.
 std::pair<int, int> targetCapability(const std::string &target) {
   if (target == "sm_90a")
@@ -148,12 +173,23 @@ Status CudaExecutor::Impl::open() {
   MM_CU_CALL(drv, moduleLoadData, &module, plan.cubin.data());
   MM_CU_CALL(drv, streamCreate, &stream, CU_STREAM_NON_BLOCKING);
 
+  for (const BufferDesc &b : plan.buffers)
+    if (b.kind != BufferKind::Activation && b.kind != BufferKind::Weight &&
+        b.kind != BufferKind::Input)
+      return Status(StatusCode::kUnimplemented,
+                    "buffer '" + b.name +
+                        "' is optimizer state; training runs on the CPU "
+                        "backend only for now (use --backend cpu)");
   launches.resize(plan.steps.size());
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const StepDesc &s = plan.steps[i];
     auto where = [&] {
       return "step " + std::to_string(i) + " (" + s.kernelName + "): ";
     };
+    if (!isInferenceKernel(s.kernel))
+      return Status(StatusCode::kUnimplemented,
+                    where() + "is a training step; training runs on the CPU "
+                              "backend only for now (use --backend cpu)");
     if (s.stream != 0)
       return Status(StatusCode::kUnimplemented,
                     where() + "runs on stream " + std::to_string(s.stream) +
@@ -372,8 +408,9 @@ Status CudaExecutor::Impl::runStep(size_t index,
         launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a));
     return launch(L.fns[1], 1, 1, 1, threads, 0, &a);
   }
+  default: // refused by open()
+    return internalError("unhandled kernel " + s.kernelName);
   }
-  return internalError("unhandled kernel " + s.kernelName);
 }
 
 Status CudaExecutor::Impl::checkErrorSlot(int64_t seq) {

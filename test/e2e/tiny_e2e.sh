@@ -15,3 +15,9 @@ mkdir -p "$work"
 "$bin/mm-opt" "$work/tiny.mlir" --mm-compile="max-batch=2 max-seq=48 artifact=$work/tiny.mmb" -o /dev/null
 "$python" "$src/test/e2e/run_e2e.py" --mm-run "$bin/mm-run" --artifact "$work/tiny.mmb" \
   --config "$src/models/tiny/config.json" --weights "$work/tiny.safetensors" --tmp "$work"
+
+# The compiled artifact, corrupted at hundreds of offsets: mm-run must reject or run each copy,
+# never crash or hang.
+"$python" -c "import numpy as np; np.save('$work/corrupt_ids.npy', np.array([[3, 1, 4, 1, 5]], dtype=np.int32))"
+"$python" "$src/test/runtime/corrupt_artifact.py" --mm-run "$bin/mm-run" --artifact "$work/tiny.mmb" \
+  --weights "$work/tiny.safetensors" --input-ids "$work/corrupt_ids.npy" --count 300

@@ -91,7 +91,8 @@ std::vector<uint8_t> serializePlan(const Plan &plan) {
           fb::CreateDim(fbb, static_cast<fb::DimKind>(d.kind), d.value));
     buffers.push_back(fb::CreateBuffer(
         fbb, static_cast<fb::BufferKind>(b.kind), fbb.CreateString(b.name),
-        static_cast<fb::DType>(b.dtype), fbb.CreateVector(dims), b.offset));
+        static_cast<fb::DType>(b.dtype), fbb.CreateVector(dims), b.offset,
+        b.sliceAxis, b.sliceOffset));
   }
   std::vector<flatbuffers::Offset<fb::Step>> steps;
   for (const StepDesc &s : plan.steps) {

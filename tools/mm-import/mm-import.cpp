@@ -4,10 +4,18 @@
 // whole model as an mm-dialect module whose mm.param names are the checkpoint
 // tensor names; mm-run binds them from the safetensors at load time.
 //
+// When the folder holds weights (model.safetensors.index.json with its shards,
+// or model.safetensors), or --weights names them, their safetensors headers
+// (not the data) decide how each layer's experts are named (per expert or
+// fused, `mlp` or `block_sparse_moe`) and are checked against the config:
+// every tensor present, with the right shape and a float dtype, and nothing
+// the model does not use.
+//
 //===----------------------------------------------------------------------===//
 
 #include "mm/Compiler/Import.h"
 #include "mm/Compiler/Registration.h"
+#include "runtime/Checkpoint.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -26,6 +34,13 @@ static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
 static cl::opt<std::string> outputPath("o", cl::desc("Output .mlir file"),
                                        cl::value_desc("file"),
                                        cl::init("-"));
+
+static cl::list<std::string>
+    weightPaths("weights",
+                cl::desc("Checkpoint to check the config against and take "
+                         "tensor names from: a folder, an index .json or a "
+                         ".safetensors file (default: the model folder's)"),
+                cl::value_desc("path"));
 
 static int fail(const Twine &message) {
   errs() << "mm-import: error: " << message << "\n";
@@ -62,12 +77,42 @@ int main(int argc, char **argv) {
   if (!mm::parseModelConfig(*object, config, error))
     return fail(configPath + ": " + error);
 
+  std::vector<std::string> weights(weightPaths.begin(), weightPaths.end());
+  if (weights.empty() && sys::fs::is_directory(inputPath)) {
+    for (const char *name :
+         {"model.safetensors.index.json", "model.safetensors"}) {
+      SmallString<256> p(inputPath);
+      sys::path::append(p, name);
+      if (sys::fs::exists(p)) {
+        weights.push_back(std::string(inputPath));
+        break;
+      }
+    }
+  }
+  mm::CheckpointHeaders headers;
+  if (!weights.empty()) {
+    auto checkpoint = mm::Checkpoint::open(weights);
+    if (!checkpoint.isOk())
+      return fail(checkpoint.status().message());
+    headers.description = checkpoint.value()->description();
+    for (const auto &[name, file] : checkpoint.value()->tensors()) {
+      const mm::SafetensorsTensor *t = file->find(name);
+      headers.tensors[name] = {t->shape, t->dtype, file->path()};
+    }
+    if (!mm::detectMoENaming(headers, config, error))
+      return fail(error);
+  }
+
   mlir::DialectRegistry registry;
   mm::registerAllMM(registry);
   mlir::MLIRContext ctx(registry);
-  auto module = mm::buildModel(&ctx, config);
+  mm::TensorShapes expected;
+  auto module = mm::buildModel(&ctx, config, &expected);
   if (failed(mlir::verify(*module)))
     return fail("the generated module does not verify (a bug in mm-import)");
+  if (!weights.empty() &&
+      !mm::checkCheckpoint(config, expected, headers, error))
+    return fail(error);
 
   std::error_code ec;
   ToolOutputFile out(outputPath, ec, sys::fs::OF_Text);

@@ -2,9 +2,11 @@
 // or prints a summary of one (`mm-run inspect`). Every error is one line
 // "mm-run: error: ..." and exit 1.
 #include "runtime/Artifact.h"
+#include "runtime/Checkpoint.h"
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
+#include "tools/mm-run/Train.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -22,16 +24,21 @@ namespace {
 using mm::Status;
 
 const char *kUsage =
-    R"(usage: mm-run MODEL.mmb --weights FILE.safetensors --input-ids IDS.npy [options]
+    R"(usage: mm-run MODEL.mmb --weights PATH --input-ids IDS.npy [options]
        mm-run inspect MODEL.mmb
+       mm-run train TRAIN.mmb --data TOKENS.bin --steps N --batch B --seq T --lr X
+                    --checkpoint DIR [--weights INIT.safetensors | --resume] [options]
+       mm-run grad GRAD.mmb --weights FILE --input-ids IDS.npy --labels LABELS.npy -o OUT.safetensors
        mm-run --help
 
 Runs the compiled plan MODEL.mmb on the token ids IDS.npy (int32 or int64, shape [B, T] with
 B <= max_batch and T <= max_seq of the artifact), with weights bound by name from the
-safetensors file(s).
+checkpoint's safetensors file(s).
 
 options:
-  --weights FILE          safetensors file; repeat for sharded checkpoints (searched in order)
+  --weights PATH          a Hugging Face model folder (model.safetensors.index.json with its
+                          shards, or model.safetensors), an index .json, or a .safetensors
+                          file; repeat to combine files (searched in order)
   --input-ids FILE        .npy token ids for the input "input_ids"
   --input NAME=FILE       .npy for another input of the artifact (e.g. labels=labels.npy)
   --dump-logits OUT.npy   write the output "logits" (f32, [B, T, V]) of the prompt's forward pass
@@ -48,6 +55,22 @@ options:
 
 `mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
 size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params [function=entry]".
+
+`mm-run train` trains with an artifact compiled by `--mm-compile="mode=train ..."` (docs/training.md):
+  --data FILE             header-less little-endian token ids (the whole file is the corpus)
+  --data-dtype uint16|uint32   token width (default uint16)
+  --steps N               train up to step N (steps are 1-based)
+  --batch B, --seq T      B windows of T+1 tokens per step: window w starts at token w*T and
+                          step s reads windows (s-1)*B .. s*B-1, wrapping around the file
+  --lr X                  peak learning rate; --warmup W ramps it linearly over steps 1..W
+  --checkpoint DIR        DIR/checkpoint.safetensors: weights + optimizer states + step,
+                          replaced atomically every --save-every K steps and at step N
+  --weights FILE          initial weights (safetensors; repeatable), or
+  --resume                continue from DIR/checkpoint.safetensors (bit-identical losses)
+  --peak-tflops P         peak used for MFU (default 0.1: one CPU core's fp32 FMA)
+  One line per step: "step S loss L grad_norm G lr X tok/s R mfu M%".
+`mm-run grad` runs a gradient artifact (`mode=train optimizer=none`) once and writes every
+output (loss, grad:<weight>) to OUT.safetensors.
 
 Timing is printed on stderr. Errors: one line "mm-run: error: <message>" and exit status 1.
 )";
@@ -78,7 +101,11 @@ std::string bufferText(const mm::Plan &plan, uint32_t index) {
   std::string s = "%" + std::to_string(index);
   if (!b.name.empty())
     s += " " + b.name;
-  return s + ":" + mm::dtypeName(b.dtype) + mm::formatShape(b.shape);
+  s += std::string(":") + mm::dtypeName(b.dtype) + mm::formatShape(b.shape);
+  if (b.sliceAxis >= 0)
+    s += "@slice(axis=" + std::to_string(b.sliceAxis) +
+         ", offset=" + std::to_string(b.sliceOffset) + ")";
+  return s;
 }
 
 std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
@@ -90,7 +117,7 @@ std::string listText(const mm::Plan &plan, const std::vector<uint32_t> &bufs) {
 
 int inspect(const std::string &path) {
   mm::Plan plan = take(mm::loadArtifact(path));
-  size_t counts[3] = {0, 0, 0};
+  size_t counts[4] = {0, 0, 0, 0};
   for (const mm::BufferDesc &b : plan.buffers)
     ++counts[static_cast<int>(b.kind)];
   std::printf("artifact: %s\n", path.c_str());
@@ -103,8 +130,9 @@ int inspect(const std::string &path) {
               static_cast<unsigned long long>(plan.arenaBytes));
   std::printf("cubin_bytes: %llu\n",
               static_cast<unsigned long long>(plan.cubinBytes));
-  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs)\n",
-              plan.buffers.size(), counts[0], counts[1], counts[2]);
+  std::printf("buffers: %zu (%zu activations, %zu weights, %zu inputs, %zu "
+              "states)\n",
+              plan.buffers.size(), counts[0], counts[1], counts[2], counts[3]);
   std::printf("steps: %zu\n", plan.steps.size());
   for (const mm::Binding &b : plan.inputs)
     std::printf("input %s = %s\n", b.name.c_str(),
@@ -210,12 +238,9 @@ int runModel(int argc, char **argv) {
 
   auto t0 = std::chrono::steady_clock::now();
   mm::Plan plan = take(mm::loadArtifact(artifact));
-  std::vector<std::unique_ptr<mm::SafetensorsFile>> files;
-  std::vector<const mm::SafetensorsFile *> filePtrs;
-  for (const std::string &p : weightPaths) {
-    files.push_back(take(mm::SafetensorsFile::open(p)));
-    filePtrs.push_back(files.back().get());
-  }
+  std::unique_ptr<mm::Checkpoint> checkpoint =
+      take(mm::Checkpoint::open(weightPaths));
+  std::vector<const mm::SafetensorsFile *> filePtrs = checkpoint->files();
   mm::NpyArray ids = take(mm::readNpy(idsPath));
   if (ids.dtype == mm::NpyDType::F32)
     die(idsPath + ": token ids must be int32 or int64, not float32");
@@ -343,6 +368,10 @@ int main(int argc, char **argv) {
         std::fputs(kUsage, stdout);
         return 0;
       }
+    if (argc >= 2 && std::strcmp(argv[1], "train") == 0)
+      return mmrun::trainCommand(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "grad") == 0)
+      return mmrun::gradCommand(argc, argv);
     if (argc >= 2 && std::strcmp(argv[1], "inspect") == 0) {
       if (argc != 3)
         die("usage: mm-run inspect MODEL.mmb");

@@ -392,3 +392,39 @@ func.func @case39(%x: tensor<?x?x64xf32>, %z: tensor<?x?x32xf32>) {
   %y = "mm.mul"(%x, %z) : (tensor<?x?x64xf32>, tensor<?x?x32xf32>) -> tensor<?x?x64xf32>
   return
 }
+
+// -----
+
+// Tests that a sliced weight gives both slice attributes.
+func.func @slice_half(%x: tensor<?x?x64xf32>) {
+  // expected-error @+1 {{expects slice_axis and slice_offset together but got only slice_axis}}
+  %w = mm.param "gate_up" {slice_axis = 1 : i64} : tensor<4x8x64xf32>
+  return
+}
+
+// -----
+
+// Tests that the slice axis is a dim of the weight.
+func.func @slice_axis(%x: tensor<?x?x64xf32>) {
+  // expected-error @+1 {{expects slice_axis in [0, 3) but got 3}}
+  %w = mm.param "gate_up" {slice_axis = 3 : i64, slice_offset = 0 : i64} : tensor<4x8x64xf32>
+  return
+}
+
+// -----
+
+// Tests that the slice offset is not negative.
+func.func @slice_offset(%x: tensor<?x?x64xf32>) {
+  // expected-error @+1 {{expects a non-negative slice_offset but got -8}}
+  %w = mm.param "gate_up" {slice_axis = 1 : i64, slice_offset = -8 : i64} : tensor<4x8x64xf32>
+  return
+}
+
+// -----
+
+// Tests that a slice is not also stacked over experts.
+func.func @slice_stacked(%x: tensor<?x?x64xf32>) {
+  // expected-error @+1 {{expects a sliced weight not to be stacked over {e} but got 'experts.{e}.w'}}
+  %w = mm.param "experts.{e}.w" {slice_axis = 1 : i64, slice_offset = 0 : i64} : tensor<4x8x64xf32>
+  return
+}

@@ -9,6 +9,8 @@ func.func @decoder_ops(%ids: tensor<?x?xi32>, %labels: tensor<?x?xi64>) -> (tens
   // CHECK: %[[H:.+]] = mm.embedding %{{.+}}, %[[EMB]] : (tensor<?x?xi32>, tensor<128x64xf32>) -> tensor<?x?x64xf32>
   %h = mm.embedding %ids, %emb : (tensor<?x?xi32>, tensor<128x64xf32>) -> tensor<?x?x64xf32>
   %nw = mm.param "norm.weight" : tensor<64xf32>
+  // CHECK: mm.param "experts.gate_up_proj" {slice_axis = 1 : i64, slice_offset = 96 : i64} : tensor<4x96x64xf32>
+  %up = mm.param "experts.gate_up_proj" {slice_axis = 1 : i64, slice_offset = 96 : i64} : tensor<4x96x64xf32>
   // CHECK: mm.rms_norm %[[H]], %{{.+}} {eps = 1.000000e-05 : f64}
   %n = mm.rms_norm %h, %nw {eps = 1.0e-5 : f64} : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
   %wqkv = mm.param "qkv.weight" : tensor<192x64xf32>

@@ -36,3 +36,18 @@ mmx.program @p attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "cpu
 // expected-error @+1 {{expects max_batch and max_seq >= 1 but got 0 and 8}}
 mmx.program @p attributes {max_batch = 0 : i64, max_seq = 8 : i64, target = "cpu"} {
 }
+
+// -----
+
+// Tests that a sliced weight gives both slice attributes and a slice axis within its rank.
+mmx.program @p attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "cpu"} {
+  // expected-error @+1 {{expects slice_axis and slice_offset together but got only slice_offset}}
+  %w = mmx.weight "gate_up" {dtype = f32, shape = [4, 8, 16], slice_offset = 8 : i64}
+}
+
+// -----
+
+mmx.program @p attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "cpu"} {
+  // expected-error @+1 {{expects slice_axis in [0, 3) but got 5}}
+  %w = mmx.weight "gate_up" {dtype = f32, shape = [4, 8, 16], slice_axis = 5 : i64, slice_offset = 8 : i64}
+}

@@ -25,10 +25,14 @@ struct CompileOptions {
   int64_t maxSeq = 2048;
   std::string target = "cpu";
   std::string artifact;
+  /// "inference" (logits) or "train" (mm-autodiff first; see Passes.td).
+  std::string mode = "inference";
+  /// Training: the mm-autodiff options.
+  AutodiffPassOptions train;
 };
 
-/// lower to mmx -> fuse -> tile -> CUDA codegen (GPU targets) -> plan memory ->
-/// serialize (NVRTC for GPU targets).
+/// [autodiff, in train mode] -> lower to mmx -> fuse -> tile -> CUDA codegen
+/// (GPU targets) -> plan memory -> serialize (NVRTC for GPU targets).
 void buildMMCompilePipeline(mlir::OpPassManager &pm,
                             const CompileOptions &options);
 

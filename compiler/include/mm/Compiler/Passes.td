@@ -44,6 +44,59 @@ def LowerToMMXPass : Pass<"mm-lower-to-mmx", "mlir::ModuleOp"> {
   ];
 }
 
+def AutodiffPass : Pass<"mm-autodiff", "mlir::ModuleOp"> {
+  let summary = "Build the backward graph and optimizer update of the model (training mode)";
+  let description = [{
+    Turns the model function `(input_ids) -> logits` into one training step. The final
+    `mm.logits` becomes the fused, chunked `mm.lm_head_loss` (a new `labels` argument); the ops
+    are walked in reverse and each emits its backward op (`mm.*_grad`, see MMTrainOps.td);
+    gradients of values used more than once are summed with `mm.scaled_add`.
+
+    With `optimizer=adamw` (or `came`) the function also takes `lr` and `step` (f32 scalars),
+    computes `mm.grad_norm` over every weight gradient and updates each weight in place through
+    `mm.state` moments, returning `(loss, grad_norm)`. With `optimizer=none` it returns the loss
+    and each weight's gradient, named `grad:<weight name>`.
+
+    Before:
+    ```mlir
+    func.func @model(%ids: tensor<?x?xi32>) -> tensor<?x?x8xf32> {
+      %t = mm.param "emb" : tensor<8x4xf32>
+      %h = mm.embedding %ids, %t : ...
+      %w = mm.param "lm_head.weight" : tensor<8x4xf32>
+      %l = mm.logits %h, %w : ...
+      return %l : tensor<?x?x8xf32>
+    }
+    ```
+    After (`optimizer=none`):
+    ```mlir
+    func.func @model(%ids: tensor<?x?xi32>, %labels: tensor<?x?xi32>) -> (tensor<f32>, tensor<8x4xf32>, tensor<8x4xf32>) {
+      ...
+      %loss = mm.lm_head_loss %h, %w, %labels {chunk_rows = 1024 : i64} : ...
+      %dh, %dw = mm.lm_head_loss_grad %h, %w, %labels {chunk_rows = 1024 : i64} : ...
+      %dt = mm.embedding_grad %ids, %dh : ...
+      return %loss, %dt, %dw : ...
+    }
+    ```
+  }];
+  let dependentDialects = ["mm::MMDialect"];
+  let options = [
+    Option<"optimizer", "optimizer", "std::string", /*default=*/"\"adamw\"",
+           "adamw, came (memory-light) or none (return the gradients)">,
+    Option<"beta1", "beta1", "double", /*default=*/"0.9", "First-moment decay">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.999", "Second-moment decay">,
+    Option<"beta3", "beta3", "double", /*default=*/"0.9999", "CAME's confidence decay">,
+    Option<"eps", "eps", "double", /*default=*/"1e-8", "AdamW's epsilon">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.0",
+           "Decoupled weight decay">,
+    Option<"maxNorm", "max-norm", "double", /*default=*/"1.0",
+           "Clip gradients to this global L2 norm (0: no clipping)">,
+    Option<"chunkRows", "chunk-rows", "int64_t", /*default=*/"1024",
+           "Tokens per chunk of the fused lm_head + cross-entropy">,
+    Option<"recompute", "recompute", "bool", /*default=*/"false",
+           "Recompute each decoder layer's activations in the backward pass">,
+  ];
+}
+
 def PlanMemoryPass : Pass<"mm-plan-memory", "mlir::ModuleOp"> {
   let summary = "Assign arena offsets to activation buffers from their liveness";
   let description = [{
@@ -145,6 +198,55 @@ def SerializePass : Pass<"mm-serialize", "mlir::ModuleOp"> {
   let options = [
     Option<"artifact", "artifact", "std::string", /*default=*/"",
            "Path of the .mmb file to write">,
+  ];
+}
+
+def ModelStatsPass : Pass<"mm-model-stats", "mlir::ModuleOp"> {
+  let summary = "Count parameters and plan per-GPU memory for a parallel layout";
+  let description = [{
+    Works on the `mm` model function (before `mm-lower-to-mmx`), from shapes alone, and attaches
+    the result to the module as `mm.model_stats`; with `report` it also prints it to stderr.
+
+    Parameters. `total_params` counts every `mm.param` element (every expert of every layer;
+    the two halves of a fused `gate_up_proj` are two disjoint params). `active_params` counts
+    what one token uses: for each `mm.moe`, only `top_k` of its `E` experts.
+    `active_params_non_embedding` also leaves out the embedding table and the `lm_head`
+    (counted once when tied).
+
+    Layout `tp x dp` GPUs, `ep` dividing `tp*dp` and the expert count:
+    - Attention is split over `tp` by heads (Megatron): projections producing heads are
+      column-parallel, the projection consuming them is row-parallel; K/V heads are split as
+      `ceil(num_kv_heads/tp)` per GPU (replicated when there are fewer KV heads than `tp`). The
+      lightning output norm over `H*D` channels is split with its heads.
+    - The embedding table and `lm_head` are split over `tp` by vocabulary rows.
+    - Routers and the hidden-size norms are replicated.
+    - Experts are split over `ep`: `E/ep` whole experts per GPU.
+    - `dp` replicates everything but the experts; `max-batch` is the batch of one DP replica.
+    Per-GPU memory, at `max-batch` x `max-seq` with `dtype` storage:
+    - `weight_bytes_per_gpu`: the weight shares above.
+    - `activation_bytes_per_gpu`: the peak over the program of the bytes of live activations (an
+      activation lives from its op to its last use; TP-split activations count `1/tp`), plus at
+      the `mm.moe` op the expert scratch `B*T*top_k/ep * 2*I` (gate and up) and the all-to-all
+      dispatch/combine buffers `2 * B*T*top_k * hidden`.
+    - `lightning_state_bytes_per_gpu`: per lightning layer `B * ceil(H/tp) * D * D` fp32.
+    - `kv_cache_bytes_per_gpu`: per softmax layer `2 * B * max-seq * ceil(Hkv/tp) * D` in `dtype`.
+    - `total_bytes_per_gpu`: their sum.
+
+    ```mlir
+    module attributes {mm.model_stats = {active_params = ..., total_params = ...,
+                                         weight_bytes_per_gpu = ..., ...}} { func.func @forward ... }
+    ```
+  }];
+  let options = [
+    Option<"tp", "tp", "int64_t", /*default=*/"1", "Tensor-parallel degree (heads, vocabulary)">,
+    Option<"ep", "ep", "int64_t", /*default=*/"1", "Expert-parallel degree (divides tp*dp)">,
+    Option<"dp", "dp", "int64_t", /*default=*/"1", "Data-parallel degree">,
+    Option<"maxBatch", "max-batch", "int64_t", /*default=*/"1",
+           "Batch of one data-parallel replica">,
+    Option<"maxSeq", "max-seq", "int64_t", /*default=*/"2048", "Largest sequence length">,
+    Option<"dtype", "dtype", "std::string", /*default=*/"\"bf16\"",
+           "Storage type of weights, activations and the KV cache: f32, bf16 or f16">,
+    Option<"report", "report", "bool", /*default=*/"true", "Print the result to stderr">,
   ];
 }
 
