@@ -2,6 +2,7 @@
 """Parity of mm with Hugging Face transformers on the goldens in this folder (tools/make_golden.py).
 
     run_parity.py --bin BUILD/bin --tmp DIR [--golden FOLDER] [--only NAME ...]
+                  [--target sm_90a] [--backend cuda] [--stage all|compile|run]
 
 For every golden (a folder with meta.json) it runs
     mm-import GOLDEN -o g.mlir                       (reads config.json and the safetensors headers)
@@ -12,7 +13,9 @@ and requires, against the fp32 logits transformers computed:
     max relative error  max|out - ref| / max|ref|  <= 1e-4,
     identical argmax at every position,
     the identical greedy continuation.
-Needs numpy only (no torch). Prints one row per case; exits non-zero on any failure.
+`--target` compiles for a GPU and `--backend` runs there; `--stage compile` only builds the
+artifacts into --tmp and `--stage run` only runs them (for a GPU machine that cannot build: it needs
+mm-run alone). Needs numpy only (no torch). Prints one row per case; exits non-zero on any failure.
 """
 import argparse
 import json
@@ -50,7 +53,7 @@ def compare(out, ref):
     return rel, ""
 
 
-def check_golden(folder, bin_dir, tmp):
+def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all"):
     name = os.path.basename(folder.rstrip("/"))
     with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
@@ -62,13 +65,17 @@ def check_golden(folder, bin_dir, tmp):
     os.makedirs(work, exist_ok=True)
     mlir, mmb = os.path.join(work, "model.mlir"), os.path.join(work, "model.mmb")
     rows = []
-    try:
-        run([os.path.join(bin_dir, "mm-import"), folder, "-o", mlir])
-        run([os.path.join(bin_dir, "mm-opt"), mlir,
-             f"--mm-compile=max-batch=2 max-seq={max_seq} artifact={mmb}", "-o", os.devnull])
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
-        return [(name, "compile", float("nan"), str(e))]
-    mm_run = [os.path.join(bin_dir, "mm-run"), mmb, "--weights", folder]
+    if stage != "run":
+        try:
+            run([os.path.join(bin_dir, "mm-import"), folder, "-o", mlir])
+            run([os.path.join(bin_dir, "mm-opt"), mlir,
+                 f"--mm-compile=max-batch=2 max-seq={max_seq} target={target} artifact={mmb}",
+                 "-o", os.devnull])
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            return [(name, "compile", float("nan"), str(e))]
+    if stage == "compile":
+        return [(name, "compile", float("nan"), "")]
+    mm_run = [os.path.join(bin_dir, "mm-run"), mmb, "--weights", folder, "--backend", backend]
     for case in meta["cases"]:
         label = f"{case['batch']}x{case['seq']}"
         out_path = os.path.join(work, label + ".logits.npy")
@@ -102,6 +109,9 @@ def main():
     ap.add_argument("--golden", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--tmp", required=True, help="folder for the compiled artifacts and outputs")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--target", default="cpu", help="compile target: cpu, sm_80, sm_89, sm_90a")
+    ap.add_argument("--backend", default="cpu", help="mm-run backend: cpu or cuda")
+    ap.add_argument("--stage", default="all", choices=["all", "compile", "run"])
     args = ap.parse_args()
     goldens = sorted(d for d in os.listdir(args.golden)
                      if os.path.isfile(os.path.join(args.golden, d, "meta.json"))
@@ -111,7 +121,8 @@ def main():
         return 1
     rows = []
     for g in goldens:
-        rows += check_golden(os.path.join(args.golden, g), args.bin, args.tmp)
+        rows += check_golden(os.path.join(args.golden, g), args.bin, args.tmp, args.target,
+                             args.backend, args.stage)
     failures = 0
     print(f"{'golden':<28} {'case':<18} {'max rel err':>11}  ok")
     for name, label, rel, msg in rows:

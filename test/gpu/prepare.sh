@@ -26,6 +26,12 @@ echo "== medium model (hidden 256, 8 heads x 32, partial RoPE, 8 experts): T up 
 "$build/bin/mm-import" "$src/test/gpu/medium" -o "$dir/medium.mlir"
 "$build/bin/mm-opt" "$dir/medium.mlir" \
   --mm-compile="max-batch=2 max-seq=300 target=sm_90a artifact=$dir/medium_sm_90a.mmb" -o /dev/null
+echo "== transformers goldens (test/golden): artifacts for sm_90a"
+mkdir -p "$dir/golden"
+for g in "$src"/test/golden/*/meta.json; do cp -r "$(dirname "$g")" "$dir/golden/"; done
+cp "$src/test/golden/run_parity.py" "$dir/golden/"
+"$python" "$src/test/golden/run_parity.py" --bin "$build/bin" --golden "$dir/golden" \
+  --tmp "$dir/golden-work" --target sm_90a --stage compile | tail -1
 cp "$build/bin/mm-run" "$dir/"
 mkdir -p "$dir/e2e" "$dir/tiny" "$dir/medium"
 cp "$src/test/e2e/run_e2e.py" "$src/test/e2e/mm_reference.py" "$dir/e2e/"

@@ -51,6 +51,12 @@ $py e2e/run_e2e.py --mm-run ./mm-run --artifact medium_sm_90a.mmb --config mediu
 rc=${PIPESTATUS[0]}
 record "medium e2e cuda: $(tail -1 "$out/e2e_medium.log" | cut -d' ' -f1) cases" $([ $rc = 0 ] && echo PASS || echo FAIL)
 
+echo; echo "== 3c. transformers goldens (test/golden) on --backend cuda: max rel err <= 1e-4, argmax, greedy continuations"
+$py golden/run_parity.py --bin . --golden golden --tmp golden-work --backend cuda --stage run \
+  2>&1 | tee "$out/golden_cuda.log"
+rc=${PIPESTATUS[0]}
+record "transformers goldens on cuda: $(tail -1 "$out/golden_cuda.log")" $([ $rc = 0 ] && echo PASS || echo FAIL)
+
 echo; echo "== 4. cuda vs cpu logits, B=2 T=64 (max_seq)"
 $py -c "import numpy as np; np.save('$out/ids64.npy', np.random.default_rng(7).integers(0, 128, (2, 64)).astype(np.int32))"
 ./mm-run tiny_sm_90a.mmb --weights tiny.safetensors --input-ids "$out/ids64.npy" --backend cuda --dump-logits "$out/l_cuda.npy" \
