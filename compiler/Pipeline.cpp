@@ -8,6 +8,8 @@
 using namespace mlir;
 
 namespace {
+enum class CompileMode { Inference, Train };
+
 struct CompilePipelineOptions
     : public PassPipelineOptions<CompilePipelineOptions> {
   Option<int64_t> maxBatch{*this, "max-batch",
@@ -21,9 +23,14 @@ struct CompilePipelineOptions
                              llvm::cl::init("cpu")};
   Option<std::string> artifact{*this, "artifact",
                                llvm::cl::desc("The .mmb file to write")};
-  Option<std::string> mode{*this, "mode",
-                           llvm::cl::desc("inference or train"),
-                           llvm::cl::init("inference")};
+  // An enum, so that a misspelt mode is a parse error rather than inference.
+  Option<CompileMode> mode{
+      *this, "mode", llvm::cl::desc("inference or train"),
+      llvm::cl::init(CompileMode::Inference),
+      llvm::cl::values(
+          clEnumValN(CompileMode::Inference, "inference", "forward only"),
+          clEnumValN(CompileMode::Train, "train",
+                     "forward, backward and optimizer update"))};
   // Training (mm-autodiff) options.
   Option<std::string> optimizer{
       *this, "optimizer", llvm::cl::desc("adamw, came or none (gradients)"),
@@ -58,7 +65,8 @@ void mm::registerMMCompilePipeline() {
       "Compile an mm model to a .mmb artifact (lower to mmx, fuse, tile, "
       "CUDA codegen, plan memory, serialize)",
       [](OpPassManager &pm, const CompilePipelineOptions &o) {
-        CompileOptions c{o.maxBatch, o.maxSeq, o.target, o.artifact, o.mode};
+        CompileOptions c{o.maxBatch, o.maxSeq, o.target, o.artifact,
+                         o.mode == CompileMode::Train ? "train" : "inference"};
         c.train = {o.optimizer, o.beta1,       o.beta2,     o.beta3,
                    o.eps,       o.weightDecay, o.maxNorm,   o.chunkRows,
                    o.recompute};
