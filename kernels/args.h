@@ -71,7 +71,7 @@ struct SoftmaxAttentionArgs {
 /// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace arrays (device
 /// memory the runtime sizes with moeWorkspaceBytes): topk_expert, topk_weight, slot_pos
 /// [rows*top_k]; perm_slot [rows*top_k]; offsets, tile_offsets [experts+1]; h [rows*top_k, I]
-/// (element type of x); y [rows*top_k, H] f32.
+/// (element type of x); y [rows*top_k, H] (element type of x; sized for f32).
 struct MoeArgs {
   dptr x, router, w1, w2, w3, out;
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h, y;
@@ -96,6 +96,18 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 }
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
+/// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks
+/// it as tile_m = tile_n = 128, tile_k = 64. It stages operands in dynamic shared memory,
+/// moeWgmmaStages deep; the runtime launches each GEMM with moeWgmmaSmemBytes of it.
+MM_HD constexpr bool moeWgmmaTiles(long long bm, long long bn, long long bk) {
+  return bm == 128 && bn == 128 && bk == 64;
+}
+MM_HD constexpr int moeWgmmaStages(bool gateUp) { return gateUp ? 4 : 6; }
+MM_HD constexpr long long moeWgmmaSmemBytes(bool gateUp) {
+  // A (128 rows) and B (gate and up: 256 rows; down: 128) of 64 bf16 per stage, plus 1 KiB
+  // to align the 128-byte swizzle atoms to 1024 bytes.
+  return moeWgmmaStages(gateUp) * (128ll + (gateUp ? 256 : 128)) * 64 * 2 + 1024;
+}
 
 } // namespace k
 } // namespace mm

@@ -38,8 +38,23 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   const int E = static_cast<int>(p.experts);
   for (int e = 0; e < E; ++e) {
     float s = 0.f;
-    for (long long c = lane; c < p.hidden; c += 32)
-      s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
+    if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16
+      const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+      const unsigned short *rs = reinterpret_cast<const unsigned short *>(router) + e * p.hidden;
+      for (long long c = lane * 8; c < p.hidden; c += 256) {
+        const uint4 xv = *reinterpret_cast<const uint4 *>(xs + c);
+        const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
+        const unsigned xu[4] = {xv.x, xv.y, xv.z, xv.w}, ru[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s = fmaf(__uint_as_float(xu[i] << 16), __uint_as_float(ru[i] << 16), s);
+          s = fmaf(__uint_as_float(xu[i] & 0xffff0000u), __uint_as_float(ru[i] & 0xffff0000u), s);
+        }
+      }
+    } else {
+      for (long long c = lane; c < p.hidden; c += 32)
+        s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
+    }
     s = warpSum(s);
     if (lane == 0)
       logits[warp][e] = s;
@@ -231,8 +246,242 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
         if (GATE_UP)
           st(mptr<bf16>(p.h), r * N + n, siluF(acc[0][i][j][q]) * acc[NB - 1][i][j][q]);
         else
-          mptr<float>(p.y)[r * N + n] = acc[0][i][j][q];
+          st(mptr<bf16>(p.y), r * N + n, acc[0][i][j][q]);
       }
+}
+
+// ---- sm_90a: the grouped GEMMs on wgmma (bf16, tile_m = tile_n = 128, tile_k = 64) ----------
+//
+// One CTA = 2 warpgroups computes a 128-row M-tile of one expert's group (warpgroup w: rows
+// 64w..64w+63) against a 128-column N-tile; for gate/up the B tile holds 128 rows of w1 then the
+// same 128 rows of w3, so one m64n256k16 wgmma per k16 step yields gate and up side by side and
+// the SwiGLU is applied in registers. All 256 threads stage A (rows gathered through perm_slot)
+// and B with 16-byte cp.async (zero-filled past the group, N and K) into 128-byte-swizzled
+// shared memory, moeWgmmaStages deep; two k-tiles are in flight while the tensor cores work on
+// a third, with one wgmma group left outstanding across iterations. Needs K % 8 == 0 (H and I),
+// which the tile pass checks before it picks this form.
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MM_MOE_WGMMA 1
+__device__ __forceinline__ void wgmmaBf16N128(float (&d)[64], unsigned long long da,
+                                            unsigned long long db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+               "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+               "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+               "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "l"(da), "l"(db));
+}
+__device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long long da,
+                                            unsigned long long db) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+               "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+               "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+               "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+               "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+               "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
+               "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127"
+               "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
+                 "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                 "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
+                 "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+                 "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]),
+                 "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+                 "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]),
+                 "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]),
+                 "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]),
+                 "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
+                 "+f"(d[126]), "+f"(d[127])
+               : "l"(da), "l"(db));
+}
+#endif
+
+__device__ __forceinline__ unsigned smemAddr(const void *p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+/// wgmma shared-memory descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row
+/// core-matrix groups 1024 bytes apart (the tile starts 1024-byte aligned).
+__device__ __forceinline__ unsigned long long wgmmaDesc(unsigned addr) {
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) | (1ull << 16) |
+         (64ull << 32) | (1ull << 62);
+}
+/// 16 bytes global -> shared, asynchronously; fewer than 16 source bytes (0 here) zero-fill.
+__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+
+template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
+#if defined(__CUDA_ARCH__) && !defined(MM_MOE_WGMMA)
+  static_assert(GATE_UP && !GATE_UP, "the wgmma MoE tiles need the sm_90a target");
+#elif defined(MM_MOE_WGMMA)
+  constexpr int BM = 128, BN = 128, BK = 64, THREADS = 256;
+  constexpr int S = moeWgmmaStages(GATE_UP);
+  constexpr int BROWS = GATE_UP ? 2 * BN : BN; // B rows per stage
+  constexpr int WN = BROWS;                    // wgmma N per warpgroup
+  constexpr int ACC = WN / 2;                  // fp32 accumulators per thread
+  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ long long aRow[BM];
+  const unsigned smem0 = (smemAddr(moeSmemRaw) + 1023u) & ~1023u;
+
+  const int E = static_cast<int>(p.experts);
+  const int *tiles = cptr<int>(p.tile_offsets), *offsets = cptr<int>(p.offsets);
+  const int tile = blockIdx.x;
+  if (tile >= tiles[E])
+    return;
+  int e = 0;
+  while (tile >= tiles[e + 1])
+    ++e;
+  const long long r0 = offsets[e] + static_cast<long long>(tile - tiles[e]) * BM;
+  const long long r1 = r0 + BM < offsets[e + 1] ? r0 + BM : offsets[e + 1];
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const long long n0 = static_cast<long long>(blockIdx.y) * BN;
+  for (int i = threadIdx.x; i < BM; i += THREADS) {
+    const long long r = r0 + i;
+    aRow[i] = r >= r1 ? -1 : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                                     : r * p.inter;
+  }
+  __syncthreads();
+
+  const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
+  const unsigned short *B0 = GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                                     : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+  const unsigned short *B1 = cptr<unsigned short>(p.w3) + e * p.inter * p.hidden;
+  // Staging: thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 32 j; the chunk
+  // lands at c ^ (row % 8) of its 128-byte row (the 128-byte swizzle wgmma reads).
+  const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+  const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+  const unsigned short *aSrc[BM / 32];
+  bool aIn[BM / 32];
+#pragma unroll
+  for (int j = 0; j < BM / 32; ++j) {
+    const long long row = aRow[rs + 32 * j];
+    aIn[j] = row >= 0;
+    aSrc[j] = A + (row >= 0 ? row : 0) + c * 8;
+  }
+  auto stage = [&](int kt) {
+    const unsigned base = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES);
+    const long long k0 = static_cast<long long>(kt) * BK;
+    const bool kIn = k0 + c * 8 < K;
+#pragma unroll
+    for (int j = 0; j < BM / 32; ++j)
+      cpAsync16(base + (rs + 32 * j) * 128 + swz, aIn[j] && kIn ? aSrc[j] + k0 : A,
+                aIn[j] && kIn);
+#pragma unroll
+    for (int j = 0; j < BROWS / 32; ++j) {
+      const int n = rs + 32 * j; // B row of the stage
+      const long long col = n0 + (n % BN);
+      const bool in = kIn && col < N;
+      const unsigned short *src = (GATE_UP && n >= BN ? B1 : B0) + col * K + k0 + c * 8;
+      cpAsync16(base + A_BYTES + n * 128 + swz, in ? src : B0, in);
+    }
+  };
+
+  const int wg = threadIdx.x >> 7; // warpgroup: A rows 64 wg .. 64 wg + 63
+  float acc[ACC];
+#pragma unroll
+  for (int i = 0; i < ACC; ++i)
+    acc[i] = 0.f;
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+#pragma unroll
+  for (int s = 0; s < S - 2; ++s) {
+    if (s < KT)
+      stage(s);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    // k-tile kt has landed (S - 3 younger groups may still fly); make it visible to the async
+    // proxy, and (the barrier) every warpgroup is past k-tile kt - 2, whose stage is refilled.
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 3) : "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    if (kt + S - 2 < KT)
+      stage(kt + S - 2);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    const unsigned a = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES) + wg * (64 * 128);
+    const unsigned b = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES) + A_BYTES;
+    fenceRegs(acc);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      if constexpr (WN == 256)
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32));
+      else
+        wgmmaBf16N128(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    fenceRegs(acc);
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+  fenceRegs(acc);
+
+  // Accumulator layout (m64nWN): register 4 j + q of thread (warp w, lane l) of the warpgroup is
+  // row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4) + q % 2. Gate/up: j < 16 gate, j + 16 up.
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  const long long rBase = r0 + wg * 64 + w * 16 + (l >> 2);
+  const long long cBase = n0 + 2 * (l & 3);
+  unsigned short *out = GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const long long r = rBase + 8 * h;
+    if (r >= r1)
+      continue;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const long long n = cBase + 8 * j;
+      float v0, v1;
+      if constexpr (GATE_UP) {
+        v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
+        v1 = siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
+      } else {
+        v0 = acc[4 * j + 2 * h];
+        v1 = acc[4 * j + 2 * h + 1];
+      }
+      if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
+        *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
+      else if (n < N)
+        out[r * N + n] = fromF32<bf16>(v0).bits;
+    }
+  }
+#endif
 }
 
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
@@ -323,7 +572,10 @@ __device__ void moeGemmSimt(const MoeArgs &p) {
 
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
 __device__ void moeGemm(const MoeArgs &p) {
-  if constexpr (sizeof(T) == 2)
+  if constexpr (sizeof(T) == 2 && moeWgmmaTiles(BM, BN, BK)) {
+    static_assert(THREADS == 256, "the wgmma tiles run 2 warpgroups");
+    moeGemmWgmma<GATE_UP>(p);
+  } else if constexpr (sizeof(T) == 2)
     moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);
   else
     moeGemmSimt<T, BM, BN, BK, THREADS, GATE_UP>(p);
@@ -333,14 +585,33 @@ template <typename T, int THREADS> __device__ void moeCombine(const MoeArgs &p) 
   const long long t = blockIdx.x;
   if (t >= p.rows)
     return;
-  const float *y = cptr<float>(p.y);
+  const T *y = cptr<T>(p.y);
   const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
   const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
   T *out = mptr<T>(p.out) + t * p.hidden;
+  if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16, same arithmetic
+    for (long long c = threadIdx.x * 8ll; c < p.hidden; c += THREADS * 8ll) {
+      float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      for (long long j = 0; j < p.top_k; ++j) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden + c);
+        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
+          s[2 * i + 1] = fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+      }
+      *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(out) + c) =
+          make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]), packBf16(s[4], s[5]),
+                     packBf16(s[6], s[7]));
+    }
+    return;
+  }
   for (long long c = threadIdx.x; c < p.hidden; c += THREADS) {
     float s = 0.f;
     for (long long j = 0; j < p.top_k; ++j)
-      s = fmaf(w[j], y[static_cast<long long>(pos[j]) * p.hidden + c], s);
+      s = fmaf(w[j], ld(y, static_cast<long long>(pos[j]) * p.hidden + c), s);
     st(out, c, s);
   }
 }
