@@ -97,16 +97,24 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
 /// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks
-/// it as tile_m = tile_n = 128, tile_k = 64. It stages operands in dynamic shared memory,
-/// moeWgmmaStages deep; the runtime launches each GEMM with moeWgmmaSmemBytes of it.
+/// it as tile_m = tile_n = 128, tile_k = 64 (down: 128 × 256 tiles). Persistent CTAs (one per
+/// multiprocessor, moeWgmmaGrid) stage operands in dynamic shared memory, moeWgmmaStages deep;
+/// the runtime launches both GEMMs with moeWgmmaSmemBytes of it.
 MM_HD constexpr bool moeWgmmaTiles(long long bm, long long bn, long long bk) {
   return bm == 128 && bn == 128 && bk == 64;
 }
-MM_HD constexpr int moeWgmmaStages(bool gateUp) { return gateUp ? 4 : 6; }
-MM_HD constexpr long long moeWgmmaSmemBytes(bool gateUp) {
-  // A (128 rows) and B (gate and up: 256 rows; down: 128) of 64 bf16 per stage, plus 1 KiB
-  // to align the 128-byte swizzle atoms to 1024 bytes.
-  return moeWgmmaStages(gateUp) * (128ll + (gateUp ? 256 : 128)) * 64 * 2 + 1024;
+MM_HD constexpr int moeWgmmaStages() { return 4; }
+MM_HD constexpr long long moeWgmmaSmemBytes() {
+  // A (128 rows) and B (256 rows: gate then up, or 256 down columns) of 64 bf16 per stage,
+  // plus 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
+  return moeWgmmaStages() * (128ll + 256) * 64 * 2 + 1024;
+}
+/// CTAs of a persistent wgmma GEMM: one per multiprocessor, at most one per work item
+/// (maxMTiles: the bound on M-tiles, moeGemmTiles).
+MM_HD constexpr long long moeWgmmaGrid(long long multiprocessors, long long maxMTiles,
+                                       long long n, bool gateUp) {
+  const long long items = maxMTiles * ((n + (gateUp ? 127 : 255)) / (gateUp ? 128 : 256));
+  return items < multiprocessors ? items : multiprocessors;
 }
 
 } // namespace k

@@ -36,28 +36,57 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   const T *x = cptr<T>(p.x) + t * p.hidden;
   const T *router = cptr<T>(p.router);
   const int E = static_cast<int>(p.experts);
-  for (int e = 0; e < E; ++e) {
-    float s = 0.f;
-    if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16
-      const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
-      const unsigned short *rs = reinterpret_cast<const unsigned short *>(router) + e * p.hidden;
-      for (long long c = lane * 8; c < p.hidden; c += 256) {
-        const uint4 xv = *reinterpret_cast<const uint4 *>(xs + c);
-        const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
-        const unsigned xu[4] = {xv.x, xv.y, xv.z, xv.w}, ru[4] = {rv.x, rv.y, rv.z, rv.w};
+  if (sizeof(T) == 2 && p.hidden % 8 == 0 && p.hidden <= 2048) {
+    // bf16: the token's row in registers (16-byte vectors of 8, lane-strided), four experts at
+    // a time for independent loads and reductions.
+    constexpr int XV = 8;
+    const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+    uint4 xr[XV];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s = fmaf(__uint_as_float(xu[i] << 16), __uint_as_float(ru[i] << 16), s);
-          s = fmaf(__uint_as_float(xu[i] & 0xffff0000u), __uint_as_float(ru[i] & 0xffff0000u), s);
+    for (int i = 0; i < XV; ++i) {
+      const long long c = lane * 8 + 256 * i;
+      xr[i] = c < p.hidden ? *reinterpret_cast<const uint4 *>(xs + c) : make_uint4(0, 0, 0, 0);
+    }
+    for (int e0 = 0; e0 < E; e0 += 4) {
+      float s[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        if (e0 + q >= E)
+          continue;
+        const unsigned short *rs =
+            reinterpret_cast<const unsigned short *>(router) + (e0 + q) * p.hidden;
+#pragma unroll
+        for (int i = 0; i < XV; ++i) {
+          const long long c = lane * 8 + 256 * i;
+          if (c >= p.hidden)
+            continue;
+          const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
+          const unsigned xu[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
+          const unsigned ru[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+          for (int v = 0; v < 4; ++v) {
+            s[q] = fmaf(__uint_as_float(xu[v] << 16), __uint_as_float(ru[v] << 16), s[q]);
+            s[q] = fmaf(__uint_as_float(xu[v] & 0xffff0000u),
+                        __uint_as_float(ru[v] & 0xffff0000u), s[q]);
+          }
         }
       }
-    } else {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        s[q] = warpSum(s[q]);
+        if (lane == 0 && e0 + q < E)
+          logits[warp][e0 + q] = s[q];
+      }
+    }
+  } else {
+    for (int e = 0; e < E; ++e) {
+      float s = 0.f;
       for (long long c = lane; c < p.hidden; c += 32)
         s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
+      s = warpSum(s);
+      if (lane == 0)
+        logits[warp][e] = s;
     }
-    s = warpSum(s);
-    if (lane == 0)
-      logits[warp][e] = s;
   }
   __syncwarp();
   if (lane != 0)
@@ -99,8 +128,15 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
     cursor[e] = 0;
   }
   __syncthreads();
-  for (long long s = threadIdx.x; s < slots; s += THREADS)
-    atomicAdd(&counts[topE[s]], 1);
+  // Warp-aggregated: one shared atomic per (warp, expert) instead of one per slot.
+  const int lane = threadIdx.x & 31;
+  for (long long s0 = threadIdx.x - lane; s0 < slots; s0 += THREADS) {
+    const long long s = s0 + lane;
+    const int e = s < slots ? topE[s] : -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    if (e >= 0 && lane == __ffs(peers) - 1)
+      atomicAdd(&counts[e], __popc(peers));
+  }
   __syncthreads();
   if (threadIdx.x == 0) {
     int *offsets = mptr<int>(p.offsets), *tiles = mptr<int>(p.tile_offsets);
@@ -117,9 +153,18 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
   }
   __syncthreads();
   int *permSlot = mptr<int>(p.perm_slot), *slotPos = mptr<int>(p.slot_pos);
-  for (long long s = threadIdx.x; s < slots; s += THREADS) {
-    const int e = topE[s];
-    const int pos = offs[e] + atomicAdd(&cursor[e], 1);
+  for (long long s0 = threadIdx.x - lane; s0 < slots; s0 += THREADS) {
+    const long long s = s0 + lane;
+    const int e = s < slots ? topE[s] : -1;
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const int leader = __ffs(peers) - 1;
+    int base = 0;
+    if (e >= 0 && lane == leader)
+      base = atomicAdd(&cursor[e], __popc(peers));
+    base = __shfl_sync(0xffffffffu, base, leader);
+    if (e < 0)
+      continue;
+    const int pos = offs[e] + base + __popc(peers & ((1u << lane) - 1u));
     permSlot[pos] = static_cast<int>(s);
     slotPos[s] = pos;
   }
@@ -264,8 +309,8 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
 __device__ __forceinline__ void wgmmaBf16N128(float (&d)[64], unsigned long long da,
-                                            unsigned long long db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                                            unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
                "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
                "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
@@ -283,11 +328,11 @@ __device__ __forceinline__ void wgmmaBf16N128(float (&d)[64], unsigned long long
                  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
                  "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
                  "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-               : "l"(da), "l"(db));
+               : "l"(da), "l"(db), "r"(accumulate));
 }
 __device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long long da,
-                                            unsigned long long db) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                                            unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
                "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
                "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
@@ -320,7 +365,7 @@ __device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long lon
                  "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
                  "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
                  "+f"(d[126]), "+f"(d[127])
-               : "l"(da), "l"(db));
+               : "l"(da), "l"(db), "r"(accumulate));
 }
 #endif
 
@@ -339,6 +384,13 @@ __device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool va
                "r"(valid ? 16 : 0)
                : "memory");
 }
+/// packBf16 as one cvt (round to nearest even): keeps the accumulators' uses floating point, so
+/// that the compiler carries them as f32 registers through the wgmma loop.
+__device__ __forceinline__ unsigned packBf16Cvt(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
 template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i)
@@ -349,138 +401,161 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
 #if defined(__CUDA_ARCH__) && !defined(MM_MOE_WGMMA)
   static_assert(GATE_UP && !GATE_UP, "the wgmma MoE tiles need the sm_90a target");
 #elif defined(MM_MOE_WGMMA)
-  constexpr int BM = 128, BN = 128, BK = 64, THREADS = 256;
-  constexpr int S = moeWgmmaStages(GATE_UP);
-  constexpr int BROWS = GATE_UP ? 2 * BN : BN; // B rows per stage
-  constexpr int WN = BROWS;                    // wgmma N per warpgroup
-  constexpr int ACC = WN / 2;                  // fp32 accumulators per thread
+  constexpr int BM = 128, BK = 64, THREADS = 256, S = moeWgmmaStages();
+  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
+  constexpr int BROWS = 256;              // B rows per stage = wgmma N per warpgroup
   constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
   extern __shared__ unsigned char moeSmemRaw[];
-  __shared__ long long aRow[BM];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   const unsigned smem0 = (smemAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
-  const int *tiles = cptr<int>(p.tile_offsets), *offsets = cptr<int>(p.offsets);
-  const int tile = blockIdx.x;
-  if (tile >= tiles[E])
-    return;
-  int e = 0;
-  while (tile >= tiles[e + 1])
-    ++e;
-  const long long r0 = offsets[e] + static_cast<long long>(tile - tiles[e]) * BM;
-  const long long r1 = r0 + BM < offsets[e + 1] ? r0 + BM : offsets[e + 1];
-  const long long K = GATE_UP ? p.hidden : p.inter;
-  const long long N = GATE_UP ? p.inter : p.hidden;
-  const long long n0 = static_cast<long long>(blockIdx.y) * BN;
-  for (int i = threadIdx.x; i < BM; i += THREADS) {
-    const long long r = r0 + i;
-    aRow[i] = r >= r1 ? -1 : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
-                                     : r * p.inter;
+  for (int i = threadIdx.x; i <= E; i += THREADS) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
   }
   __syncthreads();
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const int NT = static_cast<int>((N + BN - 1) / BN);
+  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  const int myItems = blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  const long long iters = static_cast<long long>(myItems) * KT;
+  // The M-tile's expert and rows [r0, r1) of the permuted order.
+  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
+    e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
+  };
 
   const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
-  const unsigned short *B0 = GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
-                                     : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
-  const unsigned short *B1 = cptr<unsigned short>(p.w3) + e * p.inter * p.hidden;
   // Staging: thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 32 j; the chunk
-  // lands at c ^ (row % 8) of its 128-byte row (the 128-byte swizzle wgmma reads).
+  // lands at c ^ (row % 8) of its 128-byte row (the 128-byte swizzle wgmma reads). The copies
+  // run S - 2 k-tiles ahead of the tensor cores, across work items.
   const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
   const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
-  const unsigned short *aSrc[BM / 32];
+  long long loadItem = -1;
+  const unsigned short *aSrc[BM / 32], *bSrc[2]; // B: rows rs + 32 j of bSrc[j / 4], + 32 j K
   bool aIn[BM / 32];
+  long long bCol = 0; // column (B row) of j = 0
+  auto stage = [&](long long g) {
+    if (g >= iters)
+      return;
+    const long long i = g / KT;
+    const int kt = static_cast<int>(g % KT);
+    if (i != loadItem) { // a new work item: its rows and columns
+      loadItem = i;
+      const int w = blockIdx.x + static_cast<int>(i) * gridDim.x;
+      int e;
+      long long r0, r1;
+      locate(w / NT, e, r0, r1);
+      const long long n0 = static_cast<long long>(w % NT) * BN;
 #pragma unroll
-  for (int j = 0; j < BM / 32; ++j) {
-    const long long row = aRow[rs + 32 * j];
-    aIn[j] = row >= 0;
-    aSrc[j] = A + (row >= 0 ? row : 0) + c * 8;
-  }
-  auto stage = [&](int kt) {
-    const unsigned base = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES);
+      for (int j = 0; j < BM / 32; ++j) {
+        const long long r = r0 + rs + 32 * j;
+        aIn[j] = r < r1;
+        const long long row = !aIn[j] ? 0
+                              : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                                        : r * p.inter;
+        aSrc[j] = A + row + c * 8;
+      }
+      const unsigned short *B0 = GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                                         : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+      const unsigned short *B1 = cptr<unsigned short>(p.w3) + e * p.inter * p.hidden;
+      // gate/up: rows 0..127 of the stage from w1, then the same rows of w3
+      bCol = n0 + rs;
+      bSrc[0] = B0 + bCol * K + c * 8;
+      bSrc[1] = (GATE_UP ? B1 + bCol * K : B0 + (bCol + BN / 2) * K) + c * 8;
+    }
+    const unsigned base = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES);
     const long long k0 = static_cast<long long>(kt) * BK;
     const bool kIn = k0 + c * 8 < K;
 #pragma unroll
     for (int j = 0; j < BM / 32; ++j)
-      cpAsync16(base + (rs + 32 * j) * 128 + swz, aIn[j] && kIn ? aSrc[j] + k0 : A,
-                aIn[j] && kIn);
+      cpAsync16(base + (rs + 32 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
 #pragma unroll
     for (int j = 0; j < BROWS / 32; ++j) {
-      const int n = rs + 32 * j; // B row of the stage
-      const long long col = n0 + (n % BN);
+      const int jj = j % 4; // row rs + 32 jj of w1 / w3 (gate/up) or of w2 from bSrc[j / 4]
+      const long long col = bCol + 32 * jj + (GATE_UP ? 0 : (j / 4) * (BN / 2));
       const bool in = kIn && col < N;
-      const unsigned short *src = (GATE_UP && n >= BN ? B1 : B0) + col * K + k0 + c * 8;
-      cpAsync16(base + A_BYTES + n * 128 + swz, in ? src : B0, in);
+      cpAsync16(base + A_BYTES + (rs + 32 * j) * 128 + swz,
+                in ? bSrc[j / 4] + 32 * jj * K + k0 : A, in);
     }
   };
 
   const int wg = threadIdx.x >> 7; // warpgroup: A rows 64 wg .. 64 wg + 63
-  float acc[ACC];
+  float acc[BROWS / 2];
 #pragma unroll
-  for (int i = 0; i < ACC; ++i)
+  for (int i = 0; i < BROWS / 2; ++i)
     acc[i] = 0.f;
-  const int KT = static_cast<int>((K + BK - 1) / BK);
 #pragma unroll
   for (int s = 0; s < S - 2; ++s) {
-    if (s < KT)
-      stage(s);
+    stage(s);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
   }
-  for (int kt = 0; kt < KT; ++kt) {
-    // k-tile kt has landed (S - 3 younger groups may still fly); make it visible to the async
-    // proxy, and (the barrier) every warpgroup is past k-tile kt - 2, whose stage is refilled.
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 3) : "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    if (kt + S - 2 < KT)
-      stage(kt + S - 2);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-    const unsigned a = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES) + wg * (64 * 128);
-    const unsigned b = smem0 + static_cast<unsigned>((kt % S) * STAGE_BYTES) + A_BYTES;
-    fenceRegs(acc);
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      if constexpr (WN == 256)
-        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32));
-      else
-        wgmmaBf16N128(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32));
-    }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    fenceRegs(acc);
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-  }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-  fenceRegs(acc);
-
-  // Accumulator layout (m64nWN): register 4 j + q of thread (warp w, lane l) of the warpgroup is
-  // row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4) + q % 2. Gate/up: j < 16 gate, j + 16 up.
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  const long long rBase = r0 + wg * 64 + w * 16 + (l >> 2);
-  const long long cBase = n0 + 2 * (l & 3);
   unsigned short *out = GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
+  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  for (int it = 0; it < myItems; ++it) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+      // k-tile g has landed (S - 3 younger groups may still fly); make it visible to the async
+      // proxy, and (the barrier) every warpgroup is past k-tile g - 2, whose stage is refilled
+      // while the tensor cores still work on g - 1.
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 3) : "memory");
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      __syncthreads();
+      stage(g + S - 2);
+      asm volatile("cp.async.commit_group;\n" ::: "memory");
+      const unsigned a = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + wg * (64 * 128);
+      const unsigned b = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + A_BYTES;
+      fenceRegs(acc);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const long long r = rBase + 8 * h;
-    if (r >= r1)
-      continue;
+      for (int kk = 0; kk < BK / 16; ++kk) // a work item's first product overwrites
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32), kt != 0 || kk != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    }
+    // The work item's last k-tile: drain and write it out (the next item's first wgmma
+    // overwrites the accumulators).
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fenceRegs(acc);
+    const int item = blockIdx.x + it * gridDim.x;
+    int e;
+    long long r0, r1;
+    locate(item / NT, e, r0, r1);
+    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l) of the
+    // warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4) + q % 2. Gate/up:
+    // j < 16 gate, j + 16 up, of the same output column.
+    const long long rBase = r0 + wg * 64 + w * 16 + (l >> 2);
+    const long long cBase = static_cast<long long>(item % NT) * BN + 2 * (l & 3);
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const long long n = cBase + 8 * j;
-      float v0, v1;
-      if constexpr (GATE_UP) {
-        v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
-        v1 = siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
-      } else {
-        v0 = acc[4 * j + 2 * h];
-        v1 = acc[4 * j + 2 * h + 1];
+    for (int h = 0; h < 2; ++h) {
+      const long long r = rBase + 8 * h;
+      if (r >= r1)
+        continue;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const long long n = cBase + 8 * j;
+        float v0, v1;
+        if constexpr (GATE_UP) {
+          v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
+          v1 = siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
+        } else {
+          v0 = acc[4 * j + 2 * h];
+          v1 = acc[4 * j + 2 * h + 1];
+        }
+        if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
+          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16Cvt(v0, v1);
+        else if (n < N)
+          out[r * N + n] = static_cast<unsigned short>(packBf16Cvt(v0, v1));
       }
-      if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
-        *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
-      else if (n < N)
-        out[r * N + n] = fromF32<bf16>(v0).bits;
     }
   }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 #endif
 }
 
@@ -582,15 +657,16 @@ __device__ void moeGemm(const MoeArgs &p) {
 }
 
 template <typename T, int THREADS> __device__ void moeCombine(const MoeArgs &p) {
-  const long long t = blockIdx.x;
-  if (t >= p.rows)
-    return;
   const T *y = cptr<T>(p.y);
-  const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
-  const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
-  T *out = mptr<T>(p.out) + t * p.hidden;
-  if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16, same arithmetic
-    for (long long c = threadIdx.x * 8ll; c < p.hidden; c += THREADS * 8ll) {
+  if (sizeof(T) == 2 && p.hidden % 8 == 0) {
+    // 16-byte vectors of 8 bf16, same arithmetic; the rows·H/8 vectors spread over all blocks.
+    const long long vecs = p.rows * (p.hidden / 8);
+    for (long long v8 = blockIdx.x * static_cast<long long>(THREADS) + threadIdx.x; v8 < vecs;
+         v8 += static_cast<long long>(gridDim.x) * THREADS) {
+      const long long t = v8 / (p.hidden / 8), c = (v8 % (p.hidden / 8)) * 8;
+      const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
+      const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
+      T *out = mptr<T>(p.out) + t * p.hidden;
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
       for (long long j = 0; j < p.top_k; ++j) {
         const uint4 v = *reinterpret_cast<const uint4 *>(
@@ -608,6 +684,12 @@ template <typename T, int THREADS> __device__ void moeCombine(const MoeArgs &p) 
     }
     return;
   }
+  const long long t = blockIdx.x;
+  if (t >= p.rows)
+    return;
+  const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
+  const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
+  T *out = mptr<T>(p.out) + t * p.hidden;
   for (long long c = threadIdx.x; c < p.hidden; c += THREADS) {
     float s = 0.f;
     for (long long j = 0; j < p.top_k; ++j)

@@ -139,19 +139,23 @@ struct Problem {
 };
 
 /// The five kernels of one form; `stage` (0..4) launches one kernel only, -1 all.
+int numSMs = 132;
 template <int BM, int BN, int BK> void runLayer(const k::MoeArgs &a, int stage = -1) {
   const unsigned tiles = cuda::moeGemmTiles(a.rows, a.top_k, a.experts, BM);
   constexpr bool wg = k::moeWgmmaTiles(BM, BN, BK);
-  const unsigned smUp = wg ? unsigned(k::moeWgmmaSmemBytes(true)) : 0;
-  const unsigned smDown = wg ? unsigned(k::moeWgmmaSmemBytes(false)) : 0;
+  const unsigned smem = wg ? unsigned(k::moeWgmmaSmemBytes()) : 0;
+  const dim3 gridUp = wg ? dim3(unsigned(k::moeWgmmaGrid(numSMs, tiles, a.inter, true)))
+                         : dim3(tiles, (a.inter + BN - 1) / BN);
+  const dim3 gridDown = wg ? dim3(unsigned(k::moeWgmmaGrid(numSMs, tiles, a.hidden, false)))
+                           : dim3(tiles, (a.hidden + BN - 1) / BN);
   if (stage < 0 || stage == 0)
     gRoute<BM><<<(a.rows + 7) / 8, kThreads>>>(a);
   if (stage < 0 || stage == 1)
     gDispatch<BM><<<1, 1024>>>(a);
   if (stage < 0 || stage == 2)
-    gGemm<BM, BN, BK, true><<<dim3(tiles, (a.inter + BN - 1) / BN), kThreads, smUp>>>(a);
+    gGemm<BM, BN, BK, true><<<gridUp, kThreads, smem>>>(a);
   if (stage < 0 || stage == 3)
-    gGemm<BM, BN, BK, false><<<dim3(tiles, (a.hidden + BN - 1) / BN), kThreads, smDown>>>(a);
+    gGemm<BM, BN, BK, false><<<gridDown, kThreads, smem>>>(a);
   if (stage < 0 || stage == 4)
     gCombine<<<a.rows, kThreads>>>(a);
   CK(cudaGetLastError());
@@ -257,11 +261,12 @@ int main(int argc, char **argv) {
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d), %d SMs\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount);
+  numSMs = prop.multiProcessorCount;
   CK(cudaFuncSetAttribute(gGemm<128, 128, 64, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          int(k::moeWgmmaSmemBytes(true))));
+                          int(k::moeWgmmaSmemBytes())));
   CK(cudaFuncSetAttribute(gGemm<128, 128, 64, false>,
                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          int(k::moeWgmmaSmemBytes(false))));
+                          int(k::moeWgmmaSmemBytes())));
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   // Small and ragged: rows not a multiple of 128, I and H not multiples of 64 or 128, E = 32.
   checkVsCpu({37, 64, 4, 96, 2}, 1);
