@@ -36,57 +36,28 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   const T *x = cptr<T>(p.x) + t * p.hidden;
   const T *router = cptr<T>(p.router);
   const int E = static_cast<int>(p.experts);
-  if (sizeof(T) == 2 && p.hidden % 8 == 0 && p.hidden <= 2048) {
-    // bf16: the token's row in registers (16-byte vectors of 8, lane-strided), four experts at
-    // a time for independent loads and reductions.
-    constexpr int XV = 8;
-    const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
-    uint4 xr[XV];
+  for (int e = 0; e < E; ++e) {
+    float s = 0.f;
+    if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16
+      const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+      const unsigned short *rs = reinterpret_cast<const unsigned short *>(router) + e * p.hidden;
+      for (long long c = lane * 8; c < p.hidden; c += 256) {
+        const uint4 xv = *reinterpret_cast<const uint4 *>(xs + c);
+        const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
+        const unsigned xu[4] = {xv.x, xv.y, xv.z, xv.w}, ru[4] = {rv.x, rv.y, rv.z, rv.w};
 #pragma unroll
-    for (int i = 0; i < XV; ++i) {
-      const long long c = lane * 8 + 256 * i;
-      xr[i] = c < p.hidden ? *reinterpret_cast<const uint4 *>(xs + c) : make_uint4(0, 0, 0, 0);
-    }
-    for (int e0 = 0; e0 < E; e0 += 4) {
-      float s[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        if (e0 + q >= E)
-          continue;
-        const unsigned short *rs =
-            reinterpret_cast<const unsigned short *>(router) + (e0 + q) * p.hidden;
-#pragma unroll
-        for (int i = 0; i < XV; ++i) {
-          const long long c = lane * 8 + 256 * i;
-          if (c >= p.hidden)
-            continue;
-          const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
-          const unsigned xu[4] = {xr[i].x, xr[i].y, xr[i].z, xr[i].w};
-          const unsigned ru[4] = {rv.x, rv.y, rv.z, rv.w};
-#pragma unroll
-          for (int v = 0; v < 4; ++v) {
-            s[q] = fmaf(__uint_as_float(xu[v] << 16), __uint_as_float(ru[v] << 16), s[q]);
-            s[q] = fmaf(__uint_as_float(xu[v] & 0xffff0000u),
-                        __uint_as_float(ru[v] & 0xffff0000u), s[q]);
-          }
+        for (int i = 0; i < 4; ++i) {
+          s = fmaf(__uint_as_float(xu[i] << 16), __uint_as_float(ru[i] << 16), s);
+          s = fmaf(__uint_as_float(xu[i] & 0xffff0000u), __uint_as_float(ru[i] & 0xffff0000u), s);
         }
       }
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        s[q] = warpSum(s[q]);
-        if (lane == 0 && e0 + q < E)
-          logits[warp][e0 + q] = s[q];
-      }
-    }
-  } else {
-    for (int e = 0; e < E; ++e) {
-      float s = 0.f;
+    } else {
       for (long long c = lane; c < p.hidden; c += 32)
         s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
-      s = warpSum(s);
-      if (lane == 0)
-        logits[warp][e] = s;
     }
+    s = warpSum(s);
+    if (lane == 0)
+      logits[warp][e] = s;
   }
   __syncwarp();
   if (lane != 0)
@@ -128,15 +99,8 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
     cursor[e] = 0;
   }
   __syncthreads();
-  // Warp-aggregated: one shared atomic per (warp, expert) instead of one per slot.
-  const int lane = threadIdx.x & 31;
-  for (long long s0 = threadIdx.x - lane; s0 < slots; s0 += THREADS) {
-    const long long s = s0 + lane;
-    const int e = s < slots ? topE[s] : -1;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
-    if (e >= 0 && lane == __ffs(peers) - 1)
-      atomicAdd(&counts[e], __popc(peers));
-  }
+  for (long long s = threadIdx.x; s < slots; s += THREADS)
+    atomicAdd(&counts[topE[s]], 1);
   __syncthreads();
   if (threadIdx.x == 0) {
     int *offsets = mptr<int>(p.offsets), *tiles = mptr<int>(p.tile_offsets);
@@ -153,18 +117,9 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
   }
   __syncthreads();
   int *permSlot = mptr<int>(p.perm_slot), *slotPos = mptr<int>(p.slot_pos);
-  for (long long s0 = threadIdx.x - lane; s0 < slots; s0 += THREADS) {
-    const long long s = s0 + lane;
-    const int e = s < slots ? topE[s] : -1;
-    const unsigned peers = __match_any_sync(0xffffffffu, e);
-    const int leader = __ffs(peers) - 1;
-    int base = 0;
-    if (e >= 0 && lane == leader)
-      base = atomicAdd(&cursor[e], __popc(peers));
-    base = __shfl_sync(0xffffffffu, base, leader);
-    if (e < 0)
-      continue;
-    const int pos = offs[e] + base + __popc(peers & ((1u << lane) - 1u));
+  for (long long s = threadIdx.x; s < slots; s += THREADS) {
+    const int e = topE[s];
+    const int pos = offs[e] + atomicAdd(&cursor[e], 1);
     permSlot[pos] = static_cast<int>(s);
     slotPos[s] = pos;
   }
