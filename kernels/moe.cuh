@@ -7,7 +7,7 @@
 //                   slot_pos[slot] = pos.
 //   3. moeGemm<GATE_UP>  grouped GEMM over experts, permuted rows gathered straight from x:
 //                   h[pos] = silu(x w1[e]ᵀ) ⊙ (x w3[e]ᵀ)   (SwiGLU fused in the epilogue)
-//   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (fp32)
+//   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (stored in T, like h)
 //   5. moeCombine   out[t] = Σ_k topk_weight[t,k] · y[slot_pos[t,k]] in k order (deterministic).
 // The order of rows inside an expert's group depends on atomics, but each row's arithmetic does
 // not, so results are bitwise reproducible.
@@ -20,6 +20,10 @@
 // TileMap register tile with fp32 FMAs. bf16: tiles kept in bf16 (rows padded by 16 bytes, so
 // fragment loads are conflict-free) and multiplied on the tensor cores with
 // mma.sync.m16n8k16 (fp32 accumulators); 8 warps as 2 (M) × 4 (N), each a (BM/2)×(BN/4) tile.
+// bf16 on sm_90a with tiles 128×128×64 (the tile pass picks them when H and I are multiples of
+// 8): moeGemmWgmma below, persistent CTAs (one per multiprocessor) over (M-tile, N-tile) work
+// items, a 4-stage cp.async pipeline into 128-byte-swizzled shared memory and wgmma
+// m64n256k16; the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
 #include "kernels/tile_gemm.cuh"
