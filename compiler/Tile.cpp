@@ -43,6 +43,19 @@ int64_t intParam(mmx::LaunchOp l, StringRef name) {
   return 0;
 }
 
+/// H and I of a moe launch (w1 is [E, I, H]) are multiples of 8.
+bool moeWgmmaShapes(mmx::LaunchOp l) {
+  auto w1 = l.getIns()[2].getDefiningOp<mmx::WeightOp>();
+  if (!w1 || w1.getShape().size() != 3)
+    return false;
+  for (int d : {1, 2}) {
+    auto v = dyn_cast<IntegerAttr>(w1.getShape()[d]);
+    if (!v || v.getInt() % 8 != 0)
+      return false;
+  }
+  return true;
+}
+
 struct TilePass : mm::impl::TilePassBase<TilePass> {
   using Base::Base;
 
@@ -52,12 +65,12 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
         continue;
       const int64_t budget = sharedMemoryBudget(program.getTarget());
       for (auto launch : program.getBody().front().getOps<mmx::LaunchOp>())
-        if (failed(tile(launch, budget)))
+        if (failed(tile(launch, budget, program.getTarget())))
           return signalPassFailure();
     }
   }
 
-  LogicalResult tile(mmx::LaunchOp l, int64_t budget) {
+  LogicalResult tile(mmx::LaunchOp l, int64_t budget, StringRef target) {
     StringRef kind = l.getKernel();
     if (kind == "linear" || kind == "logits")
       return success(); // cuBLASLt
@@ -93,6 +106,11 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
                                << budget << " bytes of shared memory but got "
                                << d;
       tiles.append({{"tile_q", t}, {"tile_k", t}});
+    } else if (kind == "moe" && target == "sm_90a" && isBf16(l.getOuts()[0]) &&
+               moeWgmmaShapes(l)) {
+      // The wgmma form (kernels/moe.cuh, moeGemmWgmma): persistent 128-row tiles staged
+      // with 16-byte cp.async, so H and I must be multiples of 8.
+      tiles.append({{"tile_m", 128}, {"tile_n", 128}, {"tile_k", 64}});
     } else if (kind == "moe") {
       tiles.append({{"tile_m", 64}, {"tile_n", 64}, {"tile_k", 32}});
     }

@@ -71,7 +71,7 @@ struct SoftmaxAttentionArgs {
 /// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace arrays (device
 /// memory the runtime sizes with moeWorkspaceBytes): topk_expert, topk_weight, slot_pos
 /// [rows*top_k]; perm_slot [rows*top_k]; offsets, tile_offsets [experts+1]; h [rows*top_k, I]
-/// (element type of x); y [rows*top_k, H] f32.
+/// (element type of x); y [rows*top_k, H] (element type of x; sized for f32).
 struct MoeArgs {
   dptr x, router, w1, w2, w3, out;
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h, y;
@@ -96,6 +96,26 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 }
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
+/// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks
+/// it as tile_m = tile_n = 128, tile_k = 64 (down: 128 × 256 tiles). Persistent CTAs (one per
+/// multiprocessor, moeWgmmaGrid) stage operands in dynamic shared memory, moeWgmmaStages deep;
+/// the runtime launches both GEMMs with moeWgmmaSmemBytes of it.
+MM_HD constexpr bool moeWgmmaTiles(long long bm, long long bn, long long bk) {
+  return bm == 128 && bn == 128 && bk == 64;
+}
+MM_HD constexpr int moeWgmmaStages() { return 4; }
+MM_HD constexpr long long moeWgmmaSmemBytes() {
+  // A (128 rows) and B (256 rows: gate then up, or 256 down columns) of 64 bf16 per stage,
+  // plus 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
+  return moeWgmmaStages() * (128ll + 256) * 64 * 2 + 1024;
+}
+/// CTAs of a persistent wgmma GEMM: one per multiprocessor, at most one per work item
+/// (maxMTiles: the bound on M-tiles, moeGemmTiles).
+MM_HD constexpr long long moeWgmmaGrid(long long multiprocessors, long long maxMTiles,
+                                       long long n, bool gateUp) {
+  const long long items = maxMTiles * ((n + (gateUp ? 127 : 255)) / (gateUp ? 128 : 256));
+  return items < multiprocessors ? items : multiprocessors;
+}
 
 } // namespace k
 } // namespace mm

@@ -7,7 +7,7 @@
 //                   slot_pos[slot] = pos.
 //   3. moeGemm<GATE_UP>  grouped GEMM over experts, permuted rows gathered straight from x:
 //                   h[pos] = silu(x w1[e]ᵀ) ⊙ (x w3[e]ᵀ)   (SwiGLU fused in the epilogue)
-//   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (fp32)
+//   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (stored in T, like h)
 //   5. moeCombine   out[t] = Σ_k topk_weight[t,k] · y[slot_pos[t,k]] in k order (deterministic).
 // The order of rows inside an expert's group depends on atomics, but each row's arithmetic does
 // not, so results are bitwise reproducible.
@@ -20,6 +20,10 @@
 // TileMap register tile with fp32 FMAs. bf16: tiles kept in bf16 (rows padded by 16 bytes, so
 // fragment loads are conflict-free) and multiplied on the tensor cores with
 // mma.sync.m16n8k16 (fp32 accumulators); 8 warps as 2 (M) × 4 (N), each a (BM/2)×(BN/4) tile.
+// bf16 on sm_90a with tiles 128×128×64 (the tile pass picks them when H and I are multiples of
+// 8): moeGemmWgmma below, persistent CTAs (one per multiprocessor) over (M-tile, N-tile) work
+// items, a 4-stage cp.async pipeline into 128-byte-swizzled shared memory and wgmma
+// m64n256k16; the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
 #include "kernels/tile_gemm.cuh"
@@ -38,8 +42,23 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   const int E = static_cast<int>(p.experts);
   for (int e = 0; e < E; ++e) {
     float s = 0.f;
-    for (long long c = lane; c < p.hidden; c += 32)
-      s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
+    if (sizeof(T) == 2 && p.hidden % 8 == 0) { // 16-byte vectors of 8 bf16
+      const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+      const unsigned short *rs = reinterpret_cast<const unsigned short *>(router) + e * p.hidden;
+      for (long long c = lane * 8; c < p.hidden; c += 256) {
+        const uint4 xv = *reinterpret_cast<const uint4 *>(xs + c);
+        const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
+        const unsigned xu[4] = {xv.x, xv.y, xv.z, xv.w}, ru[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s = fmaf(__uint_as_float(xu[i] << 16), __uint_as_float(ru[i] << 16), s);
+          s = fmaf(__uint_as_float(xu[i] & 0xffff0000u), __uint_as_float(ru[i] & 0xffff0000u), s);
+        }
+      }
+    } else {
+      for (long long c = lane; c < p.hidden; c += 32)
+        s = fmaf(ld(x, c), ld(router, e * p.hidden + c), s);
+    }
     s = warpSum(s);
     if (lane == 0)
       logits[warp][e] = s;
@@ -231,8 +250,272 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
         if (GATE_UP)
           st(mptr<bf16>(p.h), r * N + n, siluF(acc[0][i][j][q]) * acc[NB - 1][i][j][q]);
         else
-          mptr<float>(p.y)[r * N + n] = acc[0][i][j][q];
+          st(mptr<bf16>(p.y), r * N + n, acc[0][i][j][q]);
       }
+}
+
+// ---- sm_90a: the grouped GEMMs on wgmma (bf16, tile_m = tile_n = 128, tile_k = 64) ----------
+//
+// One CTA = 2 warpgroups computes a 128-row M-tile of one expert's group (warpgroup w: rows
+// 64w..64w+63) against a 128-column N-tile; for gate/up the B tile holds 128 rows of w1 then the
+// same 128 rows of w3, so one m64n256k16 wgmma per k16 step yields gate and up side by side and
+// the SwiGLU is applied in registers. All 256 threads stage A (rows gathered through perm_slot)
+// and B with 16-byte cp.async (zero-filled past the group, N and K) into 128-byte-swizzled
+// shared memory, moeWgmmaStages deep; two k-tiles are in flight while the tensor cores work on
+// a third, with one wgmma group left outstanding across iterations. Needs K % 8 == 0 (H and I),
+// which the tile pass checks before it picks this form.
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MM_MOE_WGMMA 1
+__device__ __forceinline__ void wgmmaBf16N128(float (&d)[64], unsigned long long da,
+                                            unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+               "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+               "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+               "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long long da,
+                                            unsigned long long db, int accumulate) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+               "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+               "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+               "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+               "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+               "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+               "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+               "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,"
+               "%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127"
+               "}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
+                 "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+                 "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]),
+                 "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+                 "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]),
+                 "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+                 "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]),
+                 "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]),
+                 "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]),
+                 "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
+                 "+f"(d[126]), "+f"(d[127])
+               : "l"(da), "l"(db), "r"(accumulate));
+}
+#endif
+
+__device__ __forceinline__ unsigned smemAddr(const void *p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+/// wgmma shared-memory descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row
+/// core-matrix groups 1024 bytes apart (the tile starts 1024-byte aligned).
+__device__ __forceinline__ unsigned long long wgmmaDesc(unsigned addr) {
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) | (1ull << 16) |
+         (64ull << 32) | (1ull << 62);
+}
+/// 16 bytes global -> shared, asynchronously; fewer than 16 source bytes (0 here) zero-fill.
+__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+/// packBf16 as one cvt (round to nearest even): keeps the accumulators' uses floating point, so
+/// that the compiler carries them as f32 registers through the wgmma loop.
+__device__ __forceinline__ unsigned packBf16Cvt(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+
+template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
+#if defined(__CUDA_ARCH__) && !defined(MM_MOE_WGMMA)
+  static_assert(GATE_UP && !GATE_UP, "the wgmma MoE tiles need the sm_90a target");
+#elif defined(MM_MOE_WGMMA)
+  constexpr int BM = 128, BK = 64, THREADS = 256, S = moeWgmmaStages();
+  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
+  constexpr int BROWS = 256;              // B rows per stage = wgmma N per warpgroup
+  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  const unsigned smem0 = (smemAddr(moeSmemRaw) + 1023u) & ~1023u;
+
+  const int E = static_cast<int>(p.experts);
+  for (int i = threadIdx.x; i <= E; i += THREADS) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
+  }
+  __syncthreads();
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const int NT = static_cast<int>((N + BN - 1) / BN);
+  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  const int myItems = blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  const long long iters = static_cast<long long>(myItems) * KT;
+  // The M-tile's expert and rows [r0, r1) of the permuted order.
+  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
+    e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
+  };
+
+  const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
+  // Staging: thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 32 j; the chunk
+  // lands at c ^ (row % 8) of its 128-byte row (the 128-byte swizzle wgmma reads). The copies
+  // run S - 2 k-tiles ahead of the tensor cores, across work items.
+  const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+  const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+  long long loadItem = -1;
+  const unsigned short *aSrc[BM / 32], *bSrc[2]; // B: rows rs + 32 j of bSrc[j / 4], + 32 j K
+  bool aIn[BM / 32];
+  long long bCol = 0; // column (B row) of j = 0
+  auto stage = [&](long long g) {
+    if (g >= iters)
+      return;
+    const long long i = g / KT;
+    const int kt = static_cast<int>(g % KT);
+    if (i != loadItem) { // a new work item: its rows and columns
+      loadItem = i;
+      const int w = blockIdx.x + static_cast<int>(i) * gridDim.x;
+      int e;
+      long long r0, r1;
+      locate(w / NT, e, r0, r1);
+      const long long n0 = static_cast<long long>(w % NT) * BN;
+#pragma unroll
+      for (int j = 0; j < BM / 32; ++j) {
+        const long long r = r0 + rs + 32 * j;
+        aIn[j] = r < r1;
+        const long long row = !aIn[j] ? 0
+                              : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                                        : r * p.inter;
+        aSrc[j] = A + row + c * 8;
+      }
+      const unsigned short *B0 = GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                                         : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+      const unsigned short *B1 = cptr<unsigned short>(p.w3) + e * p.inter * p.hidden;
+      // gate/up: rows 0..127 of the stage from w1, then the same rows of w3
+      bCol = n0 + rs;
+      bSrc[0] = B0 + bCol * K + c * 8;
+      bSrc[1] = (GATE_UP ? B1 + bCol * K : B0 + (bCol + BN / 2) * K) + c * 8;
+    }
+    const unsigned base = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES);
+    const long long k0 = static_cast<long long>(kt) * BK;
+    const bool kIn = k0 + c * 8 < K;
+#pragma unroll
+    for (int j = 0; j < BM / 32; ++j)
+      cpAsync16(base + (rs + 32 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
+#pragma unroll
+    for (int j = 0; j < BROWS / 32; ++j) {
+      const int jj = j % 4; // row rs + 32 jj of w1 / w3 (gate/up) or of w2 from bSrc[j / 4]
+      const long long col = bCol + 32 * jj + (GATE_UP ? 0 : (j / 4) * (BN / 2));
+      const bool in = kIn && col < N;
+      cpAsync16(base + A_BYTES + (rs + 32 * j) * 128 + swz,
+                in ? bSrc[j / 4] + 32 * jj * K + k0 : A, in);
+    }
+  };
+
+  const int wg = threadIdx.x >> 7; // warpgroup: A rows 64 wg .. 64 wg + 63
+  float acc[BROWS / 2];
+#pragma unroll
+  for (int i = 0; i < BROWS / 2; ++i)
+    acc[i] = 0.f;
+#pragma unroll
+  for (int s = 0; s < S - 2; ++s) {
+    stage(s);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  }
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  unsigned short *out = GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
+  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  for (int it = 0; it < myItems; ++it) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+      // k-tile g has landed (S - 3 younger groups may still fly); make it visible to the async
+      // proxy, and (the barrier) every warpgroup is past k-tile g - 2, whose stage is refilled
+      // while the tensor cores still work on g - 1.
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 3) : "memory");
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      __syncthreads();
+      stage(g + S - 2);
+      asm volatile("cp.async.commit_group;\n" ::: "memory");
+      const unsigned a = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + wg * (64 * 128);
+      const unsigned b = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + A_BYTES;
+      fenceRegs(acc);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) // a work item's first product overwrites
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32), kt != 0 || kk != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    }
+    // The work item's last k-tile: drain and write it out (the next item's first wgmma
+    // overwrites the accumulators).
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fenceRegs(acc);
+    const int item = blockIdx.x + it * gridDim.x;
+    int e;
+    long long r0, r1;
+    locate(item / NT, e, r0, r1);
+    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l) of the
+    // warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4) + q % 2. Gate/up:
+    // j < 16 gate, j + 16 up, of the same output column.
+    const long long rBase = r0 + wg * 64 + w * 16 + (l >> 2);
+    const long long cBase = static_cast<long long>(item % NT) * BN + 2 * (l & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const long long r = rBase + 8 * h;
+      if (r >= r1)
+        continue;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const long long n = cBase + 8 * j;
+        float v0, v1;
+        if constexpr (GATE_UP) {
+          v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
+          v1 = siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
+        } else {
+          v0 = acc[4 * j + 2 * h];
+          v1 = acc[4 * j + 2 * h + 1];
+        }
+        if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
+          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16Cvt(v0, v1);
+        else if (n < N)
+          out[r * N + n] = static_cast<unsigned short>(packBf16Cvt(v0, v1));
+      }
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
 }
 
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
@@ -323,24 +606,53 @@ __device__ void moeGemmSimt(const MoeArgs &p) {
 
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
 __device__ void moeGemm(const MoeArgs &p) {
-  if constexpr (sizeof(T) == 2)
+  if constexpr (sizeof(T) == 2 && moeWgmmaTiles(BM, BN, BK)) {
+    static_assert(THREADS == 256, "the wgmma tiles run 2 warpgroups");
+    moeGemmWgmma<GATE_UP>(p);
+  } else if constexpr (sizeof(T) == 2)
     moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);
   else
     moeGemmSimt<T, BM, BN, BK, THREADS, GATE_UP>(p);
 }
 
 template <typename T, int THREADS> __device__ void moeCombine(const MoeArgs &p) {
+  const T *y = cptr<T>(p.y);
+  if (sizeof(T) == 2 && p.hidden % 8 == 0) {
+    // 16-byte vectors of 8 bf16, same arithmetic; the rows·H/8 vectors spread over all blocks.
+    const long long vecs = p.rows * (p.hidden / 8);
+    for (long long v8 = blockIdx.x * static_cast<long long>(THREADS) + threadIdx.x; v8 < vecs;
+         v8 += static_cast<long long>(gridDim.x) * THREADS) {
+      const long long t = v8 / (p.hidden / 8), c = (v8 % (p.hidden / 8)) * 8;
+      const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
+      const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
+      T *out = mptr<T>(p.out) + t * p.hidden;
+      float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      for (long long j = 0; j < p.top_k; ++j) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden + c);
+        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
+          s[2 * i + 1] = fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+      }
+      *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(out) + c) =
+          make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]), packBf16(s[4], s[5]),
+                     packBf16(s[6], s[7]));
+    }
+    return;
+  }
   const long long t = blockIdx.x;
   if (t >= p.rows)
     return;
-  const float *y = cptr<float>(p.y);
   const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
   const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
   T *out = mptr<T>(p.out) + t * p.hidden;
   for (long long c = threadIdx.x; c < p.hidden; c += THREADS) {
     float s = 0.f;
     for (long long j = 0; j < p.top_k; ++j)
-      s = fmaf(w[j], y[static_cast<long long>(pos[j]) * p.hidden + c], s);
+      s = fmaf(w[j], ld(y, static_cast<long long>(pos[j]) * p.hidden + c), s);
     st(out, c, s);
   }
 }

@@ -103,6 +103,7 @@ struct CudaExecutor::Impl {
   CUstream stream = nullptr;
   CUdeviceptr base = 0;
   uint64_t workspace = 0, errorSlot = 0, ltWorkspace = 0;
+  int multiprocessors = 1; // persistent grids (the wgmma MoE GEMMs)
   std::vector<CUdeviceptr> dev; // per buffer
   std::vector<StepLaunch> launches;
   std::unique_ptr<LtGemm> lt;
@@ -151,6 +152,8 @@ Status CudaExecutor::Impl::open() {
              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
   MM_CU_CALL(drv, deviceGetAttribute, &optin,
              CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
+  MM_CU_CALL(drv, deviceGetAttribute, &multiprocessors,
+             CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
   name = std::string(buf) + " (sm_" + std::to_string(major) +
          std::to_string(minor) + ")";
 
@@ -215,6 +218,9 @@ Status CudaExecutor::Impl::open() {
           4 * k::attentionSmemFloats(static_cast<int>(p.headDim),
                                      static_cast<int>(p.tileQ),
                                      static_cast<int>(p.tileK)));
+    else if (s.kernel == Kernel::Moe &&
+             k::moeWgmmaTiles(p.tileM, p.tileN, p.tileK))
+      L.smemBytes = static_cast<uint32_t>(k::moeWgmmaSmemBytes());
     if (L.smemBytes > static_cast<uint32_t>(optin))
       return invalidArgument(where() + "needs " + std::to_string(L.smemBytes) +
                              " bytes of shared memory but " + name +
@@ -393,12 +399,24 @@ Status CudaExecutor::Impl::runStep(size_t index,
                               static_cast<unsigned>((a.rows + warps - 1) / warps),
                               1, 1, threads, 0, &a));
     MM_RETURN_IF_ERROR(launch(L.fns[1], 1, 1, 1, 1024, 0, &a));
-    MM_RETURN_IF_ERROR(launch(L.fns[2], tiles,
-                              static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN),
-                              1, threads, 0, &a));
-    MM_RETURN_IF_ERROR(launch(L.fns[3], tiles,
-                              static_cast<unsigned>((a.hidden + p.tileN - 1) / p.tileN),
-                              1, threads, 0, &a));
+    if (k::moeWgmmaTiles(p.tileM, p.tileN, p.tileK)) {
+      // sm_90a wgmma form: persistent CTAs walk the (M-tile, N-tile) work items.
+      MM_RETURN_IF_ERROR(launch(
+          L.fns[2],
+          static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.inter, true)),
+          1, 1, threads, L.smemBytes, &a));
+      MM_RETURN_IF_ERROR(launch(
+          L.fns[3],
+          static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.hidden, false)),
+          1, 1, threads, L.smemBytes, &a));
+    } else {
+      MM_RETURN_IF_ERROR(launch(L.fns[2], tiles,
+                                static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN),
+                                1, threads, 0, &a));
+      MM_RETURN_IF_ERROR(launch(L.fns[3], tiles,
+                                static_cast<unsigned>((a.hidden + p.tileN - 1) / p.tileN),
+                                1, threads, 0, &a));
+    }
     return launch(L.fns[4], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
   }
   case Kernel::CrossEntropy: {

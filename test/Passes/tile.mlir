@@ -86,3 +86,41 @@ mmx.program @bf16 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "
   mmx.launch "softmax_attention"(%q, %q, %q) -> (%a) {params = {head_dim = 128 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.088 : f64}}
   mmx.output "a" %a
 }
+
+// -----
+
+// Tests that a bf16 moe on sm_90a gets the wgmma tiles (128x128x64) when H and I are multiples
+// of 8, the mma.sync tiles (64x64x32) otherwise, and on sm_80 always.
+// CHECK-LABEL: mmx.program @moe_bf16_hopper
+// CHECK: "moe"{{.*}}tile_k = 64 : i64, tile_m = 128 : i64, tile_n = 128 : i64, tile_threads = 256 : i64
+// CHECK: "moe"{{.*}}tile_k = 32 : i64, tile_m = 64 : i64, tile_n = 64 : i64, tile_threads = 256 : i64
+mmx.program @moe_bf16_hopper attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 128]}
+  %r = mmx.weight "router" {dtype = bf16, shape = [4, 128]}
+  %w1 = mmx.weight "w1" {dtype = bf16, shape = [4, 64, 128]}
+  %w2 = mmx.weight "w2" {dtype = bf16, shape = [4, 128, 64]}
+  %m = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
+  mmx.launch "moe"(%x, %r, %w1, %w2, %w1) -> (%m) {params = {top_k = 2 : i64}}
+  %x2 = mmx.input "x2" {dtype = bf16, shape = ["B", "T", 60]}
+  %r2 = mmx.weight "router2" {dtype = bf16, shape = [4, 60]}
+  %v1 = mmx.weight "v1" {dtype = bf16, shape = [4, 100, 60]}
+  %v2 = mmx.weight "v2" {dtype = bf16, shape = [4, 60, 100]}
+  %m2 = mmx.alloc {dtype = bf16, shape = ["B", "T", 60]}
+  mmx.launch "moe"(%x2, %r2, %v1, %v2, %v1) -> (%m2) {params = {top_k = 2 : i64}}
+  mmx.output "m" %m
+  mmx.output "m2" %m2
+}
+
+// -----
+
+// CHECK-LABEL: mmx.program @moe_bf16_ampere
+// CHECK: "moe"{{.*}}tile_k = 32 : i64, tile_m = 64 : i64, tile_n = 64 : i64, tile_threads = 256 : i64
+mmx.program @moe_bf16_ampere attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_80"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 128]}
+  %r = mmx.weight "router" {dtype = bf16, shape = [4, 128]}
+  %w1 = mmx.weight "w1" {dtype = bf16, shape = [4, 64, 128]}
+  %w2 = mmx.weight "w2" {dtype = bf16, shape = [4, 128, 64]}
+  %m = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
+  mmx.launch "moe"(%x, %r, %w1, %w2, %w1) -> (%m) {params = {top_k = 2 : i64}}
+  mmx.output "m" %m
+}

@@ -191,9 +191,28 @@ __global__ void __launch_bounds__(attnThreads<T, BQ>()) gAttention(k::SoftmaxAtt
 template <typename T> __global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
   k::moeRoute<T, 256>(a);
 }
-__global__ void __launch_bounds__(1024) gMoeDispatch(k::MoeArgs a) { k::moeDispatch<64, 1024>(a); }
+template <int BM = 64> __global__ void __launch_bounds__(1024) gMoeDispatch(k::MoeArgs a) {
+  k::moeDispatch<BM, 1024>(a);
+}
 template <typename T, bool UP> __global__ void __launch_bounds__(256) gMoeGemm(k::MoeArgs a) {
   k::moeGemm<T, 64, 64, 32, 256, UP>(a);
+}
+// The sm_90a wgmma form (bf16, 128x128x64 tiles, persistent CTAs, dynamic shared memory).
+template <bool UP> __global__ void __launch_bounds__(256, 1) gMoeGemmWgmma(k::MoeArgs a) {
+  k::moeGemm<bf16, 128, 128, 64, 256, UP>(a);
+}
+void launchMoeWgmma(const k::MoeArgs &a) {
+  static int sms = 0;
+  if (!sms) {
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    for (const void *f : {(const void *)gMoeGemmWgmma<true>, (const void *)gMoeGemmWgmma<false>})
+      CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              int(k::moeWgmmaSmemBytes())));
+  }
+  const unsigned tiles = cuda::moeGemmTiles(a.rows, a.top_k, a.experts, 128);
+  const unsigned smem = unsigned(k::moeWgmmaSmemBytes());
+  gMoeGemmWgmma<true><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.inter, true)), 256, smem>>>(a);
+  gMoeGemmWgmma<false><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.hidden, false)), 256, smem>>>(a);
 }
 template <typename T> __global__ void __launch_bounds__(256) gMoeCombine(k::MoeArgs a) {
   k::moeCombine<T, 256>(a);
@@ -329,7 +348,7 @@ void testAttention(long long B, long long T_, long long H, long long HKV) {
             download<T>(dOut, nq), ref);
 }
 
-template <typename T>
+template <typename T, bool WGMMA = false>
 void testMoe(long long rows, long long hidden, long long experts, long long inter, long long topK) {
   auto x = randomVec<T>(rows * hidden), router = randomVec<T>(experts * hidden);
   const float ws = 1.f / std::sqrt(float(hidden)), wd = 1.f / std::sqrt(float(inter));
@@ -357,19 +376,26 @@ void testMoe(long long rows, long long hidden, long long experts, long long inte
   const unsigned tiles = cuda::moeGemmTiles(rows, topK, experts, 64);
   gMoeRoute<T><<<(rows + 7) / 8, 256>>>(a);
   CK_LAUNCH();
-  gMoeDispatch<<<1, 1024>>>(a);
-  CK_LAUNCH();
-  gMoeGemm<T, true><<<dim3(tiles, (inter + 63) / 64), 256>>>(a);
-  CK_LAUNCH();
-  gMoeGemm<T, false><<<dim3(tiles, (hidden + 63) / 64), 256>>>(a);
-  CK_LAUNCH();
+  if constexpr (WGMMA) {
+    gMoeDispatch<128><<<1, 1024>>>(a);
+    CK_LAUNCH();
+    launchMoeWgmma(a);
+    CK_LAUNCH();
+  } else {
+    gMoeDispatch<<<1, 1024>>>(a);
+    CK_LAUNCH();
+    gMoeGemm<T, true><<<dim3(tiles, (inter + 63) / 64), 256>>>(a);
+    CK_LAUNCH();
+    gMoeGemm<T, false><<<dim3(tiles, (hidden + 63) / 64), 256>>>(a);
+    CK_LAUNCH();
+  }
   gMoeCombine<T><<<rows, 256>>>(a);
   CK_LAUNCH();
   std::vector<float> ref(rows * hidden);
   cpu::Scratch s;
   cpu::moe(x.data(), router.data(), w1.data(), w2.data(), w3.data(), ref.data(), rows, hidden,
            experts, inter, topK, s);
-  report<T>("moe", dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}),
+  report<T>(WGMMA ? "moe (wgmma)" : "moe", dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}),
             download<T>(dOut, rows * hidden), ref);
 }
 
@@ -521,6 +547,15 @@ void bench(cuda::LtGemm &lt) {
     benchLine("moe (5 kernels)",
               dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}), ms,
               2.0 * rows * topK * 3 * hidden * inter, 0);
+    ms = medianMs([&] {
+      gMoeRoute<T><<<(rows + 7) / 8, 256>>>(a);
+      gMoeDispatch<128><<<1, 1024>>>(a);
+      launchMoeWgmma(a);
+      gMoeCombine<T><<<rows, 256>>>(a);
+    });
+    benchLine("moe (wgmma, sm_90a)",
+              dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}), ms,
+              2.0 * rows * topK * 3 * hidden * inter, 0);
   }
 }
 
@@ -541,6 +576,8 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
   testMoe<T>(37, 64, 4, 96, 2);
   testMoe<T>(45, 60, 4, 100, 2); // K % 8 != 0: the scalar staging path
+  if constexpr (sizeof(T) == 2)
+    testMoe<T, true>(37, 64, 4, 96, 2);
   testCrossEntropy<T>(37, 1000);
   testLinear<T>(lt, 37, 96, 64);
   if (quick)
@@ -560,6 +597,11 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
   testMoe<T>(300, 256, 8, 512, 2);
   testMoe<T>(130, 128, 32, 256, 4);
+  if constexpr (sizeof(T) == 2) { // the sm_90a wgmma form: ragged rows, H and I not tile multiples
+    testMoe<T, true>(300, 256, 8, 512, 2);
+    testMoe<T, true>(130, 128, 32, 256, 4);
+    testMoe<T, true>(257, 136, 8, 200, 2);
+  }
   testCrossEntropy<T>(300, 32000);
   testLinear<T>(lt, 300, 1000, 256);
   testLinear<T>(lt, 1, 4096, 1024);
