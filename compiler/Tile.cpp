@@ -77,13 +77,13 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
                                << d;
       tiles.append({{"tile_block", block}, {"tile_dv", dv}});
     } else if (kind == "softmax_attention" && isBf16(l.getOuts()[0])) {
-      // The tensor-core form: a warp per 16 query rows, K and Vᵀ in static
-      // shared memory (kernels/softmax_attention.cuh).
+      // The tensor-core form: a warp per 16 query rows, 128×64 tiles, K and V
+      // double-buffered in dynamic shared memory (kernels/softmax_attention.cuh).
       if (d % 16 != 0 || d > 128)
         return l.emitOpError() << "expects a bf16 head_dim that is a multiple "
                                   "of 16 and at most 128 but got "
                                << d;
-      tiles = {{"tile_threads", 128}, {"tile_q", 64}, {"tile_k", 64}};
+      tiles = {{"tile_threads", 256}, {"tile_q", 128}, {"tile_k", 64}};
     } else if (kind == "softmax_attention") {
       int64_t t = 64;
       while (t > 16 && 4 * mm::k::attentionSmemFloats(d, t, t) > budget)

@@ -21,24 +21,96 @@
 namespace mm {
 namespace k {
 
+/// Shared-memory address of a generic pointer into shared memory (the operand of cp.async and
+/// ldmatrix).
+__device__ __forceinline__ unsigned sharedAddr(const void *ptr) {
+  unsigned a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(ptr));
+  return a;
+}
+/// 16 bytes global → shared without passing through registers; `valid` false writes zeros.
+__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n"); }
+__device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n"); }
+/// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Plain: lane
+/// (g,t) gets row g, columns 2t..2t+1 of each; `.trans`: rows 2t..2t+1 of column g.
+__device__ __forceinline__ void ldMatrix4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldMatrix2(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldMatrix4Trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ float exp2Approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+/// Two floats rounded to nearest even into one register of two bf16 (the lower index in the
+/// low half), in one instruction; the operands here are finite.
+__device__ __forceinline__ unsigned packBf16Rn(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 template <int D, int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
+__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float *smem) {
   static_assert(THREADS == 2 * BQ && BQ % 16 == 0, "one warp per 16 query rows");
-  static_assert(D % 16 == 0 && BK % 16 == 0 && D <= 128, "mma tiles; static shared memory");
-  constexpr int LK = D + 8, LV = BK + 8;
-  __shared__ __align__(16) unsigned short Ks[BK * LK];
-  __shared__ __align__(16) unsigned short Vt[D * LV];
+  static_assert(D % 16 == 0 && BK % 16 == 0 && D <= 256, "mma tiles");
+  constexpr int LD = D + 8;           // bf16 row stride: ldmatrix's 8 rows hit distinct banks
+  constexpr int TILE = BK * LD;       // one K or V tile
+  constexpr int CHUNKS = BK * (D / 8); // 16-byte pieces of one tile
+  unsigned short *sm = reinterpret_cast<unsigned short *>(smem);
+  const unsigned smBase = sharedAddr(sm); // stage s: K at 2s·TILE, V at (2s+1)·TILE
+
+  // Heaviest query tiles (the most key tiles under the causal mask) start first, across all
+  // heads and batches: block n of the launch takes query tile nQ-1-n/(Hq·B).
+  const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
+  const long long lin =
+      blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long hb = lin % HB;
+  const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
+  const long long h = hb % gridDim.y, b = hb / gridDim.y;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const long long q0 = static_cast<long long>(blockIdx.x) * BQ;
-  const long long h = blockIdx.y, b = blockIdx.z;
   const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
   const long long kvh = h / (H / HKV);
   const long long rowQ = H * D, rowKV = HKV * D;
   const unsigned short *q = cptr<unsigned short>(p.q), *k = cptr<unsigned short>(p.k),
                        *v = cptr<unsigned short>(p.v);
-  const float scale = static_cast<float>(p.scale);
-  const long long rowA = q0 + warp * 16 + g, rowB = rowA + 8;
+  // Softmax in base 2: p = 2^(s·scale·log2e − m·scale·log2e), one FFMA and one EX2 per score.
+  const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
+  const long long warpRow = q0 + warp * 16, rowA = warpRow + g, rowB = rowA + 8;
+
+  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
+  const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
+  auto loadTile = [&](int tile) {
+    const long long k0 = static_cast<long long>(tile) * BK;
+    const unsigned dst = smBase + (tile & 1) * (4 * TILE);
+#pragma unroll
+    for (int idx = threadIdx.x; idx < CHUNKS; idx += THREADS) {
+      const int j = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const bool in = k0 + j < T_;
+      const long long off = (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c;
+      const unsigned at = dst + 2 * (j * LD + c);
+      cpAsync16(at, k + off, in);
+      cpAsync16(at + 2 * TILE, v + off, in);
+    }
+    cpAsyncCommit();
+  };
+  loadTile(0);
 
   auto ld32 = [](const unsigned short *ptr) { return *reinterpret_cast<const unsigned *>(ptr); };
   unsigned qa[D / 16][4];
@@ -60,74 +132,84 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
       o[nd][c] = 0.f;
   float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
 
-  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
-  for (long long k0 = 0; k0 < kvEnd; k0 += BK) {
-    __syncthreads(); // the previous tile is done with K and Vᵀ
-    for (int idx = threadIdx.x; idx < BK * (D / 8); idx += THREADS) {
-      const int j = idx / (D / 8), d = (idx % (D / 8)) * 8;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (k0 + j < T_) {
-        const long long off = (b * T_ + k0 + j) * rowKV + kvh * D + d;
-        kv = *reinterpret_cast<const uint4 *>(k + off);
-        vv = *reinterpret_cast<const uint4 *>(v + off);
-      }
-      *reinterpret_cast<uint4 *>(Ks + j * LK + d) = kv;
-      const unsigned short *vs = reinterpret_cast<const unsigned short *>(&vv);
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-        Vt[(d + i) * LV + j] = vs[i];
-    }
-    __syncthreads();
+  // Per-lane ldmatrix offsets (bytes): K tiles untransposed (matrix i = keys +0..7, d +8i),
+  // V tiles transposed (matrix i = keys +8(i&1)..., d +8(i>>1)).
+  const unsigned kLane = 2 * ((lane & 7) * LD + (lane >> 3) * 8);
+  const unsigned vLane = 2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
+
+  for (int tile = 0; tile < nTiles; ++tile) {
+    cpAsyncWaitAll();
+    __syncthreads(); // this tile has landed; every warp is done with the other stage
+    if (tile + 1 < nTiles)
+      loadTile(tile + 1); // overlaps this tile's arithmetic
+    const long long k0 = static_cast<long long>(tile) * BK;
+    if (k0 > warpRow + 15)
+      continue; // every key of the tile is past the diagonal for this warp's rows
+    const unsigned kBase = smBase + (tile & 1) * (4 * TILE), vBase = kBase + 2 * TILE;
 
     float s[BK / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt) {
+    for (int nt = 0; nt < BK / 8; ++nt)
 #pragma unroll
       for (int c = 0; c < 4; ++c)
         s[nt][c] = 0.f;
 #pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        const unsigned short *base = Ks + (nt * 8 + g) * LK + kd * 16 + 2 * t;
-        const unsigned bf[2] = {ld32(base), ld32(base + 8)};
-        mmaBf16(s[nt], qa[kd], bf);
+    for (int kd = 0; kd < D / 16; kd += 2) {
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; ++nt) {
+        unsigned kb[4];
+        const unsigned at = kBase + kLane + 2 * (nt * 8 * LD + kd * 16);
+        if (kd + 1 < D / 16) {
+          ldMatrix4(kb, at);
+        } else {
+          ldMatrix2(kb, at);
+        }
+        const unsigned b0[2] = {kb[0], kb[1]};
+        mmaBf16(s[nt], qa[kd], b0);
+        if (kd + 1 < D / 16) {
+          const unsigned b1[2] = {kb[2], kb[3]};
+          mmaBf16(s[nt], qa[kd + 1], b1);
+        }
       }
     }
-    float mxA = -infinity(), mxB = -infinity();
+    // Only tiles that cross this warp's diagonal or the end of the sequence are masked.
+    if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt)
+      for (int nt = 0; nt < BK / 8; ++nt)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const long long key = k0 + nt * 8 + 2 * t + (c & 1);
-        const long long row = c < 2 ? rowA : rowB;
-        s[nt][c] = key <= row && key < T_ ? s[nt][c] * scale : -infinity();
-        if (c < 2)
-          mxA = fmaxf(mxA, s[nt][c]);
-        else
-          mxB = fmaxf(mxB, s[nt][c]);
-      }
+        for (int c = 0; c < 4; ++c) {
+          const long long key = k0 + nt * 8 + 2 * t + (c & 1);
+          if (key > (c < 2 ? rowA : rowB) || key >= T_)
+            s[nt][c] = -infinity();
+        }
+    }
+    float mxA = mA, mxB = mB;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      mxA = fmaxf(mxA, fmaxf(s[nt][0], s[nt][1]));
+      mxB = fmaxf(mxB, fmaxf(s[nt][2], s[nt][3]));
+    }
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
     }
-    const float nA = fmaxf(mA, mxA), nB = fmaxf(mB, mxB);
-    const float rA = mA == -infinity() ? 0.f : __expf(mA - nA);
-    const float rB = mB == -infinity() ? 0.f : __expf(mB - nB);
-    mA = nA;
-    mB = nB;
+    // Tile 0 shows key 0 to every row, so the maxima are finite from the first tile on; the
+    // first rescale is 2^(-inf) = 0.
+    const float rA = exp2Approx((mA - mxA) * sl), rB = exp2Approx((mB - mxB) * sl);
+    mA = mxA;
+    mB = mxB;
+    const float nA = -mA * sl, nB = -mB * sl;
     float sumA = 0.f, sumB = 0.f;
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const float m = c < 2 ? nA : nB;
-        const float e = m == -infinity() ? 0.f : __expf(s[nt][c] - m);
-        s[nt][c] = e;
-        if (c < 2)
-          sumA += e;
-        else
-          sumB += e;
-      }
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      s[nt][0] = exp2Approx(fmaf(s[nt][0], sl, nA));
+      s[nt][1] = exp2Approx(fmaf(s[nt][1], sl, nA));
+      s[nt][2] = exp2Approx(fmaf(s[nt][2], sl, nB));
+      s[nt][3] = exp2Approx(fmaf(s[nt][3], sl, nB));
+      sumA += s[nt][0] + s[nt][1];
+      sumB += s[nt][2] + s[nt][3];
+    }
     lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the end
     lB = lB * rB + sumB;
 #pragma unroll
@@ -139,15 +221,17 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
     }
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      const unsigned pa[4] = {packBf16(s[2 * kk][0], s[2 * kk][1]),
-                              packBf16(s[2 * kk][2], s[2 * kk][3]),
-                              packBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              packBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const unsigned pa[4] = {packBf16Rn(s[2 * kk][0], s[2 * kk][1]),
+                              packBf16Rn(s[2 * kk][2], s[2 * kk][3]),
+                              packBf16Rn(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              packBf16Rn(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-      for (int nd = 0; nd < D / 8; ++nd) {
-        const unsigned short *base = Vt + (nd * 8 + g) * LV + kk * 16 + 2 * t;
-        const unsigned bf[2] = {ld32(base), ld32(base + 8)};
-        mmaBf16(o[nd], pa, bf);
+      for (int nd = 0; nd < D / 8; nd += 2) {
+        unsigned vb[4];
+        ldMatrix4Trans(vb, vBase + vLane + 2 * (kk * 16 * LD + nd * 8));
+        const unsigned b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+        mmaBf16(o[nd], pa, b0);
+        mmaBf16(o[nd + 1], pa, b1);
       }
     }
   }
@@ -156,14 +240,15 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
     lA += __shfl_xor_sync(0xffffffffu, lA, off);
     lB += __shfl_xor_sync(0xffffffffu, lB, off);
   }
+  const float iA = 1.f / lA, iB = 1.f / lB;
   unsigned *out = mptr<unsigned>(p.out);
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
     if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd][0] / lA, o[nd][1] / lA);
+      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd][0] * iA, o[nd][1] * iA);
     if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd][2] / lB, o[nd][3] / lB);
+      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd][2] * iB, o[nd][3] * iB);
   }
 }
 
@@ -263,7 +348,7 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
 template <typename T, int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
   if constexpr (sizeof(T) == 2)
-    softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p);
+    softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p, smem);
   else
     softmaxAttentionSimt<T, D, BQ, BK, THREADS>(p, smem);
 }
