@@ -548,6 +548,10 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLightning<T, 64, 64, 32, false>(1, 100, 2, 1, 3);
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
+  if constexpr (sizeof(T) == 2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
+    testAttention<T, 128, 128, 64>(2, 300, 4, 2);
+    testAttention<T, 128, 128, 128>(2, 300, 4, 2);
+  }
   testMoe<T>(37, 64, 4, 96, 2);
   testMoe<T>(45, 60, 4, 100, 2); // K % 8 != 0: the scalar staging path
   testCrossEntropy<T>(37, 1000);
@@ -567,10 +571,8 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 64, 64, 64>(1, 333, 8, 2);
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
-  if constexpr (sizeof(T) == 2) { // the bf16 tile of mm-tile, GQA and ragged
-    testAttention<T, 128, 128, 64>(2, 300, 4, 2);
-    testAttention<T, 128, 128, 64>(1, 1000, 8, 8);
-  }
+  if constexpr (sizeof(T) == 2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
+    testAttention<T, 128, 128, 128>(1, 1000, 8, 8);
   testMoe<T>(300, 256, 8, 512, 2);
   testMoe<T>(130, 128, 32, 256, 4);
   testCrossEntropy<T>(300, 32000);

@@ -15,18 +15,26 @@ __global__ void __launch_bounds__(2 * BQ) gAttn(k::SoftmaxAttentionArgs a) {
   k::softmaxAttention<k::bf16, D, BQ, BK, 2 * BQ>(a, smem);
 }
 
+/// The mma.sync form directly (on sm_90a the dispatch picks wgmma for D = 128).
 template <int D, int BQ, int BK>
+__global__ void __launch_bounds__(2 * BQ) gAttnMma(k::SoftmaxAttentionArgs a) {
+  extern __shared__ float smem[];
+  k::softmaxAttentionTensorCores<D, BQ, BK, 2 * BQ>(a, smem);
+}
+
+template <int D, int BQ, int BK, bool MMA = false>
 static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
   const int smem = static_cast<int>(k::attentionBf16SmemBytes(D, BK));
-  cudaError_t e = cudaFuncSetAttribute(gAttn<D, BQ, BK>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  auto fn = MMA ? gAttnMma<D, BQ, BK> : gAttn<D, BQ, BK>;
+  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess)
     return static_cast<int>(e);
-  gAttn<D, BQ, BK><<<dim3((a.seq + BQ - 1) / BQ, a.heads, a.batch), 2 * BQ, smem, stream>>>(a);
+  fn<<<dim3((a.seq + BQ - 1) / BQ, a.heads, a.batch), 2 * BQ, smem, stream>>>(a);
   return static_cast<int>(cudaGetLastError());
 }
 
-/// variant: 0 = 128×64 tiles, 1 = 64×64, 2 = 128×32, 3 = 64×128; D = 64 or 128.
+/// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64, 2 = dispatch (wgmma) 128×128,
+/// 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; D = 64 (0, 1) or 128.
 extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out, long long B,
                          long long T, long long H, long long HKV, int D, double scale,
                          void *stream) {
@@ -36,10 +44,11 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out, long
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (D == 128) {
     switch (variant) {
-    case 0: return launch<128, 128, 64>(a, s);
-    case 1: return launch<128, 64, 64>(a, s);
-    case 2: return launch<128, 128, 32>(a, s);
-    case 3: return launch<128, 64, 128>(a, s);
+    case 0: return launch<128, 128, 64, true>(a, s);
+    case 1: return launch<128, 64, 64, true>(a, s);
+    case 2: return launch<128, 128, 128>(a, s);
+    case 3: return launch<128, 128, 64>(a, s);
+    case 4: return launch<128, 192, 128>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {

@@ -18,7 +18,7 @@ lib.attn_bf16.restype = ctypes.c_int
 lib.attn_bf16.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_longlong] * 4 + [
     ctypes.c_int, ctypes.c_double, ctypes.c_void_p]
 variants = [int(v) for v in sys.argv[2:]] or [0]
-names = {0: "128x64", 1: "64x64", 2: "128x32", 3: "64x128"}
+names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128"}
 dev = torch.device("cuda")
 print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 
