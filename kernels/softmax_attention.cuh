@@ -5,14 +5,20 @@
 // h / (Hq/Hkv).
 //
 // Operands: q [B, T, Hq*D], k and v [B, T, Hkv*D], out [B, T, Hq*D], all T, row-major.
-// Tiling: grid (ceil(T/BQ), Hq, B); shared memory (floats, rows padded by one word):
+// Tiling: grid (ceil(T/BQ), Hq, B). f32 shared memory (floats, rows padded by one word):
 // Q [BQ][D+1], K and V [BK][D+1], P [BQ][BK+1], m, l, rescale [BQ] = attentionSmemFloats.
 // f32: S = Q Kᵀ and O += P V run on TileMap register tiles in fp32 (O stays in registers across
 // tiles); one warp per query row does the softmax bookkeeping.
-// bf16: the tensor-core form (FlashAttention-2 on mma.sync.m16n8k16): THREADS = 2·BQ, each warp
-// owns 16 query rows; Q fragments stay in registers, K [BK][D+8] and Vᵀ [D][BK+8] are staged in
-// static shared memory (bf16, rows padded by 16 bytes), S and O are fp32 fragments in registers,
-// P is rounded to bf16 and fed straight from the S fragments into P V. D ≤ 128.
+// bf16: two tensor-core forms, THREADS = 2·BQ, K and V tiles double-buffered in dynamic shared
+// memory by cp.async (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
+// registers, P rounded to bf16 and fed from the S registers into P V, softmax in base 2.
+//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma, one warpgroup per
+//    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64] halves), K read
+//    K-major for S = Q Kᵀ, V N-major for O += P V.
+//  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query rows; K and V as
+//    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
+// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key tiles past a warp's
+// (warpgroup's) diagonal are skipped and only tiles crossing it or T are masked.
 // Keys past T or past the diagonal are -inf in both forms.
 #pragma once
 
