@@ -491,11 +491,11 @@ void bench(cuda::LtGemm &lt) {
     k::SoftmaxAttentionArgs a{dq.d(), dkv.d(), dkv.d() + T_ * H * D * sizeof(T), dOut.d(), 1, T_,
                               H, H, 0.088};
     // The tile mm-tile picks for bf16 (compiler/Tile.cpp).
-    const int smem = attnSmem<T, 128>(128, 64);
-    CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 64>,
+    const int smem = attnSmem<T, 128>(128, 128);
+    CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     double ms = medianMs([&] {
-      gAttention<T, 128, 128, 64>
+      gAttention<T, 128, 128, 128>
           <<<dim3((T_ + 127) / 128, H, 1), attnThreads<T, 128>(), smem>>>(a);
     });
     benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}), ms,
