@@ -94,6 +94,11 @@ MM_HD constexpr long long lightningSmemFloats(int D, int BLOCK, int DV) {
 MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
   return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) + 3ll * BQ;
 }
+/// Dynamic shared memory (bytes) of the bf16 tensor-core attention: two stages of K and V tiles,
+/// [BK][D+8] bf16 each.
+MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK) {
+  return 2ll * 2 * BK * (D + 8) * 2;
+}
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
 /// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks

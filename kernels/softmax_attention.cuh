@@ -5,14 +5,20 @@
 // h / (Hq/Hkv).
 //
 // Operands: q [B, T, Hq*D], k and v [B, T, Hkv*D], out [B, T, Hq*D], all T, row-major.
-// Tiling: grid (ceil(T/BQ), Hq, B); shared memory (floats, rows padded by one word):
+// Tiling: grid (ceil(T/BQ), Hq, B). f32 shared memory (floats, rows padded by one word):
 // Q [BQ][D+1], K and V [BK][D+1], P [BQ][BK+1], m, l, rescale [BQ] = attentionSmemFloats.
 // f32: S = Q Kᵀ and O += P V run on TileMap register tiles in fp32 (O stays in registers across
 // tiles); one warp per query row does the softmax bookkeeping.
-// bf16: the tensor-core form (FlashAttention-2 on mma.sync.m16n8k16): THREADS = 2·BQ, each warp
-// owns 16 query rows; Q fragments stay in registers, K [BK][D+8] and Vᵀ [D][BK+8] are staged in
-// static shared memory (bf16, rows padded by 16 bytes), S and O are fp32 fragments in registers,
-// P is rounded to bf16 and fed straight from the S fragments into P V. D ≤ 128.
+// bf16: two tensor-core forms, THREADS = 2·BQ, K and V tiles double-buffered in dynamic shared
+// memory by cp.async (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
+// registers, P rounded to bf16 and fed from the S registers into P V, softmax in base 2.
+//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma, one warpgroup per
+//    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64] halves), K read
+//    K-major for S = Q Kᵀ, V N-major for O += P V.
+//  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query rows; K and V as
+//    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
+// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key tiles past a warp's
+// (warpgroup's) diagonal are skipped and only tiles crossing it or T are masked.
 // Keys past T or past the diagonal are -inf in both forms.
 #pragma once
 
@@ -21,24 +27,96 @@
 namespace mm {
 namespace k {
 
+/// Shared-memory address of a generic pointer into shared memory (the operand of cp.async and
+/// ldmatrix).
+__device__ __forceinline__ unsigned sharedAddr(const void *ptr) {
+  unsigned a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(ptr));
+  return a;
+}
+/// 16 bytes global → shared without passing through registers; `valid` false writes zeros.
+__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n"); }
+__device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n"); }
+/// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Plain: lane
+/// (g,t) gets row g, columns 2t..2t+1 of each; `.trans`: rows 2t..2t+1 of column g.
+__device__ __forceinline__ void ldMatrix4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldMatrix2(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldMatrix4Trans(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ float exp2Approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+/// Two floats rounded to nearest even into one register of two bf16 (the lower index in the
+/// low half), in one instruction; the operands here are finite.
+__device__ __forceinline__ unsigned packBf16Rn(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 template <int D, int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
+__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float *smem) {
   static_assert(THREADS == 2 * BQ && BQ % 16 == 0, "one warp per 16 query rows");
-  static_assert(D % 16 == 0 && BK % 16 == 0 && D <= 128, "mma tiles; static shared memory");
-  constexpr int LK = D + 8, LV = BK + 8;
-  __shared__ __align__(16) unsigned short Ks[BK * LK];
-  __shared__ __align__(16) unsigned short Vt[D * LV];
+  static_assert(D % 16 == 0 && BK % 16 == 0 && D <= 256, "mma tiles");
+  constexpr int LD = D + 8;           // bf16 row stride: ldmatrix's 8 rows hit distinct banks
+  constexpr int TILE = BK * LD;       // one K or V tile
+  constexpr int CHUNKS = BK * (D / 8); // 16-byte pieces of one tile
+  unsigned short *sm = reinterpret_cast<unsigned short *>(smem);
+  const unsigned smBase = sharedAddr(sm); // stage s: K at 2s·TILE, V at (2s+1)·TILE
+
+  // Heaviest query tiles (the most key tiles under the causal mask) start first, across all
+  // heads and batches: block n of the launch takes query tile nQ-1-n/(Hq·B).
+  const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
+  const long long lin =
+      blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long hb = lin % HB;
+  const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
+  const long long h = hb % gridDim.y, b = hb / gridDim.y;
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const long long q0 = static_cast<long long>(blockIdx.x) * BQ;
-  const long long h = blockIdx.y, b = blockIdx.z;
   const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
   const long long kvh = h / (H / HKV);
   const long long rowQ = H * D, rowKV = HKV * D;
   const unsigned short *q = cptr<unsigned short>(p.q), *k = cptr<unsigned short>(p.k),
                        *v = cptr<unsigned short>(p.v);
-  const float scale = static_cast<float>(p.scale);
-  const long long rowA = q0 + warp * 16 + g, rowB = rowA + 8;
+  // Softmax in base 2: p = 2^(s·scale·log2e − m·scale·log2e), one FFMA and one EX2 per score.
+  const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
+  const long long warpRow = q0 + warp * 16, rowA = warpRow + g, rowB = rowA + 8;
+
+  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
+  const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
+  auto loadTile = [&](int tile) {
+    const long long k0 = static_cast<long long>(tile) * BK;
+    const unsigned dst = smBase + (tile & 1) * (4 * TILE);
+#pragma unroll
+    for (int idx = threadIdx.x; idx < CHUNKS; idx += THREADS) {
+      const int j = idx / (D / 8), c = (idx % (D / 8)) * 8;
+      const bool in = k0 + j < T_;
+      const long long off = (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c;
+      const unsigned at = dst + 2 * (j * LD + c);
+      cpAsync16(at, k + off, in);
+      cpAsync16(at + 2 * TILE, v + off, in);
+    }
+    cpAsyncCommit();
+  };
+  loadTile(0);
 
   auto ld32 = [](const unsigned short *ptr) { return *reinterpret_cast<const unsigned *>(ptr); };
   unsigned qa[D / 16][4];
@@ -60,74 +138,84 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
       o[nd][c] = 0.f;
   float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
 
-  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
-  for (long long k0 = 0; k0 < kvEnd; k0 += BK) {
-    __syncthreads(); // the previous tile is done with K and Vᵀ
-    for (int idx = threadIdx.x; idx < BK * (D / 8); idx += THREADS) {
-      const int j = idx / (D / 8), d = (idx % (D / 8)) * 8;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (k0 + j < T_) {
-        const long long off = (b * T_ + k0 + j) * rowKV + kvh * D + d;
-        kv = *reinterpret_cast<const uint4 *>(k + off);
-        vv = *reinterpret_cast<const uint4 *>(v + off);
-      }
-      *reinterpret_cast<uint4 *>(Ks + j * LK + d) = kv;
-      const unsigned short *vs = reinterpret_cast<const unsigned short *>(&vv);
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-        Vt[(d + i) * LV + j] = vs[i];
-    }
-    __syncthreads();
+  // Per-lane ldmatrix offsets (bytes): K tiles untransposed (matrix i = keys +0..7, d +8i),
+  // V tiles transposed (matrix i = keys +8(i&1)..., d +8(i>>1)).
+  const unsigned kLane = 2 * ((lane & 7) * LD + (lane >> 3) * 8);
+  const unsigned vLane = 2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
+
+  for (int tile = 0; tile < nTiles; ++tile) {
+    cpAsyncWaitAll();
+    __syncthreads(); // this tile has landed; every warp is done with the other stage
+    if (tile + 1 < nTiles)
+      loadTile(tile + 1); // overlaps this tile's arithmetic
+    const long long k0 = static_cast<long long>(tile) * BK;
+    if (k0 > warpRow + 15)
+      continue; // every key of the tile is past the diagonal for this warp's rows
+    const unsigned kBase = smBase + (tile & 1) * (4 * TILE), vBase = kBase + 2 * TILE;
 
     float s[BK / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt) {
+    for (int nt = 0; nt < BK / 8; ++nt)
 #pragma unroll
       for (int c = 0; c < 4; ++c)
         s[nt][c] = 0.f;
 #pragma unroll
-      for (int kd = 0; kd < D / 16; ++kd) {
-        const unsigned short *base = Ks + (nt * 8 + g) * LK + kd * 16 + 2 * t;
-        const unsigned bf[2] = {ld32(base), ld32(base + 8)};
-        mmaBf16(s[nt], qa[kd], bf);
+    for (int kd = 0; kd < D / 16; kd += 2) {
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; ++nt) {
+        unsigned kb[4];
+        const unsigned at = kBase + kLane + 2 * (nt * 8 * LD + kd * 16);
+        if (kd + 1 < D / 16) {
+          ldMatrix4(kb, at);
+        } else {
+          ldMatrix2(kb, at);
+        }
+        const unsigned b0[2] = {kb[0], kb[1]};
+        mmaBf16(s[nt], qa[kd], b0);
+        if (kd + 1 < D / 16) {
+          const unsigned b1[2] = {kb[2], kb[3]};
+          mmaBf16(s[nt], qa[kd + 1], b1);
+        }
       }
     }
-    float mxA = -infinity(), mxB = -infinity();
+    // Only tiles that cross this warp's diagonal or the end of the sequence are masked.
+    if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt)
+      for (int nt = 0; nt < BK / 8; ++nt)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const long long key = k0 + nt * 8 + 2 * t + (c & 1);
-        const long long row = c < 2 ? rowA : rowB;
-        s[nt][c] = key <= row && key < T_ ? s[nt][c] * scale : -infinity();
-        if (c < 2)
-          mxA = fmaxf(mxA, s[nt][c]);
-        else
-          mxB = fmaxf(mxB, s[nt][c]);
-      }
+        for (int c = 0; c < 4; ++c) {
+          const long long key = k0 + nt * 8 + 2 * t + (c & 1);
+          if (key > (c < 2 ? rowA : rowB) || key >= T_)
+            s[nt][c] = -infinity();
+        }
+    }
+    float mxA = mA, mxB = mB;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      mxA = fmaxf(mxA, fmaxf(s[nt][0], s[nt][1]));
+      mxB = fmaxf(mxB, fmaxf(s[nt][2], s[nt][3]));
+    }
 #pragma unroll
     for (int off = 1; off <= 2; off <<= 1) {
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
     }
-    const float nA = fmaxf(mA, mxA), nB = fmaxf(mB, mxB);
-    const float rA = mA == -infinity() ? 0.f : __expf(mA - nA);
-    const float rB = mB == -infinity() ? 0.f : __expf(mB - nB);
-    mA = nA;
-    mB = nB;
+    // Tile 0 shows key 0 to every row, so the maxima are finite from the first tile on; the
+    // first rescale is 2^(-inf) = 0.
+    const float rA = exp2Approx((mA - mxA) * sl), rB = exp2Approx((mB - mxB) * sl);
+    mA = mxA;
+    mB = mxB;
+    const float nA = -mA * sl, nB = -mB * sl;
     float sumA = 0.f, sumB = 0.f;
 #pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const float m = c < 2 ? nA : nB;
-        const float e = m == -infinity() ? 0.f : __expf(s[nt][c] - m);
-        s[nt][c] = e;
-        if (c < 2)
-          sumA += e;
-        else
-          sumB += e;
-      }
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      s[nt][0] = exp2Approx(fmaf(s[nt][0], sl, nA));
+      s[nt][1] = exp2Approx(fmaf(s[nt][1], sl, nA));
+      s[nt][2] = exp2Approx(fmaf(s[nt][2], sl, nB));
+      s[nt][3] = exp2Approx(fmaf(s[nt][3], sl, nB));
+      sumA += s[nt][0] + s[nt][1];
+      sumB += s[nt][2] + s[nt][3];
+    }
     lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the end
     lB = lB * rB + sumB;
 #pragma unroll
@@ -139,15 +227,17 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
     }
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      const unsigned pa[4] = {packBf16(s[2 * kk][0], s[2 * kk][1]),
-                              packBf16(s[2 * kk][2], s[2 * kk][3]),
-                              packBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              packBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const unsigned pa[4] = {packBf16Rn(s[2 * kk][0], s[2 * kk][1]),
+                              packBf16Rn(s[2 * kk][2], s[2 * kk][3]),
+                              packBf16Rn(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              packBf16Rn(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-      for (int nd = 0; nd < D / 8; ++nd) {
-        const unsigned short *base = Vt + (nd * 8 + g) * LV + kk * 16 + 2 * t;
-        const unsigned bf[2] = {ld32(base), ld32(base + 8)};
-        mmaBf16(o[nd], pa, bf);
+      for (int nd = 0; nd < D / 8; nd += 2) {
+        unsigned vb[4];
+        ldMatrix4Trans(vb, vBase + vLane + 2 * (kk * 16 * LD + nd * 8));
+        const unsigned b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+        mmaBf16(o[nd], pa, b0);
+        mmaBf16(o[nd + 1], pa, b1);
       }
     }
   }
@@ -156,16 +246,232 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p) {
     lA += __shfl_xor_sync(0xffffffffu, lA, off);
     lB += __shfl_xor_sync(0xffffffffu, lB, off);
   }
+  const float iA = 1.f / lA, iB = 1.f / lB;
   unsigned *out = mptr<unsigned>(p.out);
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
     if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd][0] / lA, o[nd][1] / lA);
+      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd][0] * iA, o[nd][1] * iA);
     if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd][2] / lB, o[nd][3] / lB);
+      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd][2] * iB, o[nd][3] * iB);
   }
 }
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The sm_90a form: wgmma (one warpgroup per 64 query rows) with K and V tiles in shared memory in
+// the 128-byte-swizzled layout of the tensor cores; Q and P are the register A operands.
+
+/// Shared-memory matrix descriptor of a 128-byte-swizzled operand (PTX ISA, wgmma): start
+/// address, leading and stride byte offsets, layout type 1 (128B swizzle) in bits 62-63.
+__device__ __forceinline__ unsigned long long wgmmaDesc(unsigned addr, unsigned lbo,
+                                                        unsigned sbo) {
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
+         (static_cast<unsigned long long>(lbo >> 4) << 16) |
+         (static_cast<unsigned long long>(sbo >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmmaWait0() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+/// Keeps the compiler from moving accesses of wgmma accumulators across issue and wait.
+template <int N> __device__ __forceinline__ void wgmmaFenceRegs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+/// d (+)= a·B for one warpgroup: a 64×16 bf16 from registers (the mma.sync A fragment of each
+/// warp's 16 rows), B 16×N from shared memory (TRANS_B 0: K-major, 1: N-major), d 64×N fp32 in
+/// the mma.sync C fragment order per 8 columns; scaleD 0 overwrites d.
+template <int TRANS_B>
+__device__ __forceinline__ void wgmmaM64N64K16(float (&d)[32], const unsigned (&a)[4], unsigned long long descB, int scaleD) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+               "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD), "n"(TRANS_B));
+}
+template <int TRANS_B>
+__device__ __forceinline__ void wgmmaM64N128K16(float (&d)[64], const unsigned (&a)[4], unsigned long long descB, int scaleD) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+               "{%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD), "n"(TRANS_B));
+}
+
+template <int BQ, int BK, int THREADS>
+__device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem) {
+  constexpr int D = 128;
+  static_assert(THREADS == 2 * BQ && BQ % 64 == 0, "one warpgroup per 64 query rows");
+  static_assert(BK == 64 || BK == 128, "wgmma n = BK for S = Q Kᵀ");
+  // A K or V tile is two 64-column halves [BK][64] of 128-byte rows; 16-byte chunk c of row j
+  // sits at chunk c ^ (j & 7) (the 128B swizzle), so 8-row groups are 1024 bytes apart.
+  constexpr unsigned HALF = BK * 128, TILE = 2 * HALF, STAGE = 2 * TILE;
+  const unsigned smBase = (sharedAddr(smem) + 1023u) & ~1023u;
+
+  const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
+  const long long lin =
+      blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long hb = lin % HB;
+  const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
+  const long long h = hb % gridDim.y, b = hb / gridDim.y;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
+  const long long kvh = h / (H / HKV);
+  const long long rowQ = H * D, rowKV = HKV * D;
+  const unsigned short *q = cptr<unsigned short>(p.q), *k = cptr<unsigned short>(p.k),
+                       *v = cptr<unsigned short>(p.v);
+  const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
+  const long long groupRow = q0 + (warp >> 2) * 64, warpRow = q0 + warp * 16;
+  const long long rowA = warpRow + g, rowB = rowA + 8;
+
+  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
+  const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
+  auto loadTile = [&](int tile) {
+    const long long k0 = static_cast<long long>(tile) * BK;
+    const unsigned dst = smBase + (tile & 1) * STAGE;
+#pragma unroll
+    for (int idx = threadIdx.x; idx < BK * 16; idx += THREADS) {
+      const int j = idx >> 4, c = idx & 15;
+      const bool in = k0 + j < T_;
+      const long long off = (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c * 8;
+      const unsigned at = dst + (c >> 3) * HALF + j * 128 + (((c & 7) ^ (j & 7)) << 4);
+      cpAsync16(at, k + off, in);
+      cpAsync16(at + TILE, v + off, in);
+    }
+    cpAsyncCommit();
+  };
+  loadTile(0);
+
+  auto ld32 = [](const unsigned short *ptr) { return *reinterpret_cast<const unsigned *>(ptr); };
+  unsigned qa[D / 16][4];
+#pragma unroll
+  for (int kd = 0; kd < D / 16; ++kd) {
+    const int c = kd * 16 + 2 * t;
+    const unsigned short *pa = q + (b * T_ + rowA) * rowQ + h * D + c;
+    const unsigned short *pb = q + (b * T_ + rowB) * rowQ + h * D + c;
+    qa[kd][0] = rowA < T_ ? ld32(pa) : 0u;
+    qa[kd][1] = rowB < T_ ? ld32(pb) : 0u;
+    qa[kd][2] = rowA < T_ ? ld32(pa + 8) : 0u;
+    qa[kd][3] = rowB < T_ ? ld32(pb + 8) : 0u;
+  }
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i)
+    o[i] = 0.f;
+  float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
+
+  for (int tile = 0; tile < nTiles; ++tile) {
+    cpAsyncWaitAll();
+    // cp.async wrote through the generic proxy; wgmma reads through the async proxy.
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    if (tile + 1 < nTiles)
+      loadTile(tile + 1);
+    const long long k0 = static_cast<long long>(tile) * BK;
+    if (k0 > groupRow + 63)
+      continue; // past the diagonal for all 64 rows of this warpgroup
+    const unsigned kBase = smBase + (tile & 1) * STAGE, vBase = kBase + TILE;
+
+    float s[BK / 2];
+    wgmmaFence();
+#pragma unroll
+    for (int kd = 0; kd < D / 16; ++kd) {
+      const unsigned long long desc =
+          wgmmaDesc(kBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024);
+      if constexpr (BK == 128)
+        wgmmaM64N128K16<0>(s, qa[kd], desc, kd);
+      else
+        wgmmaM64N64K16<0>(s, qa[kd], desc, kd);
+    }
+    wgmmaCommit();
+    wgmmaWait0();
+    wgmmaFenceRegs(s);
+
+    if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const long long key = k0 + nt * 8 + 2 * t + (c & 1);
+          if (key > (c < 2 ? rowA : rowB) || key >= T_)
+            s[nt * 4 + c] = -infinity();
+        }
+    }
+    float mxA = mA, mxB = mB;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      mxA = fmaxf(mxA, fmaxf(s[nt * 4], s[nt * 4 + 1]));
+      mxB = fmaxf(mxB, fmaxf(s[nt * 4 + 2], s[nt * 4 + 3]));
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
+      mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
+    }
+    const float rA = exp2Approx((mA - mxA) * sl), rB = exp2Approx((mB - mxB) * sl);
+    mA = mxA;
+    mB = mxB;
+    const float nA = -mA * sl, nB = -mB * sl;
+    float sumA = 0.f, sumB = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      s[nt * 4 + 0] = exp2Approx(fmaf(s[nt * 4 + 0], sl, nA));
+      s[nt * 4 + 1] = exp2Approx(fmaf(s[nt * 4 + 1], sl, nA));
+      s[nt * 4 + 2] = exp2Approx(fmaf(s[nt * 4 + 2], sl, nB));
+      s[nt * 4 + 3] = exp2Approx(fmaf(s[nt * 4 + 3], sl, nB));
+      sumA += s[nt * 4 + 0] + s[nt * 4 + 1];
+      sumB += s[nt * 4 + 2] + s[nt * 4 + 3];
+    }
+    lA = lA * rA + sumA;
+    lB = lB * rB + sumB;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; ++nd) {
+      o[nd * 4 + 0] *= rA;
+      o[nd * 4 + 1] *= rA;
+      o[nd * 4 + 2] *= rB;
+      o[nd * 4 + 3] *= rB;
+    }
+    unsigned pa[BK / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      pa[kk][0] = packBf16Rn(s[8 * kk + 0], s[8 * kk + 1]);
+      pa[kk][1] = packBf16Rn(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = packBf16Rn(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = packBf16Rn(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) // V is N-major: 64-column halves HALF apart
+      wgmmaM64N128K16<1>(o, pa[kk], wgmmaDesc(vBase + kk * 2048, HALF, 1024), 1);
+    wgmmaCommit();
+    wgmmaWait0();
+    wgmmaFenceRegs(o);
+  }
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    lA += __shfl_xor_sync(0xffffffffu, lA, off);
+    lB += __shfl_xor_sync(0xffffffffu, lB, off);
+  }
+  const float iA = 1.f / lA, iB = 1.f / lB;
+  unsigned *out = mptr<unsigned>(p.out);
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) {
+    const long long c = h * D + nd * 8 + 2 * t;
+    if (rowA < T_)
+      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
+    if (rowB < T_)
+      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
+  }
+}
+#endif
 
 template <typename T, int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem) {
@@ -262,8 +568,14 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
 /// (attentionSmemFloats), unused by the bf16 form.
 template <typename T, int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
-  if constexpr (sizeof(T) == 2)
-    softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p);
+  if constexpr (sizeof(T) == 2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
+      softmaxAttentionWgmma<BQ, BK, THREADS>(p, smem);
+    else
+#endif
+      softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p, smem);
+  }
   else
     softmaxAttentionSimt<T, D, BQ, BK, THREADS>(p, smem);
 }

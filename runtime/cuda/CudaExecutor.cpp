@@ -215,9 +215,12 @@ Status CudaExecutor::Impl::open() {
                                      static_cast<int>(p.tileDv)));
     else if (s.kernel == Kernel::SoftmaxAttention)
       L.smemBytes = static_cast<uint32_t>(
-          4 * k::attentionSmemFloats(static_cast<int>(p.headDim),
-                                     static_cast<int>(p.tileQ),
-                                     static_cast<int>(p.tileK)));
+          plan.buffers[s.outputs[0]].dtype == DType::BF16
+              ? k::attentionBf16SmemBytes(static_cast<int>(p.headDim),
+                                          static_cast<int>(p.tileK))
+              : 4 * k::attentionSmemFloats(static_cast<int>(p.headDim),
+                                           static_cast<int>(p.tileQ),
+                                           static_cast<int>(p.tileK)));
     else if (s.kernel == Kernel::Moe &&
              k::moeWgmmaTiles(p.tileM, p.tileN, p.tileK))
       L.smemBytes = static_cast<uint32_t>(k::moeWgmmaSmemBytes());

@@ -76,10 +76,10 @@ mmx.program @huge attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "
 
 // -----
 
-// Tests that bf16 softmax attention gets the tensor-core tile: 64x64 on 128 threads (a warp per
-// 16 query rows).
+// Tests that bf16 softmax attention gets the tensor-core tiles: 128 query rows on 256 threads,
+// 128 keys for the wgmma form (sm_90a, head_dim 128), 64 for mma.sync otherwise.
 // CHECK-LABEL: mmx.program @bf16
-// CHECK: "softmax_attention"{{.*}}tile_k = 64 : i64, tile_q = 64 : i64, tile_threads = 128 : i64
+// CHECK: "softmax_attention"{{.*}}tile_k = 128 : i64, tile_q = 128 : i64, tile_threads = 256 : i64
 mmx.program @bf16 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
   %q = mmx.input "q" {dtype = bf16, shape = ["B", "T", 128]}
   %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
@@ -123,4 +123,16 @@ mmx.program @moe_bf16_ampere attributes {max_batch = 1 : i64, max_seq = 8 : i64,
   %m = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
   mmx.launch "moe"(%x, %r, %w1, %w2, %w1) -> (%m) {params = {top_k = 2 : i64}}
   mmx.output "m" %m
+}
+
+// -----
+
+// Tests that a bf16 softmax attention with D=64 on sm_90a keeps the mma.sync tiles (the wgmma form needs D=128).
+// CHECK-LABEL: mmx.program @bf16_d64
+// CHECK: "softmax_attention"{{.*}}tile_k = 64 : i64, tile_q = 128 : i64, tile_threads = 256 : i64
+mmx.program @bf16_d64 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %q = mmx.input "q" {dtype = bf16, shape = ["B", "T", 64]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 64]}
+  mmx.launch "softmax_attention"(%q, %q, %q) -> (%a) {params = {head_dim = 64 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.125 : f64}}
+  mmx.output "a" %a
 }

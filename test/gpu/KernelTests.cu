@@ -181,7 +181,8 @@ __global__ void __launch_bounds__(256) gLightning(k::LightningArgs a) {
 /// for the bf16 tensor-core form.
 template <typename T, int BQ> __host__ __device__ constexpr int attnThreads() { return sizeof(T) == 2 ? 2 * BQ : 256; }
 template <typename T, int BQ> constexpr int attnSmem(int D, int BK) {
-  return sizeof(T) == 2 ? 0 : static_cast<int>(4 * k::attentionSmemFloats(D, BQ, BK));
+  return static_cast<int>(sizeof(T) == 2 ? k::attentionBf16SmemBytes(D, BK)
+                                         : 4 * k::attentionSmemFloats(D, BQ, BK));
 }
 template <typename T, int D, int BQ, int BK>
 __global__ void __launch_bounds__(attnThreads<T, BQ>()) gAttention(k::SoftmaxAttentionArgs a) {
@@ -511,9 +512,17 @@ void bench(cuda::LtGemm &lt) {
     const long long H = 16, D = 128;
     auto q = randomVec<T>(T_ * H * D);
     Dev dq = upload<T>(q), dOut = outputBuf<T>(T_ * H * D);
-    k::SoftmaxAttentionArgs a{dq.d(), dq.d(), dq.d(), dOut.d(), 1, T_, H, H, 0.088};
+    auto kv = randomVec<T>(2 * T_ * H * D);
+    Dev dkv = upload<T>(kv);
+    k::SoftmaxAttentionArgs a{dq.d(), dkv.d(), dkv.d() + T_ * H * D * sizeof(T), dOut.d(), 1, T_,
+                              H, H, 0.088};
+    // The tile mm-tile picks for bf16 (compiler/Tile.cpp).
+    const int smem = attnSmem<T, 128>(128, 128);
+    CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     double ms = medianMs([&] {
-      gAttention<T, 128, 64, 64><<<dim3((T_ + 63) / 64, H, 1), attnThreads<T, 64>()>>>(a);
+      gAttention<T, 128, 128, 128>
+          <<<dim3((T_ + 127) / 128, H, 1), attnThreads<T, 128>(), smem>>>(a);
     });
     benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}), ms,
               4.0 * T_ * T_ * D * H / 2, 0);
@@ -574,6 +583,10 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLightning<T, 64, 64, 32, false>(1, 100, 2, 1, 3);
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
+  if constexpr (sizeof(T) == 2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
+    testAttention<T, 128, 128, 64>(2, 300, 4, 2);
+    testAttention<T, 128, 128, 128>(2, 300, 4, 2);
+  }
   testMoe<T>(37, 64, 4, 96, 2);
   testMoe<T>(45, 60, 4, 100, 2); // K % 8 != 0: the scalar staging path
   if constexpr (sizeof(T) == 2)
@@ -595,6 +608,8 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 64, 64, 64>(1, 333, 8, 2);
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
+  if constexpr (sizeof(T) == 2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
+    testAttention<T, 128, 128, 128>(1, 1000, 8, 8);
   testMoe<T>(300, 256, 8, 512, 2);
   testMoe<T>(130, 128, 32, 256, 4);
   if constexpr (sizeof(T) == 2) { // the sm_90a wgmma form: ragged rows, H and I not tile multiples

@@ -153,7 +153,7 @@ def TilePass : Pass<"mm-tile", "mlir::ModuleOp"> {
     that runs a kernel template: `tile_threads` (block size) everywhere; `tile_block` (tokens per
     Lightning-Attention-2 block) and `tile_dv` (value columns per block) for
     `lightning_attention`; `tile_q` / `tile_k` (query / key rows per tile) for
-    `softmax_attention` (bf16: the tensor-core form, 64×64 tiles on 128 threads); `tile_m` /
+    `softmax_attention` (bf16: the tensor-core forms on 256 threads, 128×128 tiles for wgmma on sm_90a at head_dim 128, else 128×64); `tile_m` /
     `tile_n` / `tile_k` for the grouped GEMMs of `moe`. f32 tiles are the largest whose shared
     memory fits the target (227 KB on sm_90a, 163 KB on sm_80,
     99 KB on sm_89). `linear` and `logits` go to cuBLASLt and get none. The CPU target is left
