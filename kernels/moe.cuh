@@ -26,6 +26,7 @@
 // m64n256k16; the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
+#include "kernels/async_copy.cuh"
 #include "kernels/tile_gemm.cuh"
 
 namespace mm {
@@ -328,27 +329,11 @@ __device__ __forceinline__ void wgmmaBf16N256(float (&d)[128], unsigned long lon
 }
 #endif
 
-__device__ __forceinline__ unsigned smemAddr(const void *p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 /// wgmma shared-memory descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row
 /// core-matrix groups 1024 bytes apart (the tile starts 1024-byte aligned).
 __device__ __forceinline__ unsigned long long wgmmaDesc(unsigned addr) {
   return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) | (1ull << 16) |
          (64ull << 32) | (1ull << 62);
-}
-/// 16 bytes global -> shared, asynchronously; fewer than 16 source bytes (0 here) zero-fill.
-__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-/// packBf16 as one cvt (round to nearest even): keeps the accumulators' uses floating point, so
-/// that the compiler carries them as f32 registers through the wgmma loop.
-__device__ __forceinline__ unsigned packBf16Cvt(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
 }
 template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
 #pragma unroll
@@ -366,7 +351,7 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
-  const unsigned smem0 = (smemAddr(moeSmemRaw) + 1023u) & ~1023u;
+  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
   for (int i = threadIdx.x; i <= E; i += THREADS) {
@@ -508,9 +493,9 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
           v1 = acc[4 * j + 2 * h + 1];
         }
         if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
-          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16Cvt(v0, v1);
+          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16Rn(v0, v1);
         else if (n < N)
-          out[r * N + n] = static_cast<unsigned short>(packBf16Cvt(v0, v1));
+          out[r * N + n] = static_cast<unsigned short>(packBf16Rn(v0, v1));
       }
     }
   }

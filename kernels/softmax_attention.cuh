@@ -22,25 +22,12 @@
 // Keys past T or past the diagonal are -inf in both forms.
 #pragma once
 
+#include "kernels/async_copy.cuh"
 #include "kernels/tile_gemm.cuh"
 
 namespace mm {
 namespace k {
 
-/// Shared-memory address of a generic pointer into shared memory (the operand of cp.async and
-/// ldmatrix).
-__device__ __forceinline__ unsigned sharedAddr(const void *ptr) {
-  unsigned a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(ptr));
-  return a;
-}
-/// 16 bytes global → shared without passing through registers; `valid` false writes zeros.
-__device__ __forceinline__ void cpAsync16(unsigned dst, const void *src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n"); }
-__device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n"); }
 /// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Plain: lane
 /// (g,t) gets row g, columns 2t..2t+1 of each; `.trans`: rows 2t..2t+1 of column g.
 __device__ __forceinline__ void ldMatrix4(unsigned (&r)[4], unsigned addr) {
@@ -63,14 +50,6 @@ __device__ __forceinline__ float exp2Approx(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
-/// Two floats rounded to nearest even into one register of two bf16 (the lower index in the
-/// low half), in one instruction; the operands here are finite.
-__device__ __forceinline__ unsigned packBf16Rn(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
 template <int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float *smem) {
   static_assert(THREADS == 2 * BQ && BQ % 16 == 0, "one warp per 16 query rows");
