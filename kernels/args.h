@@ -61,6 +61,14 @@ struct LightningArgs {
   long long batch, seq, heads, layer, num_layers;
 };
 
+/// lightning_attention, chunk-parallel fast path (bf16, D = 128; kernels/lightning_attention.cuh):
+/// three launches over the same block. `state` is fp32 workspace [B, H, nseg, D, D]
+/// (lightningChunkStateFloats); T is cut into nseg segments of seg_len tokens (the last ragged).
+struct LightningChunkArgs {
+  dptr qkv, out, state;
+  long long batch, seq, heads, layer, num_layers, seg_len, nseg;
+};
+
 /// softmax_attention: q [B,T,Hq*D], k and v [B,T,Hkv*D] -> out [B,T,Hq*D].
 struct SoftmaxAttentionArgs {
   dptr q, k, v, out;
@@ -93,6 +101,36 @@ MM_HD constexpr long long lightningSmemFloats(int D, int BLOCK, int DV) {
 }
 MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
   return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) + 3ll * BQ;
+}
+/// Chunk-parallel lightning attention (bf16, D = 128): tokens per sub-chunk, threads per block,
+/// shared-memory bytes of the per-segment state kernel and the output kernel (STAGES-deep
+/// cp.async pipelines of padded [64][136] bf16 tiles), and the fp32 workspace.
+MM_HD constexpr int lightningChunkRows() { return 64; }
+MM_HD constexpr int lightningChunkThreads() { return 256; }
+MM_HD constexpr long long lightningChunkStatesSmem(int stages) { return stages * 2ll * 64 * 136 * 2; }
+MM_HD constexpr long long lightningChunkOutSmem(int stages) {
+  return stages * 3ll * 64 * 136 * 2 + 64ll * 72 * 2 + 64ll * 136 * 2 + 128ll * 136 * 2;
+}
+MM_HD constexpr long long lightningChunkStateFloats(long long batch, long long heads,
+                                                    long long nseg) {
+  return batch * heads * nseg * 128 * 128;
+}
+/// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads) independent sequences
+/// on `sms` multiprocessors, one output block per multiprocessor: minimises waves × seg_len plus
+/// the per-segment state traffic (about 256 tokens' worth of bytes per segment).
+MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms) {
+  const long long sub = (T + 63) / 64;
+  long long best = sub * 64, bestCost = -1;
+  for (long long n = 1; n <= sub && n <= 4096; ++n) {
+    const long long len = (sub + n - 1) / n * 64, segs = (T + len - 1) / len;
+    const long long waves = (bh * segs + sms - 1) / sms;
+    const long long cost = waves * len + (segs - 1) * bh * 256 / sms;
+    if (bestCost < 0 || cost < bestCost) {
+      bestCost = cost;
+      best = len;
+    }
+  }
+  return best;
 }
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
