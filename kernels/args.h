@@ -116,15 +116,19 @@ MM_HD constexpr long long lightningChunkStateFloats(long long batch, long long h
   return batch * heads * nseg * 128 * 128;
 }
 /// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads) independent sequences
-/// on `sms` multiprocessors, one output block per multiprocessor: minimises waves × seg_len plus
-/// the per-segment state traffic (about 256 tokens' worth of bytes per segment).
+/// on `sms` multiprocessors. Each launch walks its segments sequentially, so its time is about
+/// waves × seg_len: the output launch runs one block per multiprocessor, the states launch two
+/// at about 0.4 of the output's cost per token (measured, H200); plus the per-segment state
+/// traffic (about 256 tokens' worth of bytes per segment).
 MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms) {
   const long long sub = (T + 63) / 64;
   long long best = sub * 64, bestCost = -1;
   for (long long n = 1; n <= sub && n <= 4096; ++n) {
     const long long len = (sub + n - 1) / n * 64, segs = (T + len - 1) / len;
-    const long long waves = (bh * segs + sms - 1) / sms;
-    const long long cost = waves * len + (segs - 1) * bh * 256 / sms;
+    const long long wavesOut = (bh * segs + sms - 1) / sms;
+    const long long wavesStates = (bh * (segs - 1) + 2 * sms - 1) / (2 * sms);
+    const long long cost =
+        10 * wavesOut * len + 4 * wavesStates * len + 10 * (segs - 1) * bh * 256 / sms;
     if (bestCost < 0 || cost < bestCost) {
       bestCost = cost;
       best = len;
@@ -132,6 +136,7 @@ MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long
   }
   return best;
 }
+
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
 
