@@ -61,6 +61,14 @@ struct LightningArgs {
   long long batch, seq, heads, layer, num_layers;
 };
 
+/// lightning_attention, chunk-parallel fast path (bf16, D = 128; kernels/lightning_attention.cuh):
+/// three launches over the same block. `state` is fp32 workspace [B, H, nseg, D, D]
+/// (lightningChunkStateFloats); T is cut into nseg segments of seg_len tokens (the last ragged).
+struct LightningChunkArgs {
+  dptr qkv, out, state;
+  long long batch, seq, heads, layer, num_layers, seg_len, nseg;
+};
+
 /// softmax_attention: q [B,T,Hq*D], k and v [B,T,Hkv*D] -> out [B,T,Hq*D].
 struct SoftmaxAttentionArgs {
   dptr q, k, v, out;
@@ -99,6 +107,41 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK) {
   return 2ll * 2 * BK * (D + 8) * 2;
 }
+/// Chunk-parallel lightning attention (bf16, D = 128): tokens per sub-chunk, threads per block,
+/// shared-memory bytes of the per-segment state kernel and the output kernel (STAGES-deep
+/// cp.async pipelines of padded [64][136] bf16 tiles), and the fp32 workspace.
+MM_HD constexpr int lightningChunkRows() { return 64; }
+MM_HD constexpr int lightningChunkThreads() { return 256; }
+MM_HD constexpr long long lightningChunkStatesSmem(int stages) { return stages * 2ll * 64 * 136 * 2; }
+MM_HD constexpr long long lightningChunkOutSmem(int stages) {
+  return stages * 3ll * 64 * 136 * 2 + 64ll * 72 * 2 + 64ll * 136 * 2 + 128ll * 136 * 2;
+}
+MM_HD constexpr long long lightningChunkStateFloats(long long batch, long long heads,
+                                                    long long nseg) {
+  return batch * heads * nseg * 128 * 128;
+}
+/// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads) independent sequences
+/// on `sms` multiprocessors. Each launch walks its segments sequentially, so its time is about
+/// waves × seg_len: the output launch runs one block per multiprocessor, the states launch two
+/// at about 0.4 of the output's cost per token (measured, H200); plus the per-segment state
+/// traffic (about 256 tokens' worth of bytes per segment).
+MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms) {
+  const long long sub = (T + 63) / 64;
+  long long best = sub * 64, bestCost = -1;
+  for (long long n = 1; n <= sub && n <= 4096; ++n) {
+    const long long len = (sub + n - 1) / n * 64, segs = (T + len - 1) / len;
+    const long long wavesOut = (bh * segs + sms - 1) / sms;
+    const long long wavesStates = (bh * (segs - 1) + 2 * sms - 1) / (2 * sms);
+    const long long cost =
+        10 * wavesOut * len + 4 * wavesStates * len + 10 * (segs - 1) * bh * 256 / sms;
+    if (bestCost < 0 || cost < bestCost) {
+      bestCost = cost;
+      best = len;
+    }
+  }
+  return best;
+}
+
 /// The MoE kernels keep per-block expert tables in shared memory of this many entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
 /// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks

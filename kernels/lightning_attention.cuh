@@ -125,5 +125,425 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
   }
 }
 
+
+// ---- Chunk-parallel fast path: bf16 operands, D = 128, tensor cores (mma.sync m16n8k16) ----
+//
+// With λ = exp(-s) and the state at position p, S(p) = Σ_{u<p} λ^{p-u} k_uᵀ v_u (fp32, [D, D]):
+//   o_t = Σ_{p≤u≤t} λ^{t-u} (q_t·k_u) v_u + λ^{t-p} q_t S(p)      for any p ≤ t,
+//   S(p+m) = λ^m S(p) + Σ_{p≤u<p+m} λ^{p+m-u} k_uᵀ v_u.
+// T is cut into nseg segments of seg_len tokens (a multiple of 64; lightningChunkSegLen), and
+// each segment into sub-chunks of 64 tokens. Three launches:
+//   1. states  grid (nseg-1, H, B): U_s = the second term of S(p+m) over segment s, walking its
+//      sub-chunks (the state update below from S = 0), into slot s of the workspace.
+//   2. scan    grid (D·D/1024, H, B): in place, slot s ← S(start of segment s) for s ≥ 1
+//      (S(b_1) = U_0, S(b_{s+1}) = λ^{seg_len} S(b_s) + U_s); slot 0 is never read.
+//   3. out     grid (nseg, H, B): each block walks its segment from S(start) (zero for s = 0),
+//      per sub-chunk: P = (Q Kᵀ) ⊙ Dm (bf16 in shared memory), O = diag(λ^i) Q bf16(S) + P V,
+//      then S ← λ^m S + (K ⊙ λ^{m-j})ᵀ V with S held in fp32 registers.
+// Each reads q, k, v of a sub-chunk with 16-byte cp.async into padded [64][136] bf16 tiles
+// (conflict-free ldmatrix), STAGES deep; rows past T are zero-filled, so a ragged last
+// sub-chunk is exact. 8 warps: warp w owns state rows 32(w%4).., columns 64(w/4).. (64 fp32
+// registers), P rows 16(w%4).., keys 32(w/4).., and O rows 16(w%4).., columns 64(w/4)...
+// Products run on bf16 operands (P, the decayed K and the state copy are rounded to bf16) with
+// fp32 accumulation; the state itself stays fp32. With SILU_IN silu is applied in shared memory
+// by the thread that copied each 16 bytes, before the barrier that publishes them.
+
+namespace lfast {
+constexpr int D = 128, C = 64, LD = D + 8, LP = C + 8, THREADS = 256;
+constexpr int TILE = C * LD; // elements of one [64][136] tile
+
+__device__ __forceinline__ unsigned smemAddr(const void *p) {
+  unsigned r;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddr(p))
+               : "memory");
+}
+__device__ __forceinline__ void ldsm4T(unsigned (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddr(p))
+               : "memory");
+}
+/// 16 bytes global → shared; valid = false zero-fills without reading.
+__device__ __forceinline__ void cpAsync16(bf16 *dst, const bf16 *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddr(dst)), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cpCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cpWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                    unsigned b1) {
+  const unsigned b[2] = {b0, b1};
+  mmaBf16(c, a, b);
+}
+__device__ __forceinline__ float lo(unsigned x) { return __uint_as_float(x << 16); }
+__device__ __forceinline__ float hi(unsigned x) { return __uint_as_float(x & 0xffff0000u); }
+__device__ __forceinline__ unsigned scalePair(unsigned x, float w0, float w1) {
+  return packBf16(lo(x) * w0, hi(x) * w1);
+}
+
+/// The decay s_h of docs/kernels.md (double, as the reference).
+__device__ __forceinline__ float slope(long long h, long long H, long long layer, long long L) {
+  const double d =
+      pow(pow(2.0, -8.0 / static_cast<double>(H)), static_cast<double>(h + 1)) *
+      (1.0 - static_cast<double>(layer) / (static_cast<double>(L) - 1.0 + 1e-5) + 1e-5);
+  return static_cast<float>(d);
+}
+
+/// Starts the copies of one sub-chunk (m valid rows from `src`, the q of its first token) into
+/// `stage`: q|k|v tiles (PARTS = 3) or k|v tiles (PARTS = 2, from src + D).
+template <int PARTS>
+__device__ __forceinline__ void loadSub(bf16 *stage, const bf16 *src, long long rowIn, int m,
+                                        const bf16 *any) {
+  constexpr int PER = PARTS * 16; // 16-byte pieces per token
+  for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
+    const int i = idx / PER, w = idx % PER, part = w / 16, c = w % 16;
+    const bool valid = i < m;
+    const bf16 *g = src + i * rowIn + (part + 3 - PARTS) * D + c * 8;
+    cpAsync16(stage + part * TILE + i * LD + c * 8, valid ? g : any, valid);
+  }
+}
+/// silu on the pieces this thread copied by loadSub<PARTS> (visible to it after cpWait).
+template <int PARTS> __device__ __forceinline__ void siluSub(bf16 *stage, int m) {
+  constexpr int PER = PARTS * 16;
+  for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
+    const int i = idx / PER, w = idx % PER, part = w / 16, c = w % 16;
+    if (i >= m)
+      continue;
+    unsigned *x = reinterpret_cast<unsigned *>(stage + part * TILE + i * LD + c * 8);
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      x[e] = packBf16(siluF(lo(x[e])), siluF(hi(x[e])));
+  }
+}
+
+/// S ← λ^m S + (K ⊙ λ^{m-j})ᵀ V over one sub-chunk (rows j ≥ m of K, V are zero). This warp's
+/// part of S: rows dk0 + 16mt + g (+8), columns dv0 + 8nt + 2t (+1), in mma C-fragment order.
+__device__ __forceinline__ void stateUpdate(float (&S)[2][8][4], const bf16 *Ks, const bf16 *Vs,
+                                            int m, float s) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+  const float dec = __expf(-s * static_cast<float>(m));
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        S[mt][nt][r] *= dec;
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks) {
+    // A = (K ⊙ w)ᵀ: [d_k][token], from K stored [token][d_k] (transposed 8×8 loads).
+    unsigned a[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+      ldsm4T(a[mt], Ks + (16 * ks + (lane & 7) + ((lane >> 4) << 3)) * LD + dk0 + 16 * mt +
+                        ((lane >> 3) & 1) * 8);
+    const float j0 = static_cast<float>(16 * ks + 2 * t);
+    const float mf = static_cast<float>(m);
+    const float w00 = __expf(-s * (mf - j0)), w01 = __expf(-s * (mf - j0 - 1.f));
+    const float w10 = __expf(-s * (mf - j0 - 8.f)), w11 = __expf(-s * (mf - j0 - 9.f));
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      a[mt][0] = scalePair(a[mt][0], w00, w01);
+      a[mt][1] = scalePair(a[mt][1], w00, w01);
+      a[mt][2] = scalePair(a[mt][2], w10, w11);
+      a[mt][3] = scalePair(a[mt][3], w10, w11);
+    }
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      unsigned b[4]; // B = V: [token][d_v]
+      ldsm4T(b, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dv0 + 16 * np +
+                    (lane >> 4) * 8);
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) {
+        mma(S[mt][2 * np], a[mt], b[0], b[1]);
+        mma(S[mt][2 * np + 1], a[mt], b[2], b[3]);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void zeroState(float (&S)[2][8][4]) {
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        S[mt][nt][r] = 0.f;
+}
+
+/// fp32 state slot [D][D] ↔ this warp's registers.
+template <bool STORE> __device__ __forceinline__ void stateIo(float (&S)[2][8][4], float *slot) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float2 *p = reinterpret_cast<float2 *>(slot + (dk0 + 16 * mt + g + 8 * h) * D + dv0 +
+                                               8 * nt + 2 * t);
+        if (STORE) {
+          *p = make_float2(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
+        } else {
+          const float2 v = *p;
+          S[mt][nt][2 * h] = v.x;
+          S[mt][nt][2 * h + 1] = v.y;
+        }
+      }
+}
+
+/// bf16 copy of the state into Sb [D][LD].
+__device__ __forceinline__ void stateToSmem(const float (&S)[2][8][4], bf16 *Sb) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<unsigned *>(Sb + (dk0 + 16 * mt + g + 8 * h) * LD + dv0 + 8 * nt +
+                                      2 * t) = packBf16(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
+}
+} // namespace lfast
+
+/// Launch 1 (grid (nseg-1, H, B), lightningChunkThreads() threads,
+/// lightningChunkStatesSmem(STAGES) bytes): U_s of every full segment s < nseg-1.
+template <int STAGES, bool SILU_IN>
+__device__ void lightningChunkStates(const LightningChunkArgs &p, unsigned char *smem) {
+  using namespace lfast;
+  bf16 *stages = reinterpret_cast<bf16 *>(smem);
+  const long long seg = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const long long H = p.heads, T_ = p.seq, rowIn = H * 3 * D;
+  const float s = slope(h, H, p.layer, p.num_layers);
+  const bf16 *qkv = cptr<bf16>(p.qkv);
+  const bf16 *src = qkv + (b * T_ + seg * p.seg_len) * rowIn + h * 3 * D;
+  const int nsub = static_cast<int>(p.seg_len / C); // segments before the last are full
+  float S[2][8][4];
+  zeroState(S);
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < nsub)
+      loadSub<2>(stages + st * 2 * TILE, src + st * C * rowIn, rowIn, C, qkv);
+    cpCommit();
+  }
+  for (int it = 0; it < nsub; ++it) {
+    bf16 *cur = stages + (it % STAGES) * 2 * TILE;
+    cpWait<STAGES - 2>();
+    if (SILU_IN)
+      siluSub<2>(cur, C);
+    __syncthreads();
+    const int nxt = it + STAGES - 1;
+    if (nxt < nsub)
+      loadSub<2>(stages + (nxt % STAGES) * 2 * TILE, src + nxt * C * rowIn, rowIn, C, qkv);
+    cpCommit();
+    stateUpdate(S, cur, cur + TILE, C, s);
+  }
+  cpWait<0>();
+  stateIo<true>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
+}
+
+/// Launch 2 (grid (D·D/1024, H, B), 256 threads): exclusive scan of the segment states in place.
+__device__ inline void lightningChunkScan(const LightningChunkArgs &p) {
+  using namespace lfast;
+  const long long h = blockIdx.y, b = blockIdx.z, H = p.heads, nseg = p.nseg;
+  const long long e = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= D * D / 4)
+    return;
+  const float s = slope(h, H, p.layer, p.num_layers);
+  const float dec = expf(-s * static_cast<float>(p.seg_len));
+  float4 *ws = reinterpret_cast<float4 *>(mptr<float>(p.state) + (b * H + h) * nseg * D * D) + e;
+  const long long stride = D * D / 4;
+  float4 acc = ws[0];
+  for (long long base = 1; base < nseg; base += 8) {
+    float4 u[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      u[j] = base + j < nseg - 1 ? ws[(base + j) * stride] : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (base + j < nseg) {
+        ws[(base + j) * stride] = acc;
+        acc.x = acc.x * dec + u[j].x;
+        acc.y = acc.y * dec + u[j].y;
+        acc.z = acc.z * dec + u[j].z;
+        acc.w = acc.w * dec + u[j].w;
+      }
+  }
+}
+
+/// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads, lightningChunkOutSmem(STAGES)
+/// bytes): the outputs of segment blockIdx.x from its start state.
+template <int STAGES, bool SILU_IN>
+__device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *smem) {
+  using namespace lfast;
+  bf16 *stages = reinterpret_cast<bf16 *>(smem);
+  bf16 *Ps = stages + STAGES * 3 * TILE; // [C][LP]
+  bf16 *Os = Ps + C * LP;                // [C][LD]
+  bf16 *Sb = Os + TILE;                  // [D][LD]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int rg = warp & 3, half = warp >> 2;
+  const long long seg = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const long long H = p.heads, T_ = p.seq, rowIn = H * 3 * D, rowOut = H * D;
+  const float s = slope(h, H, p.layer, p.num_layers);
+  const long long t0 = seg * p.seg_len;
+  const long long rest = T_ - t0;
+  const int len = static_cast<int>(rest < p.seg_len ? rest : p.seg_len);
+  const int nsub = (len + C - 1) / C;
+  const bf16 *qkv = cptr<bf16>(p.qkv);
+  const bf16 *src = qkv + (b * T_ + t0) * rowIn + h * 3 * D;
+  bf16 *dst = mptr<bf16>(p.out) + (b * T_ + t0) * rowOut + h * D;
+
+  float S[2][8][4];
+  if (seg == 0)
+    zeroState(S);
+  else
+    stateIo<false>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
+  stateToSmem(S, Sb);
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < nsub) {
+      const int m = len - st * C < C ? len - st * C : C;
+      loadSub<3>(stages + st * 3 * TILE, src + st * C * rowIn, rowIn, m, qkv);
+    }
+    cpCommit();
+  }
+  // Row decays of this thread's output rows, i = 16rg + g (+8).
+  const float e0 = __expf(-s * static_cast<float>(16 * rg + g));
+  const float e1 = __expf(-s * static_cast<float>(16 * rg + g + 8));
+  for (int it = 0; it < nsub; ++it) {
+    bf16 *Qs = stages + (it % STAGES) * 3 * TILE, *Ks = Qs + TILE, *Vs = Ks + TILE;
+    const int m = len - it * C < C ? len - it * C : C;
+    cpWait<STAGES - 2>();
+    if (SILU_IN)
+      siluSub<3>(Qs, m);
+    __syncthreads(); // this stage landed; iteration it-1 is done with Sb, Os and its stage
+    const int nxt = it + STAGES - 1;
+    if (nxt < nsub) {
+      const int mn = len - nxt * C < C ? len - nxt * C : C;
+      loadSub<3>(stages + (nxt % STAGES) * 3 * TILE, src + nxt * C * rowIn, rowIn, mn, qkv);
+    }
+    cpCommit();
+
+    // Q fragments of rows 16rg..16rg+15, all of D (used by P and by Q·S).
+    unsigned qa[8][4];
+#pragma unroll
+    for (int ks = 0; ks < 8; ++ks)
+      ldsm4(qa[ks], Qs + (16 * rg + (lane & 15)) * LD + 16 * ks + (lane >> 4) * 8);
+
+    // P = (Q Kᵀ) ⊙ Dm for rows 16rg.., keys 32·half..; key tiles past the diagonal are skipped
+    // (P V below reads keys < 16(rg+1) only).
+    const int rowMax = 16 * rg + 15;
+    if (32 * half <= rowMax) {
+      float acc[4][4];
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          acc[nt][r] = 0.f;
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {
+        const int nb = 32 * half + 16 * np;
+        if (nb <= rowMax) {
+#pragma unroll
+          for (int ks = 0; ks < 8; ++ks) {
+            unsigned kb[4]; // B = Kᵀ: K stored [key][d]
+            ldsm4(kb, Ks + (nb + (lane & 7) + ((lane >> 4) << 3)) * LD + 16 * ks +
+                          ((lane >> 3) & 1) * 8);
+            mma(acc[2 * np], qa[ks], kb[0], kb[1]);
+            mma(acc[2 * np + 1], qa[ks], kb[2], kb[3]);
+          }
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int j = 32 * half + 8 * nt + 2 * t;
+        if (32 * half + 8 * nt <= rowMax) {
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh) {
+            const int i = 16 * rg + g + 8 * hh;
+            const float v0 = j <= i ? acc[nt][2 * hh] * __expf(-s * static_cast<float>(i - j)) : 0.f;
+            const float v1 =
+                j + 1 <= i ? acc[nt][2 * hh + 1] * __expf(-s * static_cast<float>(i - j - 1)) : 0.f;
+            *reinterpret_cast<unsigned *>(Ps + i * LP + j) = packBf16(v0, v1);
+          }
+        }
+      }
+    }
+    __syncthreads(); // P complete
+
+    // O rows 16rg.., columns 64·half..: diag(λ^i) Q bf16(S) + P V.
+    {
+      float o[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          o[nt][r] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < 8; ++ks)
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          unsigned sb[4]; // B = S: [d_k][d_v]
+          ldsm4T(sb, Sb + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + 64 * half +
+                         16 * np + (lane >> 4) * 8);
+          mma(o[2 * np], qa[ks], sb[0], sb[1]);
+          mma(o[2 * np + 1], qa[ks], sb[2], sb[3]);
+        }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        o[nt][0] *= e0;
+        o[nt][1] *= e0;
+        o[nt][2] *= e1;
+        o[nt][3] *= e1;
+      }
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        if (ks <= rg) {
+          unsigned pa[4];
+          ldsm4(pa, Ps + (16 * rg + (lane & 15)) * LP + 16 * ks + (lane >> 4) * 8);
+#pragma unroll
+          for (int np = 0; np < 4; ++np) {
+            unsigned vb[4]; // B = V: [token][d_v]
+            ldsm4T(vb, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + 64 * half +
+                           16 * np + (lane >> 4) * 8);
+            mma(o[2 * np], pa, vb[0], vb[1]);
+            mma(o[2 * np + 1], pa, vb[2], vb[3]);
+          }
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int c = 64 * half + 8 * nt + 2 * t, i = 16 * rg + g;
+        *reinterpret_cast<unsigned *>(Os + i * LD + c) = packBf16(o[nt][0], o[nt][1]);
+        *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = packBf16(o[nt][2], o[nt][3]);
+      }
+    }
+    __syncthreads(); // O staged; every read of Sb, Ps is done
+
+    stateUpdate(S, Ks, Vs, m, s);
+    stateToSmem(S, Sb);
+    for (int idx = threadIdx.x; idx < C * 16; idx += THREADS) {
+      const int i = idx >> 4, c = idx & 15;
+      if (i < m)
+        *reinterpret_cast<uint4 *>(dst + (it * C + i) * rowOut + c * 8) =
+            *reinterpret_cast<const uint4 *>(Os + i * LD + c * 8);
+    }
+  }
+  cpWait<0>();
+}
+
 } // namespace k
 } // namespace mm

@@ -1,0 +1,324 @@
+// Standalone check and benchmark of the lightning attention kernels (kernels/lightning_attention.cuh):
+// the chunk-parallel bf16 fast path (three launches) against a float64 CPU reference (ragged T,
+// several segment lengths, silu input, B > 1) and against the sequential kernel at long T; then
+// times both next to a device-to-device copy (the memory ceiling). Build (sm_90a):
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I. test/gpu/LightningBench.cu
+// Run: ./a.out [--no-check] [--max-t N]. Exit 1 on any failed check.
+#include "kernels/lightning_attention.cuh"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace mm;
+using k::bf16;
+
+#define CK(call)                                                                                \
+  do {                                                                                          \
+    cudaError_t e_ = (call);                                                                    \
+    if (e_ != cudaSuccess) {                                                                    \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                 \
+                   cudaGetErrorString(e_));                                                     \
+      std::exit(1);                                                                             \
+    }                                                                                           \
+  } while (0)
+
+constexpr int kStatesStages = 3, kOutStages = 3;
+
+template <bool SILU>
+__global__ void __launch_bounds__(256, 2) gStates(k::LightningChunkArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  k::lightningChunkStates<kStatesStages, SILU>(a, smem);
+}
+__global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) { k::lightningChunkScan(a); }
+template <bool SILU>
+__global__ void __launch_bounds__(256, 1) gOut(k::LightningChunkArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  k::lightningChunkOut<kOutStages, SILU>(a, smem);
+}
+__global__ void __launch_bounds__(256) gOld(k::LightningArgs a) {
+  extern __shared__ float smemf[];
+  k::lightningAttention<bf16, 128, 64, 32, 256, false>(a, smemf);
+}
+
+/// Deterministic uniform [-1, 1) bf16 from a hash of the index.
+__global__ void gFill(bf16 *p, long long n, unsigned long long seed) {
+  for (long long i = blockIdx.x * 1ll * blockDim.x + threadIdx.x; i < n; i += 1ll * gridDim.x * blockDim.x) {
+    unsigned long long x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    const float u = static_cast<float>(x >> 40) / 16777216.f * 2.f - 1.f;
+    p[i] = k::fromF32<bf16>(u);
+  }
+}
+
+int numSms() {
+  int dev = 0, n = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  return n;
+}
+
+struct Fast {
+  k::LightningChunkArgs a{};
+  float *ws = nullptr;
+  bool silu = false;
+  Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H, long long layer,
+       long long layers, bool silu_, long long segLen = 0)
+      : silu(silu_) {
+    if (segLen <= 0)
+      segLen = k::lightningChunkSegLen(T, B * H, numSms());
+    const long long nseg = (T + segLen - 1) / segLen;
+    CK(cudaMalloc(&ws, std::max<long long>(1, k::lightningChunkStateFloats(B, H, nseg)) * 4));
+    a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv), reinterpret_cast<k::dptr>(out),
+                              reinterpret_cast<k::dptr>(ws), B, T, H, layer, layers, segLen, nseg};
+  }
+  ~Fast() { cudaFree(ws); }
+  template <bool S> void run() {
+    const int ss = static_cast<int>(k::lightningChunkStatesSmem(kStatesStages));
+    const int so = static_cast<int>(k::lightningChunkOutSmem(kOutStages));
+    static bool once = false;
+    if (!once) {
+      CK(cudaFuncSetAttribute(gStates<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
+      CK(cudaFuncSetAttribute(gOut<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+      once = true;
+    }
+    const unsigned H = static_cast<unsigned>(a.heads), B = static_cast<unsigned>(a.batch);
+    if (a.nseg > 1) {
+      gStates<S><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
+      gScan<<<dim3(128 * 128 / 4 / 256, H, B), 256>>>(a);
+    }
+    gOut<S><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
+  }
+  void run() { silu ? run<true>() : run<false>(); }
+};
+
+float bf2f(unsigned short b) {
+  unsigned u = static_cast<unsigned>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+std::vector<float> download(const bf16 *p, size_t n) {
+  std::vector<unsigned short> h(n);
+  CK(cudaMemcpy(h.data(), p, n * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> f(n);
+  for (size_t i = 0; i < n; ++i)
+    f[i] = bf2f(h[i]);
+  return f;
+}
+
+/// float64 reference: S ← λS + kᵀv, o = q·S, per token (one thread per (b, h)).
+std::vector<double> reference(const std::vector<float> &qkv, long long B, long long T, long long H,
+                              long long layer, long long layers, bool silu) {
+  const long long D = 128;
+  std::vector<double> out(B * T * H * D);
+  auto work = [&](long long bh) {
+    const long long b = bh / H, h = bh % H;
+    const double s = std::pow(std::pow(2.0, -8.0 / double(H)), double(h + 1)) *
+                     (1.0 - double(layer) / (double(layers) - 1.0 + 1e-5) + 1e-5);
+    const double lam = std::exp(-s);
+    std::vector<double> S(D * D, 0.0), q(D), kk(D), v(D);
+    for (long long t = 0; t < T; ++t) {
+      const float *row = qkv.data() + ((b * T + t) * H + h) * 3 * D;
+      for (long long d = 0; d < D; ++d) {
+        double x[3] = {row[d], row[D + d], row[2 * D + d]};
+        if (silu)
+          for (double &y : x)
+            y = y / (1.0 + std::exp(-y));
+        q[d] = x[0], kk[d] = x[1], v[d] = x[2];
+      }
+      for (long long r = 0; r < D; ++r)
+        for (long long c = 0; c < D; ++c)
+          S[r * D + c] = lam * S[r * D + c] + kk[r] * v[c];
+      double *o = out.data() + ((b * T + t) * H + h) * D;
+      for (long long c = 0; c < D; ++c)
+        o[c] = 0;
+      for (long long r = 0; r < D; ++r)
+        for (long long c = 0; c < D; ++c)
+          o[c] += q[r] * S[r * D + c];
+    }
+  };
+  std::vector<std::thread> th;
+  const long long n = B * H;
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned w = 0; w < hw; ++w)
+    th.emplace_back([&, w] {
+      for (long long i = w; i < n; i += hw)
+        work(i);
+    });
+  for (auto &x : th)
+    x.join();
+  return out;
+}
+
+int failures = 0;
+double relErr(const std::vector<float> &got, const std::vector<double> &ref, bool &bad) {
+  double num = 0, den = 0;
+  bad = false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]))
+      bad = true;
+    num += (got[i] - ref[i]) * (got[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+void check(long long B, long long T, long long H, long long layer, long long layers, bool silu,
+           long long segLen) {
+  const long long nIn = B * T * H * 3 * 128, nOut = B * T * H * 128;
+  bf16 *in, *out;
+  CK(cudaMalloc(&in, nIn * 2));
+  CK(cudaMalloc(&out, nOut * 2));
+  gFill<<<1024, 256>>>(in, nIn, 0x1234567ull + T * 31 + B * 7 + layer);
+  CK(cudaMemset(out, 0xff, nOut * 2)); // NaN poison
+  Fast f(in, out, B, T, H, layer, layers, silu, segLen);
+  f.run();
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  auto got = download(out, nOut);
+  auto qkv = download(in, nIn);
+  auto ref = reference(qkv, B, T, H, layer, layers, silu);
+  bool bad;
+  const double e = relErr(got, ref, bad);
+  const bool ok = !bad && e <= 1e-2;
+  failures += !ok;
+  std::printf("%-4s fast vs f64  B=%lld T=%lld H=%lld layer=%lld/%lld silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
+              ok ? "ok" : "FAIL", B, T, H, layer, layers, silu, f.a.seg_len, f.a.nseg, e,
+              bad ? " (non-finite)" : "");
+  CK(cudaFree(in));
+  CK(cudaFree(out));
+}
+
+template <typename F> double medianMs(F &&f, int reps = 20) {
+  for (int i = 0; i < 3; ++i)
+    f();
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  std::vector<float> ms;
+  for (int i = 0; i < reps; ++i) {
+    CK(cudaEventRecord(a));
+    f();
+    CK(cudaEventRecord(b));
+    CK(cudaEventSynchronize(b));
+    float x;
+    CK(cudaEventElapsedTime(&x, a, b));
+    ms.push_back(x);
+  }
+  CK(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+int main(int argc, char **argv) {
+  bool doCheck = true;
+  long long maxT = 1 << 20;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--no-check"))
+      doCheck = false;
+    else if (!std::strcmp(argv[i], "--max-t") && i + 1 < argc)
+      maxT = std::atoll(argv[++i]);
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  if (doCheck) {
+    check(1, 37, 2, 0, 2, false, 0);
+    check(2, 300, 3, 1, 4, true, 0);
+    check(1, 1000, 4, 3, 8, false, 128);
+    check(2, 777, 2, 7, 8, true, 64);
+    check(1, 4097, 4, 0, 8, false, 0);
+    check(1, 4097, 4, 0, 8, false, 256);
+    check(1, 3000, 16, 5, 8, false, 0);
+    check(1, 2048, 2, 7, 8, false, 64); // last layer: s ≈ 1e-5·h, no decay
+  }
+  // Long T: fast against the sequential kernel (fp32 state, fp32 products) on the same data.
+  const long long H = 16, D = 128;
+  const long long maxIn = maxT * H * 3 * D, maxOut = maxT * H * D;
+  bf16 *in, *out, *out2;
+  CK(cudaMalloc(&in, maxIn * 2));
+  CK(cudaMalloc(&out, maxOut * 2));
+  CK(cudaMalloc(&out2, std::min(maxOut, 65536ll * H * D) * 2));
+  gFill<<<4096, 256>>>(in, maxIn, 0xabcdefull);
+  CK(cudaGetLastError());
+  const int oldSmem = static_cast<int>(4 * k::lightningSmemFloats(128, 64, 32));
+  CK(cudaFuncSetAttribute(gOld, cudaFuncAttributeMaxDynamicSharedMemorySize, oldSmem));
+  if (doCheck) {
+    for (long long T : {65536ll, 16384ll + 37}) {
+      if (T > maxT)
+        continue;
+      CK(cudaMemset(out, 0xff, T * H * D * 2));
+      CK(cudaMemset(out2, 0xff, T * H * D * 2));
+      Fast f(in, out, 1, T, H, 1, 8, false);
+      f.run();
+      k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 1, 8};
+      gOld<<<dim3(4, H, 1), 256, oldSmem>>>(o);
+      CK(cudaGetLastError());
+      CK(cudaDeviceSynchronize());
+      auto a = download(out, T * H * D), b = download(out2, T * H * D);
+      std::vector<double> bd(b.begin(), b.end());
+      bool bad;
+      const double e = relErr(a, bd, bad);
+      const bool ok = !bad && e <= 1e-2;
+      failures += !ok;
+      std::printf("%-4s fast vs sequential kernel T=%lld H=16 seg=%lld nseg=%lld: rel err %.2e\n",
+                  ok ? "ok" : "FAIL", T, f.a.seg_len, f.a.nseg, e);
+    }
+  }
+  // Copy ceiling: 2 GB read + 2 GB written.
+  double copyGBs;
+  {
+    const size_t bytes = 2ull << 30;
+    void *x, *y;
+    CK(cudaMalloc(&x, bytes));
+    CK(cudaMalloc(&y, bytes));
+    CK(cudaMemset(x, 1, bytes));
+    double ms = medianMs([&] { CK(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice)); }, 10);
+    copyGBs = 2.0 * bytes / ms / 1e6;
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+  }
+  std::printf("copy: %.0f GB/s (read + written)\n", copyGBs);
+  std::printf("%8s %6s %10s %10s %9s %9s %10s %8s\n", "T", "nseg", "fast ms", "GB/s", "%copy",
+              "floor ms", "seq ms", "speedup");
+  for (long long T : {4096ll, 16384ll, 65536ll, 262144ll, 1048576ll}) {
+    if (T > maxT)
+      continue;
+    Fast f(in, out, 1, T, H, 0, 8, false);
+    const double ms = medianMs([&] { f.run(); });
+    double seq = 0;
+    if (T <= 16384) {
+      k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 0, 8};
+      seq = medianMs([&] { gOld<<<dim3(4, H, 1), 256, oldSmem>>>(o); }, 10);
+    }
+    const double bytes = 4.0 * T * H * D * 2, gbs = bytes / ms / 1e6;
+    std::printf("%8lld %6lld %10.3f %10.0f %8.1f%% %9.3f %10.3f %8s\n", T, f.a.nseg, ms, gbs,
+                100.0 * gbs / copyGBs, bytes / copyGBs / 1e6, seq,
+                seq > 0 ? (std::to_string(seq / ms).substr(0, 5) + "x").c_str() : "-");
+    // Per-launch split at this T (states+scan vs out).
+    if (f.a.nseg > 1 && (T == 262144 || T == 16384)) {
+      const int ss = static_cast<int>(k::lightningChunkStatesSmem(kStatesStages));
+      const int so = static_cast<int>(k::lightningChunkOutSmem(kOutStages));
+      double m1 = medianMs([&] {
+        gStates<false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1), 256, ss>>>(f.a);
+      });
+      double m2 = medianMs([&] { gScan<<<dim3(16, H, 1), 256>>>(f.a); });
+      double m3 = medianMs([&] { gOut<false><<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, so>>>(f.a); });
+      std::printf("         split: states %.3f ms, scan %.3f ms, out %.3f ms\n", m1, m2, m3);
+    }
+  }
+  CK(cudaDeviceSynchronize());
+  std::printf(failures ? "FAILED: %d check(s)\n" : "all checks passed\n", failures);
+  return failures ? 1 : 0;
+}
