@@ -209,7 +209,12 @@ class Reference:
         c, p = self.c, f"model.layers.{i}.block_sparse_moe."
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        gates = topk_weights(softmax(x @ self.w[p + "gate.weight"].T), c["K"])   # [N,E]
+        probs = softmax(x @ self.w[p + "gate.weight"].T)
+        gates = topk_weights(probs, c["K"])   # [N,E]
+        if c["K"] < c["E"]:   # how close this token came to another expert choice
+            top = np.sort(probs, axis=-1)[:, ::-1]
+            margin = (top[:, c["K"] - 1] - top[:, c["K"]]).reshape(shape[:-1])
+            self.route_margin = np.minimum(self.route_margin, margin)
         out = np.zeros_like(x)
         for e in range(c["E"]):
             ep = p + f"experts.{e}."
@@ -228,6 +233,9 @@ class Reference:
         if ids.size and (ids.min() < 0 or ids.max() >= c["V"]):
             raise ValueError(f"token id out of range [0,{c['V']})")
         x = self.w["model.embed_tokens.weight"][ids]
+        # [B,T]: the smallest gap, over the MoE layers, between the k-th and (k+1)-th router
+        # probability of each token (a lower-precision run may route such a token differently).
+        self.route_margin = np.full(ids.shape, np.inf)
         for i, t in enumerate(c["types"]):
             p = f"model.layers.{i}."
             h = rms_norm(x, self.w[p + "input_layernorm.weight"], c["eps"])
