@@ -183,6 +183,7 @@ class Reference:
         self.c = load_config(config)
         self.w = read_safetensors(weights) if isinstance(weights, str) else \
             {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.route_margin = None   # set by forward()
 
     def _lightning(self, x, i):
         c, p = self.c, f"model.layers.{i}.self_attn."
@@ -211,7 +212,7 @@ class Reference:
         x = x.reshape(-1, shape[-1])
         probs = softmax(x @ self.w[p + "gate.weight"].T)
         gates = topk_weights(probs, c["K"])   # [N,E]
-        if c["K"] < c["E"]:   # how close this token came to another expert choice
+        if self.route_margin is not None and c["K"] < c["E"]:   # how close to another choice
             top = np.sort(probs, axis=-1)[:, ::-1]
             margin = (top[:, c["K"] - 1] - top[:, c["K"]]).reshape(shape[:-1])
             self.route_margin = np.minimum(self.route_margin, margin)

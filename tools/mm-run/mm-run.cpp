@@ -53,7 +53,8 @@ options:
                           device synchronised; the weight upload is part of load, not of it)
   --profile               (cuda) after the passes above, run 3 more with a CUDA event pair
                           around every step and print the median time per step summed by
-                          kernel kind, and the device memory planned against used
+                          kernel kind (a cuda run always ends with a line on device memory:
+                          the plan's parts against what the device reports used)
   --backend cpu|cuda      execution backend (default cpu). cuda runs the artifact's cubin on
                           GPU 0 (the artifact must be compiled for a GPU target such as
                           sm_90a; such an artifact also runs on cpu)
@@ -356,7 +357,6 @@ int runModel(int argc, char **argv) {
                    kindSteps[k], kindMs[k],
                    total > 0 ? 100.0 * kindMs[k] / total : 0.0);
     std::fprintf(stderr, "  %-22s %6zu %11.3f\n", "all steps", p.steps.size(), total);
-    std::fprintf(stderr, "mm-run: %s\n", session->memoryReport().c_str());
   }
   std::vector<std::vector<int32_t>> generated(static_cast<size_t>(batch));
   for (int64_t step = 0; step < generate; ++step) {
@@ -403,6 +403,8 @@ int runModel(int argc, char **argv) {
                backend.c_str(), session->deviceName().c_str(),
                static_cast<long long>(batch), static_cast<long long>(promptLen),
                loadMs, passes, passes == 1 ? "" : "es", runMs, runMs / passes);
+  if (session->backend() == mm::Backend::Cuda)
+    std::fprintf(stderr, "mm-run: %s\n", session->memoryReport().c_str());
   return 0;
 }
 
