@@ -30,7 +30,7 @@ mkdir -p "$dir/golden" "$dir/e2e" "$dir/small" "$dir/tiny"
 for g in "$src"/test/golden/*/meta.json; do cp -r "$(dirname "$g")" "$dir/golden/"; done
 cp "$src/test/golden/run_parity.py" "$dir/golden/"
 "$python" "$src/test/golden/run_parity.py" --bin "$bin" --golden "$dir/golden" \
-  --tmp "$dir/golden-work" --target sm_90a --dtype bf16 --stage compile | tail -1
+  --tmp "$dir/golden-work" --target sm_90a --dtype bf16 --stage compile | tail -1 || true
 cp "$bin/mm-run" "$src/models/tiny/gen_weights.py" "$src/tools/bench/prefill_device.sh" \
   "$src/tools/bench/hf_prefill.py" "$dir/"
 cp "$src/test/e2e/run_e2e.py" "$src/test/e2e/mm_reference.py" "$dir/e2e/"

@@ -51,7 +51,7 @@ sums+=("HF eager T=8192 (logits_to_keep=1): median ${hf:-FAILED} ms")
 echo; echo "== 5. ours: B=1 T=1048576, once (weights upload counted in load, not in the pass)"
 (while sleep 1; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done) > $out/mem_1m.txt 2>/dev/null &
 mon=$!
-timeout 300 ./mm-run small_1048576.mmb --weights $w/small.safetensors --input-ids $w/ids1m.npy \
+timeout 200 ./mm-run small_1048576.mmb --weights $w/small.safetensors --input-ids $w/ids1m.npy \
   --backend cuda --dump-logits $w/ours1m.npy 2>&1 | tee $out/ours_1m.log
 kill $mon 2>/dev/null
 $py -c "import numpy as np; a = np.load('$w/ours1m.npy'); print('1M logits', a.shape, 'finite', bool(np.isfinite(a).all()), 'std %.3f' % a.std())" 2>&1 | tee -a $out/ours_1m.log
