@@ -47,8 +47,9 @@ struct LastLogitsPass : mm::impl::LastLogitsPassBase<LastLogitsPass> {
         ++changed;
       }
       if (changed == 0) {
-        program.emitOpError() << "expects a logits launch whose result is a "
-                                 "program output for logits=last but found none";
+        program.emitOpError()
+            << "expects a logits launch whose result is a "
+               "program output for logits=last but found none";
         return signalPassFailure();
       }
     }
@@ -63,8 +64,8 @@ struct LastLogitsPass : mm::impl::LastLogitsPassBase<LastLogitsPass> {
     if (failed(dims))
       return failure();
     if (dims->size() != 3 || (*dims)[1].kind != mmx::DimKind::Seq)
-      return alloc.emitOpError()
-             << "expects logits of shape [B, T, V] but got " << alloc.getShape();
+      return alloc.emitOpError() << "expects logits of shape [B, T, V] but got "
+                                 << alloc.getShape();
     for (Operation *user : alloc.getResult().getUsers())
       if (!isa<mmx::OutputOp>(user) && user != l.getOperation())
         return user->emitOpError()

@@ -412,7 +412,8 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
     if (st.isOk())
       for (uint32_t o : plan_.steps[i].outputs)
         if (plan_.buffers[o].dtype == DType::BF16)
-          roundToBf16(static_cast<float *>(bufferData_[o]), shapes_[o].elements);
+          roundToBf16(static_cast<float *>(bufferData_[o]),
+                      shapes_[o].elements);
     if (st.isOk() && options_.checkFinite)
       st = checkStepFinite(i);
     if (!st.isOk())
@@ -535,11 +536,12 @@ std::string Session::memoryReport() const {
       return std::to_string((b + (1 << 19)) >> 20) + " MiB";
     };
     return "device memory: planned " + mib(u.allocated) + " = weights " +
-           mib(u.weights) + " + arena " + mib(u.arena) + " (compile-time plan) + "
-           "kernel workspace " + mib(u.workspace) + " + cuBLASLt " +
-           mib(u.ltWorkspace) + " + inputs; device reports " +
-           mib(u.deviceUsed) + " used of " + mib(u.deviceTotal) +
-           " (CUDA context and libraries included)";
+           mib(u.weights) + " + arena " + mib(u.arena) +
+           " (compile-time plan) + "
+           "kernel workspace " +
+           mib(u.workspace) + " + cuBLASLt " + mib(u.ltWorkspace) +
+           " + inputs; device reports " + mib(u.deviceUsed) + " used of " +
+           mib(u.deviceTotal) + " (CUDA context and libraries included)";
   }
 #endif
   return "";

@@ -88,7 +88,8 @@ cudaDataType_t cudaType(DType t) {
 /// of bounds: a step whose function disagrees is refused as corrupt.
 std::string expectedFunction(const Plan &plan, const StepDesc &s) {
   const KernelParams &p = s.params;
-  const std::string t = std::string("_") + dtypeName(kernelDtype(plan, s)) + "_",
+  const std::string t = std::string("_") + dtypeName(kernelDtype(plan, s)) +
+                        "_",
                     th = "_t" + std::to_string(p.tileThreads);
   auto n = [](int64_t v) { return std::to_string(v); };
   switch (s.kernel) {
@@ -232,9 +233,9 @@ Status CudaExecutor::Impl::open() {
     for (uint32_t in : s.inputs) {
       const BufferDesc &b = plan.buffers[in];
       if (b.kind == BufferKind::Weight && deviceDtype(b) != want)
-        return invalidArgument(where() + "weight '" + b.name + "' is stored as " +
-                               dtypeName(b.dtype) + " but the step computes in " +
-                               dtypeName(want) +
+        return invalidArgument(where() + "weight '" + b.name +
+                               "' is stored as " + dtypeName(b.dtype) +
+                               " but the step computes in " + dtypeName(want) +
                                "; recompile the artifact (dtype=f32 or bf16)");
     }
     if (usesLt(s.kernel))
@@ -312,11 +313,10 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     const int64_t rows = plan.maxBatch * plan.maxSeq;
     if (s.kernel == Kernel::Moe) {
       const auto &w1 = plan.buffers[s.inputs[2]].shape;
-      wsBytes = std::max(wsBytes, moeWorkspace(rows, x.shape[2].value,
-                                               w1[0].value, w1[1].value,
-                                               s.params.topK,
-                                               dtypeSize(x.dtype))
-                                      .bytes);
+      wsBytes = std::max(
+          wsBytes, moeWorkspace(rows, x.shape[2].value, w1[0].value,
+                                w1[1].value, s.params.topK, dtypeSize(x.dtype))
+                       .bytes);
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
     }

@@ -350,13 +350,16 @@ int runModel(int argc, char **argv) {
       ++kindSteps[it - kinds.begin()];
       total += ms;
     }
-    std::fprintf(stderr, "mm-run: profile (median of 3, CUDA events per step):\n");
-    std::fprintf(stderr, "  %-22s %6s %11s %7s\n", "kernel", "steps", "ms", "share");
+    std::fprintf(stderr,
+                 "mm-run: profile (median of 3, CUDA events per step):\n");
+    std::fprintf(stderr, "  %-22s %6s %11s %7s\n", "kernel", "steps", "ms",
+                 "share");
     for (size_t k = 0; k < kinds.size(); ++k)
       std::fprintf(stderr, "  %-22s %6d %11.3f %6.1f%%\n", kinds[k].c_str(),
                    kindSteps[k], kindMs[k],
                    total > 0 ? 100.0 * kindMs[k] / total : 0.0);
-    std::fprintf(stderr, "  %-22s %6zu %11.3f\n", "all steps", p.steps.size(), total);
+    std::fprintf(stderr, "  %-22s %6zu %11.3f\n", "all steps", p.steps.size(),
+                 total);
   }
   std::vector<std::vector<int32_t>> generated(static_cast<size_t>(batch));
   for (int64_t step = 0; step < generate; ++step) {
