@@ -31,6 +31,14 @@ struct CompilePipelineOptions
           clEnumValN(CompileMode::Inference, "inference", "forward only"),
           clEnumValN(CompileMode::Train, "train",
                      "forward, backward and optimizer update"))};
+  Option<std::string> dtype{
+      *this, "dtype",
+      llvm::cl::desc("Storage type of weights and activations: f32 or bf16"),
+      llvm::cl::init("f32")};
+  Option<std::string> logits{
+      *this, "logits",
+      llvm::cl::desc("all ([B, T, V]) or last ([B, 1, V], the last position)"),
+      llvm::cl::init("all")};
   // Training (mm-autodiff) options.
   Option<std::string> optimizer{
       *this, "optimizer", llvm::cl::desc("adamw, came or none (gradients)"),
@@ -52,6 +60,8 @@ void mm::buildMMCompilePipeline(OpPassManager &pm,
     pm.addPass(createAutodiffPass(options.train));
   pm.addPass(createLowerToMMXPass(
       {options.maxBatch, options.maxSeq, options.target}));
+  pm.addPass(createSetDtypePass({options.dtype}));
+  pm.addPass(createLastLogitsPass({options.logits}));
   pm.addPass(createFusePass());
   pm.addPass(createTilePass());
   pm.addPass(createCodegenCudaPass());
@@ -67,6 +77,8 @@ void mm::registerMMCompilePipeline() {
       [](OpPassManager &pm, const CompilePipelineOptions &o) {
         CompileOptions c{o.maxBatch, o.maxSeq, o.target, o.artifact,
                          o.mode == CompileMode::Train ? "train" : "inference"};
+        c.dtype = o.dtype;
+        c.logits = o.logits;
         c.train = {o.optimizer, o.beta1,       o.beta2,     o.beta3,
                    o.eps,       o.weightDecay, o.maxNorm,   o.chunkRows,
                    o.recompute};

@@ -5,6 +5,7 @@
 #include "runtime/cuda/CudaExecutor.h"
 #endif
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -54,6 +55,30 @@ int64_t product(const std::vector<int64_t> &dims, size_t from = 0,
 
 constexpr uint64_t kArenaAlign = 64;
 
+/// Rounds f32 values to the nearest bf16 (ties to even), in place: the values
+/// a bf16 buffer can hold, as kernels/common.cuh's fromF32<bf16> stores them.
+void roundToBf16(float *v, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &v[i], 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+      continue; // NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    std::memcpy(&v[i], &u, 4);
+  }
+}
+
+/// The CPU kernels compute in f32 and read f32 buffers, so a bf16 activation
+/// is held as f32 (rounded to bf16 after each step): every arena offset and
+/// size doubles, which keeps the plan's reuse intact.
+uint64_t hostArenaScale(const Plan &plan) {
+  for (const BufferDesc &b : plan.buffers)
+    if (b.kind == BufferKind::Activation && b.dtype == DType::BF16)
+      return 2;
+  return 1;
+}
+
 } // namespace
 
 Session::Session(Plan plan, const SessionOptions &options)
@@ -93,12 +118,13 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
                            "toolkit headers were not found when it was "
                            "configured)");
 #endif
-    const uint64_t hostArena = onGpu ? 0 : p.arenaBytes;
+    const uint64_t arenaScale = hostArenaScale(p);
+    const uint64_t hostArena = onGpu ? 0 : p.arenaBytes * arenaScale;
     const uint64_t need = hostArena + weightBytes + inputBytes;
     if (limit && (hostArena > limit || need > limit))
       return resourceExhausted(
           "the plan needs " + std::to_string(need) + " bytes (arena " +
-          std::to_string(p.arenaBytes) + ", weights as f32 " +
+          std::to_string(hostArena) + ", weights as f32 " +
           std::to_string(weightBytes) + ", inputs " +
           std::to_string(inputBytes) + ") but only " + std::to_string(limit) +
           " bytes of " +
@@ -120,7 +146,7 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
     for (size_t i = 0; i < p.buffers.size(); ++i) {
       const BufferDesc &b = p.buffers[i];
       if (b.kind == BufferKind::Activation) {
-        s->bufferData_[i] = onGpu ? nullptr : s->arena_ + b.offset;
+        s->bufferData_[i] = onGpu ? nullptr : s->arena_ + b.offset * arenaScale;
       } else if (b.kind == BufferKind::Input) {
         s->inputStorage_[i].reset(new uint8_t[b.maxBytes]);
         s->bufferData_[i] = s->inputStorage_[i].get();
@@ -175,7 +201,7 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
       continue;
     auto [it, inserted] = offsets.emplace(
         b.name + formatShape(b.shape) + "@" + std::to_string(b.sliceAxis) +
-            ":" + std::to_string(b.sliceOffset),
+            ":" + std::to_string(b.sliceOffset) + ":" + dtypeName(b.dtype),
         total);
     bufferOffset[i] = it->second;
     if (!inserted)
@@ -252,6 +278,19 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
     for (uint64_t r = 0; r < s.rows; ++r)
       MM_RETURN_IF_ERROR(s.file->readRangeAsF32(
           *s.tensor, s.first + r * s.stride, s.run, dst + r * s.run));
+  }
+  // A weight stored as bf16 holds what the GPU will hold: the checkpoint's
+  // values rounded to bf16 (exact for BF16 checkpoints).
+  std::vector<size_t> rounded; // storage offsets already rounded
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    const BufferDesc &b = plan_.buffers[i];
+    if (b.kind == BufferKind::Weight && b.dtype == DType::BF16 &&
+        std::find(rounded.begin(), rounded.end(), bufferOffset[i]) ==
+            rounded.end()) {
+      roundToBf16(weightStorage_.get() + bufferOffset[i],
+                  b.maxBytes / dtypeSize(b.dtype));
+      rounded.push_back(bufferOffset[i]);
+    }
   }
   return Status::ok();
 }
@@ -370,6 +409,11 @@ Status Session::run(const std::vector<NamedInput> &inputs) {
 #endif
   for (size_t i = 0; i < plan_.steps.size(); ++i) {
     Status st = runStep(i);
+    if (st.isOk())
+      for (uint32_t o : plan_.steps[i].outputs)
+        if (plan_.buffers[o].dtype == DType::BF16)
+          roundToBf16(static_cast<float *>(bufferData_[o]),
+                      shapes_[o].elements);
     if (st.isOk() && options_.checkFinite)
       st = checkStepFinite(i);
     if (!st.isOk())
@@ -406,6 +450,13 @@ Status Session::runStep(size_t index) {
     return Status::ok();
   case Kernel::Linear:
   case Kernel::Logits:
+    if (p.lastPosition) {
+      const int64_t vocab = dims(in[1])[0];
+      for (int64_t b = 0; b < x[0]; ++b)
+        cpu::linear(f(in[0]) + (b * x[1] + x[1] - 1) * x[2], f(in[1]),
+                    out + b * vocab, 1, x[2], vocab);
+      return Status::ok();
+    }
     cpu::linear(f(in[0]), f(in[1]), out, x[0] * x[1], x[2], dims(in[1])[0]);
     return Status::ok();
   case Kernel::Silu:
@@ -454,6 +505,46 @@ Status Session::runStep(size_t index) {
     return runTrainStep(index);
   }
   return internalError("unhandled kernel " + step.kernelName);
+}
+
+Status Session::setProfiling(bool on) {
+#ifdef MM_HAVE_CUDA
+  if (cuda_)
+    return cuda_->setProfiling(on);
+#endif
+  if (!on)
+    return Status::ok();
+  return unimplemented("profiling times CUDA steps; use --backend cuda");
+}
+
+std::vector<float> Session::stepTimes() const {
+#ifdef MM_HAVE_CUDA
+  if (cuda_)
+    return cuda_->stepTimes();
+#endif
+  return {};
+}
+
+std::string Session::memoryReport() const {
+#ifdef MM_HAVE_CUDA
+  if (cuda_) {
+    auto use = cuda_->memoryUse();
+    if (!use.isOk())
+      return use.status().message();
+    const cuda::CudaExecutor::MemoryUse &u = use.value();
+    auto mib = [](uint64_t b) {
+      return std::to_string((b + (1 << 19)) >> 20) + " MiB";
+    };
+    return "device memory: planned " + mib(u.allocated) + " = weights " +
+           mib(u.weights) + " + arena " + mib(u.arena) +
+           " (compile-time plan) + "
+           "kernel workspace " +
+           mib(u.workspace) + " + cuBLASLt " + mib(u.ltWorkspace) +
+           " + inputs; device reports " + mib(u.deviceUsed) + " used of " +
+           mib(u.deviceTotal) + " (CUDA context and libraries included)";
+  }
+#endif
+  return "";
 }
 
 StatusOr<OutputView> Session::output(const std::string &name) const {

@@ -103,6 +103,16 @@ public:
   std::string deviceName() const;
   int64_t seqLen() const { return seq_; }
 
+  /// cuda: times every step with CUDA events from the next run on (errors on
+  /// cpu, which has no device timeline).
+  Status setProfiling(bool on);
+  /// cuda: milliseconds of each step of the last run, if it was profiled;
+  /// empty otherwise.
+  std::vector<float> stepTimes() const;
+  /// cuda: one line on device memory, the plan's parts (weights, arena,
+  /// workspaces) against what the device reports used; "" on cpu.
+  std::string memoryReport() const;
+
 private:
   explicit Session(Plan plan, const SessionOptions &options);
   Status bindWeights(const std::vector<const SafetensorsFile *> &weights);

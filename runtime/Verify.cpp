@@ -230,12 +230,29 @@ public:
     return Status::ok();
   }
 
-  // Activations are f32 (catalog default); weights may be stored in any float
-  // type and are converted when bound.
+  // The float activations of an inference step are all f32 or all bf16 (an
+  // artifact compiled with dtype=bf16); training steps are f32. Weights may be
+  // stored in any float type: the CPU backend converts them when bound, the
+  // CUDA backend checks them against the step's type.
   Status floatOperand(const BufferDesc &b, const std::string &role) const {
     if (b.kind == BufferKind::Weight && b.dtype != DType::I32)
       return Status::ok();
-    return dtype(b, role, DType::F32);
+    return dtype(b, role, act_);
+  }
+
+  // The activation type of an inference step: that of its first float
+  // activation operand (the output for embedding, whose inputs are ids and a
+  // weight); f32 when it has none.
+  void inferActivationType() {
+    act_ = DType::F32;
+    auto isFloat = [](DType t) { return t == DType::F32 || t == DType::BF16; };
+    for (size_t i = 0; i < step_.inputs.size(); ++i)
+      if (in(i).kind != BufferKind::Weight && isFloat(in(i).dtype)) {
+        act_ = in(i).dtype;
+        return;
+      }
+    if (isFloat(out().dtype))
+      act_ = out().dtype;
   }
 
   Status rank(const BufferDesc &b, const std::string &role, size_t r) const {
@@ -271,6 +288,8 @@ public:
                   bRole + " has shape " + formatShape(b.shape));
     return Status::ok();
   }
+
+  DType act_ = DType::F32;
 
   const RawParam *find(const char *name) const {
     for (const RawParam &p : step_.rawParams)
@@ -340,13 +359,14 @@ Status StepChecker::checkKernel() {
   const BufferDesc &o = out();
   const std::string oR = outRole();
   const double kLowest = -std::numeric_limits<double>::max();
+  inferActivationType();
   switch (info_.kernel) {
   case Kernel::Embedding: {
     MM_RETURN_IF_ERROR(dtype(in(0), inRole(0), DType::I32));
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 2));
     MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
     MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 2));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(rank(o, oR, 3));
     MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
     MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
@@ -360,7 +380,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
     MM_RETURN_IF_ERROR(dimEq(in(2), inRole(2), 0, in(0), inRole(0), 2));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
     MM_RETURN_IF_ERROR(floatParam("alpha", kLowest, p.alpha));
     MM_RETURN_IF_ERROR(floatParam("beta", kLowest, p.beta));
@@ -371,7 +391,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
     MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 1));
     MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 0, in(0), inRole(0), 2));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
     return floatParam("eps", 0.0, p.eps);
   }
@@ -382,16 +402,27 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
     MM_RETURN_IF_ERROR(rank(in(1), inRole(1), 2));
     MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 2));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    // bf16 projections may write f32 (the logits of a bf16 artifact).
+    if (o.dtype != DType::F32)
+      MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(rank(o, oR, 3));
     MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
-    MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
+    if (const RawParam *last = find("last_position")) {
+      if (info_.kernel != Kernel::Logits || last->i < 0 || last->i > 1)
+        return fail("param 'last_position' must be 0 or 1 and only on logits");
+      p.lastPosition = last->i == 1;
+    }
+    if (p.lastPosition)
+      MM_RETURN_IF_ERROR(
+          dimConst(o, oR, 1, 1, "last_position: one row per sequence"));
+    else
+      MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
     return dimEq(o, oR, 2, in(1), inRole(1), 0);
   }
   case Kernel::Silu:
   case Kernel::Sigmoid:
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     return sameShape(o, oR, in(0), inRole(0));
   case Kernel::Mul:
   case Kernel::SigmoidMul:
@@ -399,7 +430,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(floatOperand(in(1), inRole(1)));
     MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), in(0), inRole(0)));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(sameShape(o, oR, in(0), inRole(0)));
     if (info_.kernel == Kernel::ScaledAdd) {
       MM_RETURN_IF_ERROR(floatParam("alpha", kLowest, p.alpha));
@@ -420,7 +451,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
     MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
                                 "num_heads * head_dim"));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     return sameShape(o, oR, in(0), inRole(0));
   }
   case Kernel::LightningAttention: {
@@ -434,7 +465,7 @@ Status StepChecker::checkKernel() {
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
     MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * 3 * p.headDim,
                                 "num_heads * 3 * head_dim"));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     MM_RETURN_IF_ERROR(rank(o, oR, 3));
     MM_RETURN_IF_ERROR(dimEq(o, oR, 0, in(0), inRole(0), 0));
     MM_RETURN_IF_ERROR(dimEq(o, oR, 1, in(0), inRole(0), 1));
@@ -460,7 +491,7 @@ Status StepChecker::checkKernel() {
     for (size_t i = 1; i < 3; ++i)
       MM_RETURN_IF_ERROR(dimConst(in(i), inRole(i), 2, p.numKvHeads * p.headDim,
                                   "num_kv_heads * head_dim"));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     return sameShape(o, oR, in(0), inRole(0));
   }
   case Kernel::Moe: {
@@ -487,7 +518,7 @@ Status StepChecker::checkKernel() {
       return fail(inRole(1) + " must have a constant expert count but has " +
                   formatShape(router.shape));
     MM_RETURN_IF_ERROR(intParam("top_k", 1, e.value, p.topK));
-    MM_RETURN_IF_ERROR(dtype(o, oR, DType::F32));
+    MM_RETURN_IF_ERROR(dtype(o, oR, act_));
     return sameShape(o, oR, x, inRole(0));
   }
   case Kernel::CrossEntropy: {
@@ -501,6 +532,7 @@ Status StepChecker::checkKernel() {
     return rank(o, oR, 0);
   }
   default:
+    act_ = DType::F32;
     return checkTrainKernel();
   }
 }

@@ -77,6 +77,15 @@ StatusOr<const Driver *> driver() {
     bind(lib, d.streamCreate, "cuStreamCreate", missing);
     bind(lib, d.streamDestroy, "cuStreamDestroy_v2", missing);
     bind(lib, d.streamSynchronize, "cuStreamSynchronize", missing);
+    bind(lib, d.eventCreate, "cuEventCreate", missing);
+    bind(lib, d.eventDestroy, "cuEventDestroy_v2", missing);
+    bind(lib, d.eventRecord, "cuEventRecord", missing);
+    bind(lib, d.eventSynchronize, "cuEventSynchronize", missing);
+    // cuda.h maps the name to _v2 (CUDA 12.8+); older drivers have the first.
+    d.eventElapsedTime = reinterpret_cast<decltype(d.eventElapsedTime)>(
+        dlsym(lib, "cuEventElapsedTime_v2"));
+    if (!d.eventElapsedTime)
+      bind(lib, d.eventElapsedTime, "cuEventElapsedTime", missing);
     if (!missing.empty()) {
       status = Status(StatusCode::kUnimplemented,
                       "the NVIDIA driver library lacks " + missing +

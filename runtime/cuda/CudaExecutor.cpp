@@ -6,6 +6,7 @@
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
 
+#include <cstring>
 #include <map>
 
 namespace mm::cuda {
@@ -63,13 +64,33 @@ std::pair<int, int> targetCapability(const std::string &target) {
   return {0, 0};
 }
 
+/// Weights live on the device as bf16 when the artifact stores them so, and
+/// as f32 otherwise (f16 and f32 checkpoints alike).
+DType deviceDtype(const BufferDesc &b) {
+  return b.dtype == DType::BF16 ? DType::BF16 : DType::F32;
+}
+
+/// The element type T a step's kernel is instantiated with (CodegenCuda's
+/// choice): its output's, or its logits input's for cross_entropy.
+DType kernelDtype(const Plan &plan, const StepDesc &s) {
+  const uint32_t typed =
+      s.kernel == Kernel::CrossEntropy ? s.inputs[0] : s.outputs[0];
+  return plan.buffers[typed].dtype;
+}
+
+cudaDataType_t cudaType(DType t) {
+  return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
 /// The entry point mm-codegen-cuda names for a step with these params (see
 /// compiler/CodegenCuda.cpp). The runtime sizes grids and shared memory from
 /// the params, so a cubin entry instantiated with other tiles would be run out
 /// of bounds: a step whose function disagrees is refused as corrupt.
-std::string expectedFunction(const StepDesc &s) {
+std::string expectedFunction(const Plan &plan, const StepDesc &s) {
   const KernelParams &p = s.params;
-  const std::string t = "_f32_", th = "_t" + std::to_string(p.tileThreads);
+  const std::string t = std::string("_") + dtypeName(kernelDtype(plan, s)) +
+                        "_",
+                    th = "_t" + std::to_string(p.tileThreads);
   auto n = [](int64_t v) { return std::to_string(v); };
   switch (s.kernel) {
   case Kernel::LightningAttention:
@@ -83,8 +104,13 @@ std::string expectedFunction(const StepDesc &s) {
     return "mm_moe" + t + "m" + n(p.tileM) + "_n" + n(p.tileN) + "_k" +
            n(p.tileK) + th;
   default:
-    return "mm_" + s.kernelName + "_f32" + th;
+    return "mm_" + s.kernelName + t.substr(0, t.size() - 1) + th;
   }
+}
+
+/// Device bytes of a weight (see deviceDtype).
+uint64_t deviceBytes(const BufferDesc &b) {
+  return b.maxBytes / dtypeSize(b.dtype) * dtypeSize(deviceDtype(b));
 }
 
 struct StepLaunch {
@@ -104,6 +130,10 @@ struct CudaExecutor::Impl {
   CUdeviceptr base = 0;
   uint64_t workspace = 0, errorSlot = 0, ltWorkspace = 0;
   int multiprocessors = 1; // persistent grids (the wgmma MoE GEMMs)
+  uint64_t weightBytes = 0, workspaceBytes = 0, totalBytes = 0;
+  bool profiling = false;
+  std::vector<CUevent> events; // profiling: one before each step, one after
+  std::vector<float> stepMs;
   std::vector<CUdeviceptr> dev; // per buffer
   std::vector<StepLaunch> launches;
   std::unique_ptr<LtGemm> lt;
@@ -114,6 +144,8 @@ struct CudaExecutor::Impl {
     lt.reset();
     if (ctx)
       drv.ctxSetCurrent(ctx);
+    for (CUevent e : events)
+      drv.eventDestroy(e);
     if (stream)
       drv.streamDestroy(stream);
     if (base)
@@ -197,15 +229,28 @@ Status CudaExecutor::Impl::open() {
       return Status(StatusCode::kUnimplemented,
                     where() + "runs on stream " + std::to_string(s.stream) +
                         "; this backend has no cross-stream events yet");
+    // A kernel reads its weights in its own element type (cuBLASLt: in the
+    // type of x), so each weight must live on the device in that type.
+    const DType want = usesLt(s.kernel) ? plan.buffers[s.inputs[0]].dtype
+                                        : kernelDtype(plan, s);
+    for (uint32_t in : s.inputs) {
+      const BufferDesc &b = plan.buffers[in];
+      if (b.kind == BufferKind::Weight && deviceDtype(b) != want)
+        return invalidArgument(where() + "weight '" + b.name +
+                               "' is stored as " + dtypeName(b.dtype) +
+                               " but the step computes in " + dtypeName(want) +
+                               "; recompile the artifact (dtype=f32 or bf16)");
+    }
     if (usesLt(s.kernel))
       continue;
     if (s.function.empty() || s.params.tileThreads <= 0)
       return invalidArgument(where() + "has no GPU entry point or tile "
                                        "params; recompile the artifact");
-    if (s.function != expectedFunction(s))
+    if (s.function != expectedFunction(plan, s))
       return invalidArgument(where() + "entry point '" + s.function +
                              "' does not match the step's params (expected '" +
-                             expectedFunction(s) + "'); the artifact is corrupt");
+                             expectedFunction(plan, s) +
+                             "'); the artifact is corrupt");
     const KernelParams &p = s.params;
     StepLaunch &L = launches[i];
     if (s.kernel == Kernel::LightningAttention)
@@ -266,8 +311,9 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     auto [it, fresh] = weightAt.emplace(hostData[i], at);
     offset[i] = it->second;
     if (fresh)
-      at = alignUp(at + b.maxBytes / dtypeSize(b.dtype) * 4, kWorkspaceAlign);
+      at = alignUp(at + deviceBytes(b), kWorkspaceAlign);
   }
+  weightBytes = at;
   const uint64_t arena = at;
   at = alignUp(at + plan.arenaBytes, kWorkspaceAlign);
   uint64_t wsBytes = 0;
@@ -276,15 +322,16 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     const int64_t rows = plan.maxBatch * plan.maxSeq;
     if (s.kernel == Kernel::Moe) {
       const auto &w1 = plan.buffers[s.inputs[2]].shape;
-      wsBytes = std::max(wsBytes, moeWorkspace(rows, x.shape[2].value,
-                                               w1[0].value, w1[1].value,
-                                               s.params.topK, 4)
-                                      .bytes);
+      wsBytes = std::max(
+          wsBytes, moeWorkspace(rows, x.shape[2].value, w1[0].value,
+                                w1[1].value, s.params.topK, dtypeSize(x.dtype))
+                       .bytes);
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
     }
   }
   workspace = at;
+  workspaceBytes = wsBytes;
   at = alignUp(at + wsBytes, kWorkspaceAlign);
   ltWorkspace = at;
   at += kLtWorkspaceBytes;
@@ -295,9 +342,10 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     }
   errorSlot = at;
   at += sizeof(k::ErrorSlot);
+  totalBytes = at;
 
-  size_t freeBytes = 0, totalBytes = 0;
-  MM_CU_CALL(drv, memGetInfo, &freeBytes, &totalBytes);
+  size_t freeBytes = 0, deviceTotal = 0;
+  MM_CU_CALL(drv, memGetInfo, &freeBytes, &deviceTotal);
   if (at > freeBytes)
     return resourceExhausted("the plan needs " + std::to_string(at) +
                              " bytes of GPU memory but " + name + " has " +
@@ -308,12 +356,29 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     dev[i] = base + (b.kind == BufferKind::Activation ? arena + b.offset
                                                       : offset[i]);
   }
+  // Host weights are f32 (bf16 ones already rounded by the Session); bf16
+  // ones are narrowed here, one weight at a time.
+  std::vector<uint16_t> narrow;
   for (auto [host, off] : weightAt) {
     for (size_t i = 0; i < plan.buffers.size(); ++i)
       if (plan.buffers[i].kind == BufferKind::Weight && hostData[i] == host) {
         const BufferDesc &b = plan.buffers[i];
-        MM_CU_CALL(drv, memcpyHtoDAsync, base + off, host,
-                   b.maxBytes / dtypeSize(b.dtype) * 4, stream);
+        if (deviceDtype(b) == DType::F32) {
+          MM_CU_CALL(drv, memcpyHtoDAsync, base + off, host, deviceBytes(b),
+                     stream);
+          break;
+        }
+        const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
+        const float *src = static_cast<const float *>(host);
+        MM_CU_CALL(drv, streamSynchronize, stream); // `narrow` is reused
+        narrow.resize(n);
+        for (uint64_t j = 0; j < n; ++j) {
+          uint32_t u;
+          std::memcpy(&u, &src[j], 4);
+          narrow[j] = static_cast<uint16_t>(u >> 16); // exact: rounded at bind
+        }
+        MM_CU_CALL(drv, memcpyHtoDAsync, base + off, narrow.data(), n * 2,
+                   stream);
         break;
       }
   }
@@ -346,9 +411,17 @@ Status CudaExecutor::Impl::runStep(size_t index,
     return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
   }
   case Kernel::Linear:
-  case Kernel::Logits:
-    return lt->run(stream, CUDA_R_32F, x[0] * x[1], shapes[in[1]].dims[0], x[2],
-                   dev[in[0]], dev[in[1]], out);
+  case Kernel::Logits: {
+    const DType xt = plan.buffers[in[0]].dtype;
+    const cudaDataType_t inType = cudaType(xt),
+                         outType = cudaType(plan.buffers[s.outputs[0]].dtype);
+    if (p.lastPosition) // row T-1 of each sequence: m = B rows T·K apart
+      return lt->run(stream, inType, outType, x[0], shapes[in[1]].dims[0], x[2],
+                     dev[in[0]] + (x[1] - 1) * x[2] * dtypeSize(xt),
+                     x[1] * x[2], dev[in[1]], out);
+    return lt->run(stream, inType, outType, x[0] * x[1], shapes[in[1]].dims[0],
+                   x[2], dev[in[0]], x[2], dev[in[1]], out);
+  }
   case Kernel::Silu:
   case Kernel::Sigmoid:
   case Kernel::Mul:
@@ -394,7 +467,8 @@ Status CudaExecutor::Impl::runStep(size_t index,
     a.inter = w1[1];
     a.top_k = p.topK;
     bindMoeWorkspace(a, base + workspace,
-                     moeWorkspace(a.rows, a.hidden, a.experts, a.inter, a.top_k, 4));
+                     moeWorkspace(a.rows, a.hidden, a.experts, a.inter, a.top_k,
+                                  dtypeSize(plan.buffers[in[0]].dtype)));
     const unsigned tiles =
         moeGemmTiles(a.rows, a.top_k, a.experts, static_cast<int>(p.tileM));
     const unsigned warps = threads / 32;
@@ -484,16 +558,58 @@ Status CudaExecutor::run(const std::vector<void *> &hostData,
     MM_CU_CALL(m.drv, memcpyHtoDAsync, m.dev[b.buffer], hostData[b.buffer],
                shapes[b.buffer].elements * dtypeSize(m.plan.buffers[b.buffer].dtype),
                m.stream);
-  for (size_t i = 0; i < m.plan.steps.size(); ++i) {
+  const size_t n = m.plan.steps.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (m.profiling)
+      MM_CU_CALL(m.drv, eventRecord, m.events[i], m.stream);
     Status st = m.runStep(i, shapes);
     if (!st.isOk())
       return st.withPrefix("step " + std::to_string(i) + " (" +
                            m.plan.steps[i].kernelName + "): ");
   }
+  if (m.profiling)
+    MM_CU_CALL(m.drv, eventRecord, m.events[n], m.stream);
   for (const Binding &b : m.plan.outputs)
     MM_CU_CALL(m.drv, memcpyDtoHAsync, hostData[b.buffer], m.dev[b.buffer],
                shapes[b.buffer].elements * 4, m.stream);
-  return m.checkErrorSlot(seq);
+  MM_RETURN_IF_ERROR(m.checkErrorSlot(seq));
+  m.stepMs.assign(m.profiling ? n : 0, 0.f);
+  for (size_t i = 0; i < m.stepMs.size(); ++i)
+    MM_CU_CALL(m.drv, eventElapsedTime, &m.stepMs[i], m.events[i],
+               m.events[i + 1]);
+  return Status::ok();
+}
+
+Status CudaExecutor::setProfiling(bool on) {
+  Impl &m = *impl_;
+  MM_CU_CALL(m.drv, ctxSetCurrent, m.ctx);
+  while (on && m.events.size() < m.plan.steps.size() + 1) {
+    CUevent e = nullptr;
+    MM_CU_CALL(m.drv, eventCreate, &e, CU_EVENT_DEFAULT);
+    m.events.push_back(e);
+  }
+  m.profiling = on;
+  return Status::ok();
+}
+
+const std::vector<float> &CudaExecutor::stepTimes() const {
+  return impl_->stepMs;
+}
+
+StatusOr<CudaExecutor::MemoryUse> CudaExecutor::memoryUse() const {
+  const Impl &m = *impl_;
+  MM_CU_CALL(m.drv, ctxSetCurrent, m.ctx);
+  size_t freeBytes = 0, total = 0;
+  MM_CU_CALL(m.drv, memGetInfo, &freeBytes, &total);
+  MemoryUse u;
+  u.weights = m.weightBytes;
+  u.arena = m.plan.arenaBytes;
+  u.workspace = m.workspaceBytes;
+  u.ltWorkspace = kLtWorkspaceBytes;
+  u.allocated = m.totalBytes;
+  u.deviceUsed = total - freeBytes;
+  u.deviceTotal = total;
+  return u;
 }
 
 } // namespace mm::cuda

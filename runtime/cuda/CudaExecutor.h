@@ -39,6 +39,21 @@ public:
   /// "NVIDIA H100 80GB HBM3 (sm_90)".
   const std::string &deviceName() const;
 
+  /// From the next run on, times every step with a pair of CUDA events (one
+  /// event record per step on the stream; no host synchronisation added).
+  Status setProfiling(bool on);
+  /// Milliseconds of each step in the last run, if it was profiled.
+  const std::vector<float> &stepTimes() const;
+
+  /// The one device allocation, by part, and what the device reports used
+  /// (all processes, the CUDA context and cuBLASLt included).
+  struct MemoryUse {
+    uint64_t weights = 0, arena = 0, workspace = 0, ltWorkspace = 0;
+    uint64_t allocated = 0; // the whole allocation (the parts + inputs)
+    uint64_t deviceUsed = 0, deviceTotal = 0;
+  };
+  StatusOr<MemoryUse> memoryUse() const;
+
   struct Impl;
 
 private:

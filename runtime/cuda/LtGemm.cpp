@@ -21,9 +21,11 @@ LtGemm::~LtGemm() {
   lt_.destroy(handle_);
 }
 
-StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t type, int64_t m,
-                                        int64_t n, int64_t k) {
-  auto key = std::make_tuple(static_cast<int>(type), m, n, k);
+StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
+                                        cudaDataType_t outType, int64_t m,
+                                        int64_t n, int64_t k, int64_t ldx) {
+  auto key = std::make_tuple(static_cast<int>(inType),
+                             static_cast<int>(outType), m, n, k, ldx);
   auto it = shapes_.find(key);
   if (it != shapes_.end())
     return &it->second;
@@ -36,9 +38,9 @@ StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t type, int64_t m,
              &transA, sizeof(transA));
   MM_LT_CALL(lt_, matmulDescSetAttribute, s.desc, CUBLASLT_MATMUL_DESC_TRANSB,
              &transB, sizeof(transB));
-  MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, type, k, n, k);
-  MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, type, k, m, k);
-  MM_LT_CALL(lt_, matrixLayoutCreate, &s.c, type, n, m, n);
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, inType, k, n, k);
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, inType, k, m, ldx);
+  MM_LT_CALL(lt_, matrixLayoutCreate, &s.c, outType, n, m, n);
   cublasLtMatmulPreference_t pref = nullptr;
   MM_LT_CALL(lt_, preferenceCreate, &pref);
   uint64_t wsBytes = workspaceBytes_;
@@ -64,9 +66,10 @@ StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t type, int64_t m,
   return &shapes_.emplace(key, s).first->second;
 }
 
-Status LtGemm::run(CUstream stream, cudaDataType_t type, int64_t m, int64_t n,
-                   int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out) {
-  MM_ASSIGN_OR_RETURN(Shape * s, shape(type, m, n, k));
+Status LtGemm::run(CUstream stream, cudaDataType_t inType,
+                   cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
+                   CUdeviceptr x, int64_t ldx, CUdeviceptr w, CUdeviceptr out) {
+  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k, ldx));
   const float alpha = 1.f, beta = 0.f;
   MM_LT_CALL(lt_, matmul, handle_, s->desc, &alpha,
              reinterpret_cast<const void *>(w), s->a,

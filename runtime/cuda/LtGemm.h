@@ -2,7 +2,8 @@
 // row-major (PyTorch nn.Linear layout), f32 or bf16 storage with fp32
 // accumulation (CUBLAS_COMPUTE_32F, so f32 stays true fp32, no TF32).
 //
-// Descriptors and the heuristic's algorithm are cached per (type, M, N, K):
+// Descriptors and the heuristic's algorithm are cached per (types, M, N, K,
+// row stride):
 // the first call at a shape allocates, later calls do not. Not thread-safe;
 // one LtGemm per executor. The workspace is device memory owned by the caller.
 #pragma once
@@ -24,7 +25,15 @@ public:
   LtGemm &operator=(const LtGemm &) = delete;
 
   Status run(CUstream stream, cudaDataType_t type, int64_t m, int64_t n,
-             int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out);
+             int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out) {
+    return run(stream, type, type, m, n, k, x, k, w, out);
+  }
+  /// The general form: x and w of `inType`, out of `outType` (bf16 inputs may
+  /// write f32), and row i of x at x + i·ldx elements (ldx >= k; a larger ldx
+  /// picks every (ldx/k)-th row, e.g. the last position of each sequence).
+  Status run(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
+             int64_t m, int64_t n, int64_t k, CUdeviceptr x, int64_t ldx,
+             CUdeviceptr w, CUdeviceptr out);
 
 private:
   struct Shape {
@@ -34,13 +43,15 @@ private:
   };
   LtGemm(const CublasLt &lt, cublasLtHandle_t h, CUdeviceptr ws, size_t wsBytes)
       : lt_(lt), handle_(h), workspace_(ws), workspaceBytes_(wsBytes) {}
-  StatusOr<Shape *> shape(cudaDataType_t type, int64_t m, int64_t n, int64_t k);
+  StatusOr<Shape *> shape(cudaDataType_t inType, cudaDataType_t outType,
+                          int64_t m, int64_t n, int64_t k, int64_t ldx);
 
   const CublasLt &lt_;
   cublasLtHandle_t handle_;
   CUdeviceptr workspace_;
   size_t workspaceBytes_;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t>, Shape> shapes_;
+  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int64_t>, Shape>
+      shapes_;
 };
 
 } // namespace mm::cuda

@@ -183,6 +183,7 @@ class Reference:
         self.c = load_config(config)
         self.w = read_safetensors(weights) if isinstance(weights, str) else \
             {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.route_margin = None   # set by forward()
 
     def _lightning(self, x, i):
         c, p = self.c, f"model.layers.{i}.self_attn."
@@ -209,7 +210,12 @@ class Reference:
         c, p = self.c, f"model.layers.{i}.block_sparse_moe."
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        gates = topk_weights(softmax(x @ self.w[p + "gate.weight"].T), c["K"])   # [N,E]
+        probs = softmax(x @ self.w[p + "gate.weight"].T)
+        gates = topk_weights(probs, c["K"])   # [N,E]
+        if self.route_margin is not None and c["K"] < c["E"]:   # how close to another choice
+            top = np.sort(probs, axis=-1)[:, ::-1]
+            margin = (top[:, c["K"] - 1] - top[:, c["K"]]).reshape(shape[:-1])
+            self.route_margin = np.minimum(self.route_margin, margin)
         out = np.zeros_like(x)
         for e in range(c["E"]):
             ep = p + f"experts.{e}."
@@ -228,6 +234,9 @@ class Reference:
         if ids.size and (ids.min() < 0 or ids.max() >= c["V"]):
             raise ValueError(f"token id out of range [0,{c['V']})")
         x = self.w["model.embed_tokens.weight"][ids]
+        # [B,T]: the smallest gap, over the MoE layers, between the k-th and (k+1)-th router
+        # probability of each token (a lower-precision run may route such a token differently).
+        self.route_margin = np.full(ids.shape, np.inf)
         for i, t in enumerate(c["types"]):
             p = f"model.layers.{i}."
             h = rms_norm(x, self.w[p + "input_layernorm.weight"], c["eps"])

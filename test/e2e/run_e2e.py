@@ -6,7 +6,15 @@
 For sequence lengths 1, 7, block_size+1 and 2*block_size+8 at batch 1 and 2 (the artifact must allow
 batch 2 and seq >= 2*block_size+8), it runs
     BIN A.mmb --weights W --input-ids ids.npy --dump-logits out.npy
-and requires ‖out−ref‖/‖ref‖ <= 1e-5 (--rel-tol; the fp32 GPU backend is held to 1e-4) and identical argmax at every position. Then it runs
+and requires ‖out−ref‖/‖ref‖ <= 1e-5 (--rel-tol; the fp32 GPU backend is held to 1e-4) and identical argmax at every position. An artifact compiled with
+logits=last writes [B, 1, V], compared with the reference's last position.
+
+With --bf16 (an artifact compiled with dtype=bf16) the check is the bf16 one: a token whose top-k
+router probabilities are within ROUTE_MARGIN of the next expert's may legitimately be routed
+differently, and attention carries that to every later position, so each sequence is compared up
+to its first such token (the rest is reported, not judged); --rel-tol applies there (BF16_REL_TOL
+by default), argmax must agree where the reference's top-2 gap exceeds 2·rel-tol·max|ref|, and
+greedy generation (a discrete function of those logits) is not required to match. Then it runs
     BIN A.mmb --weights W --input-ids ids.npy --generate 5
 and requires the printed lines `generated[b]: t1 ... t5` (the new tokens only) to equal the
 reference's greedy continuation. Prints a table; exits non-zero on any failure.
@@ -25,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mm_reference  # noqa: E402
 
 REL_TOL = 1e-5
+BF16_REL_TOL = 3e-2
+ROUTE_MARGIN = 1e-2
 GEN_TOKENS = 5
 
 
@@ -40,17 +50,29 @@ def run(cmd, timeout):
     return True, res.stdout, ""
 
 
-def compare(out, ref, rel_tol=REL_TOL):
-    """Returns (rel_err, problem or '')."""
+def compare(out, ref, rel_tol=REL_TOL, margin=None):
+    """Returns (rel_err, problem or ''). `margin` ([B,T] router margins) selects the bf16 check."""
+    if out.shape[1] == 1 and ref.shape[1] > 1:   # logits=last
+        ref = ref[:, -1:]
+        margin = None if margin is None else margin[:, -1:] if (margin >= ROUTE_MARGIN).all() \
+            else np.where((margin < ROUTE_MARGIN).any(axis=1, keepdims=True), 0.0, np.inf)
     if out.shape != ref.shape:
         return float("nan"), f"shape {out.shape} != reference {ref.shape}"
     out = out.astype(np.float64)
     if not np.isfinite(out).all():
         return float("nan"), "non-finite logits"
-    rel = float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
+    keep = np.ones(ref.shape[:2], dtype=bool)
+    if margin is not None:   # each sequence up to its first near-tie routing
+        keep = np.cumsum(margin < ROUTE_MARGIN, axis=1) == 0
+        if not keep.any():
+            return float("nan"), ""
+    rel = float(np.linalg.norm(out[keep] - ref[keep]) / np.linalg.norm(ref[keep]))
     if rel > rel_tol:
         return rel, f"rel err > {rel_tol:.0e}"
-    bad = np.argwhere(np.argmax(out, axis=-1) != np.argmax(ref, axis=-1))
+    if margin is not None:
+        top2 = np.sort(ref, axis=-1)[..., -2:]
+        keep &= top2[..., 1] - top2[..., 0] > 2 * rel_tol * np.abs(ref).max()
+    bad = np.argwhere((np.argmax(out, axis=-1) != np.argmax(ref, axis=-1)) & keep)
     if bad.size:
         b, t = bad[0]
         top2 = np.sort(ref[b, t])[-2:]
@@ -77,9 +99,13 @@ def main(argv=None):
     ap.add_argument("--tmp", help="folder for ids/logits files (default: a fresh temporary folder)")
     ap.add_argument("--extra", default="", help='extra mm-run arguments, e.g. --extra="--backend cpu"')
     ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument("--rel-tol", type=float, default=REL_TOL, help="largest ‖out−ref‖/‖ref‖ accepted")
+    ap.add_argument("--rel-tol", type=float, help="largest ‖out−ref‖/‖ref‖ accepted "
+                    f"(default {REL_TOL:g}, with --bf16 {BF16_REL_TOL:g})")
+    ap.add_argument("--bf16", action="store_true", help="the artifact stores bf16 (see above)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per mm-run call")
     args = ap.parse_args(argv)
+    if args.rel_tol is None:
+        args.rel_tol = BF16_REL_TOL if args.bf16 else REL_TOL
 
     ref = mm_reference.Reference(args.config, args.weights)
     V, bs = ref.c["V"], ref.c["block_size"]
@@ -102,7 +128,9 @@ def main(argv=None):
         rel = float("nan")
         if ok:
             try:
-                rel, msg = compare(np.load(out_path), ref.forward(ids), args.rel_tol)
+                want = ref.forward(ids)
+                rel, msg = compare(np.load(out_path), want, args.rel_tol,
+                                   ref.route_margin if args.bf16 else None)
             except (OSError, ValueError) as e:
                 msg = f"cannot read {out_path}: {e}"
         rows.append((name, rel, not msg, msg))
@@ -112,7 +140,7 @@ def main(argv=None):
     ids_path = os.path.join(tmp, "generate.ids.npy")
     np.save(ids_path, ids)
     ok, stdout, msg = run(base + ["--input-ids", ids_path, "--generate", str(GEN_TOKENS)], args.timeout)
-    if ok:
+    if ok and not args.bf16:
         want = ref.generate(ids, GEN_TOKENS)
         got = parse_generated(stdout)
         for bi in range(2):

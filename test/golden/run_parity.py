@@ -2,7 +2,7 @@
 """Parity of mm with Hugging Face transformers on the goldens in this folder (tools/make_golden.py).
 
     run_parity.py --bin BUILD/bin --tmp DIR [--golden FOLDER] [--only NAME ...]
-                  [--target sm_90a] [--backend cuda] [--stage all|compile|run]
+                  [--target sm_90a] [--backend cuda] [--stage all|compile|run] [--dtype bf16]
 
 For every golden (a folder with meta.json) it runs
     mm-import GOLDEN -o g.mlir                       (reads config.json and the safetensors headers)
@@ -15,7 +15,10 @@ and requires, against the fp32 logits transformers computed:
     the identical greedy continuation.
 `--target` compiles for a GPU and `--backend` runs there; `--stage compile` only builds the
 artifacts into --tmp and `--stage run` only runs them (for a GPU machine that cannot build: it needs
-mm-run alone). Needs numpy only (no torch). Prints one row per case; exits non-zero on any failure.
+mm-run alone). `--dtype bf16` compiles bf16 artifacts (weights and activations bf16, logits f32) and
+holds them to the bf16 check instead: ‖out − ref‖/‖ref‖ <= 3e-2, argmax identical wherever the
+transformers top-2 gap exceeds 2·3e-2·max|ref|, and the greedy continuation reported but not
+required (a near-tie may legitimately flip). Needs numpy only (no torch). Prints one row per case; exits non-zero on any failure.
 """
 import argparse
 import json
@@ -27,6 +30,7 @@ import sys
 import numpy as np
 
 MAX_REL_ERR = 1e-4
+BF16_REL_ERR = 3e-2
 
 
 def run(cmd, timeout=600):
@@ -37,12 +41,28 @@ def run(cmd, timeout=600):
     return res.stdout
 
 
-def compare(out, ref):
+def compare_bf16(out, ref):
+    """(norm rel err, problem or '') for a bf16 artifact."""
+    out64, ref64 = out.astype(np.float64), ref.astype(np.float64)
+    rel = float(np.linalg.norm(out64 - ref64) / np.linalg.norm(ref64))
+    if rel > BF16_REL_ERR:
+        return rel, f"rel err > {BF16_REL_ERR:.0e}"
+    top2 = np.sort(ref64, axis=-1)[..., -2:]
+    clear = top2[..., 1] - top2[..., 0] > 2 * BF16_REL_ERR * np.abs(ref64).max()
+    bad = np.argwhere((out.argmax(-1) != ref.argmax(-1)) & clear)
+    if bad.size:
+        return rel, f"argmax differs at {len(bad)} clear positions, first {tuple(bad[0])}"
+    return rel, ""
+
+
+def compare(out, ref, dtype="f32"):
     """(max rel err, problem or '')."""
     if out.shape != ref.shape:
         return float("nan"), f"shape {out.shape} != transformers {ref.shape}"
     if not np.isfinite(out).all():
         return float("nan"), "non-finite logits"
+    if dtype == "bf16":
+        return compare_bf16(out, ref)
     out64, ref64 = out.astype(np.float64), ref.astype(np.float64)
     rel = float(np.abs(out64 - ref64).max() / np.abs(ref64).max())
     if rel > MAX_REL_ERR:
@@ -53,7 +73,7 @@ def compare(out, ref):
     return rel, ""
 
 
-def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all"):
+def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all", dtype="f32"):
     name = os.path.basename(folder.rstrip("/"))
     with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
@@ -69,7 +89,8 @@ def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all")
         try:
             run([os.path.join(bin_dir, "mm-import"), folder, "-o", mlir])
             run([os.path.join(bin_dir, "mm-opt"), mlir,
-                 f"--mm-compile=max-batch=2 max-seq={max_seq} target={target} artifact={mmb}",
+                 f"--mm-compile=max-batch=2 max-seq={max_seq} target={target} dtype={dtype} "
+                 f"artifact={mmb}",
                  "-o", os.devnull])
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             return [(name, "compile", float("nan"), str(e))]
@@ -83,7 +104,7 @@ def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all")
             os.remove(out_path)  # never compare against a stale file
         try:
             run(mm_run + ["--input-ids", os.path.join(folder, case["ids"]), "--dump-logits", out_path])
-            rel, msg = compare(np.load(out_path), np.load(os.path.join(folder, case["logits"])))
+            rel, msg = compare(np.load(out_path), np.load(os.path.join(folder, case["logits"])), dtype)
         except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as e:
             rel, msg = float("nan"), str(e)
         rows.append((name, label, rel, msg))
@@ -96,6 +117,9 @@ def check_golden(folder, bin_dir, tmp, target="cpu", backend="cpu", stage="all")
         for b in range(want.shape[0]):
             if got.get(b) != want[b].tolist():
                 msg = f"generated[{b}] {got.get(b)} != transformers {want[b].tolist()}"
+                if dtype == "bf16":
+                    print(f"{name}: bf16 greedy continuation differs (not required): {msg}")
+                    msg = ""
                 break
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         msg = str(e)
@@ -112,6 +136,7 @@ def main():
     ap.add_argument("--target", default="cpu", help="compile target: cpu, sm_80, sm_89, sm_90a")
     ap.add_argument("--backend", default="cpu", help="mm-run backend: cpu or cuda")
     ap.add_argument("--stage", default="all", choices=["all", "compile", "run"])
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="artifact storage type")
     args = ap.parse_args()
     goldens = sorted(d for d in os.listdir(args.golden)
                      if os.path.isfile(os.path.join(args.golden, d, "meta.json"))
@@ -122,7 +147,7 @@ def main():
     rows = []
     for g in goldens:
         rows += check_golden(os.path.join(args.golden, g), args.bin, args.tmp, args.target,
-                             args.backend, args.stage)
+                             args.backend, args.stage, args.dtype)
     failures = 0
     print(f"{'golden':<28} {'case':<18} {'max rel err':>11}  ok")
     for name, label, rel, msg in rows:

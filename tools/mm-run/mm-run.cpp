@@ -41,13 +41,20 @@ options:
                           file; repeat to combine files (searched in order)
   --input-ids FILE        .npy token ids for the input "input_ids"
   --input NAME=FILE       .npy for another input of the artifact (e.g. labels=labels.npy)
-  --dump-logits OUT.npy   write the output "logits" (f32, [B, T, V]) of the prompt's forward pass
+  --dump-logits OUT.npy   write the output "logits" (f32, [B, T, V], or [B, 1, V] for an artifact
+                          compiled with logits=last) of the prompt's forward pass
   --generate N            greedy decoding of N tokens: runs the whole forward pass over the
                           growing sequence for each new token (no KV cache yet, so each token
                           costs a full prefill) and prints "generated[b]: ids" per batch row;
                           T + N must not exceed max_seq
   --repeat N              run the prompt's forward pass N more times and print the median
-                          time of those on stderr (steady state: no first-call setup)
+                          time of those on stderr (steady state: no first-call setup; each
+                          pass is timed from input upload to outputs back on the host, the
+                          device synchronised; the weight upload is part of load, not of it)
+  --profile               (cuda) after the passes above, run 3 more with a CUDA event pair
+                          around every step and print the median time per step summed by
+                          kernel kind (a cuda run always ends with a line on device memory:
+                          the plan's parts against what the device reports used)
   --backend cpu|cuda      execution backend (default cpu). cuda runs the artifact's cubin on
                           GPU 0 (the artifact must be compiled for a GPU target such as
                           sm_90a; such an artifact also runs on cpu)
@@ -182,6 +189,7 @@ int runModel(int argc, char **argv) {
   std::vector<std::string> weightPaths;
   std::vector<std::pair<std::string, std::string>> extraInputs;
   long long generate = -1, repeat = 0;
+  bool profile = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string value;
@@ -215,6 +223,8 @@ int runModel(int argc, char **argv) {
       dumpPath = next();
     } else if (arg == "--repeat") {
       repeat = parseCount("--repeat", next());
+    } else if (arg == "--profile") {
+      profile = true;
     } else if (arg == "--generate") {
       generate = parseCount("--generate", next());
     } else if (arg == "--backend") {
@@ -308,6 +318,49 @@ int runModel(int argc, char **argv) {
                  "max %.3f)\n",
                  repeat, ms[ms.size() / 2], ms.front(), ms.back());
   }
+  if (profile) {
+    check(session->setProfiling(true));
+    const mm::Plan &p = session->plan();
+    std::vector<std::vector<float>> perStep(p.steps.size());
+    for (int r = 0; r < 3; ++r) {
+      forward(promptLen);
+      std::vector<float> t = session->stepTimes();
+      for (size_t i = 0; i < t.size() && i < perStep.size(); ++i)
+        perStep[i].push_back(t[i]);
+    }
+    check(session->setProfiling(false));
+    // Median per step, summed by kernel kind in order of first appearance.
+    std::vector<std::string> kinds;
+    std::vector<double> kindMs;
+    std::vector<int> kindSteps;
+    double total = 0;
+    for (size_t i = 0; i < perStep.size(); ++i) {
+      std::vector<float> &v = perStep[i];
+      std::sort(v.begin(), v.end());
+      const double ms = v.empty() ? 0 : v[v.size() / 2];
+      const std::string &k = p.steps[i].kernelName;
+      auto it = std::find(kinds.begin(), kinds.end(), k);
+      if (it == kinds.end()) {
+        kinds.push_back(k);
+        kindMs.push_back(0);
+        kindSteps.push_back(0);
+        it = kinds.end() - 1;
+      }
+      kindMs[it - kinds.begin()] += ms;
+      ++kindSteps[it - kinds.begin()];
+      total += ms;
+    }
+    std::fprintf(stderr,
+                 "mm-run: profile (median of 3, CUDA events per step):\n");
+    std::fprintf(stderr, "  %-22s %6s %11s %7s\n", "kernel", "steps", "ms",
+                 "share");
+    for (size_t k = 0; k < kinds.size(); ++k)
+      std::fprintf(stderr, "  %-22s %6d %11.3f %6.1f%%\n", kinds[k].c_str(),
+                   kindSteps[k], kindMs[k],
+                   total > 0 ? 100.0 * kindMs[k] / total : 0.0);
+    std::fprintf(stderr, "  %-22s %6zu %11.3f\n", "all steps", p.steps.size(),
+                 total);
+  }
   std::vector<std::vector<int32_t>> generated(static_cast<size_t>(batch));
   for (int64_t step = 0; step < generate; ++step) {
     if (step > 0) {
@@ -315,10 +368,12 @@ int runModel(int argc, char **argv) {
       ++passes;
     }
     mm::OutputView logits = take(session->output("logits"));
-    const int64_t seq = logits.shape[1], vocab = logits.shape[2];
+    // [B, T, V], or [B, 1, V] with logits=last: the last row is the next token.
+    const int64_t seq = promptLen + step, rows = logits.shape[1],
+                  vocab = logits.shape[2];
     std::vector<int32_t> next(static_cast<size_t>(batch * (seq + 1)));
     for (int64_t b = 0; b < batch; ++b) {
-      const float *row = logits.data + (b * seq + seq - 1) * vocab;
+      const float *row = logits.data + (b * rows + rows - 1) * vocab;
       int64_t best = 0;
       for (int64_t v = 1; v < vocab; ++v)
         if (row[v] > row[best])
@@ -351,6 +406,8 @@ int runModel(int argc, char **argv) {
                backend.c_str(), session->deviceName().c_str(),
                static_cast<long long>(batch), static_cast<long long>(promptLen),
                loadMs, passes, passes == 1 ? "" : "es", runMs, runMs / passes);
+  if (session->backend() == mm::Backend::Cuda)
+    std::fprintf(stderr, "mm-run: %s\n", session->memoryReport().c_str());
   return 0;
 }
 

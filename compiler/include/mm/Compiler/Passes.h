@@ -27,11 +27,16 @@ struct CompileOptions {
   std::string artifact;
   /// "inference" (logits) or "train" (mm-autodiff first; see Passes.td).
   std::string mode = "inference";
+  /// Storage type of weights and activations: "f32" or "bf16" (mm-set-dtype).
+  std::string dtype = "f32";
+  /// "all" logits [B, T, V] or "last" [B, 1, V] (mm-last-logits).
+  std::string logits = "all";
   /// Training: the mm-autodiff options.
   AutodiffPassOptions train;
 };
 
-/// [autodiff, in train mode] -> lower to mmx -> fuse -> tile -> CUDA codegen
+/// [autodiff, in train mode] -> lower to mmx -> set dtype -> [last logits]
+/// -> fuse -> tile -> CUDA codegen
 /// (GPU targets) -> plan memory -> serialize (NVRTC for GPU targets).
 void buildMMCompilePipeline(mlir::OpPassManager &pm,
                             const CompileOptions &options);

@@ -97,6 +97,71 @@ def AutodiffPass : Pass<"mm-autodiff", "mlir::ModuleOp"> {
   ];
 }
 
+def SetDtypePass : Pass<"mm-set-dtype", "mlir::ModuleOp"> {
+  let summary = "Choose the storage type of weights and activations (f32 or bf16)";
+  let description = [{
+    Runs on the `mmx.program` right after `mm-lower-to-mmx` (which keeps the importer's f32).
+    With `dtype=bf16` every float `mmx.weight` is stored as bf16 (the runtime rounds f32
+    checkpoint tensors to nearest even when it binds them) and every float `mmx.alloc` becomes
+    bf16, except the results of `logits` and `cross_entropy` launches, which stay f32: the
+    kernels read bf16 and accumulate in fp32 (router probabilities, softmax statistics and the
+    lightning state stay fp32 inside them), and the program's logits come out in f32.
+    `dtype=f32` changes nothing. Inference only: a training program (one with `mmx.state`)
+    is refused with bf16.
+
+    Before (`dtype=bf16`):
+    ```mlir
+    %w = mmx.weight "emb" {dtype = f32, shape = [8, 4]}
+    %h = mmx.alloc {dtype = f32, shape = ["B", "T", 4]}
+    mmx.launch "embedding" (%ids, %w) -> (%h) {params = {}}
+    %l = mmx.alloc {dtype = f32, shape = ["B", "T", 8]}
+    mmx.launch "logits" (%h, %lm) -> (%l) {params = {}}
+    ```
+    After:
+    ```mlir
+    %w = mmx.weight "emb" {dtype = bf16, shape = [8, 4]}
+    %h = mmx.alloc {dtype = bf16, shape = ["B", "T", 4]}
+    mmx.launch "embedding" (%ids, %w) -> (%h) {params = {}}
+    %l = mmx.alloc {dtype = f32, shape = ["B", "T", 8]}
+    mmx.launch "logits" (%h, %lm) -> (%l) {params = {}}
+    ```
+  }];
+  let dependentDialects = ["mmx::MMXDialect"];
+  let options = [
+    Option<"dtype", "dtype", "std::string", /*default=*/"\"f32\"",
+           "Storage type of weights and activations: f32 or bf16">,
+  ];
+}
+
+def LastLogitsPass : Pass<"mm-last-logits", "mlir::ModuleOp"> {
+  let summary = "Compute the output logits at the last position only (prefill)";
+  let description = [{
+    A prefill needs only the next-token distribution, and `[B, T, V]` f32 logits do not fit
+    at long T (1M tokens x 32000 x 4 bytes = 128 GB). This pass gives each `logits` launch
+    whose result is a program output the param `last_position = 1`: it projects only row
+    `T-1` of each sequence, and its result becomes `[B, 1, V]`. With `logits=all` (the
+    default) it changes nothing.
+
+    Before:
+    ```mlir
+    %l = mmx.alloc {dtype = f32, shape = ["B", "T", 8]}
+    mmx.launch "logits" (%h, %lm) -> (%l) {params = {}}
+    mmx.output "logits" %l
+    ```
+    After:
+    ```mlir
+    %l = mmx.alloc {dtype = f32, shape = ["B", 1, 8]}
+    mmx.launch "logits" (%h, %lm) -> (%l) {params = {last_position = 1 : i64}}
+    mmx.output "logits" %l
+    ```
+  }];
+  let dependentDialects = ["mmx::MMXDialect"];
+  let options = [
+    Option<"logits", "logits", "std::string", /*default=*/"\"last\"",
+           "all ([B, T, V], unchanged) or last ([B, 1, V])">,
+  ];
+}
+
 def PlanMemoryPass : Pass<"mm-plan-memory", "mlir::ModuleOp"> {
   let summary = "Assign arena offsets to activation buffers from their liveness";
   let description = [{
