@@ -98,6 +98,23 @@ public:
     } else if (kind == "rope") {
       name = "mm_rope_" + tn + "_t" + th;
       entry(name, threads, "RopeArgs", "mm::k::rope<" + t + ">(a);");
+    } else if (kind == "lightning_attention" && p("tile_chunk") == 1) {
+      const bool silu = p("silu_input") != 0;
+      if (tn != "bf16" || p("head_dim") != 128)
+        return l.emitOpError() << "expects bf16 and head_dim 128 for "
+                                  "tile_chunk = 1";
+      const std::string sl = silu ? "true" : "false";
+      name = "mm_lightning_chunk_" + tn + "_d128_t" + th + (silu ? "_silu" : "");
+      entry(name + "_states", threads, "LightningChunkArgs",
+            "extern __shared__ __align__(16) unsigned char smemb[];\n  "
+            "mm::k::lightningChunkStates<3, " + sl + ">(a, smemb);",
+            /*minBlocks=*/2);
+      entry(name + "_scan", threads, "LightningChunkArgs",
+            "mm::k::lightningChunkScan(a);");
+      entry(name + "_out", threads, "LightningChunkArgs",
+            "extern __shared__ __align__(16) unsigned char smemb[];\n  "
+            "mm::k::lightningChunkOut<3, " + sl + ">(a, smemb);",
+            /*minBlocks=*/1);
     } else if (kind == "lightning_attention") {
       const bool silu = p("silu_input") != 0;
       const std::string d = std::to_string(p("head_dim")),
@@ -184,11 +201,13 @@ public:
 
 private:
   void entry(const std::string &name, int64_t threads, StringRef args,
-             const std::string &call) {
+             const std::string &call, int minBlocks = 0) {
     if (!emitted.insert(name).second)
       return;
     body += "\nextern \"C\" __global__ void __launch_bounds__(" +
-            std::to_string(threads) + ") " + name + "(const mm::k::" +
+            std::to_string(threads) +
+            (minBlocks > 0 ? ", " + std::to_string(minBlocks) : "") + ") " +
+            name + "(const mm::k::" +
             args.str() + " a) {\n  " + call + "\n}\n";
   }
 

@@ -76,7 +76,14 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
       return success(); // cuBLASLt
     SmallVector<std::pair<StringRef, int64_t>> tiles = {{"tile_threads", 256}};
     const int64_t d = intParam(l, "head_dim");
-    if (kind == "lightning_attention") {
+    if (kind == "lightning_attention" && isBf16(l.getOuts()[0]) && d == 128 &&
+        mm::k::lightningChunkOutSmem(3) <= budget) {
+      // The chunk-parallel tensor-core form (kernels/lightning_attention.cuh:
+      // states, scan, out launches): bf16, D = 128, its output launch needs
+      // ~213 KB of shared memory, so sm_90a only; 14-17x the sequential kernel
+      // (bench/results/lightning.md).
+      tiles.push_back({"tile_chunk", 1});
+    } else if (kind == "lightning_attention") {
       int64_t dv = 32;
       while (d % dv)
         dv /= 2;

@@ -107,6 +107,7 @@ struct KernelParams {
   /// Tile sizes chosen by mm-tile for GPU targets (0 where absent); only the
   /// CUDA backend reads them.
   int64_t tileThreads = 0, tileBlock = 0, tileDv = 0, tileQ = 0, tileK = 0;
+  int64_t tileChunk = 0; // lightning: 1 = the chunk-parallel bf16 form
   int64_t tileM = 0, tileN = 0;
   // Training kernels.
   int64_t chunkRows = 0;

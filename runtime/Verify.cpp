@@ -333,7 +333,7 @@ public:
         {"tile_threads", &p.tileThreads}, {"tile_block", &p.tileBlock},
         {"tile_dv", &p.tileDv},           {"tile_q", &p.tileQ},
         {"tile_k", &p.tileK},             {"tile_m", &p.tileM},
-        {"tile_n", &p.tileN}};
+        {"tile_n", &p.tileN},             {"tile_chunk", &p.tileChunk}};
     for (auto [name, field] : tiles)
       if (find(name))
         MM_RETURN_IF_ERROR(intParam(name, 1, 1024, *field));

@@ -18,8 +18,12 @@ constexpr uint64_t kSharedStatic = 48 * 1024; // beyond this, opt in per kernel
 
 // Sub-kernels of the multi-kernel steps, in launch order (see kernels/moe.cuh,
 // kernels/cross_entropy.cuh).
-const std::vector<std::string> &entrySuffixes(Kernel k) {
+const std::vector<std::string> &entrySuffixes(const StepDesc &s) {
   static const std::vector<std::string> one = {""};
+  static const std::vector<std::string> chunk = {"_states", "_scan", "_out"};
+  if (s.kernel == Kernel::LightningAttention && s.params.tileChunk == 1)
+    return chunk;
+  const Kernel k = s.kernel;
   static const std::vector<std::string> moe = {"_route", "_dispatch",
                                                "_gate_up", "_down", "_combine"};
   static const std::vector<std::string> ce = {"_rows", "_reduce"};
@@ -94,6 +98,9 @@ std::string expectedFunction(const Plan &plan, const StepDesc &s) {
   auto n = [](int64_t v) { return std::to_string(v); };
   switch (s.kernel) {
   case Kernel::LightningAttention:
+    if (p.tileChunk == 1)
+      return "mm_lightning_chunk" + t + "d" + n(p.headDim) + th +
+             (p.siluInput ? "_silu" : "");
     return "mm_lightning_attention" + t + "d" + n(p.headDim) + "_b" +
            n(p.tileBlock) + "_dv" + n(p.tileDv) + th +
            (p.siluInput ? "_silu" : "");
@@ -116,7 +123,20 @@ uint64_t deviceBytes(const BufferDesc &b) {
 struct StepLaunch {
   std::vector<CUfunction> fns;
   uint32_t smemBytes = 0; // dynamic shared memory of the (single) kernel
+  std::vector<uint32_t> fnSmem; // per entry, where the entries differ
 };
+
+/// Segments of a chunk-parallel lightning step: the kernel's own choice
+/// (lightningChunkSegLen), lengthened when it would need more state slots than
+/// the workspace holds (kLightningMaxSegments per sequence and head).
+constexpr long long kLightningMaxSegments = 256;
+std::pair<long long, long long> lightningSegments(long long T, long long bh,
+                                                  long long sms) {
+  long long len = k::lightningChunkSegLen(T, bh, sms);
+  if ((T + len - 1) / len > kLightningMaxSegments)
+    len = ((T + kLightningMaxSegments - 1) / kLightningMaxSegments + 63) / 64 * 64;
+  return {len, (T + len - 1) / len};
+}
 
 } // namespace
 
@@ -253,7 +273,14 @@ Status CudaExecutor::Impl::open() {
                              "'); the artifact is corrupt");
     const KernelParams &p = s.params;
     StepLaunch &L = launches[i];
-    if (s.kernel == Kernel::LightningAttention)
+    if (s.kernel == Kernel::LightningAttention && p.tileChunk == 1) {
+      if (kernelDtype(plan, s) != DType::BF16 || p.headDim != 128)
+        return invalidArgument(where() + "tile_chunk needs bf16 and head_dim "
+                                         "128; the artifact is corrupt");
+      L.fnSmem = {static_cast<uint32_t>(k::lightningChunkStatesSmem(3)), 0,
+                  static_cast<uint32_t>(k::lightningChunkOutSmem(3))};
+      L.smemBytes = std::max(L.fnSmem[0], L.fnSmem[2]);
+    } else if (s.kernel == Kernel::LightningAttention)
       L.smemBytes = static_cast<uint32_t>(
           4 * k::lightningSmemFloats(static_cast<int>(p.headDim),
                                      static_cast<int>(p.tileBlock),
@@ -281,17 +308,20 @@ Status CudaExecutor::Impl::open() {
                           " experts; the kernels support up to " +
                           std::to_string(k::moeMaxExperts()));
     }
-    for (const std::string &suffix : entrySuffixes(s.kernel)) {
+    const auto &suffixes = entrySuffixes(s);
+    for (size_t e = 0; e < suffixes.size(); ++e) {
+      const std::string &suffix = suffixes[e];
+      const uint32_t smem = L.fnSmem.empty() ? L.smemBytes : L.fnSmem[e];
       CUfunction fn = nullptr;
       const std::string entry = s.function + suffix;
       CUresult r = drv.moduleGetFunction(&fn, module, entry.c_str());
       if (r != CUDA_SUCCESS)
         return invalidArgument(where() + "the cubin has no entry point '" +
                                entry + "'");
-      if (L.smemBytes > kSharedStatic)
+      if (smem > kSharedStatic)
         MM_CU_CALL(drv, funcSetAttribute, fn,
                    CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                   static_cast<int>(L.smemBytes));
+                   static_cast<int>(smem));
       L.fns.push_back(fn);
     }
   }
@@ -328,6 +358,13 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
                        .bytes);
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
+    } else if (s.kernel == Kernel::LightningAttention &&
+               s.params.tileChunk == 1) {
+      // fp32 [D, D] states of every segment but the last, per sequence and head.
+      const long long nseg = kLightningMaxSegments;
+      wsBytes = std::max<uint64_t>(
+          wsBytes, 4ull * k::lightningChunkStateFloats(
+                              plan.maxBatch, s.params.numHeads, nseg));
     }
   }
   workspace = at;
@@ -439,6 +476,24 @@ Status CudaExecutor::Impl::runStep(size_t index,
     return launch(L.fns[0], gridStride(items, threads), 1, 1, threads, 0, &a);
   }
   case Kernel::LightningAttention: {
+    if (p.tileChunk == 1) {
+      const auto [segLen, nseg] =
+          lightningSegments(x[1], x[0] * p.numHeads, multiprocessors);
+      k::LightningChunkArgs a{d(0),       out,          base + workspace,
+                              x[0],       x[1],         p.numHeads,
+                              p.layerIndex, p.numLayers, segLen,
+                              nseg};
+      const unsigned H = static_cast<unsigned>(p.numHeads),
+                     B = static_cast<unsigned>(x[0]);
+      if (nseg > 1) {
+        MM_RETURN_IF_ERROR(launch(L.fns[0], static_cast<unsigned>(nseg - 1), H,
+                                  B, threads, L.fnSmem[0], &a));
+        MM_RETURN_IF_ERROR(
+            launch(L.fns[1], 128 * 128 / 1024, H, B, threads, 0, &a));
+      }
+      return launch(L.fns[2], static_cast<unsigned>(nseg), H, B, threads,
+                    L.fnSmem[2], &a);
+    }
     k::LightningArgs a{d(0), out, x[0], x[1], p.numHeads, p.layerIndex,
                        p.numLayers};
     return launch(L.fns[0], static_cast<unsigned>(p.headDim / p.tileDv),

@@ -136,3 +136,22 @@ mmx.program @bf16_d64 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target
   mmx.launch "softmax_attention"(%q, %q, %q) -> (%a) {params = {head_dim = 64 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.125 : f64}}
   mmx.output "a" %a
 }
+
+// -----
+
+// Tests that a bf16 lightning attention with head_dim 128 on sm_90a takes the chunk-parallel
+// form (tile_chunk = 1, no sequential-kernel tiles), and f32 keeps the sequential kernel.
+// CHECK-LABEL: mmx.program @lightning_chunk
+// CHECK: "lightning_attention"{{.*}}tile_chunk = 1 : i64, tile_threads = 256 : i64
+// CHECK-NOT: tile_block
+// CHECK: "lightning_attention"{{.*}}tile_block = {{[0-9]+}} : i64, tile_dv = 32 : i64
+mmx.program @lightning_chunk attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 384]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
+  mmx.launch "lightning_attention"(%x) -> (%a) {params = {block_size = 64 : i64, head_dim = 128 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  %y = mmx.input "y" {dtype = f32, shape = ["B", "T", 384]}
+  %b = mmx.alloc {dtype = f32, shape = ["B", "T", 128]}
+  mmx.launch "lightning_attention"(%y) -> (%b) {params = {block_size = 64 : i64, head_dim = 128 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  mmx.output "a" %a
+  mmx.output "b" %b
+}
