@@ -699,13 +699,96 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLinear<T>(lt, 1, 4096, 1024);
 }
 
+/// Uniform pseudo-random bf16 in [-1, 1) from a hash of the index: the sweep's inputs reach
+/// 12.9 GB (lightning at 1M tokens), too many to draw on the host.
+__global__ void gFillRandomBf16(bf16 *p, long long n, unsigned seed) {
+  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < n; i += 256ll * gridDim.x) {
+    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed ^ static_cast<unsigned>(i >> 32);
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = k::fromF32<bf16>(static_cast<float>(h & 0xFFFFFF) / 8388608.0f - 1.0f);
+  }
+}
+Dev randomDev(long long n, unsigned seed) {
+  Dev d(static_cast<size_t>(n) * 2);
+  gFillRandomBf16<<<4096, 256>>>(static_cast<bf16 *>(d.p), n, seed);
+  CK_LAUNCH();
+  return d;
+}
+
+/// `--bench-sweep`: the issue-5 measurements of ours, one JSON object per line after "BENCH ",
+/// at the shapes tools/bench/peers.py times the peers (B=1, H=16, D=128, bf16), with the forms
+/// and tiles that mm-tile picks on sm_90a. tools/bench/report.py joins the two.
+void benchSweep() {
+  const long long H = 16, D = 128;
+  for (long long T_ : {4096LL, 16384LL, 65536LL, 262144LL, 1048576LL}) {
+    Dev dIn = randomDev(T_ * H * 3 * D, 1), dOut(static_cast<size_t>(T_ * H * D) * 2);
+    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms()), nseg = (T_ + seg - 1) / seg;
+    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(1, H, nseg)) * 4);
+    k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1, T_, H, 0, 8, seg, nseg};
+    const double ms = medianMs([&] { launchLightningFast<false>(a); });
+    std::printf("BENCH {\"kernel\": \"lightning_attention\", \"T\": %lld, \"H\": %lld, \"D\": %lld, "
+                "\"ms\": %.5f, \"seg_len\": %lld}\n", T_, H, D, ms, seg);
+    std::fflush(stdout);
+  }
+  const int smem = attnSmem<bf16, 128>(128, 128);
+  CK(cudaFuncSetAttribute(gAttention<bf16, 128, 128, 128>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  for (long long T_ : {4096LL, 16384LL, 65536LL, 131072LL}) {
+    Dev dq = randomDev(T_ * H * D, 2), dk = randomDev(T_ * H * D, 3), dv = randomDev(T_ * H * D, 4);
+    Dev dOut(static_cast<size_t>(T_ * H * D) * 2);
+    k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), 1, T_, H, H, 0.08838834764831845};
+    const double ms = medianMs([&] {
+      gAttention<bf16, 128, 128, 128>
+          <<<dim3((T_ + 127) / 128, H, 1), attnThreads<bf16, 128>(), smem>>>(a);
+    });
+    std::printf("BENCH {\"kernel\": \"softmax_attention\", \"T\": %lld, \"H\": %lld, \"D\": %lld, "
+                "\"ms\": %.5f}\n", T_, H, D, ms);
+    std::fflush(stdout);
+  }
+  for (long long rows : {8192LL, 16384LL}) {
+    const long long hidden = 1024, experts = 8, inter = 1024, topK = 2;
+    Dev dx = randomDev(rows * hidden, 5), dr = randomDev(experts * hidden, 6);
+    Dev dw1 = randomDev(experts * inter * hidden, 7), dw2 = randomDev(experts * hidden * inter, 8),
+        dw3 = randomDev(experts * inter * hidden, 9);
+    Dev dOut(static_cast<size_t>(rows * hidden) * 2);
+    const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
+    Dev work(layout.bytes);
+    k::MoeArgs a{};
+    a.x = dx.d();
+    a.router = dr.d();
+    a.w1 = dw1.d();
+    a.w2 = dw2.d();
+    a.w3 = dw3.d();
+    a.out = dOut.d();
+    a.rows = rows;
+    a.hidden = hidden;
+    a.experts = experts;
+    a.inter = inter;
+    a.top_k = topK;
+    cuda::bindMoeWorkspace(a, work.d(), layout);
+    const double ms = medianMs([&] {
+      gMoeRoute<bf16><<<(rows + 7) / 8, 256>>>(a);
+      gMoeDispatch<128><<<1, 1024>>>(a);
+      launchMoeWgmma(a);
+      gMoeCombine<bf16><<<rows, 256>>>(a);
+    });
+    std::printf("BENCH {\"kernel\": \"moe\", \"shape\": \"%lld tokens, H=%lld, E=%lld, I=%lld, top-%lld\", "
+                "\"ms\": %.5f, \"flops\": %.6e}\n", rows, hidden, experts, inter, topK, ms,
+                2.0 * rows * topK * 3 * hidden * inter);
+    std::fflush(stdout);
+  }
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
-  bool benchOnly = false;
+  bool benchOnly = false, sweep = false;
   for (int i = 1; i < argc; ++i) {
     quick |= std::strcmp(argv[i], "--quick") == 0;
     benchOnly |= std::strcmp(argv[i], "--bench") == 0;
+    sweep |= std::strcmp(argv[i], "--bench-sweep") == 0;
   }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -722,6 +805,10 @@ int main(int argc, char **argv) {
   if (!lt.isOk()) {
     std::printf("FAIL: %s\n", lt.status().message().c_str());
     return 1;
+  }
+  if (sweep) {
+    benchSweep();
+    return 0;
   }
   if (benchOnly) {
     bench(*lt.value());
