@@ -100,21 +100,25 @@ public:
       entry(name, threads, "RopeArgs", "mm::k::rope<" + t + ">(a);");
     } else if (kind == "lightning_attention" && p("tile_chunk") == 1) {
       const bool silu = p("silu_input") != 0;
-      if (tn != "bf16" || p("head_dim") != 128)
-        return l.emitOpError() << "expects bf16 and head_dim 128 for "
+      if (tn != "bf16" || (p("head_dim") != 64 && p("head_dim") != 128))
+        return l.emitOpError() << "expects bf16 and head_dim 64 or 128 for "
                                   "tile_chunk = 1";
-      const std::string sl = silu ? "true" : "false";
-      name = "mm_lightning_chunk_" + tn + "_d128_t" + th + (silu ? "_silu" : "");
+      const std::string sl = silu ? "true" : "false",
+                        d = std::to_string(p("head_dim"));
+      // D = 64 fits two output blocks (four state blocks) per multiprocessor.
+      const int perSm = p("head_dim") == 64 ? 2 : 1;
+      name = "mm_lightning_chunk_" + tn + "_d" + d + "_t" + th +
+             (silu ? "_silu" : "");
       entry(name + "_states", threads, "LightningChunkArgs",
             "extern __shared__ __align__(16) unsigned char smemb[];\n  "
-            "mm::k::lightningChunkStates<3, " + sl + ">(a, smemb);",
-            /*minBlocks=*/2);
+            "mm::k::lightningChunkStates<" + d + ", 3, " + sl + ">(a, smemb);",
+            /*minBlocks=*/2 * perSm);
       entry(name + "_scan", threads, "LightningChunkArgs",
-            "mm::k::lightningChunkScan(a);");
+            "mm::k::lightningChunkScan<" + d + ">(a);");
       entry(name + "_out", threads, "LightningChunkArgs",
             "extern __shared__ __align__(16) unsigned char smemb[];\n  "
-            "mm::k::lightningChunkOut<3, " + sl + ">(a, smemb);",
-            /*minBlocks=*/1);
+            "mm::k::lightningChunkOut<" + d + ", 3, " + sl + ">(a, smemb);",
+            /*minBlocks=*/perSm);
     } else if (kind == "lightning_attention") {
       const bool silu = p("silu_input") != 0;
       const std::string d = std::to_string(p("head_dim")),

@@ -76,11 +76,13 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
       return success(); // cuBLASLt
     SmallVector<std::pair<StringRef, int64_t>> tiles = {{"tile_threads", 256}};
     const int64_t d = intParam(l, "head_dim");
-    if (kind == "lightning_attention" && isBf16(l.getOuts()[0]) && d == 128 &&
-        mm::k::lightningChunkOutSmem(3) <= budget) {
+    if (kind == "lightning_attention" && isBf16(l.getOuts()[0]) &&
+        mm::k::lightningChunkHeadDim(d) &&
+        mm::k::lightningChunkOutSmem(static_cast<int>(d), 3) <= budget) {
       // The chunk-parallel tensor-core form (kernels/lightning_attention.cuh:
-      // states, scan, out launches): bf16, D = 128, its output launch needs
-      // ~213 KB of shared memory, so sm_90a only; 14-17x the sequential kernel
+      // states, scan, out launches): bf16, D = 64 or 128; its output launch
+      // needs ~213 KB (D = 128: sm_90a only) or ~108 KB (D = 64: sm_90a and
+      // sm_80) of shared memory; 14-17x the sequential kernel at D = 128
       // (bench/results/lightning.md).
       tiles.push_back({"tile_chunk", 1});
     } else if (kind == "lightning_attention") {

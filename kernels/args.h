@@ -61,8 +61,8 @@ struct LightningArgs {
   long long batch, seq, heads, layer, num_layers;
 };
 
-/// lightning_attention, chunk-parallel fast path (bf16, D = 128; kernels/lightning_attention.cuh):
-/// three launches over the same block. `state` is fp32 workspace [B, H, nseg, D, D]
+/// lightning_attention, chunk-parallel fast path (bf16, D = 64 or 128;
+/// kernels/lightning_attention.cuh): three launches over the same block. `state` is fp32 workspace [B, H, nseg, D, D]
 /// (lightningChunkStateFloats); T is cut into nseg segments of seg_len tokens (the last ragged).
 struct LightningChunkArgs {
   dptr qkv, out, state;
@@ -107,33 +107,43 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK) {
   return 2ll * 2 * BK * (D + 8) * 2;
 }
-/// Chunk-parallel lightning attention (bf16, D = 128): tokens per sub-chunk, threads per block,
-/// shared-memory bytes of the per-segment state kernel and the output kernel (STAGES-deep
-/// cp.async pipelines of padded [64][136] bf16 tiles), and the fp32 workspace.
+/// Chunk-parallel lightning attention (bf16, D = 64 or 128; lightningChunkHeadDim): tokens per
+/// sub-chunk, threads per block, shared-memory bytes of the per-segment state kernel and the
+/// output kernel (STAGES-deep cp.async pipelines of padded [64][D+8] bf16 tiles, plus P [64][72],
+/// O [64][D+8] and the bf16 state [D][D+8]), the fp32 workspace ([D, D] per segment) and the
+/// blocks of the scan launch (D·D/1024).
+MM_HD constexpr bool lightningChunkHeadDim(long long d) { return d == 64 || d == 128; }
 MM_HD constexpr int lightningChunkRows() { return 64; }
 MM_HD constexpr int lightningChunkThreads() { return 256; }
-MM_HD constexpr long long lightningChunkStatesSmem(int stages) { return stages * 2ll * 64 * 136 * 2; }
-MM_HD constexpr long long lightningChunkOutSmem(int stages) {
-  return stages * 3ll * 64 * 136 * 2 + 64ll * 72 * 2 + 64ll * 136 * 2 + 128ll * 136 * 2;
+MM_HD constexpr long long lightningChunkStatesSmem(int D, int stages) {
+  return stages * 2ll * 64 * (D + 8) * 2;
 }
-MM_HD constexpr long long lightningChunkStateFloats(long long batch, long long heads,
+MM_HD constexpr long long lightningChunkOutSmem(int D, int stages) {
+  return stages * 3ll * 64 * (D + 8) * 2 + 64ll * 72 * 2 + 64ll * (D + 8) * 2 +
+         1ll * D * (D + 8) * 2;
+}
+MM_HD constexpr long long lightningChunkStateFloats(int D, long long batch, long long heads,
                                                     long long nseg) {
-  return batch * heads * nseg * 128 * 128;
+  return batch * heads * nseg * D * D;
 }
+MM_HD constexpr int lightningChunkScanBlocks(int D) { return D * D / 1024; }
 /// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads) independent sequences
-/// on `sms` multiprocessors. Each launch walks its segments sequentially, so its time is about
-/// waves × seg_len: the output launch runs one block per multiprocessor, the states launch two
-/// at about 0.4 of the output's cost per token (measured, H200); plus the per-segment state
-/// traffic (about 256 tokens' worth of bytes per segment).
-MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms) {
+/// on `sms` multiprocessors, head dim D. Each launch walks its segments sequentially, so its time
+/// is about waves × seg_len: the output launch runs one block per multiprocessor at D = 128 (218
+/// KB of shared memory) and two at D = 64 (110 KB), the states launch two (four at D = 64) at
+/// about 0.4 of the output's cost per token (measured, H200); plus the per-segment state traffic
+/// (about 2·D tokens' worth of bytes per segment: [D, D] fp32 against 3·D bf16 per token).
+MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms, int D) {
   const long long sub = (T + 63) / 64;
+  const long long outPerSm = D <= 64 ? 2 : 1, statesPerSm = 2 * outPerSm;
   long long best = sub * 64, bestCost = -1;
   for (long long n = 1; n <= sub && n <= 4096; ++n) {
     const long long len = (sub + n - 1) / n * 64, segs = (T + len - 1) / len;
-    const long long wavesOut = (bh * segs + sms - 1) / sms;
-    const long long wavesStates = (bh * (segs - 1) + 2 * sms - 1) / (2 * sms);
-    const long long cost =
-        10 * wavesOut * len + 4 * wavesStates * len + 10 * (segs - 1) * bh * 256 / sms;
+    const long long wavesOut = (bh * segs + outPerSm * sms - 1) / (outPerSm * sms);
+    const long long wavesStates =
+        (bh * (segs - 1) + statesPerSm * sms - 1) / (statesPerSm * sms);
+    const long long cost = 10 * wavesOut * len + 4 * wavesStates * len +
+                           10 * (segs - 1) * bh * 2 * D / sms;
     if (bestCost < 0 || cost < bestCost) {
       bestCost = cost;
       best = len;

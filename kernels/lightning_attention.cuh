@@ -126,7 +126,7 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 }
 
 
-// ---- Chunk-parallel fast path: bf16 operands, D = 128, tensor cores (mma.sync m16n8k16) ----
+// ---- Chunk-parallel fast path: bf16 operands, D ∈ {64, 128}, tensor cores (mma.sync m16n8k16) ----
 //
 // With λ = exp(-s) and the state at position p, S(p) = Σ_{u<p} λ^{p-u} k_uᵀ v_u (fp32, [D, D]):
 //   o_t = Σ_{p≤u≤t} λ^{t-u} (q_t·k_u) v_u + λ^{t-p} q_t S(p)      for any p ≤ t,
@@ -140,17 +140,29 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 //   3. out     grid (nseg, H, B): each block walks its segment from S(start) (zero for s = 0),
 //      per sub-chunk: P = (Q Kᵀ) ⊙ Dm (bf16 in shared memory), O = diag(λ^i) Q bf16(S) + P V,
 //      then S ← λ^m S + (K ⊙ λ^{m-j})ᵀ V with S held in fp32 registers.
-// Each reads q, k, v of a sub-chunk with 16-byte cp.async into padded [64][136] bf16 tiles
+// Each reads q, k, v of a sub-chunk with 16-byte cp.async into padded [64][D+8] bf16 tiles
 // (conflict-free ldmatrix), STAGES deep; rows past T are zero-filled, so a ragged last
-// sub-chunk is exact. 8 warps: warp w owns state rows 32(w%4).., columns 64(w/4).. (64 fp32
-// registers), P rows 16(w%4).., keys 32(w/4).., and O rows 16(w%4).., columns 64(w/4)...
-// Products run on bf16 operands (P, the decayed K and the state copy are rounded to bf16) with
-// fp32 accumulation; the state itself stays fp32. With SILU_IN silu is applied in shared memory
-// by the thread that copied each 16 bytes, before the barrier that publishes them.
+// sub-chunk is exact. 8 warps: warp w owns state rows (D/4)(w%4).., columns (D/2)(w/4)..
+// (D²/256 fp32 registers), P rows 16(w%4).., keys 32(w/4).., and O rows 16(w%4).., columns
+// (D/2)(w/4)... Products run on bf16 operands (P, the decayed K and the state copy are rounded
+// to bf16) with fp32 accumulation; the state itself stays fp32. With SILU_IN silu is applied in
+// shared memory by the thread that copied each 16 bytes, before the barrier that publishes them.
+// D is a template parameter: 128 (the large presets) and 64 (`small`); Geom<D> refuses others.
 
 namespace lfast {
-constexpr int D = 128, C = 64, LD = D + 8, LP = C + 8, THREADS = 256;
-constexpr int TILE = C * LD; // elements of one [64][136] tile
+constexpr int C = 64, LP = C + 8, THREADS = 256;
+
+/// Tile geometry of head dim D: padded row, one [64][D+8] tile, and this warp's fragments.
+template <int D> struct Geom {
+  static_assert(D == 64 || D == 128, "the chunk-parallel lightning path supports D = 64, 128");
+  static constexpr int LD = D + 8;
+  static constexpr int TILE = C * LD; // elements of one [64][D+8] tile
+  static constexpr int MT = D / 64;   // m16 tiles of this warp's D/4 state rows
+  static constexpr int NT = D / 16;   // n8 tiles of this warp's D/2 state / output columns
+  static constexpr int KS = D / 16;   // k16 steps over D
+  static constexpr int PIECES = D / 8; // 16-byte pieces of one tile row
+  static constexpr int PIECES_LOG2 = D == 128 ? 4 : 3;
+};
 
 __device__ __forceinline__ unsigned smemAddr(const void *p) {
   unsigned r;
@@ -200,71 +212,78 @@ __device__ __forceinline__ float slope(long long h, long long H, long long layer
 
 /// Starts the copies of one sub-chunk (m valid rows from `src`, the q of its first token) into
 /// `stage`: q|k|v tiles (PARTS = 3) or k|v tiles (PARTS = 2, from src + D).
-template <int PARTS>
+template <int D, int PARTS>
 __device__ __forceinline__ void loadSub(bf16 *stage, const bf16 *src, long long rowIn, int m,
                                         const bf16 *any) {
-  constexpr int PER = PARTS * 16; // 16-byte pieces per token
+  using G = Geom<D>;
+  constexpr int PER = PARTS * G::PIECES; // 16-byte pieces per token
   for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
-    const int i = idx / PER, w = idx % PER, part = w / 16, c = w % 16;
+    const int i = idx / PER, w = idx % PER, part = w / G::PIECES, c = w % G::PIECES;
     const bool valid = i < m;
     const bf16 *g = src + i * rowIn + (part + 3 - PARTS) * D + c * 8;
-    cpAsync16(stage + part * TILE + i * LD + c * 8, valid ? g : any, valid);
+    cpAsync16(stage + part * G::TILE + i * G::LD + c * 8, valid ? g : any, valid);
   }
 }
-/// silu on the pieces this thread copied by loadSub<PARTS> (visible to it after cpWait).
-template <int PARTS> __device__ __forceinline__ void siluSub(bf16 *stage, int m) {
-  constexpr int PER = PARTS * 16;
+/// silu on the pieces this thread copied by loadSub<D, PARTS> (visible to it after cpWait).
+template <int D, int PARTS> __device__ __forceinline__ void siluSub(bf16 *stage, int m) {
+  using G = Geom<D>;
+  constexpr int PER = PARTS * G::PIECES;
   for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
-    const int i = idx / PER, w = idx % PER, part = w / 16, c = w % 16;
+    const int i = idx / PER, w = idx % PER, part = w / G::PIECES, c = w % G::PIECES;
     if (i >= m)
       continue;
-    unsigned *x = reinterpret_cast<unsigned *>(stage + part * TILE + i * LD + c * 8);
+    unsigned *x = reinterpret_cast<unsigned *>(stage + part * G::TILE + i * G::LD + c * 8);
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       x[e] = packBf16(siluF(lo(x[e])), siluF(hi(x[e])));
   }
 }
 
-/// S ← λ^m S + (K ⊙ λ^{m-j})ᵀ V over one sub-chunk (rows j ≥ m of K, V are zero). This warp's
-/// part of S: rows dk0 + 16mt + g (+8), columns dv0 + 8nt + 2t (+1), in mma C-fragment order.
-__device__ __forceinline__ void stateUpdate(float (&S)[2][8][4], const bf16 *Ks, const bf16 *Vs,
-                                            int m, float s) {
+/// This warp's part of the fp32 state: rows dk0 + 16mt + g (+8), columns dv0 + 8nt + 2t (+1),
+/// in mma C-fragment order.
+template <int D> using State = float[Geom<D>::MT][Geom<D>::NT][4];
+
+/// S ← λ^m S + (K ⊙ λ^{m-j})ᵀ V over one sub-chunk (rows j ≥ m of K, V are zero).
+template <int D>
+__device__ __forceinline__ void stateUpdate(State<D> &S, const bf16 *Ks, const bf16 *Vs, int m,
+                                            float s) {
+  using G = Geom<D>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
-  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+  const int dk0 = (D / 4) * (warp & 3), dv0 = (D / 2) * (warp >> 2);
   const float dec = __expf(-s * static_cast<float>(m));
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < G::MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < G::NT; ++nt)
 #pragma unroll
       for (int r = 0; r < 4; ++r)
         S[mt][nt][r] *= dec;
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) {
     // A = (K ⊙ w)ᵀ: [d_k][token], from K stored [token][d_k] (transposed 8×8 loads).
-    unsigned a[2][4];
+    unsigned a[G::MT][4];
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-      ldsm4T(a[mt], Ks + (16 * ks + (lane & 7) + ((lane >> 4) << 3)) * LD + dk0 + 16 * mt +
+    for (int mt = 0; mt < G::MT; ++mt)
+      ldsm4T(a[mt], Ks + (16 * ks + (lane & 7) + ((lane >> 4) << 3)) * G::LD + dk0 + 16 * mt +
                         ((lane >> 3) & 1) * 8);
     const float j0 = static_cast<float>(16 * ks + 2 * t);
     const float mf = static_cast<float>(m);
     const float w00 = __expf(-s * (mf - j0)), w01 = __expf(-s * (mf - j0 - 1.f));
     const float w10 = __expf(-s * (mf - j0 - 8.f)), w11 = __expf(-s * (mf - j0 - 9.f));
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt) {
+    for (int mt = 0; mt < G::MT; ++mt) {
       a[mt][0] = scalePair(a[mt][0], w00, w01);
       a[mt][1] = scalePair(a[mt][1], w00, w01);
       a[mt][2] = scalePair(a[mt][2], w10, w11);
       a[mt][3] = scalePair(a[mt][3], w10, w11);
     }
 #pragma unroll
-    for (int np = 0; np < 4; ++np) {
+    for (int np = 0; np < G::NT / 2; ++np) {
       unsigned b[4]; // B = V: [token][d_v]
-      ldsm4T(b, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dv0 + 16 * np +
+      ldsm4T(b, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * G::LD + dv0 + 16 * np +
                     (lane >> 4) * 8);
 #pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
+      for (int mt = 0; mt < G::MT; ++mt) {
         mma(S[mt][2 * np], a[mt], b[0], b[1]);
         mma(S[mt][2 * np + 1], a[mt], b[2], b[3]);
       }
@@ -272,24 +291,24 @@ __device__ __forceinline__ void stateUpdate(float (&S)[2][8][4], const bf16 *Ks,
   }
 }
 
-__device__ __forceinline__ void zeroState(float (&S)[2][8][4]) {
+template <int D> __device__ __forceinline__ void zeroState(State<D> &S) {
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < Geom<D>::MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < Geom<D>::NT; ++nt)
 #pragma unroll
       for (int r = 0; r < 4; ++r)
         S[mt][nt][r] = 0.f;
 }
 
 /// fp32 state slot [D][D] ↔ this warp's registers.
-template <bool STORE> __device__ __forceinline__ void stateIo(float (&S)[2][8][4], float *slot) {
+template <int D, bool STORE> __device__ __forceinline__ void stateIo(State<D> &S, float *slot) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+  const int dk0 = (D / 4) * (warp & 3), dv0 = (D / 2) * (warp >> 2);
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < Geom<D>::MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < Geom<D>::NT; ++nt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float2 *p = reinterpret_cast<float2 *>(slot + (dk0 + 16 * mt + g + 8 * h) * D + dv0 +
@@ -304,26 +323,28 @@ template <bool STORE> __device__ __forceinline__ void stateIo(float (&S)[2][8][4
       }
 }
 
-/// bf16 copy of the state into Sb [D][LD].
-__device__ __forceinline__ void stateToSmem(const float (&S)[2][8][4], bf16 *Sb) {
+/// bf16 copy of the state into Sb [D][D+8].
+template <int D> __device__ __forceinline__ void stateToSmem(const State<D> &S, bf16 *Sb) {
+  using G = Geom<D>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int dk0 = 32 * (warp & 3), dv0 = 64 * (warp >> 2);
+  const int dk0 = (D / 4) * (warp & 3), dv0 = (D / 2) * (warp >> 2);
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < G::MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < G::NT; ++nt)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        *reinterpret_cast<unsigned *>(Sb + (dk0 + 16 * mt + g + 8 * h) * LD + dv0 + 8 * nt +
+        *reinterpret_cast<unsigned *>(Sb + (dk0 + 16 * mt + g + 8 * h) * G::LD + dv0 + 8 * nt +
                                       2 * t) = packBf16(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
 }
 } // namespace lfast
 
 /// Launch 1 (grid (nseg-1, H, B), lightningChunkThreads() threads,
-/// lightningChunkStatesSmem(STAGES) bytes): U_s of every full segment s < nseg-1.
-template <int STAGES, bool SILU_IN>
+/// lightningChunkStatesSmem(D, STAGES) bytes): U_s of every full segment s < nseg-1.
+template <int D, int STAGES, bool SILU_IN>
 __device__ void lightningChunkStates(const LightningChunkArgs &p, unsigned char *smem) {
   using namespace lfast;
+  using G = Geom<D>;
   bf16 *stages = reinterpret_cast<bf16 *>(smem);
   const long long seg = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const long long H = p.heads, T_ = p.seq, rowIn = H * 3 * D;
@@ -331,33 +352,34 @@ __device__ void lightningChunkStates(const LightningChunkArgs &p, unsigned char 
   const bf16 *qkv = cptr<bf16>(p.qkv);
   const bf16 *src = qkv + (b * T_ + seg * p.seg_len) * rowIn + h * 3 * D;
   const int nsub = static_cast<int>(p.seg_len / C); // segments before the last are full
-  float S[2][8][4];
-  zeroState(S);
+  State<D> S;
+  zeroState<D>(S);
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
     if (st < nsub)
-      loadSub<2>(stages + st * 2 * TILE, src + st * C * rowIn, rowIn, C, qkv);
+      loadSub<D, 2>(stages + st * 2 * G::TILE, src + st * C * rowIn, rowIn, C, qkv);
     cpCommit();
   }
   for (int it = 0; it < nsub; ++it) {
-    bf16 *cur = stages + (it % STAGES) * 2 * TILE;
+    bf16 *cur = stages + (it % STAGES) * 2 * G::TILE;
     cpWait<STAGES - 2>();
     if (SILU_IN)
-      siluSub<2>(cur, C);
+      siluSub<D, 2>(cur, C);
     __syncthreads();
     const int nxt = it + STAGES - 1;
     if (nxt < nsub)
-      loadSub<2>(stages + (nxt % STAGES) * 2 * TILE, src + nxt * C * rowIn, rowIn, C, qkv);
+      loadSub<D, 2>(stages + (nxt % STAGES) * 2 * G::TILE, src + nxt * C * rowIn, rowIn, C, qkv);
     cpCommit();
-    stateUpdate(S, cur, cur + TILE, C, s);
+    stateUpdate<D>(S, cur, cur + G::TILE, C, s);
   }
   cpWait<0>();
-  stateIo<true>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
+  stateIo<D, true>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
 }
 
 /// Launch 2 (grid (D·D/1024, H, B), 256 threads): exclusive scan of the segment states in place.
-__device__ inline void lightningChunkScan(const LightningChunkArgs &p) {
+template <int D> __device__ void lightningChunkScan(const LightningChunkArgs &p) {
   using namespace lfast;
+  static_assert(Geom<D>::TILE > 0, "instantiates Geom<D>, which checks D");
   const long long h = blockIdx.y, b = blockIdx.z, H = p.heads, nseg = p.nseg;
   const long long e = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= D * D / 4)
@@ -384,11 +406,13 @@ __device__ inline void lightningChunkScan(const LightningChunkArgs &p) {
   }
 }
 
-/// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads, lightningChunkOutSmem(STAGES)
+/// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads, lightningChunkOutSmem(D, STAGES)
 /// bytes): the outputs of segment blockIdx.x from its start state.
-template <int STAGES, bool SILU_IN>
+template <int D, int STAGES, bool SILU_IN>
 __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *smem) {
   using namespace lfast;
+  using G = Geom<D>;
+  constexpr int LD = G::LD, TILE = G::TILE, HALF = D / 2;
   bf16 *stages = reinterpret_cast<bf16 *>(smem);
   bf16 *Ps = stages + STAGES * 3 * TILE; // [C][LP]
   bf16 *Os = Ps + C * LP;                // [C][LD]
@@ -406,17 +430,17 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
   const bf16 *src = qkv + (b * T_ + t0) * rowIn + h * 3 * D;
   bf16 *dst = mptr<bf16>(p.out) + (b * T_ + t0) * rowOut + h * D;
 
-  float S[2][8][4];
+  State<D> S;
   if (seg == 0)
-    zeroState(S);
+    zeroState<D>(S);
   else
-    stateIo<false>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
-  stateToSmem(S, Sb);
+    stateIo<D, false>(S, mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D);
+  stateToSmem<D>(S, Sb);
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
     if (st < nsub) {
       const int m = len - st * C < C ? len - st * C : C;
-      loadSub<3>(stages + st * 3 * TILE, src + st * C * rowIn, rowIn, m, qkv);
+      loadSub<D, 3>(stages + st * 3 * TILE, src + st * C * rowIn, rowIn, m, qkv);
     }
     cpCommit();
   }
@@ -428,19 +452,19 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
     const int m = len - it * C < C ? len - it * C : C;
     cpWait<STAGES - 2>();
     if (SILU_IN)
-      siluSub<3>(Qs, m);
+      siluSub<D, 3>(Qs, m);
     __syncthreads(); // this stage landed; iteration it-1 is done with Sb, Os and its stage
     const int nxt = it + STAGES - 1;
     if (nxt < nsub) {
       const int mn = len - nxt * C < C ? len - nxt * C : C;
-      loadSub<3>(stages + (nxt % STAGES) * 3 * TILE, src + nxt * C * rowIn, rowIn, mn, qkv);
+      loadSub<D, 3>(stages + (nxt % STAGES) * 3 * TILE, src + nxt * C * rowIn, rowIn, mn, qkv);
     }
     cpCommit();
 
     // Q fragments of rows 16rg..16rg+15, all of D (used by P and by Q·S).
-    unsigned qa[8][4];
+    unsigned qa[G::KS][4];
 #pragma unroll
-    for (int ks = 0; ks < 8; ++ks)
+    for (int ks = 0; ks < G::KS; ++ks)
       ldsm4(qa[ks], Qs + (16 * rg + (lane & 15)) * LD + 16 * ks + (lane >> 4) * 8);
 
     // P = (Q Kᵀ) ⊙ Dm for rows 16rg.., keys 32·half..; key tiles past the diagonal are skipped
@@ -458,7 +482,7 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
         const int nb = 32 * half + 16 * np;
         if (nb <= rowMax) {
 #pragma unroll
-          for (int ks = 0; ks < 8; ++ks) {
+          for (int ks = 0; ks < G::KS; ++ks) {
             unsigned kb[4]; // B = Kᵀ: K stored [key][d]
             ldsm4(kb, Ks + (nb + (lane & 7) + ((lane >> 4) << 3)) * LD + 16 * ks +
                           ((lane >> 3) & 1) * 8);
@@ -484,26 +508,26 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
     }
     __syncthreads(); // P complete
 
-    // O rows 16rg.., columns 64·half..: diag(λ^i) Q bf16(S) + P V.
+    // O rows 16rg.., columns (D/2)·half..: diag(λ^i) Q bf16(S) + P V.
     {
-      float o[8][4];
+      float o[G::NT][4];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < G::NT; ++nt)
 #pragma unroll
         for (int r = 0; r < 4; ++r)
           o[nt][r] = 0.f;
 #pragma unroll
-      for (int ks = 0; ks < 8; ++ks)
+      for (int ks = 0; ks < G::KS; ++ks)
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
+        for (int np = 0; np < G::NT / 2; ++np) {
           unsigned sb[4]; // B = S: [d_k][d_v]
-          ldsm4T(sb, Sb + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + 64 * half +
+          ldsm4T(sb, Sb + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + HALF * half +
                          16 * np + (lane >> 4) * 8);
           mma(o[2 * np], qa[ks], sb[0], sb[1]);
           mma(o[2 * np + 1], qa[ks], sb[2], sb[3]);
         }
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < G::NT; ++nt) {
         o[nt][0] *= e0;
         o[nt][1] *= e0;
         o[nt][2] *= e1;
@@ -515,9 +539,9 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
           unsigned pa[4];
           ldsm4(pa, Ps + (16 * rg + (lane & 15)) * LP + 16 * ks + (lane >> 4) * 8);
 #pragma unroll
-          for (int np = 0; np < 4; ++np) {
+          for (int np = 0; np < G::NT / 2; ++np) {
             unsigned vb[4]; // B = V: [token][d_v]
-            ldsm4T(vb, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + 64 * half +
+            ldsm4T(vb, Vs + (16 * ks + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + HALF * half +
                            16 * np + (lane >> 4) * 8);
             mma(o[2 * np], pa, vb[0], vb[1]);
             mma(o[2 * np + 1], pa, vb[2], vb[3]);
@@ -525,18 +549,18 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
         }
       }
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        const int c = 64 * half + 8 * nt + 2 * t, i = 16 * rg + g;
+      for (int nt = 0; nt < G::NT; ++nt) {
+        const int c = HALF * half + 8 * nt + 2 * t, i = 16 * rg + g;
         *reinterpret_cast<unsigned *>(Os + i * LD + c) = packBf16(o[nt][0], o[nt][1]);
         *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = packBf16(o[nt][2], o[nt][3]);
       }
     }
     __syncthreads(); // O staged; every read of Sb, Ps is done
 
-    stateUpdate(S, Ks, Vs, m, s);
-    stateToSmem(S, Sb);
-    for (int idx = threadIdx.x; idx < C * 16; idx += THREADS) {
-      const int i = idx >> 4, c = idx & 15;
+    stateUpdate<D>(S, Ks, Vs, m, s);
+    stateToSmem<D>(S, Sb);
+    for (int idx = threadIdx.x; idx < C * G::PIECES; idx += THREADS) {
+      const int i = idx >> G::PIECES_LOG2, c = idx & (G::PIECES - 1);
       if (i < m)
         *reinterpret_cast<uint4 *>(dst + (it * C + i) * rowOut + c * 8) =
             *reinterpret_cast<const uint4 *>(Os + i * LD + c * 8);

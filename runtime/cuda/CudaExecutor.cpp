@@ -131,8 +131,8 @@ struct StepLaunch {
 /// the workspace holds (kLightningMaxSegments per sequence and head).
 constexpr long long kLightningMaxSegments = 256;
 std::pair<long long, long long> lightningSegments(long long T, long long bh,
-                                                  long long sms) {
-  long long len = k::lightningChunkSegLen(T, bh, sms);
+                                                  long long sms, int D) {
+  long long len = k::lightningChunkSegLen(T, bh, sms, D);
   if ((T + len - 1) / len > kLightningMaxSegments)
     len = ((T + kLightningMaxSegments - 1) / kLightningMaxSegments + 63) / 64 * 64;
   return {len, (T + len - 1) / len};
@@ -274,11 +274,13 @@ Status CudaExecutor::Impl::open() {
     const KernelParams &p = s.params;
     StepLaunch &L = launches[i];
     if (s.kernel == Kernel::LightningAttention && p.tileChunk == 1) {
-      if (kernelDtype(plan, s) != DType::BF16 || p.headDim != 128)
+      if (kernelDtype(plan, s) != DType::BF16 ||
+          !k::lightningChunkHeadDim(p.headDim))
         return invalidArgument(where() + "tile_chunk needs bf16 and head_dim "
-                                         "128; the artifact is corrupt");
-      L.fnSmem = {static_cast<uint32_t>(k::lightningChunkStatesSmem(3)), 0,
-                  static_cast<uint32_t>(k::lightningChunkOutSmem(3))};
+                                         "64 or 128; the artifact is corrupt");
+      const int D = static_cast<int>(p.headDim);
+      L.fnSmem = {static_cast<uint32_t>(k::lightningChunkStatesSmem(D, 3)), 0,
+                  static_cast<uint32_t>(k::lightningChunkOutSmem(D, 3))};
       L.smemBytes = std::max(L.fnSmem[0], L.fnSmem[2]);
     } else if (s.kernel == Kernel::LightningAttention)
       L.smemBytes = static_cast<uint32_t>(
@@ -364,6 +366,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
       const long long nseg = kLightningMaxSegments;
       wsBytes = std::max<uint64_t>(
           wsBytes, 4ull * k::lightningChunkStateFloats(
+                              static_cast<int>(s.params.headDim),
                               plan.maxBatch, s.params.numHeads, nseg));
     }
   }
@@ -477,8 +480,9 @@ Status CudaExecutor::Impl::runStep(size_t index,
   }
   case Kernel::LightningAttention: {
     if (p.tileChunk == 1) {
+      const int D = static_cast<int>(p.headDim);
       const auto [segLen, nseg] =
-          lightningSegments(x[1], x[0] * p.numHeads, multiprocessors);
+          lightningSegments(x[1], x[0] * p.numHeads, multiprocessors, D);
       k::LightningChunkArgs a{d(0),       out,          base + workspace,
                               x[0],       x[1],         p.numHeads,
                               p.layerIndex, p.numLayers, segLen,
@@ -489,7 +493,8 @@ Status CudaExecutor::Impl::runStep(size_t index,
         MM_RETURN_IF_ERROR(launch(L.fns[0], static_cast<unsigned>(nseg - 1), H,
                                   B, threads, L.fnSmem[0], &a));
         MM_RETURN_IF_ERROR(
-            launch(L.fns[1], 128 * 128 / 1024, H, B, threads, 0, &a));
+            launch(L.fns[1], k::lightningChunkScanBlocks(D), H, B, threads,
+                   0, &a));
       }
       return launch(L.fns[2], static_cast<unsigned>(nseg), H, B, threads,
                     L.fnSmem[2], &a);

@@ -61,3 +61,34 @@ mmx.program @untiled attributes {max_batch = 1 : i64, max_seq = 8 : i64, target 
   mmx.launch "silu"(%a) -> (%s) {params = {}}
   mmx.output "s" %s
 }
+
+// -----
+
+// Tests that the chunk-parallel lightning entries carry the head dim in their names and as the
+// first template argument, with two output (four state) blocks per SM at D = 64.
+// CHECK-LABEL: mmx.program @lightning_chunk
+// CHECK: mmx.launch "lightning_attention"{{.*}}{function = "mm_lightning_chunk_bf16_d64_t256_silu", params
+// CHECK: mmx.launch "lightning_attention"{{.*}}{function = "mm_lightning_chunk_bf16_d128_t256", params
+// SRC: __launch_bounds__(256, 4) mm_lightning_chunk_bf16_d64_t256_silu_states(
+// SRC-NEXT:   extern __shared__ __align__(16) unsigned char smemb[];
+// SRC-NEXT:   mm::k::lightningChunkStates<64, 3, true>(a, smemb);
+// SRC: mm_lightning_chunk_bf16_d64_t256_silu_scan(
+// SRC-NEXT:   mm::k::lightningChunkScan<64>(a);
+// SRC: __launch_bounds__(256, 2) mm_lightning_chunk_bf16_d64_t256_silu_out(
+// SRC-NEXT:   extern __shared__ __align__(16) unsigned char smemb[];
+// SRC-NEXT:   mm::k::lightningChunkOut<64, 3, true>(a, smemb);
+// SRC: __launch_bounds__(256, 2) mm_lightning_chunk_bf16_d128_t256_states(
+// SRC: mm::k::lightningChunkScan<128>(a);
+// SRC: __launch_bounds__(256, 1) mm_lightning_chunk_bf16_d128_t256_out(
+// SRC-NEXT:   extern __shared__ __align__(16) unsigned char smemb[];
+// SRC-NEXT:   mm::k::lightningChunkOut<128, 3, false>(a, smemb);
+mmx.program @lightning_chunk attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 192]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 64]}
+  mmx.launch "lightning_attention"(%x) -> (%a) {params = {block_size = 64 : i64, head_dim = 64 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64, silu_input = 1 : i64, tile_chunk = 1 : i64, tile_threads = 256 : i64}}
+  %y = mmx.input "y" {dtype = bf16, shape = ["B", "T", 384]}
+  %b = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}
+  mmx.launch "lightning_attention"(%y) -> (%b) {params = {block_size = 64 : i64, head_dim = 128 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64, tile_chunk = 1 : i64, tile_threads = 256 : i64}}
+  mmx.output "a" %a
+  mmx.output "b" %b
+}

@@ -155,3 +155,36 @@ mmx.program @lightning_chunk attributes {max_batch = 1 : i64, max_seq = 8 : i64,
   mmx.output "a" %a
   mmx.output "b" %b
 }
+
+// -----
+
+// Tests that a bf16 lightning attention with head_dim 64 (the `small` preset) also takes the
+// chunk-parallel form on sm_90a, while head_dim 32 (no chunk-parallel instantiation) keeps the
+// sequential kernel.
+// CHECK-LABEL: mmx.program @lightning_chunk_d64
+// CHECK: "lightning_attention"{{.*}}head_dim = 64 : i64{{.*}}tile_chunk = 1 : i64, tile_threads = 256 : i64
+// CHECK-NOT: tile_block
+// CHECK: "lightning_attention"{{.*}}head_dim = 32 : i64{{.*}}tile_block = {{[0-9]+}} : i64, tile_dv = 32 : i64
+mmx.program @lightning_chunk_d64 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 3072]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 1024]}
+  mmx.launch "lightning_attention"(%x) -> (%a) {params = {block_size = 256 : i64, head_dim = 64 : i64, layer_index = 0 : i64, num_heads = 16 : i64, num_layers = 8 : i64, silu_input = 1 : i64}}
+  %y = mmx.input "y" {dtype = bf16, shape = ["B", "T", 96]}
+  %b = mmx.alloc {dtype = bf16, shape = ["B", "T", 32]}
+  mmx.launch "lightning_attention"(%y) -> (%b) {params = {block_size = 64 : i64, head_dim = 32 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  mmx.output "a" %a
+  mmx.output "b" %b
+}
+
+// -----
+
+// Tests that the head_dim 64 chunk-parallel form needs more shared memory than sm_89 has (~108 KB
+// against 99 KB), so there it keeps the sequential kernel.
+// CHECK-LABEL: mmx.program @lightning_chunk_d64_sm89
+// CHECK: "lightning_attention"{{.*}}tile_block = {{[0-9]+}} : i64, tile_dv = 32 : i64
+mmx.program @lightning_chunk_d64_sm89 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_89"} {
+  %x = mmx.input "x" {dtype = bf16, shape = ["B", "T", 192]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 64]}
+  mmx.launch "lightning_attention"(%x) -> (%a) {params = {block_size = 64 : i64, head_dim = 64 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
+  mmx.output "a" %a
+}

@@ -177,31 +177,33 @@ __global__ void __launch_bounds__(256) gLightning(k::LightningArgs a) {
   extern __shared__ float smem[];
   k::lightningAttention<T, D, BLOCK, DV, 256, SILU>(a, smem);
 }
-/// The chunk-parallel lightning fast path (bf16, D = 128): three launches sharing one argument block.
-template <bool SILU>
-__global__ void __launch_bounds__(256, 2) gLightningStates(k::LightningChunkArgs a) {
+/// The chunk-parallel lightning fast path (bf16, D = 64 or 128): three launches sharing one
+/// argument block, with the launch bounds mm-codegen-cuda emits (two output blocks per SM at D = 64).
+template <int D, bool SILU>
+__global__ void __launch_bounds__(256, D == 64 ? 4 : 2) gLightningStates(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smemb[];
-  k::lightningChunkStates<3, SILU>(a, smemb);
+  k::lightningChunkStates<D, 3, SILU>(a, smemb);
 }
-__global__ void __launch_bounds__(256) gLightningScan(k::LightningChunkArgs a) {
-  k::lightningChunkScan(a);
+template <int D> __global__ void __launch_bounds__(256) gLightningScan(k::LightningChunkArgs a) {
+  k::lightningChunkScan<D>(a);
 }
-template <bool SILU>
-__global__ void __launch_bounds__(256, 1) gLightningOut(k::LightningChunkArgs a) {
+template <int D, bool SILU>
+__global__ void __launch_bounds__(256, D == 64 ? 2 : 1) gLightningOut(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smemb[];
-  k::lightningChunkOut<3, SILU>(a, smemb);
+  k::lightningChunkOut<D, 3, SILU>(a, smemb);
 }
-template <bool SILU> void launchLightningFast(const k::LightningChunkArgs &a) {
-  const int ss = static_cast<int>(k::lightningChunkStatesSmem(3));
-  const int so = static_cast<int>(k::lightningChunkOutSmem(3));
-  CK(cudaFuncSetAttribute(gLightningStates<SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
-  CK(cudaFuncSetAttribute(gLightningOut<SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+template <int D, bool SILU> void launchLightningFast(const k::LightningChunkArgs &a) {
+  const int ss = static_cast<int>(k::lightningChunkStatesSmem(D, 3));
+  const int so = static_cast<int>(k::lightningChunkOutSmem(D, 3));
+  CK(cudaFuncSetAttribute(gLightningStates<D, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          ss));
+  CK(cudaFuncSetAttribute(gLightningOut<D, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
   const unsigned H = static_cast<unsigned>(a.heads), B = static_cast<unsigned>(a.batch);
   if (a.nseg > 1) {
-    gLightningStates<SILU><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
-    gLightningScan<<<dim3(128 * 128 / 1024, H, B), 256>>>(a);
+    gLightningStates<D, SILU><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
+    gLightningScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, B), 256>>>(a);
   }
-  gLightningOut<SILU><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
+  gLightningOut<D, SILU><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
 }
 int deviceSms() {
   int dev = 0, n = 0;
@@ -361,21 +363,22 @@ void testLightning(long long B, long long T_, long long H, long long layer, long
             download<T>(dOut, nOut), ref);
 }
 
-/// The fast path (bf16, D = 128) against the same CPU reference; segLen 0 = the launcher's choice
-/// (lightningChunkSegLen), otherwise forced (several segments exercise the states and the scan).
-template <bool SILU>
+/// The fast path (bf16, D = 64 or 128) against the same CPU reference; segLen 0 = the launcher's
+/// choice (lightningChunkSegLen), otherwise forced (several segments exercise the states and the
+/// scan).
+template <int D, bool SILU>
 void testLightningFast(long long B, long long T_, long long H, long long layer, long long layers,
                        long long segLen) {
-  const long long D = 128, nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
+  const long long nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
   auto qkv = randomVec<bf16>(nIn);
   Dev dIn = upload<bf16>(qkv), dOut = outputBuf<bf16>(nOut);
   if (segLen <= 0)
-    segLen = k::lightningChunkSegLen(T_, B * H, deviceSms());
+    segLen = k::lightningChunkSegLen(T_, B * H, deviceSms(), D);
   const long long nseg = (T_ + segLen - 1) / segLen;
-  Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(B, H, nseg)) * 4);
+  Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, B, H, nseg)) * 4);
   ws.poison();
   k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), B, T_, H, layer, layers, segLen, nseg};
-  launchLightningFast<SILU>(a);
+  launchLightningFast<D, SILU>(a);
   CK_LAUNCH();
   std::vector<float> ref(nOut);
   cpu::Scratch s;
@@ -568,10 +571,11 @@ void bench(cuda::LtGemm &lt) {
     const long long H = 16, D = 128;
     auto qkv = randomVec<T>(T_ * H * 3 * D);
     Dev dIn = upload<T>(qkv), dOut = outputBuf<T>(T_ * H * D);
-    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms()), nseg = (T_ + seg - 1) / seg;
-    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(1, H, nseg)) * 4);
+    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D),
+                    nseg = (T_ + seg - 1) / seg;
+    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) * 4);
     k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1, T_, H, 0, 8, seg, nseg};
-    double ms = medianMs([&] { launchLightningFast<false>(a); });
+    double ms = medianMs([&] { launchLightningFast<128, false>(a); });
     benchLine("lightning_attention fast", dims({{"T", T_}, {"H", H}, {"D", D}}), ms, 0,
               4.0 * T_ * H * D * 2);
   }
@@ -649,8 +653,10 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLightning<T, 16, 64, 16, true>(2, 37, 4, 0, 4);
   testLightning<T, 64, 64, 32, false>(1, 100, 2, 1, 3);
   if (isBf16<T>()) {
-    testLightningFast<false>(1, 37, 2, 0, 2, 0);
-    testLightningFast<true>(2, 150, 3, 1, 4, 64);
+    testLightningFast<128, false>(1, 37, 2, 0, 2, 0);
+    testLightningFast<128, true>(2, 150, 3, 1, 4, 64);
+    testLightningFast<64, false>(1, 37, 2, 0, 2, 0);
+    testLightningFast<64, true>(2, 150, 3, 1, 4, 64);
   }
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
@@ -677,10 +683,16 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLightning<T, 128, 32, 32, true>(2, 257, 3, 5, 8);
   testLightning<T, 64, 64, 32, true>(1, 1000, 4, 7, 8);
   if (isBf16<T>()) {
-    testLightningFast<false>(1, 1000, 4, 3, 8, 128);
-    testLightningFast<true>(2, 777, 2, 7, 8, 0);
-    testLightningFast<false>(1, 4097, 4, 0, 8, 256);
-    testLightningFast<false>(1, 2048, 16, 5, 8, 0);
+    testLightningFast<128, false>(1, 1000, 4, 3, 8, 128);
+    testLightningFast<128, true>(2, 777, 2, 7, 8, 0);
+    testLightningFast<128, false>(1, 4097, 4, 0, 8, 256);
+    testLightningFast<128, false>(1, 2048, 16, 5, 8, 0);
+    // D = 64 (the `small` preset): ragged T, B = 2, silu input, forced and chosen segments.
+    testLightningFast<64, false>(1, 1000, 4, 3, 8, 128);
+    testLightningFast<64, true>(2, 777, 2, 7, 8, 0);
+    testLightningFast<64, true>(2, 1111, 3, 2, 8, 64);
+    testLightningFast<64, false>(1, 4097, 4, 0, 8, 256);
+    testLightningFast<64, false>(1, 2048, 16, 5, 8, 0);
   }
   testAttention<T, 64, 64, 64>(1, 333, 8, 2);
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);

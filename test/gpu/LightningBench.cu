@@ -1,9 +1,11 @@
 // Standalone check and benchmark of the lightning attention kernels (kernels/lightning_attention.cuh):
 // the chunk-parallel bf16 fast path (three launches) against a float64 CPU reference (ragged T,
 // several segment lengths, silu input, B > 1) and against the sequential kernel at long T; then
-// times both next to a device-to-device copy (the memory ceiling). Build (sm_90a):
+// times both next to a device-to-device copy (the memory ceiling). Head dim 128 (default) or 64
+// (`--d 64`, the `small` preset), with the launch bounds mm-codegen-cuda emits. Build (sm_90a):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I. test/gpu/LightningBench.cu
-// Run: ./a.out [--no-check] [--max-t N]. Exit 1 on any failed check.
+// Run: ./a.out [--d 64|128] [--no-check] [--max-t N] [--t T1,T2,..] [--seq-max-t N].
+// Exit 1 on any failed check.
 #include "kernels/lightning_attention.cuh"
 
 #include <algorithm>
@@ -30,20 +32,32 @@ using k::bf16;
 
 constexpr int kStatesStages = 3, kOutStages = 3;
 
-template <bool SILU>
-__global__ void __launch_bounds__(256, 2) gStates(k::LightningChunkArgs a) {
+template <int D, bool SILU>
+__global__ void __launch_bounds__(256, D == 64 ? 4 : 2) gStates(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  k::lightningChunkStates<kStatesStages, SILU>(a, smem);
+  k::lightningChunkStates<D, kStatesStages, SILU>(a, smem);
 }
-__global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) { k::lightningChunkScan(a); }
-template <bool SILU>
-__global__ void __launch_bounds__(256, 1) gOut(k::LightningChunkArgs a) {
+template <int D>
+__global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) { k::lightningChunkScan<D>(a); }
+template <int D, bool SILU>
+__global__ void __launch_bounds__(256, D == 64 ? 2 : 1) gOut(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  k::lightningChunkOut<kOutStages, SILU>(a, smem);
+  k::lightningChunkOut<D, kOutStages, SILU>(a, smem);
 }
-__global__ void __launch_bounds__(256) gOld(k::LightningArgs a) {
+/// The sequential kernel with the tiles mm-tile picks for bf16 (block 64, dv 32).
+template <int D> __global__ void __launch_bounds__(256) gOld(k::LightningArgs a) {
   extern __shared__ float smemf[];
-  k::lightningAttention<bf16, 128, 64, 32, 256, false>(a, smemf);
+  k::lightningAttention<bf16, D, 64, 32, 256, false>(a, smemf);
+}
+template <int D> void runOld(const k::LightningArgs &o) {
+  const int smem = static_cast<int>(4 * k::lightningSmemFloats(D, 64, 32));
+  static bool once = false;
+  if (!once) {
+    CK(cudaFuncSetAttribute(gOld<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    once = true;
+  }
+  gOld<D><<<dim3(D / 32, static_cast<unsigned>(o.heads), static_cast<unsigned>(o.batch)), 256,
+            smem>>>(o);
 }
 
 /// Deterministic uniform [-1, 1) bf16 from a hash of the index.
@@ -65,7 +79,7 @@ int numSms() {
   return n;
 }
 
-struct Fast {
+template <int D> struct Fast {
   k::LightningChunkArgs a{};
   float *ws = nullptr;
   bool silu = false;
@@ -73,28 +87,31 @@ struct Fast {
        long long layers, bool silu_, long long segLen = 0)
       : silu(silu_) {
     if (segLen <= 0)
-      segLen = k::lightningChunkSegLen(T, B * H, numSms());
+      segLen = k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
-    CK(cudaMalloc(&ws, std::max<long long>(1, k::lightningChunkStateFloats(B, H, nseg)) * 4));
+    CK(cudaMalloc(&ws, std::max<long long>(1, k::lightningChunkStateFloats(D, B, H, nseg)) * 4));
     a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv), reinterpret_cast<k::dptr>(out),
                               reinterpret_cast<k::dptr>(ws), B, T, H, layer, layers, segLen, nseg};
   }
   ~Fast() { cudaFree(ws); }
-  template <bool S> void run() {
-    const int ss = static_cast<int>(k::lightningChunkStatesSmem(kStatesStages));
-    const int so = static_cast<int>(k::lightningChunkOutSmem(kOutStages));
+  static constexpr int ss = static_cast<int>(k::lightningChunkStatesSmem(D, kStatesStages));
+  static constexpr int so = static_cast<int>(k::lightningChunkOutSmem(D, kOutStages));
+  template <bool S> static void setup() {
     static bool once = false;
     if (!once) {
-      CK(cudaFuncSetAttribute(gStates<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
-      CK(cudaFuncSetAttribute(gOut<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+      CK(cudaFuncSetAttribute(gStates<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
+      CK(cudaFuncSetAttribute(gOut<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
       once = true;
     }
+  }
+  template <bool S> void run() {
+    setup<S>();
     const unsigned H = static_cast<unsigned>(a.heads), B = static_cast<unsigned>(a.batch);
     if (a.nseg > 1) {
-      gStates<S><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
-      gScan<<<dim3(128 * 128 / 4 / 256, H, B), 256>>>(a);
+      gStates<D, S><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
+      gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, B), 256>>>(a);
     }
-    gOut<S><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
+    gOut<D, S><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
   }
   void run() { silu ? run<true>() : run<false>(); }
 };
@@ -116,8 +133,7 @@ std::vector<float> download(const bf16 *p, size_t n) {
 
 /// float64 reference: S ← λS + kᵀv, o = q·S, per token (one thread per (b, h)).
 std::vector<double> reference(const std::vector<float> &qkv, long long B, long long T, long long H,
-                              long long layer, long long layers, bool silu) {
-  const long long D = 128;
+                              long long D, long long layer, long long layers, bool silu) {
   std::vector<double> out(B * T * H * D);
   auto work = [&](long long bh) {
     const long long b = bh / H, h = bh % H;
@@ -171,27 +187,28 @@ double relErr(const std::vector<float> &got, const std::vector<double> &ref, boo
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
+template <int D>
 void check(long long B, long long T, long long H, long long layer, long long layers, bool silu,
            long long segLen) {
-  const long long nIn = B * T * H * 3 * 128, nOut = B * T * H * 128;
+  const long long nIn = B * T * H * 3 * D, nOut = B * T * H * D;
   bf16 *in, *out;
   CK(cudaMalloc(&in, nIn * 2));
   CK(cudaMalloc(&out, nOut * 2));
   gFill<<<1024, 256>>>(in, nIn, 0x1234567ull + T * 31 + B * 7 + layer);
   CK(cudaMemset(out, 0xff, nOut * 2)); // NaN poison
-  Fast f(in, out, B, T, H, layer, layers, silu, segLen);
+  Fast<D> f(in, out, B, T, H, layer, layers, silu, segLen);
   f.run();
   CK(cudaGetLastError());
   CK(cudaDeviceSynchronize());
   auto got = download(out, nOut);
   auto qkv = download(in, nIn);
-  auto ref = reference(qkv, B, T, H, layer, layers, silu);
+  auto ref = reference(qkv, B, T, H, D, layer, layers, silu);
   bool bad;
   const double e = relErr(got, ref, bad);
   const bool ok = !bad && e <= 1e-2;
   failures += !ok;
-  std::printf("%-4s fast vs f64  B=%lld T=%lld H=%lld layer=%lld/%lld silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
-              ok ? "ok" : "FAIL", B, T, H, layer, layers, silu, f.a.seg_len, f.a.nseg, e,
+  std::printf("%-4s fast vs f64  D=%d B=%lld T=%lld H=%lld layer=%lld/%lld silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
+              ok ? "ok" : "FAIL", D, B, T, H, layer, layers, silu, f.a.seg_len, f.a.nseg, e,
               bad ? " (non-finite)" : "");
   CK(cudaFree(in));
   CK(cudaFree(out));
@@ -220,50 +237,37 @@ template <typename F> double medianMs(F &&f, int reps = 20) {
   return ms[ms.size() / 2];
 }
 
-int main(int argc, char **argv) {
-  bool doCheck = true;
-  long long maxT = 1 << 20;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--no-check"))
-      doCheck = false;
-    else if (!std::strcmp(argv[i], "--max-t") && i + 1 < argc)
-      maxT = std::atoll(argv[++i]);
-  }
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20);
+template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
+                               long long seqMaxT) {
   if (doCheck) {
-    check(1, 37, 2, 0, 2, false, 0);
-    check(2, 300, 3, 1, 4, true, 0);
-    check(1, 1000, 4, 3, 8, false, 128);
-    check(2, 777, 2, 7, 8, true, 64);
-    check(1, 4097, 4, 0, 8, false, 0);
-    check(1, 4097, 4, 0, 8, false, 256);
-    check(1, 3000, 16, 5, 8, false, 0);
-    check(1, 2048, 2, 7, 8, false, 64); // last layer: s ≈ 1e-5·h, no decay
+    check<D>(1, 37, 2, 0, 2, false, 0);
+    check<D>(2, 300, 3, 1, 4, true, 0);
+    check<D>(1, 1000, 4, 3, 8, false, 128);
+    check<D>(2, 777, 2, 7, 8, true, 64);
+    check<D>(1, 4097, 4, 0, 8, false, 0);
+    check<D>(1, 4097, 4, 0, 8, false, 256);
+    check<D>(1, 3000, 16, 5, 8, false, 0);
+    check<D>(1, 2048, 2, 7, 8, false, 64); // last layer: s ≈ 1e-5·h, no decay
   }
   // Long T: fast against the sequential kernel (fp32 state, fp32 products) on the same data.
-  const long long H = 16, D = 128;
+  const long long H = 16;
   const long long maxIn = maxT * H * 3 * D, maxOut = maxT * H * D;
   bf16 *in, *out, *out2;
   CK(cudaMalloc(&in, maxIn * 2));
   CK(cudaMalloc(&out, maxOut * 2));
-  CK(cudaMalloc(&out2, std::min(maxOut, 65536ll * H * D) * 2));
+  CK(cudaMalloc(&out2, maxOut * 2));
   gFill<<<4096, 256>>>(in, maxIn, 0xabcdefull);
   CK(cudaGetLastError());
-  const int oldSmem = static_cast<int>(4 * k::lightningSmemFloats(128, 64, 32));
-  CK(cudaFuncSetAttribute(gOld, cudaFuncAttributeMaxDynamicSharedMemorySize, oldSmem));
   if (doCheck) {
     for (long long T : {65536ll, 16384ll + 37}) {
       if (T > maxT)
         continue;
       CK(cudaMemset(out, 0xff, T * H * D * 2));
       CK(cudaMemset(out2, 0xff, T * H * D * 2));
-      Fast f(in, out, 1, T, H, 1, 8, false);
+      Fast<D> f(in, out, 1, T, H, 1, 8, false);
       f.run();
       k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 1, 8};
-      gOld<<<dim3(4, H, 1), 256, oldSmem>>>(o);
+      runOld<D>(o);
       CK(cudaGetLastError());
       CK(cudaDeviceSynchronize());
       auto a = download(out, T * H * D), b = download(out2, T * H * D);
@@ -272,8 +276,8 @@ int main(int argc, char **argv) {
       const double e = relErr(a, bd, bad);
       const bool ok = !bad && e <= 1e-2;
       failures += !ok;
-      std::printf("%-4s fast vs sequential kernel T=%lld H=16 seg=%lld nseg=%lld: rel err %.2e\n",
-                  ok ? "ok" : "FAIL", T, f.a.seg_len, f.a.nseg, e);
+      std::printf("%-4s fast vs sequential kernel D=%d T=%lld H=16 seg=%lld nseg=%lld: rel err %.2e\n",
+                  ok ? "ok" : "FAIL", D, T, f.a.seg_len, f.a.nseg, e);
     }
   }
   // Copy ceiling: 2 GB read + 2 GB written.
@@ -290,35 +294,83 @@ int main(int argc, char **argv) {
     CK(cudaFree(y));
   }
   std::printf("copy: %.0f GB/s (read + written)\n", copyGBs);
-  std::printf("%8s %6s %10s %10s %9s %9s %10s %8s\n", "T", "nseg", "fast ms", "GB/s", "%copy",
-              "floor ms", "seq ms", "speedup");
-  for (long long T : {4096ll, 16384ll, 65536ll, 262144ll, 1048576ll}) {
+  std::printf("D=%d B=1 H=16 layer 0 of 8\n", D);
+  std::printf("%8s %6s %6s %10s %10s %9s %9s %10s %8s\n", "T", "seg", "nseg", "fast ms", "GB/s",
+              "%copy", "floor ms", "seq ms", "speedup");
+  for (long long T : ts) {
     if (T > maxT)
       continue;
-    Fast f(in, out, 1, T, H, 0, 8, false);
+    Fast<D> f(in, out, 1, T, H, 0, 8, false);
     const double ms = medianMs([&] { f.run(); });
     double seq = 0;
-    if (T <= 16384) {
+    if (T <= seqMaxT) {
       k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 0, 8};
-      seq = medianMs([&] { gOld<<<dim3(4, H, 1), 256, oldSmem>>>(o); }, 10);
+      seq = medianMs([&] { runOld<D>(o); }, 10);
     }
     const double bytes = 4.0 * T * H * D * 2, gbs = bytes / ms / 1e6;
-    std::printf("%8lld %6lld %10.3f %10.0f %8.1f%% %9.3f %10.3f %8s\n", T, f.a.nseg, ms, gbs,
-                100.0 * gbs / copyGBs, bytes / copyGBs / 1e6, seq,
+    std::printf("%8lld %6lld %6lld %10.3f %10.0f %8.1f%% %9.3f %10.3f %8s\n", T, f.a.seg_len,
+                f.a.nseg, ms, gbs, 100.0 * gbs / copyGBs, bytes / copyGBs / 1e6, seq,
                 seq > 0 ? (std::to_string(seq / ms).substr(0, 5) + "x").c_str() : "-");
     // Per-launch split at this T (states+scan vs out).
-    if (f.a.nseg > 1 && (T == 262144 || T == 16384)) {
-      const int ss = static_cast<int>(k::lightningChunkStatesSmem(kStatesStages));
-      const int so = static_cast<int>(k::lightningChunkOutSmem(kOutStages));
+    if (f.a.nseg > 1) {
+      f.template setup<false>();
       double m1 = medianMs([&] {
-        gStates<false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1), 256, ss>>>(f.a);
+        gStates<D, false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1), 256, Fast<D>::ss>>>(f.a);
       });
-      double m2 = medianMs([&] { gScan<<<dim3(16, H, 1), 256>>>(f.a); });
-      double m3 = medianMs([&] { gOut<false><<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, so>>>(f.a); });
+      double m2 = medianMs(
+          [&] { gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, 1), 256>>>(f.a); });
+      double m3 = medianMs([&] {
+        gOut<D, false><<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, Fast<D>::so>>>(f.a);
+      });
       std::printf("         split: states %.3f ms, scan %.3f ms, out %.3f ms\n", m1, m2, m3);
+    }
+    // Other segment lengths at this T (the cost model's choice is the row above).
+    for (long long seg : {128ll, 256ll, 512ll, 1024ll}) {
+      if (seg == f.a.seg_len || seg >= T)
+        continue;
+      Fast<D> g(in, out, 1, T, H, 0, 8, false, seg);
+      std::printf("         seg %5lld nseg %5lld: %.3f ms\n", seg, g.a.nseg,
+                  medianMs([&] { g.run(); }));
     }
   }
   CK(cudaDeviceSynchronize());
+  CK(cudaFree(in));
+  CK(cudaFree(out));
+  CK(cudaFree(out2));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  bool doCheck = true;
+  long long maxT = 1 << 20, seqMaxT = 16384;
+  int d = 128;
+  std::vector<long long> ts = {4096, 16384, 65536, 262144, 1048576};
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--no-check"))
+      doCheck = false;
+    else if (!std::strcmp(argv[i], "--max-t") && i + 1 < argc)
+      maxT = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seq-max-t") && i + 1 < argc)
+      seqMaxT = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--d") && i + 1 < argc)
+      d = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--t") && i + 1 < argc) {
+      ts.clear();
+      for (char *p = argv[++i]; *p;) {
+        ts.push_back(std::strtoll(p, &p, 10));
+        if (*p == ',')
+          ++p;
+      }
+    }
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  if (d == 64)
+    benchMain<64>(doCheck, maxT, ts, seqMaxT);
+  else
+    benchMain<128>(doCheck, maxT, ts, seqMaxT);
   std::printf(failures ? "FAILED: %d check(s)\n" : "all checks passed\n", failures);
   return failures ? 1 : 0;
 }
