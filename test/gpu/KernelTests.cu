@@ -736,10 +736,10 @@ void benchSweep() {
   const long long H = 16, D = 128;
   for (long long T_ : {4096LL, 16384LL, 65536LL, 262144LL, 1048576LL}) {
     Dev dIn = randomDev(T_ * H * 3 * D, 1), dOut(static_cast<size_t>(T_ * H * D) * 2);
-    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms()), nseg = (T_ + seg - 1) / seg;
-    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(1, H, nseg)) * 4);
+    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D), nseg = (T_ + seg - 1) / seg;
+    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) * 4);
     k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1, T_, H, 0, 8, seg, nseg};
-    const double ms = medianMs([&] { launchLightningFast<false>(a); });
+    const double ms = medianMs([&] { launchLightningFast<128, false>(a); });
     std::printf("BENCH {\"kernel\": \"lightning_attention\", \"T\": %lld, \"H\": %lld, \"D\": %lld, "
                 "\"ms\": %.5f, \"seg_len\": %lld}\n", T_, H, D, ms, seg);
     std::fflush(stdout);
