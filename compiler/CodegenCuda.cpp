@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "mm/Compiler/Passes.h"
+#include "kernels/args.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringSet.h"
@@ -162,10 +163,14 @@ public:
             "mm::k::moeRoute<" + t + ", " + th + ">(a);");
       entry(name + "_dispatch", 1024, "MoeArgs",
             "mm::k::moeDispatch<" + bm + ", 1024>(a);");
-      entry(name + "_gate_up", threads, "MoeArgs",
-            "mm::k::moeGemm<" + gemm + ", true>(a);");
-      entry(name + "_down", threads, "MoeArgs",
-            "mm::k::moeGemm<" + gemm + ", false>(a);");
+      // The sm_90a wgmma GEMMs run moeWgmmaThreads() (a producer and two consumer
+      // warpgroups), one CTA per multiprocessor.
+      const bool wgmma = mm::k::moeWgmmaTiles(p("tile_m"), p("tile_n"), p("tile_k"));
+      const int64_t gemmThreads = wgmma ? mm::k::moeWgmmaThreads() : threads;
+      entry(name + "_gate_up", gemmThreads, "MoeArgs",
+            "mm::k::moeGemm<" + gemm + ", true>(a);", wgmma ? 1 : 0);
+      entry(name + "_down", gemmThreads, "MoeArgs",
+            "mm::k::moeGemm<" + gemm + ", false>(a);", wgmma ? 1 : 0);
       entry(name + "_combine", threads, "MoeArgs",
             "mm::k::moeCombine<" + t + ", " + th + ">(a);");
     } else if (kind == "cross_entropy") {

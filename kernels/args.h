@@ -162,6 +162,9 @@ MM_HD constexpr bool moeWgmmaTiles(long long bm, long long bn, long long bk) {
   return bm == 128 && bn == 128 && bk == 64;
 }
 MM_HD constexpr int moeWgmmaStages() { return 4; }
+/// Threads of a wgmma GEMM CTA: one producer warpgroup (cp.async) and two consumer warpgroups
+/// (wgmma); the route and combine kernels keep tile_threads.
+MM_HD constexpr int moeWgmmaThreads() { return 384; }
 MM_HD constexpr long long moeWgmmaSmemBytes() {
   // A (128 rows) and B (256 rows: gate then up, or 256 down columns) of 64 bf16 per stage,
   // plus 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.

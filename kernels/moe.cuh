@@ -21,9 +21,10 @@
 // fragment loads are conflict-free) and multiplied on the tensor cores with
 // mma.sync.m16n8k16 (fp32 accumulators); 8 warps as 2 (M) × 4 (N), each a (BM/2)×(BN/4) tile.
 // bf16 on sm_90a with tiles 128×128×64 (the tile pass picks them when H and I are multiples of
-// 8): moeGemmWgmma below, persistent CTAs (one per multiprocessor) over (M-tile, N-tile) work
-// items, a 4-stage cp.async pipeline into 128-byte-swizzled shared memory and wgmma
-// m64n256k16; the other bf16 shapes and targets keep the mma.sync form.
+// 8): moeGemmWgmma below, persistent warp-specialised CTAs (one per multiprocessor, 384
+// threads) over (M-tile, N-tile) work items: a producer warpgroup fills a 4-stage cp.async ring
+// of 128-byte-swizzled shared memory (full/empty mbarriers), two consumer warpgroups multiply
+// with wgmma m64n256k16; the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -257,14 +258,17 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 
 // ---- sm_90a: the grouped GEMMs on wgmma (bf16, tile_m = tile_n = 128, tile_k = 64) ----------
 //
-// One CTA = 2 warpgroups computes a 128-row M-tile of one expert's group (warpgroup w: rows
-// 64w..64w+63) against a 128-column N-tile; for gate/up the B tile holds 128 rows of w1 then the
-// same 128 rows of w3, so one m64n256k16 wgmma per k16 step yields gate and up side by side and
-// the SwiGLU is applied in registers. All 256 threads stage A (rows gathered through perm_slot)
-// and B with 16-byte cp.async (zero-filled past the group, N and K) into 128-byte-swizzled
-// shared memory, moeWgmmaStages deep; two k-tiles are in flight while the tensor cores work on
-// a third, with one wgmma group left outstanding across iterations. Needs K % 8 == 0 (H and I),
-// which the tile pass checks before it picks this form.
+// One CTA = 3 warpgroups (moeWgmmaThreads) computes a 128-row M-tile of one expert's group
+// against a 128-column N-tile (down: 256). Warpgroup 0 is the producer: it gathers A rows
+// (through perm_slot) and B rows with 16-byte cp.async (zero-filled past the group, N and K) into
+// 128-byte-swizzled stages, moeWgmmaStages deep, across work items; each thread's copies arrive
+// on the stage's full mbarrier (cp.async.mbarrier.arrive.noinc), and a stage is refilled once its
+// empty mbarrier says both consumers are done with it. Warpgroups 1 and 2 (rows 0..63, 64..127)
+// wait on full, fence to the async proxy and issue m64n256k16 wgmmas, one group left in flight;
+// for gate/up the B tile holds 128 rows of w1 then the same rows of w3, so gate and up come out
+// side by side and the SwiGLU is applied in registers. setmaxnreg gives the producer 104 and the
+// consumers 200 registers. No __syncthreads after the set-up. Needs K % 8 == 0 (H and I), which
+// the tile pass checks before it picks this form.
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
@@ -341,23 +345,52 @@ template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
     asm volatile("" : "+f"(d[i])::"memory");
 }
 
+#if defined(MM_MOE_WGMMA)
+__device__ __forceinline__ void mbarInit(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity) {
+  asm volatile("{\n.reg .pred done;\nWAIT_%=:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+               "r"(parity)
+               : "memory");
+}
+__device__ __forceinline__ void mbarArrive(unsigned bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar)
+               : "memory");
+}
+/// One arrival on `bar` once all of this thread's earlier cp.async have landed.
+__device__ __forceinline__ void mbarArriveCpAsync(unsigned bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+#endif
+
 template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
 #if defined(__CUDA_ARCH__) && !defined(MM_MOE_WGMMA)
   static_assert(GATE_UP && !GATE_UP, "the wgmma MoE tiles need the sm_90a target");
 #elif defined(MM_MOE_WGMMA)
-  constexpr int BM = 128, BK = 64, THREADS = 256, S = moeWgmmaStages();
+  // Warp-specialised: warpgroup 0 copies, warpgroups 1 and 2 multiply (moeWgmmaThreads()).
+  constexpr int BM = 128, BK = 64, S = moeWgmmaStages();
   constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
   constexpr int BROWS = 256;              // B rows per stage = wgmma N per warpgroup
   constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  constexpr unsigned CONSUMER_WARPS = 8;
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
   const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
-  for (int i = threadIdx.x; i <= E; i += THREADS) {
+  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
     tilesS[i] = cptr<int>(p.tile_offsets)[i];
     offsS[i] = cptr<int>(p.offsets)[i];
   }
+  if (threadIdx.x == 0)
+    for (int s = 0; s < S; ++s) {
+      mbarInit(sharedAddr(&fullBar[s]), 128);           // every producer thread, once its copies land
+      mbarInit(sharedAddr(&emptyBar[s]), CONSUMER_WARPS); // lane 0 of every consumer warp
+    }
   __syncthreads();
   const long long K = GATE_UP ? p.hidden : p.inter;
   const long long N = GATE_UP ? p.inter : p.hidden;
@@ -365,7 +398,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
   const int KT = static_cast<int>((K + BK - 1) / BK);
   const int myItems = blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-  const long long iters = static_cast<long long>(myItems) * KT;
   // The M-tile's expert and rows [r0, r1) of the permuted order.
   auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
     e = 0;
@@ -374,87 +406,84 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
     r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
     r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
   };
+  const int wg = threadIdx.x >> 7;
 
-  const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
-  // Staging: thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 32 j; the chunk
-  // lands at c ^ (row % 8) of its 128-byte row (the 128-byte swizzle wgmma reads). The copies
-  // run S - 2 k-tiles ahead of the tensor cores, across work items.
-  const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
-  const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
-  long long loadItem = -1;
-  const unsigned short *aSrc[BM / 32], *bSrc[2]; // B: rows rs + 32 j of bSrc[j / 4], + 32 j K
-  bool aIn[BM / 32];
-  long long bCol = 0; // column (B row) of j = 0
-  auto stage = [&](long long g) {
-    if (g >= iters)
-      return;
-    const long long i = g / KT;
-    const int kt = static_cast<int>(g % KT);
-    if (i != loadItem) { // a new work item: its rows and columns
-      loadItem = i;
-      const int w = blockIdx.x + static_cast<int>(i) * gridDim.x;
+  if (wg == 0) {
+    // ---- producer: stage k-tile g into slot g % S once the consumers released it ----------
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    // Thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 16 j (A rows 0..127, then
+    // B rows 0..255); the chunk lands at c ^ (row % 8) of its 128-byte row (the 128-byte
+    // swizzle wgmma reads).
+    const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+    const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+    const unsigned short *A = GATE_UP ? cptr<unsigned short>(p.x) : cptr<unsigned short>(p.h);
+    long long g = 0;
+    for (int it = 0; it < myItems; ++it) {
+      const int w = blockIdx.x + it * gridDim.x;
       int e;
       long long r0, r1;
       locate(w / NT, e, r0, r1);
       const long long n0 = static_cast<long long>(w % NT) * BN;
+      const unsigned short *aSrc[BM / 16];
+      bool aIn[BM / 16];
 #pragma unroll
-      for (int j = 0; j < BM / 32; ++j) {
-        const long long r = r0 + rs + 32 * j;
+      for (int j = 0; j < BM / 16; ++j) {
+        const long long r = r0 + rs + 16 * j;
         aIn[j] = r < r1;
         const long long row = !aIn[j] ? 0
                               : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
                                         : r * p.inter;
         aSrc[j] = A + row + c * 8;
       }
+      // gate/up: B rows 0..127 from w1, then the same rows of w3; down: 256 rows of w2
       const unsigned short *B0 = GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
                                          : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
-      const unsigned short *B1 = cptr<unsigned short>(p.w3) + e * p.inter * p.hidden;
-      // gate/up: rows 0..127 of the stage from w1, then the same rows of w3
-      bCol = n0 + rs;
-      bSrc[0] = B0 + bCol * K + c * 8;
-      bSrc[1] = (GATE_UP ? B1 + bCol * K : B0 + (bCol + BN / 2) * K) + c * 8;
-    }
-    const unsigned base = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES);
-    const long long k0 = static_cast<long long>(kt) * BK;
-    const bool kIn = k0 + c * 8 < K;
+      const unsigned short *B1 =
+          GATE_UP ? cptr<unsigned short>(p.w3) + e * p.inter * p.hidden : B0 + 128 * K;
+      const long long bCol = n0 + rs; // output column of B row rs (j = 0)
+      for (int kt = 0; kt < KT; ++kt, ++g) {
+        const int slot = static_cast<int>(g % S);
+        if (g >= S)
+          mbarWait(sharedAddr(&emptyBar[slot]), static_cast<unsigned>(((g / S) & 1) ^ 1));
+        const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+        const long long k0 = static_cast<long long>(kt) * BK;
+        const bool kIn = k0 + c * 8 < K;
 #pragma unroll
-    for (int j = 0; j < BM / 32; ++j)
-      cpAsync16(base + (rs + 32 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
+        for (int j = 0; j < BM / 16; ++j)
+          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
 #pragma unroll
-    for (int j = 0; j < BROWS / 32; ++j) {
-      const int jj = j % 4; // row rs + 32 jj of w1 / w3 (gate/up) or of w2 from bSrc[j / 4]
-      const long long col = bCol + 32 * jj + (GATE_UP ? 0 : (j / 4) * (BN / 2));
-      const bool in = kIn && col < N;
-      cpAsync16(base + A_BYTES + (rs + 32 * j) * 128 + swz,
-                in ? bSrc[j / 4] + 32 * jj * K + k0 : A, in);
+        for (int j = 0; j < BROWS / 16; ++j) {
+          const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
+          const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
+          const bool in = kIn && col < N;
+          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8 : A, in);
+        }
+        mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+      }
     }
-  };
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
 
-  const int wg = threadIdx.x >> 7; // warpgroup: A rows 64 wg .. 64 wg + 63
+  // ---- consumers: warpgroup 1 multiplies A rows 0..63, warpgroup 2 rows 64..127 -------------
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  const int cw = wg - 1;
   float acc[BROWS / 2];
 #pragma unroll
   for (int i = 0; i < BROWS / 2; ++i)
     acc[i] = 0.f;
-#pragma unroll
-  for (int s = 0; s < S - 2; ++s) {
-    stage(s);
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-  }
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
   unsigned short *out = GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
   long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
   for (int it = 0; it < myItems; ++it) {
     for (int kt = 0; kt < KT; ++kt, ++g) {
-      // k-tile g has landed (S - 3 younger groups may still fly); make it visible to the async
-      // proxy, and (the barrier) every warpgroup is past k-tile g - 2, whose stage is refilled
-      // while the tensor cores still work on g - 1.
-      asm volatile("cp.async.wait_group %0;\n" ::"n"(S - 3) : "memory");
+      const int slot = static_cast<int>(g % S);
+      mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
+      // the cp.async (generic proxy) writes, seen through the barrier, before wgmma reads them
       asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-      __syncthreads();
-      stage(g + S - 2);
-      asm volatile("cp.async.commit_group;\n" ::: "memory");
-      const unsigned a = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + wg * (64 * 128);
-      const unsigned b = smem0 + static_cast<unsigned>((g % S) * STAGE_BYTES) + A_BYTES;
+      const unsigned a = smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + cw * (64 * 128);
+      const unsigned b = smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + A_BYTES;
       fenceRegs(acc);
       asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
@@ -462,11 +491,14 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
         wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32), kt != 0 || kk != 0);
       asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
       asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      // k-tile g - 1 (same item) is multiplied: its slot goes back to the producer
+      if (kt != 0 && l == 0)
+        mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
     }
-    // The work item's last k-tile: drain and write it out (the next item's first wgmma
-    // overwrites the accumulators).
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     fenceRegs(acc);
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
     const int item = blockIdx.x + it * gridDim.x;
     int e;
     long long r0, r1;
@@ -474,7 +506,7 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
     // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l) of the
     // warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4) + q % 2. Gate/up:
     // j < 16 gate, j + 16 up, of the same output column.
-    const long long rBase = r0 + wg * 64 + w * 16 + (l >> 2);
+    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
     const long long cBase = static_cast<long long>(item % NT) * BN + 2 * (l & 3);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -499,7 +531,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
       }
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 #endif
 }
 
@@ -592,7 +623,7 @@ __device__ void moeGemmSimt(const MoeArgs &p) {
 template <typename T, int BM, int BN, int BK, int THREADS, bool GATE_UP>
 __device__ void moeGemm(const MoeArgs &p) {
   if constexpr (sizeof(T) == 2 && moeWgmmaTiles(BM, BN, BK)) {
-    static_assert(THREADS == 256, "the wgmma tiles run 2 warpgroups");
+    // launched with moeWgmmaThreads() (3 warpgroups), not THREADS
     moeGemmWgmma<GATE_UP>(p);
   } else if constexpr (sizeof(T) == 2)
     moeGemmTensorCores<BM, BN, BK, THREADS, GATE_UP>(p);

@@ -541,11 +541,11 @@ Status CudaExecutor::Impl::runStep(size_t index,
       MM_RETURN_IF_ERROR(launch(
           L.fns[2],
           static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.inter, true)),
-          1, 1, threads, L.smemBytes, &a));
+          1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
       MM_RETURN_IF_ERROR(launch(
           L.fns[3],
           static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.hidden, false)),
-          1, 1, threads, L.smemBytes, &a));
+          1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
     } else {
       MM_RETURN_IF_ERROR(launch(L.fns[2], tiles,
                                 static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN),

@@ -233,7 +233,7 @@ template <typename T, bool UP> __global__ void __launch_bounds__(256) gMoeGemm(k
   k::moeGemm<T, 64, 64, 32, 256, UP>(a);
 }
 // The sm_90a wgmma form (bf16, 128x128x64 tiles, persistent CTAs, dynamic shared memory).
-template <bool UP> __global__ void __launch_bounds__(256, 1) gMoeGemmWgmma(k::MoeArgs a) {
+template <bool UP> __global__ void __launch_bounds__(k::moeWgmmaThreads(), 1) gMoeGemmWgmma(k::MoeArgs a) {
   k::moeGemm<bf16, 128, 128, 64, 256, UP>(a);
 }
 void launchMoeWgmma(const k::MoeArgs &a) {
@@ -246,8 +246,8 @@ void launchMoeWgmma(const k::MoeArgs &a) {
   }
   const unsigned tiles = cuda::moeGemmTiles(a.rows, a.top_k, a.experts, 128);
   const unsigned smem = unsigned(k::moeWgmmaSmemBytes());
-  gMoeGemmWgmma<true><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.inter, true)), 256, smem>>>(a);
-  gMoeGemmWgmma<false><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.hidden, false)), 256, smem>>>(a);
+  gMoeGemmWgmma<true><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.inter, true)), k::moeWgmmaThreads(), smem>>>(a);
+  gMoeGemmWgmma<false><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.hidden, false)), k::moeWgmmaThreads(), smem>>>(a);
 }
 template <typename T> __global__ void __launch_bounds__(256) gMoeCombine(k::MoeArgs a) {
   k::moeCombine<T, 256>(a);

@@ -44,7 +44,8 @@ template <int BM> __global__ void __launch_bounds__(1024) gDispatch(k::MoeArgs a
   k::moeDispatch<BM, 1024>(a);
 }
 template <int BM, int BN, int BK, bool UP>
-__global__ void __launch_bounds__(256, 1) gGemm(k::MoeArgs a) {
+__global__ void __launch_bounds__(k::moeWgmmaTiles(BM, BN, BK) ? k::moeWgmmaThreads() : 256, 1)
+gGemm(k::MoeArgs a) {
   k::moeGemm<bf16, BM, BN, BK, 256, UP>(a);
 }
 __global__ void __launch_bounds__(256) gCombine(k::MoeArgs a) { k::moeCombine<bf16, 256>(a); }
@@ -144,6 +145,7 @@ template <int BM, int BN, int BK> void runLayer(const k::MoeArgs &a, int stage =
   const unsigned tiles = cuda::moeGemmTiles(a.rows, a.top_k, a.experts, BM);
   constexpr bool wg = k::moeWgmmaTiles(BM, BN, BK);
   const unsigned smem = wg ? unsigned(k::moeWgmmaSmemBytes()) : 0;
+  const unsigned gemmThreads = wg ? k::moeWgmmaThreads() : kThreads;
   const dim3 gridUp = wg ? dim3(unsigned(k::moeWgmmaGrid(numSMs, tiles, a.inter, true)))
                          : dim3(tiles, (a.inter + BN - 1) / BN);
   const dim3 gridDown = wg ? dim3(unsigned(k::moeWgmmaGrid(numSMs, tiles, a.hidden, false)))
@@ -153,9 +155,9 @@ template <int BM, int BN, int BK> void runLayer(const k::MoeArgs &a, int stage =
   if (stage < 0 || stage == 1)
     gDispatch<BM><<<1, 1024>>>(a);
   if (stage < 0 || stage == 2)
-    gGemm<BM, BN, BK, true><<<gridUp, kThreads, smem>>>(a);
+    gGemm<BM, BN, BK, true><<<gridUp, gemmThreads, smem>>>(a);
   if (stage < 0 || stage == 3)
-    gGemm<BM, BN, BK, false><<<gridDown, kThreads, smem>>>(a);
+    gGemm<BM, BN, BK, false><<<gridDown, gemmThreads, smem>>>(a);
   if (stage < 0 || stage == 4)
     gCombine<<<a.rows, kThreads>>>(a);
   CK(cudaGetLastError());
