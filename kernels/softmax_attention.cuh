@@ -547,7 +547,9 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
 /// (attentionSmemFloats), unused by the bf16 form.
 template <typename T, int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
-  if constexpr (sizeof(T) == 2) {
+  // Tensor cores need head_dim in k16 steps; bf16 with another head_dim (8, 12, ...) takes the
+  // SIMT form, which loads bf16 and computes in fp32 like the f32 form.
+  if constexpr (sizeof(T) == 2 && D % 16 == 0) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
       softmaxAttentionWgmma<BQ, BK, THREADS>(p, smem);

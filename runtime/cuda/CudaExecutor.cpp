@@ -289,7 +289,7 @@ Status CudaExecutor::Impl::open() {
                                      static_cast<int>(p.tileDv)));
     else if (s.kernel == Kernel::SoftmaxAttention)
       L.smemBytes = static_cast<uint32_t>(
-          plan.buffers[s.outputs[0]].dtype == DType::BF16
+          plan.buffers[s.outputs[0]].dtype == DType::BF16 && p.headDim % 16 == 0
               ? k::attentionBf16SmemBytes(static_cast<int>(p.headDim),
                                           static_cast<int>(p.tileK))
               : 4 * k::attentionSmemFloats(static_cast<int>(p.headDim),

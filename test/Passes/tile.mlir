@@ -188,3 +188,16 @@ mmx.program @lightning_chunk_d64_sm89 attributes {max_batch = 1 : i64, max_seq =
   mmx.launch "lightning_attention"(%x) -> (%a) {params = {block_size = 64 : i64, head_dim = 64 : i64, layer_index = 0 : i64, num_heads = 1 : i64, num_layers = 2 : i64}}
   mmx.output "a" %a
 }
+
+// -----
+
+// Tests that a bf16 softmax attention whose head_dim is not a multiple of 16 (no tensor-core
+// k-steps) takes the SIMT form's tiles instead of being refused.
+// CHECK-LABEL: mmx.program @bf16_d12
+// CHECK: "softmax_attention"{{.*}}tile_k = 64 : i64, tile_q = 64 : i64, tile_threads = 256 : i64
+mmx.program @bf16_d12 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
+  %q = mmx.input "q" {dtype = bf16, shape = ["B", "T", 12]}
+  %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 12]}
+  mmx.launch "softmax_attention"(%q, %q, %q) -> (%a) {params = {head_dim = 12 : i64, num_heads = 1 : i64, num_kv_heads = 1 : i64, scale = 0.3 : f64}}
+  mmx.output "a" %a
+}
