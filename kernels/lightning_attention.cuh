@@ -531,9 +531,9 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
         }
       }
     }
-    __syncthreads(); // P complete
-
-    // O rows 16rg.., columns (D/2)·half..: diag(λ^i) Q bf16(S) + P V.
+    // O rows 16rg.., columns (D/2)·half..: diag(λ^i) Q bf16(S) + P V. Q·S reads only Q and the
+    // state copy, so it runs before the barrier that publishes P (warps with fewer causal P
+    // tiles start it early; its independent mma fill the latency of the P chains).
     {
       float o[G::NT][4];
 #pragma unroll
@@ -558,6 +558,7 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
         o[nt][2] *= e1;
         o[nt][3] *= e1;
       }
+      __syncthreads(); // P complete
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         if (ks <= rg) {
