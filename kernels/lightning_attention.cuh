@@ -161,13 +161,10 @@ template <int D> struct Geom {
   static constexpr int NT = D / 16;   // n8 tiles of this warp's D/2 state / output columns
   static constexpr int KS = D / 16;   // k16 steps over D
   static constexpr int PIECES = D / 8; // 16-byte pieces of one tile row
-  static constexpr int PIECES_LOG2 = D == 128 ? 4 : 3;
 };
 
 __device__ __forceinline__ unsigned smemAddr(const void *p) {
-  unsigned r;
-  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
-  return r;
+  return static_cast<unsigned>(__cvta_generic_to_shared(p)); // visible to the optimiser
 }
 __device__ __forceinline__ void ldsm4(unsigned (&r)[4], const bf16 *p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -196,10 +193,26 @@ __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsig
   const unsigned b[2] = {b0, b1};
   mmaBf16(c, a, b);
 }
+/// Two floats → bf16x2 (round to nearest even, the lower index in the low half) in one cvt. The
+/// common packBf16 rounds in software (~8 instructions a value plus a NaN branch); with it the
+/// output launch spent most of its issue slots packing (ncu: ~1,800 instructions per warp per
+/// sub-chunk against ~280 mma + ldmatrix).
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+/// e^x as one ex2.approx.ftz (the decay factors; results below 2^-126 flush to zero, where
+/// __expf spends a compare and two multiplies a call keeping them).
+__device__ __forceinline__ float ex(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x * 1.44269504088896341f));
+  return r;
+}
 __device__ __forceinline__ float lo(unsigned x) { return __uint_as_float(x << 16); }
 __device__ __forceinline__ float hi(unsigned x) { return __uint_as_float(x & 0xffff0000u); }
 __device__ __forceinline__ unsigned scalePair(unsigned x, float w0, float w1) {
-  return packBf16(lo(x) * w0, hi(x) * w1);
+  return pack2(lo(x) * w0, hi(x) * w1);
 }
 
 /// The decay s_h of docs/kernels.md (double, as the reference).
@@ -215,27 +228,39 @@ __device__ __forceinline__ float slope(long long h, long long H, long long layer
 template <int D, int PARTS>
 __device__ __forceinline__ void loadSub(bf16 *stage, const bf16 *src, long long rowIn, int m,
                                         const bf16 *any) {
+  // Thread → fixed piece c of rows r0, r0 + RPP, ..: the addresses are a base plus immediates
+  // (the former idx / (PARTS·PIECES) mapping cost ~30 integer instructions a copy).
   using G = Geom<D>;
-  constexpr int PER = PARTS * G::PIECES; // 16-byte pieces per token
-  for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
-    const int i = idx / PER, w = idx % PER, part = w / G::PIECES, c = w % G::PIECES;
-    const bool valid = i < m;
-    const bf16 *g = src + i * rowIn + (part + 3 - PARTS) * D + c * 8;
-    cpAsync16(stage + part * G::TILE + i * G::LD + c * 8, valid ? g : any, valid);
+  constexpr int RPP = THREADS / G::PIECES; // rows per pass
+  const int c = threadIdx.x % G::PIECES, r0 = threadIdx.x / G::PIECES;
+  const bf16 *g = src + r0 * rowIn + (3 - PARTS) * D + c * 8;
+  bf16 *d = stage + r0 * G::LD + c * 8;
+#pragma unroll
+  for (int pass = 0; pass < C / RPP; ++pass) {
+    const bool valid = r0 + pass * RPP < m;
+#pragma unroll
+    for (int part = 0; part < PARTS; ++part)
+      cpAsync16(d + part * G::TILE + pass * RPP * G::LD, valid ? g + part * D : any, valid);
+    g += RPP * rowIn;
   }
 }
 /// silu on the pieces this thread copied by loadSub<D, PARTS> (visible to it after cpWait).
 template <int D, int PARTS> __device__ __forceinline__ void siluSub(bf16 *stage, int m) {
   using G = Geom<D>;
-  constexpr int PER = PARTS * G::PIECES;
-  for (int idx = threadIdx.x; idx < C * PER; idx += THREADS) {
-    const int i = idx / PER, w = idx % PER, part = w / G::PIECES, c = w % G::PIECES;
-    if (i >= m)
-      continue;
-    unsigned *x = reinterpret_cast<unsigned *>(stage + part * G::TILE + i * G::LD + c * 8);
+  constexpr int RPP = THREADS / G::PIECES;
+  const int c = threadIdx.x % G::PIECES, r0 = threadIdx.x / G::PIECES;
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      x[e] = packBf16(siluF(lo(x[e])), siluF(hi(x[e])));
+  for (int pass = 0; pass < C / RPP; ++pass) {
+    if (r0 + pass * RPP >= m)
+      continue;
+#pragma unroll
+    for (int part = 0; part < PARTS; ++part) {
+      unsigned *x = reinterpret_cast<unsigned *>(stage + part * G::TILE +
+                                                 (r0 + pass * RPP) * G::LD + c * 8);
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        x[e] = pack2(siluF(lo(x[e])), siluF(hi(x[e])));
+    }
   }
 }
 
@@ -250,7 +275,7 @@ __device__ __forceinline__ void stateUpdate(State<D> &S, const bf16 *Ks, const b
   using G = Geom<D>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
   const int dk0 = (D / 4) * (warp & 3), dv0 = (D / 2) * (warp >> 2);
-  const float dec = __expf(-s * static_cast<float>(m));
+  const float dec = ex(-s * static_cast<float>(m));
 #pragma unroll
   for (int mt = 0; mt < G::MT; ++mt)
 #pragma unroll
@@ -268,8 +293,8 @@ __device__ __forceinline__ void stateUpdate(State<D> &S, const bf16 *Ks, const b
                         ((lane >> 3) & 1) * 8);
     const float j0 = static_cast<float>(16 * ks + 2 * t);
     const float mf = static_cast<float>(m);
-    const float w00 = __expf(-s * (mf - j0)), w01 = __expf(-s * (mf - j0 - 1.f));
-    const float w10 = __expf(-s * (mf - j0 - 8.f)), w11 = __expf(-s * (mf - j0 - 9.f));
+    const float w00 = ex(-s * (mf - j0)), w01 = ex(-s * (mf - j0 - 1.f));
+    const float w10 = ex(-s * (mf - j0 - 8.f)), w11 = ex(-s * (mf - j0 - 9.f));
 #pragma unroll
     for (int mt = 0; mt < G::MT; ++mt) {
       a[mt][0] = scalePair(a[mt][0], w00, w01);
@@ -335,7 +360,7 @@ template <int D> __device__ __forceinline__ void stateToSmem(const State<D> &S, 
 #pragma unroll
       for (int h = 0; h < 2; ++h)
         *reinterpret_cast<unsigned *>(Sb + (dk0 + 16 * mt + g + 8 * h) * G::LD + dv0 + 8 * nt +
-                                      2 * t) = packBf16(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
+                                      2 * t) = pack2(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
 }
 } // namespace lfast
 
@@ -445,8 +470,8 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
     cpCommit();
   }
   // Row decays of this thread's output rows, i = 16rg + g (+8).
-  const float e0 = __expf(-s * static_cast<float>(16 * rg + g));
-  const float e1 = __expf(-s * static_cast<float>(16 * rg + g + 8));
+  const float e0 = ex(-s * static_cast<float>(16 * rg + g));
+  const float e1 = ex(-s * static_cast<float>(16 * rg + g + 8));
   for (int it = 0; it < nsub; ++it) {
     bf16 *Qs = stages + (it % STAGES) * 3 * TILE, *Ks = Qs + TILE, *Vs = Ks + TILE;
     const int m = len - it * C < C ? len - it * C : C;
@@ -498,17 +523,17 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh) {
             const int i = 16 * rg + g + 8 * hh;
-            const float v0 = j <= i ? acc[nt][2 * hh] * __expf(-s * static_cast<float>(i - j)) : 0.f;
+            const float v0 = j <= i ? acc[nt][2 * hh] * ex(-s * static_cast<float>(i - j)) : 0.f;
             const float v1 =
-                j + 1 <= i ? acc[nt][2 * hh + 1] * __expf(-s * static_cast<float>(i - j - 1)) : 0.f;
-            *reinterpret_cast<unsigned *>(Ps + i * LP + j) = packBf16(v0, v1);
+                j + 1 <= i ? acc[nt][2 * hh + 1] * ex(-s * static_cast<float>(i - j - 1)) : 0.f;
+            *reinterpret_cast<unsigned *>(Ps + i * LP + j) = pack2(v0, v1);
           }
         }
       }
     }
-    __syncthreads(); // P complete
-
-    // O rows 16rg.., columns (D/2)·half..: diag(λ^i) Q bf16(S) + P V.
+    // O rows 16rg.., columns (D/2)·half..: diag(λ^i) Q bf16(S) + P V. Q·S reads only Q and the
+    // state copy, so it runs before the barrier that publishes P (warps with fewer causal P
+    // tiles start it early; its independent mma fill the latency of the P chains).
     {
       float o[G::NT][4];
 #pragma unroll
@@ -533,6 +558,7 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
         o[nt][2] *= e1;
         o[nt][3] *= e1;
       }
+      __syncthreads(); // P complete
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         if (ks <= rg) {
@@ -551,19 +577,23 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
 #pragma unroll
       for (int nt = 0; nt < G::NT; ++nt) {
         const int c = HALF * half + 8 * nt + 2 * t, i = 16 * rg + g;
-        *reinterpret_cast<unsigned *>(Os + i * LD + c) = packBf16(o[nt][0], o[nt][1]);
-        *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = packBf16(o[nt][2], o[nt][3]);
+        *reinterpret_cast<unsigned *>(Os + i * LD + c) = pack2(o[nt][0], o[nt][1]);
+        *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = pack2(o[nt][2], o[nt][3]);
       }
     }
     __syncthreads(); // O staged; every read of Sb, Ps is done
 
     stateUpdate<D>(S, Ks, Vs, m, s);
     stateToSmem<D>(S, Sb);
-    for (int idx = threadIdx.x; idx < C * G::PIECES; idx += THREADS) {
-      const int i = idx >> G::PIECES_LOG2, c = idx & (G::PIECES - 1);
-      if (i < m)
-        *reinterpret_cast<uint4 *>(dst + (it * C + i) * rowOut + c * 8) =
-            *reinterpret_cast<const uint4 *>(Os + i * LD + c * 8);
+    {
+      constexpr int RPP = THREADS / G::PIECES; // the mapping of loadSub
+      const int c = threadIdx.x % G::PIECES, r0 = threadIdx.x / G::PIECES;
+      bf16 *o = dst + (it * C + r0) * rowOut + c * 8;
+#pragma unroll
+      for (int pass = 0; pass < C / RPP; ++pass)
+        if (r0 + pass * RPP < m)
+          *reinterpret_cast<uint4 *>(o + pass * RPP * rowOut) =
+              *reinterpret_cast<const uint4 *>(Os + (r0 + pass * RPP) * LD + c * 8);
     }
   }
   cpWait<0>();
