@@ -1,5 +1,6 @@
 // Small PTX helpers shared by the tensor-core kernels (softmax_attention.cuh, moe.cuh): shared
-// addresses, 16-byte cp.async with zero fill, and bf16x2 packing. Header-only, device code.
+// addresses and 16-byte cp.async with zero fill (bf16x2 packing is packBf16 in common.cuh).
+// Header-only, device code.
 #pragma once
 
 namespace mm {
@@ -22,14 +23,5 @@ __device__ __forceinline__ void cpAsyncCommit() {
 __device__ __forceinline__ void cpAsyncWaitAll() {
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
-/// Two floats rounded to nearest even into one register of two bf16 (the lower index in the
-/// low half), in one cvt; keeping the inputs floating point lets the compiler carry wgmma
-/// accumulators as f32 registers.
-__device__ __forceinline__ unsigned packBf16Rn(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
 } // namespace k
 } // namespace mm

@@ -32,10 +32,13 @@ template <> __device__ __forceinline__ bf16 fromF32<bf16>(float x) {
 }
 
 /// Two floats as one register of two bf16 (the lower index in the low half), the operand
-/// format of the tensor-core instructions.
+/// format of the tensor-core instructions: one cvt (round to nearest even, sm_80+). Rounding in
+/// software costs ~8 instructions a value; in the lightning output launch that was most of the
+/// issue slots (bench/results/light2.md).
 __device__ __forceinline__ unsigned packBf16(float lo, float hi) {
-  return static_cast<unsigned>(fromF32<bf16>(lo).bits) |
-         (static_cast<unsigned>(fromF32<bf16>(hi).bits) << 16);
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
 }
 
 /// c += a·b on the tensor cores: one m16n8k16 bf16 product with fp32 accumulators. Fragment

@@ -193,15 +193,6 @@ __device__ __forceinline__ void mma(float (&c)[4], const unsigned (&a)[4], unsig
   const unsigned b[2] = {b0, b1};
   mmaBf16(c, a, b);
 }
-/// Two floats → bf16x2 (round to nearest even, the lower index in the low half) in one cvt. The
-/// common packBf16 rounds in software (~8 instructions a value plus a NaN branch); with it the
-/// output launch spent most of its issue slots packing (ncu: ~1,800 instructions per warp per
-/// sub-chunk against ~280 mma + ldmatrix).
-__device__ __forceinline__ unsigned pack2(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
 /// e^x as one ex2.approx.ftz (the decay factors; results below 2^-126 flush to zero, where
 /// __expf spends a compare and two multiplies a call keeping them).
 __device__ __forceinline__ float ex(float x) {
@@ -212,7 +203,7 @@ __device__ __forceinline__ float ex(float x) {
 __device__ __forceinline__ float lo(unsigned x) { return __uint_as_float(x << 16); }
 __device__ __forceinline__ float hi(unsigned x) { return __uint_as_float(x & 0xffff0000u); }
 __device__ __forceinline__ unsigned scalePair(unsigned x, float w0, float w1) {
-  return pack2(lo(x) * w0, hi(x) * w1);
+  return packBf16(lo(x) * w0, hi(x) * w1);
 }
 
 /// The decay s_h of docs/kernels.md (double, as the reference).
@@ -259,7 +250,7 @@ template <int D, int PARTS> __device__ __forceinline__ void siluSub(bf16 *stage,
                                                  (r0 + pass * RPP) * G::LD + c * 8);
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        x[e] = pack2(siluF(lo(x[e])), siluF(hi(x[e])));
+        x[e] = packBf16(siluF(lo(x[e])), siluF(hi(x[e])));
     }
   }
 }
@@ -360,7 +351,7 @@ template <int D> __device__ __forceinline__ void stateToSmem(const State<D> &S, 
 #pragma unroll
       for (int h = 0; h < 2; ++h)
         *reinterpret_cast<unsigned *>(Sb + (dk0 + 16 * mt + g + 8 * h) * G::LD + dv0 + 8 * nt +
-                                      2 * t) = pack2(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
+                                      2 * t) = packBf16(S[mt][nt][2 * h], S[mt][nt][2 * h + 1]);
 }
 } // namespace lfast
 
@@ -526,7 +517,7 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
             const float v0 = j <= i ? acc[nt][2 * hh] * ex(-s * static_cast<float>(i - j)) : 0.f;
             const float v1 =
                 j + 1 <= i ? acc[nt][2 * hh + 1] * ex(-s * static_cast<float>(i - j - 1)) : 0.f;
-            *reinterpret_cast<unsigned *>(Ps + i * LP + j) = pack2(v0, v1);
+            *reinterpret_cast<unsigned *>(Ps + i * LP + j) = packBf16(v0, v1);
           }
         }
       }
@@ -577,8 +568,8 @@ __device__ void lightningChunkOut(const LightningChunkArgs &p, unsigned char *sm
 #pragma unroll
       for (int nt = 0; nt < G::NT; ++nt) {
         const int c = HALF * half + 8 * nt + 2 * t, i = 16 * rg + g;
-        *reinterpret_cast<unsigned *>(Os + i * LD + c) = pack2(o[nt][0], o[nt][1]);
-        *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = pack2(o[nt][2], o[nt][3]);
+        *reinterpret_cast<unsigned *>(Os + i * LD + c) = packBf16(o[nt][0], o[nt][1]);
+        *reinterpret_cast<unsigned *>(Os + (i + 8) * LD + c) = packBf16(o[nt][2], o[nt][3]);
       }
     }
     __syncthreads(); // O staged; every read of Sb, Ps is done

@@ -525,9 +525,9 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
           v1 = acc[4 * j + 2 * h + 1];
         }
         if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
-          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16Rn(v0, v1);
+          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
         else if (n < N)
-          out[r * N + n] = static_cast<unsigned short>(packBf16Rn(v0, v1));
+          out[r * N + n] = static_cast<unsigned short>(packBf16(v0, v1));
       }
     }
   }

@@ -206,10 +206,10 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
     }
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      const unsigned pa[4] = {packBf16Rn(s[2 * kk][0], s[2 * kk][1]),
-                              packBf16Rn(s[2 * kk][2], s[2 * kk][3]),
-                              packBf16Rn(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              packBf16Rn(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const unsigned pa[4] = {packBf16(s[2 * kk][0], s[2 * kk][1]),
+                              packBf16(s[2 * kk][2], s[2 * kk][3]),
+                              packBf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              packBf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
       for (int nd = 0; nd < D / 8; nd += 2) {
         unsigned vb[4];
@@ -421,10 +421,10 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
     unsigned pa[BK / 16][4];
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
-      pa[kk][0] = packBf16Rn(s[8 * kk + 0], s[8 * kk + 1]);
-      pa[kk][1] = packBf16Rn(s[8 * kk + 2], s[8 * kk + 3]);
-      pa[kk][2] = packBf16Rn(s[8 * kk + 4], s[8 * kk + 5]);
-      pa[kk][3] = packBf16Rn(s[8 * kk + 6], s[8 * kk + 7]);
+      pa[kk][0] = packBf16(s[8 * kk + 0], s[8 * kk + 1]);
+      pa[kk][1] = packBf16(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = packBf16(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = packBf16(s[8 * kk + 6], s[8 * kk + 7]);
     }
     wgmmaFence();
 #pragma unroll
