@@ -10,9 +10,9 @@
 // gradient as "grad:<weight name>".
 //
 // Activation recomputation (`recompute`): the ops of each decoder layer (found
-// by the "model.layers.N." weights they read) are cloned right before that layer's
-// backward, and the backward reads the clones, so only each layer's input stays
-// alive between the forward and backward passes.
+// by the "model.layers.N." weights they read) are cloned right before that
+// layer's backward, and the backward reads the clones, so only each layer's
+// input stays alive between the forward and backward passes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -59,8 +59,7 @@ assignLayers(ArrayRef<Operation *> forwardOps) {
         continue;
       llvm::StringRef name = param.getName();
       int64_t layer = -1;
-      if (name.consume_front("model.layers.") &&
-          name.consumeInteger(10, layer))
+      if (name.consume_front("model.layers.") && name.consumeInteger(10, layer))
         layer = -1;
       current = layer;
       break;
@@ -146,8 +145,8 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
   LogicalResult backward(Operation *op) {
     if (isa<mm::ParamOp>(op))
       return success();
-    bool any = llvm::any_of(op->getResults(),
-                            [&](Value r) { return grads.count(r); });
+    bool any =
+        llvm::any_of(op->getResults(), [&](Value r) { return grads.count(r); });
     if (!any)
       return success();
     if (recompute)
@@ -157,10 +156,10 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     Value dy = grads.lookup(op->getResult(0));
     auto t = [](Value v) { return v.getType(); };
     if (auto e = dyn_cast<mm::EmbeddingOp>(op)) {
-      accumulate(e.getTable(),
-                 mm::EmbeddingGradOp::create(*b, loc, t(e.getTable()),
-                                             e.getIds(), dy),
-                 loc);
+      accumulate(
+          e.getTable(),
+          mm::EmbeddingGradOp::create(*b, loc, t(e.getTable()), e.getIds(), dy),
+          loc);
     } else if (auto n = dyn_cast<mm::RMSNormOp>(op)) {
       auto g = mm::RMSNormGradOp::create(*b, loc, t(n.getInput()),
                                          t(n.getWeight()), fwd(n.getInput()),
@@ -168,9 +167,9 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
       accumulate(n.getInput(), g.getDx(), loc);
       accumulate(n.getWeight(), g.getDw(), loc);
     } else if (auto l = dyn_cast<mm::LinearOp>(op)) {
-      auto g = mm::LinearGradOp::create(*b, loc, t(l.getInput()),
-                                        t(l.getWeight()), fwd(l.getInput()),
-                                        l.getWeight(), dy);
+      auto g =
+          mm::LinearGradOp::create(*b, loc, t(l.getInput()), t(l.getWeight()),
+                                   fwd(l.getInput()), l.getWeight(), dy);
       accumulate(l.getInput(), g.getDx(), loc);
       accumulate(l.getWeight(), g.getDw(), loc);
     } else if (auto s = dyn_cast<mm::SiluOp>(op)) {
@@ -196,8 +195,7 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     } else if (auto r = dyn_cast<mm::RopeOp>(op)) {
       accumulate(r.getInput(),
                  mm::RopeGradOp::create(*b, loc, t(r.getInput()), dy,
-                                        r.getNumHeadsAttr(),
-                                        r.getHeadDimAttr(),
+                                        r.getNumHeadsAttr(), r.getHeadDimAttr(),
                                         r.getRotaryDimAttr(), r.getThetaAttr()),
                  loc);
     } else if (auto la = dyn_cast<mm::LightningAttentionOp>(op)) {
@@ -210,7 +208,8 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
                  loc);
     } else if (auto sa = dyn_cast<mm::SoftmaxAttentionOp>(op)) {
       auto g = mm::SoftmaxAttentionGradOp::create(
-          *b, loc, TypeRange{t(sa.getQuery()), t(sa.getKey()), t(sa.getValue())},
+          *b, loc,
+          TypeRange{t(sa.getQuery()), t(sa.getKey()), t(sa.getValue())},
           fwd(sa.getQuery()), fwd(sa.getKey()), fwd(sa.getValue()), dy,
           sa.getNumHeadsAttr(), sa.getNumKvHeadsAttr(), sa.getHeadDimAttr(),
           sa.getScaleAttr());
@@ -276,9 +275,9 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
 
     Value h = logits.getInput(), head = logits.getWeight();
     Location lossLoc = NameLoc::get(builder.getStringAttr("lm_head.loss"));
-    Value loss = mm::LMHeadLossOp::create(
-        builder, lossLoc, scalarType, h, head, labels,
-        builder.getI64IntegerAttr(chunkRows));
+    Value loss =
+        mm::LMHeadLossOp::create(builder, lossLoc, scalarType, h, head, labels,
+                                 builder.getI64IntegerAttr(chunkRows));
     auto seed = mm::LMHeadLossGradOp::create(
         builder, NameLoc::get(builder.getStringAttr("lm_head.grad")),
         TypeRange{h.getType(), head.getType()}, h, head, labels,
@@ -326,17 +325,17 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
       resultTypes.push_back(v.getType());
     fn.setType(FunctionType::get(ctx, argTypes, resultTypes));
     fn.setArgAttr(0, "mm.name", builder.getStringAttr("input_ids"));
-    fn.setArgAttrs(1, {builder.getNamedAttr("mm.name",
-                                            builder.getStringAttr("labels"))});
+    fn.setArgAttrs(
+        1, {builder.getNamedAttr("mm.name", builder.getStringAttr("labels"))});
     if (update) {
-      fn.setArgAttrs(2, {builder.getNamedAttr("mm.name",
-                                              builder.getStringAttr("lr"))});
-      fn.setArgAttrs(3, {builder.getNamedAttr("mm.name",
-                                              builder.getStringAttr("step"))});
+      fn.setArgAttrs(
+          2, {builder.getNamedAttr("mm.name", builder.getStringAttr("lr"))});
+      fn.setArgAttrs(
+          3, {builder.getNamedAttr("mm.name", builder.getStringAttr("step"))});
     }
     for (auto [i, name] : llvm::enumerate(names))
-      fn.setResultAttrs(i, {builder.getNamedAttr(
-                               "mm.name", builder.getStringAttr(name))});
+      fn.setResultAttrs(
+          i, {builder.getNamedAttr("mm.name", builder.getStringAttr(name))});
     return success();
   }
 
@@ -354,9 +353,9 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     if (optimizer == "adamw") {
       Value m = state("adamw.m:" + name, shape, loc);
       Value v = state("adamw.v:" + name, shape, loc);
-      mm::AdamWOp::create(*b, loc, TypeRange{type, m.getType(), v.getType()},
-                          p, g, m, v, norm, lr, step, f(beta1), f(beta2),
-                          f(eps), f(weightDecay), f(maxNorm));
+      mm::AdamWOp::create(*b, loc, TypeRange{type, m.getType(), v.getType()}, p,
+                          g, m, v, norm, lr, step, f(beta1), f(beta2), f(eps),
+                          f(weightDecay), f(maxNorm));
       return;
     }
     // CAME: eps is CAME's eps1 (default 1e-30), the instability eps2 1e-16.
@@ -364,11 +363,10 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     if (shape.size() == 1) {
       Value m = state("came.m:" + name, shape, loc);
       Value v = state("came.v:" + name, shape, loc);
-      mm::CameVectorOp::create(*b, loc,
-                               TypeRange{type, m.getType(), v.getType()}, p, g,
-                               m, v, norm, lr, f(beta1), f(beta2), f(beta3),
-                               f(cameEps), f(cameEps2), f(clip),
-                               f(weightDecay), f(maxNorm));
+      mm::CameVectorOp::create(
+          *b, loc, TypeRange{type, m.getType(), v.getType()}, p, g, m, v, norm,
+          lr, f(beta1), f(beta2), f(beta3), f(cameEps), f(cameEps2), f(clip),
+          f(weightDecay), f(maxNorm));
       return;
     }
     SmallVector<int64_t> row(shape.drop_back()), col(shape.drop_back());

@@ -112,13 +112,15 @@ public:
              (silu ? "_silu" : "");
       entry(name + "_states", threads, "LightningChunkArgs",
             "extern __shared__ __align__(16) unsigned char smemb[];\n  "
-            "mm::k::lightningChunkStates<" + d + ", 3, " + sl + ">(a, smemb);",
+            "mm::k::lightningChunkStates<" +
+                d + ", 3, " + sl + ">(a, smemb);",
             /*minBlocks=*/2 * perSm);
       entry(name + "_scan", threads, "LightningChunkArgs",
             "mm::k::lightningChunkScan<" + d + ">(a);");
       entry(name + "_out", threads, "LightningChunkArgs",
             "extern __shared__ __align__(16) unsigned char smemb[];\n  "
-            "mm::k::lightningChunkOut<" + d + ", 3, " + sl + ">(a, smemb);",
+            "mm::k::lightningChunkOut<" +
+                d + ", 3, " + sl + ">(a, smemb);",
             /*minBlocks=*/perSm);
     } else if (kind == "lightning_attention") {
       const bool silu = p("silu_input") != 0;
@@ -163,9 +165,10 @@ public:
             "mm::k::moeRoute<" + t + ", " + th + ">(a);");
       entry(name + "_dispatch", 1024, "MoeArgs",
             "mm::k::moeDispatch<" + bm + ", 1024>(a);");
-      // The sm_90a wgmma GEMMs run moeWgmmaThreads() (a producer and two consumer
-      // warpgroups), one CTA per multiprocessor.
-      const bool wgmma = mm::k::moeWgmmaTiles(p("tile_m"), p("tile_n"), p("tile_k"));
+      // The sm_90a wgmma GEMMs run moeWgmmaThreads() (a producer and two
+      // consumer warpgroups), one CTA per multiprocessor.
+      const bool wgmma =
+          mm::k::moeWgmmaTiles(p("tile_m"), p("tile_n"), p("tile_k"));
       const int64_t gemmThreads = wgmma ? mm::k::moeWgmmaThreads() : threads;
       entry(name + "_gate_up", gemmThreads, "MoeArgs",
             "mm::k::moeGemm<" + gemm + ", true>(a);", wgmma ? 1 : 0);
@@ -185,7 +188,7 @@ public:
              << "' (training runs on the CPU backend only; compile it with "
                 "target=cpu)";
     }
-    includes.insert(kind == "add_rms_norm"   ? "rms_norm"
+    includes.insert(kind == "add_rms_norm" ? "rms_norm"
                     : kind == "silu" || kind == "sigmoid" || kind == "mul" ||
                             kind == "scaled_add" || kind == "sigmoid_mul"
                         ? "elementwise"
@@ -216,8 +219,7 @@ private:
     body += "\nextern \"C\" __global__ void __launch_bounds__(" +
             std::to_string(threads) +
             (minBlocks > 0 ? ", " + std::to_string(minBlocks) : "") + ") " +
-            name + "(const mm::k::" +
-            args.str() + " a) {\n  " + call + "\n}\n";
+            name + "(const mm::k::" + args.str() + " a) {\n  " + call + "\n}\n";
   }
 
   llvm::StringSet<> includes, emitted;

@@ -43,8 +43,7 @@ producerAndSoleReader(Value buffer) {
     else
       return std::nullopt;
   }
-  if (!producer || !reader ||
-      !producer->isBeforeInBlock(reader.getOperation()))
+  if (!producer || !reader || !producer->isBeforeInBlock(reader.getOperation()))
     return std::nullopt;
   return std::make_pair(producer, reader);
 }
@@ -91,8 +90,8 @@ struct FusePass : mm::impl::FusePassBase<FusePass> {
         continue;
       }
       auto launch = mmx::LaunchOp::create(
-          b, consumer.getLoc(), b.getStringAttr(fused), ins,
-          consumer.getOuts(), b.getDictionaryAttr(params));
+          b, consumer.getLoc(), b.getStringAttr(fused), ins, consumer.getOuts(),
+          b.getDictionaryAttr(params));
       launch->setDiscardableAttrs(consumer->getDiscardableAttrDictionary());
       Operation *dead = in.getDefiningOp();
       consumer.erase();

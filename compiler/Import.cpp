@@ -1,9 +1,10 @@
 //===- Import.cpp - Hugging Face MiniMax config -> mm module --------------===//
 //
 // Field names follow both config.json schemas: the current transformers one
-// (layer_types, *_alpha_factor, rope_parameters) and the original MiniMax-Text-01
-// one (attn_type_list, layernorm_*_alpha, rope_theta, rotary_dim). A field that
-// is neither known nor ignorable is an error, so typos never pass silently.
+// (layer_types, *_alpha_factor, rope_parameters) and the original
+// MiniMax-Text-01 one (attn_type_list, layernorm_*_alpha, rope_theta,
+// rotary_dim). A field that is neither known nor ignorable is an error, so
+// typos never pass silently.
 //
 //===----------------------------------------------------------------------===//
 
@@ -96,12 +97,10 @@ public:
   bool integer(llvm::StringRef key, int64_t &out, bool required) {
     const JValue *v = get(key);
     if (!v)
-      return required ? fail("missing field '" + key.str() + "'")
-                      : true;
+      return required ? fail("missing field '" + key.str() + "'") : true;
     auto i = v->getAsInteger();
     if (!i)
-      return fail("field '" + key.str() +
-                  "' must be an integer");
+      return fail("field '" + key.str() + "' must be an integer");
     out = *i;
     return true;
   }
@@ -125,8 +124,8 @@ public:
     if (!number(current, a) || !number(legacy, b))
       return false;
     if (!std::isnan(a) && !std::isnan(b) && a != b)
-      return fail("fields '" + current.str() + "' and '" +
-                  legacy.str() + "' contradict each other");
+      return fail("fields '" + current.str() + "' and '" + legacy.str() +
+                  "' contradict each other");
     if (!std::isnan(a))
       out = a;
     else if (!std::isnan(b))
@@ -249,11 +248,10 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   if (!types && !legacyTypes)
     c.isLinearLayer.assign(c.numLayers, false);
   if ((int64_t)c.isLinearLayer.size() != c.numLayers)
-    return r.fail("field '" +
-                  std::string(types ? "layer_types" : "attn_type_list") +
-                  "' has " + std::to_string(c.isLinearLayer.size()) +
-                  " entries but num_hidden_layers is " +
-                  std::to_string(c.numLayers));
+    return r.fail(
+        "field '" + std::string(types ? "layer_types" : "attn_type_list") +
+        "' has " + std::to_string(c.isLinearLayer.size()) +
+        " entries but num_hidden_layers is " + std::to_string(c.numLayers));
 
   // Residual scaling factors.
   if (!r.numberEither("linear_attn_alpha_factor",
@@ -292,8 +290,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
           return r.fail("'rope_parameters.rope_type' must be "
                         "\"default\" (scaled RoPE is not supported)");
       } else {
-        return r.fail("unknown field 'rope_parameters." +
-                      key.str() + "'");
+        return r.fail("unknown field 'rope_parameters." + key.str() + "'");
       }
     }
   }
@@ -303,7 +300,7 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
   if (!std::isnan(theta) && !std::isnan(legacyTheta) && theta != legacyTheta)
     return r.fail("fields 'rope_parameters.rope_theta' and "
                   "'rope_theta' contradict each other");
-  c.ropeTheta = !std::isnan(theta) ? theta
+  c.ropeTheta = !std::isnan(theta)         ? theta
                 : !std::isnan(legacyTheta) ? legacyTheta
                                            : 10000.0;
   double legacyPartial = NAN;
@@ -326,9 +323,8 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
 
   // Sanity of the values themselves.
   auto positive = [&](const char *name, int64_t v) {
-    return v > 0 ||
-           r.fail(std::string("field '") + name +
-                  "' must be > 0 but is " + std::to_string(v));
+    return v > 0 || r.fail(std::string("field '") + name +
+                           "' must be > 0 but is " + std::to_string(v));
   };
   if (!positive("vocab_size", c.vocabSize) ||
       !positive("hidden_size", c.hiddenSize) ||
@@ -342,13 +338,12 @@ bool mm::parseModelConfig(const Object &json, ModelConfig &c,
       !positive("block_size", c.blockSize))
     return false;
   if (c.numHeads % c.numKvHeads != 0)
-    return r.fail("num_key_value_heads (" +
-                  std::to_string(c.numKvHeads) +
+    return r.fail("num_key_value_heads (" + std::to_string(c.numKvHeads) +
                   ") must divide num_attention_heads (" +
                   std::to_string(c.numHeads) + ")");
   if (c.topK > c.numExperts)
-    return r.fail("num_experts_per_tok (" +
-                  std::to_string(c.topK) + ") exceeds num_local_experts (" +
+    return r.fail("num_experts_per_tok (" + std::to_string(c.topK) +
+                  ") exceeds num_local_experts (" +
                   std::to_string(c.numExperts) + ")");
   if (c.rotaryDim <= 0 || c.rotaryDim % 2 || c.rotaryDim > c.headDim)
     return r.fail("rotary_dim " + std::to_string(c.rotaryDim) +
@@ -379,7 +374,8 @@ public:
     b.setInsertionPointToStart(fn.addEntryBlock());
 
     Value ids = fn.getArgument(0);
-    Value embed = param("model.embed_tokens.weight", {c.vocabSize, c.hiddenSize});
+    Value embed =
+        param("model.embed_tokens.weight", {c.vocabSize, c.hiddenSize});
     Value h = mm::EmbeddingOp::create(b, loc("model.embed_tokens"),
                                       act(c.hiddenSize), ids, embed);
     for (int64_t l = 0; l < c.numLayers; ++l)
@@ -388,8 +384,8 @@ public:
     Value head = c.tieWordEmbeddings
                      ? embed
                      : param("lm_head.weight", {c.vocabSize, c.hiddenSize});
-    Value logits = mm::LogitsOp::create(b, loc("lm_head"), act(c.vocabSize),
-                                        h, head);
+    Value logits =
+        mm::LogitsOp::create(b, loc("lm_head"), act(c.vocabSize), h, head);
     func::ReturnOp::create(b, loc("model"), logits);
     return module;
   }
@@ -403,8 +399,8 @@ private:
   }
 
   RankedTensorType act(int64_t n) {
-    return RankedTensorType::get({ShapedType::kDynamic, ShapedType::kDynamic, n},
-                                 f32);
+    return RankedTensorType::get(
+        {ShapedType::kDynamic, ShapedType::kDynamic, n}, f32);
   }
 
   Value param(const std::string &name, llvm::ArrayRef<int64_t> shape) {
@@ -453,9 +449,9 @@ private:
     if (c.isLinearLayer[l]) {
       Value qkv = linear(n, a + ".qkv_proj", 3 * heads * d, hd);
       qkv = mm::SiluOp::create(b, loc(a + ".act"), qkv);
-      Value o = mm::LightningAttentionOp::create(
-          b, loc(a), act(heads * d), qkv, heads, d, c.blockSize, l,
-          c.numLayers);
+      Value o = mm::LightningAttentionOp::create(b, loc(a), act(heads * d), qkv,
+                                                 heads, d, c.blockSize, l,
+                                                 c.numLayers);
       o = rmsNorm(o, a + ".norm", heads * d, 1e-6);
       Value gate = linear(n, a + ".output_gate", heads * d, hd);
       gate = mm::SigmoidOp::create(b, loc(a + ".output_gate"), gate);
@@ -472,9 +468,9 @@ private:
                              i64(d), i64(c.rotaryDim), f64(c.ropeTheta));
       k = mm::RopeOp::create(b, loc(a + ".rope_k"), k.getType(), k, i64(kv),
                              i64(d), i64(c.rotaryDim), f64(c.ropeTheta));
-      Value o = mm::SoftmaxAttentionOp::create(
-          b, loc(a), act(heads * d), q, k, v, i64(heads), i64(kv), i64(d),
-          f64(1.0 / std::sqrt((double)d)));
+      Value o = mm::SoftmaxAttentionOp::create(b, loc(a), act(heads * d), q, k,
+                                               v, i64(heads), i64(kv), i64(d),
+                                               f64(1.0 / std::sqrt((double)d)));
       attn = linear(o, a + ".o_proj", hd, heads * d);
       alpha = c.fullAlpha;
       beta = c.fullBeta;
@@ -500,8 +496,8 @@ private:
       w2 = param(m + ".experts.{e}.w2.weight", {e, hd, ffn});
       w3 = param(m + ".experts.{e}.w3.weight", {e, ffn, hd});
     }
-    Value moe = mm::MoEOp::create(b, loc(m), n.getType(), n, router, w1, w2,
-                                  w3, c.topK);
+    Value moe = mm::MoEOp::create(b, loc(m), n.getType(), n, router, w1, w2, w3,
+                                  c.topK);
     return mm::ScaledAddOp::create(b, loc(p + ".mlp_residual"), n.getType(), n,
                                    moe, b.getF64FloatAttr(c.mlpAlpha),
                                    b.getF64FloatAttr(c.mlpBeta));

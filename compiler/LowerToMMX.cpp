@@ -28,8 +28,8 @@ namespace {
 FailureOr<SmallVector<mmx::Dim>> symbolicShape(Operation *op, Value v) {
   auto type = dyn_cast<RankedTensorType>(v.getType());
   if (!type)
-    return op->emitOpError() << "expects ranked tensors but got "
-                             << v.getType();
+    return op->emitOpError()
+           << "expects ranked tensors but got " << v.getType();
   SmallVector<mmx::Dim> dims;
   for (auto [i, d] : llvm::enumerate(type.getShape())) {
     if (!ShapedType::isDynamic(d)) {
@@ -110,8 +110,8 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         return failure();
       auto type = cast<RankedTensorType>(arg.getType());
       auto input = mmx::InputOp::create(
-          b, fn.getLoc(), bufferType, b.getStringAttr(bindingName(fn.getArgAttrDict(i),
-                                                      fallback)),
+          b, fn.getLoc(), bufferType,
+          b.getStringAttr(bindingName(fn.getArgAttrDict(i), fallback)),
           TypeAttr::get(type.getElementType()),
           mmx::buildShapeAttr(ctx, *dims));
       buffers.map(arg, input.getResult());
@@ -136,10 +136,10 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         auto dims = symbolicShape(st, st.getResult());
         if (failed(dims))
           return failure();
-        auto state = mmx::StateOp::create(
-            b, st.getLoc(), bufferType, st.getNameAttr(),
-            TypeAttr::get(type.getElementType()),
-            mmx::buildShapeAttr(ctx, *dims));
+        auto state =
+            mmx::StateOp::create(b, st.getLoc(), bufferType, st.getNameAttr(),
+                                 TypeAttr::get(type.getElementType()),
+                                 mmx::buildShapeAttr(ctx, *dims));
         buffers.map(st.getResult(), state.getResult());
         continue;
       }
@@ -181,8 +181,7 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
     return {};
   }
 
-  LogicalResult lowerKernelOp(OpBuilder &b, Operation &op,
-                              IRMapping &buffers) {
+  LogicalResult lowerKernelOp(OpBuilder &b, Operation &op, IRMapping &buffers) {
     SmallVector<Value> ins, outs;
     for (Value operand : op.getOperands())
       ins.push_back(buffers.lookup(operand));
@@ -208,12 +207,14 @@ struct LowerToMMXPass : mm::impl::LowerToMMXPassBase<LowerToMMXPass> {
         return failure();
       auto type = cast<RankedTensorType>(result.getType());
       auto alloc = mmx::AllocOp::create(
-          b, op.getLoc(), mmx::BufferType::get(b.getContext()), TypeAttr::get(type.getElementType()),
+          b, op.getLoc(), mmx::BufferType::get(b.getContext()),
+          TypeAttr::get(type.getElementType()),
           mmx::buildShapeAttr(b.getContext(), *dims), IntegerAttr());
       buffers.map(result, alloc.getResult());
       outs.push_back(alloc.getResult());
     }
-    auto params = dyn_cast_or_null<DictionaryAttr>(op.getPropertiesAsAttribute());
+    auto params =
+        dyn_cast_or_null<DictionaryAttr>(op.getPropertiesAsAttribute());
     if (!params)
       params = b.getDictionaryAttr({});
     mmx::LaunchOp::create(b, op.getLoc(),

@@ -80,8 +80,8 @@ const Header kHeaders[] = {
 
 } // namespace
 
-llvm::Expected<mm::CubinResult>
-mm::compileCudaToCubin(llvm::StringRef source, llvm::StringRef arch) {
+llvm::Expected<mm::CubinResult> mm::compileCudaToCubin(llvm::StringRef source,
+                                                       llvm::StringRef arch) {
   const NvrtcApi &n = api();
   if (!n.error.empty())
     return llvm::createStringError(n.error);
@@ -92,9 +92,9 @@ mm::compileCudaToCubin(llvm::StringRef source, llvm::StringRef arch) {
   }
   nvrtcProgram prog = nullptr;
   std::string src = source.str();
-  nvrtcResult r =
-      n.createProgram(&prog, src.c_str(), "mm_program.cu",
-                      static_cast<int>(names.size()), texts.data(), names.data());
+  nvrtcResult r = n.createProgram(&prog, src.c_str(), "mm_program.cu",
+                                  static_cast<int>(names.size()), texts.data(),
+                                  names.data());
   if (r != 0)
     return llvm::createStringError(
         llvm::formatv("nvrtcCreateProgram failed: {0}", n.getErrorString(r))

@@ -58,8 +58,8 @@ void mm::buildMMCompilePipeline(OpPassManager &pm,
                                 const CompileOptions &options) {
   if (options.mode == "train")
     pm.addPass(createAutodiffPass(options.train));
-  pm.addPass(createLowerToMMXPass(
-      {options.maxBatch, options.maxSeq, options.target}));
+  pm.addPass(
+      createLowerToMMXPass({options.maxBatch, options.maxSeq, options.target}));
   pm.addPass(createSetDtypePass({options.dtype}));
   pm.addPass(createLastLogitsPass({options.logits}));
   pm.addPass(createFusePass());
@@ -79,9 +79,8 @@ void mm::registerMMCompilePipeline() {
                          o.mode == CompileMode::Train ? "train" : "inference"};
         c.dtype = o.dtype;
         c.logits = o.logits;
-        c.train = {o.optimizer, o.beta1,       o.beta2,     o.beta3,
-                   o.eps,       o.weightDecay, o.maxNorm,   o.chunkRows,
-                   o.recompute};
+        c.train = {o.optimizer,   o.beta1,   o.beta2,     o.beta3,    o.eps,
+                   o.weightDecay, o.maxNorm, o.chunkRows, o.recompute};
         buildMMCompilePipeline(pm, c);
       });
 }

@@ -56,13 +56,12 @@ struct PlanMemoryPass : mm::impl::PlanMemoryPassBase<PlanMemoryPass> {
     std::vector<Interval> intervals;
     int64_t unplanned = 0;
     for (auto alloc : body.getOps<mmx::AllocOp>()) {
-      auto dims =
-          mmx::parseShape(alloc.getShape(), [&] { return alloc.emitOpError(); });
+      auto dims = mmx::parseShape(alloc.getShape(),
+                                  [&] { return alloc.emitOpError(); });
       if (failed(dims))
         return failure();
       int64_t bytes = mmx::maxBytes(alloc.getDtype(), *dims,
-                                    program.getMaxBatch(),
-                                    program.getMaxSeq());
+                                    program.getMaxBatch(), program.getMaxSeq());
       bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
       int64_t start = position[alloc], end = start;
       for (Operation *user : alloc.getResult().getUsers())

@@ -50,7 +50,8 @@ public:
                << "targets '" << program.getTarget()
                << "' but has no cuda_source: run mm-codegen-cuda before "
                   "mm-serialize";
-      auto result = mm::compileCudaToCubin(source.getValue(), program.getTarget());
+      auto result =
+          mm::compileCudaToCubin(source.getValue(), program.getTarget());
       if (!result)
         return program.emitOpError() << "cannot build GPU code: "
                                      << llvm::toString(result.takeError());
@@ -81,9 +82,8 @@ public:
              fbb.GetSize());
     os.close();
     if (os.has_error())
-      return program.emitOpError()
-             << "failed writing artifact '" << path
-             << "': " << os.error().message();
+      return program.emitOpError() << "failed writing artifact '" << path
+                                   << "': " << os.error().message();
     return success();
   }
 
@@ -151,8 +151,7 @@ private:
         if (auto i = dyn_cast<IntegerAttr>(p.getValue()))
           params.push_back(fb::CreateParam(fbb, name, i.getInt(), 0.0));
         else if (auto f = dyn_cast<FloatAttr>(p.getValue()))
-          params.push_back(
-              fb::CreateParam(fbb, name, 0, f.getValueAsDouble()));
+          params.push_back(fb::CreateParam(fbb, name, 0, f.getValueAsDouble()));
         else
           return l.emitOpError() << "expects integer or float params but '"
                                  << p.getName() << "' is " << p.getValue();
@@ -165,8 +164,9 @@ private:
           fbb.CreateVector(ins), fbb.CreateVector(outs),
           fbb.CreateVectorOfSortedTables(&params), /*stream=*/0, function));
     } else if (auto o = dyn_cast<mmx::OutputOp>(op)) {
-      outputs.push_back(fb::CreateBinding(
-          fbb, fbb.CreateString(o.getName().str()), index.lookup(o.getBuffer())));
+      outputs.push_back(fb::CreateBinding(fbb,
+                                          fbb.CreateString(o.getName().str()),
+                                          index.lookup(o.getBuffer())));
     } else {
       return op.emitOpError() << "cannot be serialized";
     }

@@ -94,16 +94,17 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
              4 * mm::k::lightningSmemFloats(d, block, dv) > budget)
         block /= 2;
       if (4 * mm::k::lightningSmemFloats(d, block, dv) > budget)
-        return l.emitOpError() << "expects a head_dim whose lightning tile fits "
-                               << budget << " bytes of shared memory but got "
-                               << d;
+        return l.emitOpError()
+               << "expects a head_dim whose lightning tile fits " << budget
+               << " bytes of shared memory but got " << d;
       tiles.append({{"tile_block", block}, {"tile_dv", dv}});
     } else if (kind == "softmax_attention" && isBf16(l.getOuts()[0]) &&
                d % 16 == 0) {
-      // The tensor-core forms (kernels/softmax_attention.cuh), 128 query rows on
-      // 256 threads, K and V double-buffered in dynamic shared memory: on sm_90a
-      // with D = 128 the wgmma form, whose best key tile is 128 (measured
-      // 2026-11-22, bench/results/attn.md); elsewhere mma.sync with 64.
+      // The tensor-core forms (kernels/softmax_attention.cuh), 128 query rows
+      // on 256 threads, K and V double-buffered in dynamic shared memory: on
+      // sm_90a with D = 128 the wgmma form, whose best key tile is 128
+      // (measured 2026-11-22, bench/results/attn.md); elsewhere mma.sync
+      // with 64.
       if (d > 128)
         return l.emitOpError() << "expects a bf16 head_dim of at most 128 but "
                                   "got "
@@ -115,14 +116,14 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
       while (t > 16 && 4 * mm::k::attentionSmemFloats(d, t, t) > budget)
         t /= 2;
       if (4 * mm::k::attentionSmemFloats(d, t, t) > budget)
-        return l.emitOpError() << "expects a head_dim whose attention tile fits "
-                               << budget << " bytes of shared memory but got "
-                               << d;
+        return l.emitOpError()
+               << "expects a head_dim whose attention tile fits " << budget
+               << " bytes of shared memory but got " << d;
       tiles.append({{"tile_q", t}, {"tile_k", t}});
     } else if (kind == "moe" && target == "sm_90a" && isBf16(l.getOuts()[0]) &&
                moeWgmmaShapes(l)) {
-      // The wgmma form (kernels/moe.cuh, moeGemmWgmma): persistent 128-row tiles staged
-      // with 16-byte cp.async, so H and I must be multiples of 8.
+      // The wgmma form (kernels/moe.cuh, moeGemmWgmma): persistent 128-row
+      // tiles staged with 16-byte cp.async, so H and I must be multiples of 8.
       tiles.append({{"tile_m", 128}, {"tile_n", 128}, {"tile_k", 64}});
     } else if (kind == "moe") {
       tiles.append({{"tile_m", 64}, {"tile_n", 64}, {"tile_k", 32}});

@@ -1,10 +1,12 @@
-// Kernel argument blocks: the ABI between the runtime (host C++, runtime/cuda/) and the kernel
-// entry points that the compiler's codegen emits (one `extern "C" __global__` function per
-// instantiation, taking exactly one of these structs by value).
+// Kernel argument blocks: the ABI between the runtime (host C++, runtime/cuda/)
+// and the kernel entry points that the compiler's codegen emits (one `extern
+// "C" __global__` function per instantiation, taking exactly one of these
+// structs by value).
 //
-// Plain C structs of 8-byte fields so host and device agree on the layout without any CUDA header:
-// pointers travel as `unsigned long long` device addresses, sizes as `long long`, reals as
-// `double`. Each struct names the kernel of docs/kernels.md it serves.
+// Plain C structs of 8-byte fields so host and device agree on the layout
+// without any CUDA header: pointers travel as `unsigned long long` device
+// addresses, sizes as `long long`, reals as `double`. Each struct names the
+// kernel of docs/kernels.md it serves.
 #pragma once
 
 // Marks the helpers below as callable on both sides under nvcc and NVRTC.
@@ -19,8 +21,9 @@ namespace k {
 
 typedef unsigned long long dptr; // a device address
 
-/// Run-time errors a kernel can report (bad token id, bad label): the first offending row wins.
-/// `row` is row+1 (0 = no error), `value` the offending value, `kind` one of the codes below.
+/// Run-time errors a kernel can report (bad token id, bad label): the first
+/// offending row wins. `row` is row+1 (0 = no error), `value` the offending
+/// value, `kind` one of the codes below.
 struct ErrorSlot {
   unsigned long long row;
   long long value;
@@ -62,8 +65,9 @@ struct LightningArgs {
 };
 
 /// lightning_attention, chunk-parallel fast path (bf16, D = 64 or 128;
-/// kernels/lightning_attention.cuh): three launches over the same block. `state` is fp32 workspace [B, H, nseg, D, D]
-/// (lightningChunkStateFloats); T is cut into nseg segments of seg_len tokens (the last ragged).
+/// kernels/lightning_attention.cuh): three launches over the same block.
+/// `state` is fp32 workspace [B, H, nseg, D, D] (lightningChunkStateFloats); T
+/// is cut into nseg segments of seg_len tokens (the last ragged).
 struct LightningChunkArgs {
   dptr qkv, out, state;
   long long batch, seq, heads, layer, num_layers, seg_len, nseg;
@@ -76,43 +80,49 @@ struct SoftmaxAttentionArgs {
   double scale;
 };
 
-/// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace arrays (device
-/// memory the runtime sizes with moeWorkspaceBytes): topk_expert, topk_weight, slot_pos
-/// [rows*top_k]; perm_slot [rows*top_k]; offsets, tile_offsets [experts+1]; h [rows*top_k, I]
-/// (element type of x); y [rows*top_k, H] (element type of x; sized for f32).
+/// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace
+/// arrays (device memory the runtime sizes with moeWorkspaceBytes):
+/// topk_expert, topk_weight, slot_pos [rows*top_k]; perm_slot [rows*top_k];
+/// offsets, tile_offsets [experts+1]; h [rows*top_k, I] (element type of x); y
+/// [rows*top_k, H] (element type of x; sized for f32).
 struct MoeArgs {
   dptr x, router, w1, w2, w3, out;
-  dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h, y;
+  dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h,
+      y;
   long long rows, hidden, experts, inter, top_k;
 };
 
-/// cross_entropy: per-row losses into `row_loss` (f32 workspace [rows], -1 marks an ignored
-/// row), then one block reduces them into the scalar `out`.
+/// cross_entropy: per-row losses into `row_loss` (f32 workspace [rows], -1
+/// marks an ignored row), then one block reduces them into the scalar `out`.
 struct CrossEntropyArgs {
   dptr logits, labels, out, row_loss, error;
   long long rows, vocab;
 };
 
-/// Shared-memory floats of the tiled kernels, from their template parameters; the runtime
-/// reserves exactly this (times 4 bytes) when it launches them.
+/// Shared-memory floats of the tiled kernels, from their template parameters;
+/// the runtime reserves exactly this (times 4 bytes) when it launches them.
 MM_HD constexpr long long lightningSmemFloats(int D, int BLOCK, int DV) {
-  return 2ll * BLOCK * (D + 1) + 1ll * BLOCK * (DV + 1) + 1ll * BLOCK * (BLOCK + 1) +
-         1ll * D * (DV + 1);
+  return 2ll * BLOCK * (D + 1) + 1ll * BLOCK * (DV + 1) +
+         1ll * BLOCK * (BLOCK + 1) + 1ll * D * (DV + 1);
 }
 MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
-  return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) + 3ll * BQ;
+  return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) +
+         3ll * BQ;
 }
-/// Dynamic shared memory (bytes) of the bf16 tensor-core attention: two stages of K and V tiles,
-/// [BK][D+8] bf16 each.
+/// Dynamic shared memory (bytes) of the bf16 tensor-core attention: two stages
+/// of K and V tiles, [BK][D+8] bf16 each.
 MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK) {
   return 2ll * 2 * BK * (D + 8) * 2;
 }
-/// Chunk-parallel lightning attention (bf16, D = 64 or 128; lightningChunkHeadDim): tokens per
-/// sub-chunk, threads per block, shared-memory bytes of the per-segment state kernel and the
-/// output kernel (STAGES-deep cp.async pipelines of padded [64][D+8] bf16 tiles, plus P [64][72],
-/// O [64][D+8] and the bf16 state [D][D+8]), the fp32 workspace ([D, D] per segment) and the
-/// blocks of the scan launch (D·D/1024).
-MM_HD constexpr bool lightningChunkHeadDim(long long d) { return d == 64 || d == 128; }
+/// Chunk-parallel lightning attention (bf16, D = 64 or 128;
+/// lightningChunkHeadDim): tokens per sub-chunk, threads per block,
+/// shared-memory bytes of the per-segment state kernel and the output kernel
+/// (STAGES-deep cp.async pipelines of padded [64][D+8] bf16 tiles, plus P
+/// [64][72], O [64][D+8] and the bf16 state [D][D+8]), the fp32 workspace ([D,
+/// D] per segment) and the blocks of the scan launch (D·D/1024).
+MM_HD constexpr bool lightningChunkHeadDim(long long d) {
+  return d == 64 || d == 128;
+}
 MM_HD constexpr int lightningChunkRows() { return 64; }
 MM_HD constexpr int lightningChunkThreads() { return 256; }
 MM_HD constexpr long long lightningChunkStatesSmem(int D, int stages) {
@@ -122,24 +132,29 @@ MM_HD constexpr long long lightningChunkOutSmem(int D, int stages) {
   return stages * 3ll * 64 * (D + 8) * 2 + 64ll * 72 * 2 + 64ll * (D + 8) * 2 +
          1ll * D * (D + 8) * 2;
 }
-MM_HD constexpr long long lightningChunkStateFloats(int D, long long batch, long long heads,
+MM_HD constexpr long long lightningChunkStateFloats(int D, long long batch,
+                                                    long long heads,
                                                     long long nseg) {
   return batch * heads * nseg * D * D;
 }
 MM_HD constexpr int lightningChunkScanBlocks(int D) { return D * D / 1024; }
-/// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads) independent sequences
-/// on `sms` multiprocessors, head dim D. Each launch walks its segments sequentially, so its time
-/// is about waves × seg_len: the output launch runs one block per multiprocessor at D = 128 (218
-/// KB of shared memory) and two at D = 64 (110 KB), the states launch two (four at D = 64) at
-/// about 0.4 of the output's cost per token (measured, H200); plus the per-segment state traffic
-/// (about 2·D tokens' worth of bytes per segment: [D, D] fp32 against 3·D bf16 per token).
-MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long sms, int D) {
+/// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads)
+/// independent sequences on `sms` multiprocessors, head dim D. Each launch
+/// walks its segments sequentially, so its time is about waves × seg_len: the
+/// output launch runs one block per multiprocessor at D = 128 (218 KB of shared
+/// memory) and two at D = 64 (110 KB), the states launch two (four at D = 64)
+/// at about 0.4 of the output's cost per token (measured, H200); plus the
+/// per-segment state traffic (about 2·D tokens' worth of bytes per segment: [D,
+/// D] fp32 against 3·D bf16 per token).
+MM_HD inline long long lightningChunkSegLen(long long T, long long bh,
+                                            long long sms, int D) {
   const long long sub = (T + 63) / 64;
   const long long outPerSm = D <= 64 ? 2 : 1, statesPerSm = 2 * outPerSm;
   long long best = sub * 64, bestCost = -1;
   for (long long n = 1; n <= sub && n <= 4096; ++n) {
     const long long len = (sub + n - 1) / n * 64, segs = (T + len - 1) / len;
-    const long long wavesOut = (bh * segs + outPerSm * sms - 1) / (outPerSm * sms);
+    const long long wavesOut =
+        (bh * segs + outPerSm * sms - 1) / (outPerSm * sms);
     const long long wavesStates =
         (bh * (segs - 1) + statesPerSm * sms - 1) / (statesPerSm * sms);
     const long long cost = 10 * wavesOut * len + 4 * wavesStates * len +
@@ -152,29 +167,34 @@ MM_HD inline long long lightningChunkSegLen(long long T, long long bh, long long
   return best;
 }
 
-/// The MoE kernels keep per-block expert tables in shared memory of this many entries.
+/// The MoE kernels keep per-block expert tables in shared memory of this many
+/// entries.
 MM_HD constexpr int moeMaxExperts() { return 256; }
-/// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the tile pass picks
-/// it as tile_m = tile_n = 128, tile_k = 64 (down: 128 × 256 tiles). Persistent CTAs (one per
-/// multiprocessor, moeWgmmaGrid) stage operands in dynamic shared memory, moeWgmmaStages deep;
-/// the runtime launches both GEMMs with moeWgmmaSmemBytes of it.
+/// The sm_90a bf16 form of the MoE GEMMs (kernels/moe.cuh, moeGemmWgmma): the
+/// tile pass picks it as tile_m = tile_n = 128, tile_k = 64 (down: 128 × 256
+/// tiles). Persistent CTAs (one per multiprocessor, moeWgmmaGrid) stage
+/// operands in dynamic shared memory, moeWgmmaStages deep; the runtime launches
+/// both GEMMs with moeWgmmaSmemBytes of it.
 MM_HD constexpr bool moeWgmmaTiles(long long bm, long long bn, long long bk) {
   return bm == 128 && bn == 128 && bk == 64;
 }
 MM_HD constexpr int moeWgmmaStages() { return 4; }
-/// Threads of a wgmma GEMM CTA: one producer warpgroup (cp.async) and two consumer warpgroups
-/// (wgmma); the route and combine kernels keep tile_threads.
+/// Threads of a wgmma GEMM CTA: one producer warpgroup (cp.async) and two
+/// consumer warpgroups (wgmma); the route and combine kernels keep
+/// tile_threads.
 MM_HD constexpr int moeWgmmaThreads() { return 384; }
 MM_HD constexpr long long moeWgmmaSmemBytes() {
-  // A (128 rows) and B (256 rows: gate then up, or 256 down columns) of 64 bf16 per stage,
-  // plus 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
+  // A (128 rows) and B (256 rows: gate then up, or 256 down columns) of 64 bf16
+  // per stage, plus 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
   return moeWgmmaStages() * (128ll + 256) * 64 * 2 + 1024;
 }
-/// CTAs of a persistent wgmma GEMM: one per multiprocessor, at most one per work item
-/// (maxMTiles: the bound on M-tiles, moeGemmTiles).
-MM_HD constexpr long long moeWgmmaGrid(long long multiprocessors, long long maxMTiles,
-                                       long long n, bool gateUp) {
-  const long long items = maxMTiles * ((n + (gateUp ? 127 : 255)) / (gateUp ? 128 : 256));
+/// CTAs of a persistent wgmma GEMM: one per multiprocessor, at most one per
+/// work item (maxMTiles: the bound on M-tiles, moeGemmTiles).
+MM_HD constexpr long long moeWgmmaGrid(long long multiprocessors,
+                                       long long maxMTiles, long long n,
+                                       bool gateUp) {
+  const long long items =
+      maxMTiles * ((n + (gateUp ? 127 : 255)) / (gateUp ? 128 : 256));
   return items < multiprocessors ? items : multiprocessors;
 }
 

@@ -1,10 +1,12 @@
-// cross_entropy (docs/kernels.md): mean over rows with label ≥ 0 of logsumexp(logits) −
-// logits[label]; label -100 is ignored, any other label outside [0, V) is a run-time error
-// (first offending row recorded in the ErrorSlot).
+// cross_entropy (docs/kernels.md): mean over rows with label ≥ 0 of
+// logsumexp(logits) − logits[label]; label -100 is ignored, any other label
+// outside [0, V) is a run-time error (first offending row recorded in the
+// ErrorSlot).
 //
-// Operands: logits [rows, V] T, labels [rows] i32, out [] f32; row_loss [rows] f32 workspace.
-// Tiling: crossEntropyRows runs one block per row (two block reductions in fp32: max, then
-// Σexp); crossEntropyReduce is one block summing row losses in a fixed order (deterministic).
+// Operands: logits [rows, V] T, labels [rows] i32, out [] f32; row_loss [rows]
+// f32 workspace. Tiling: crossEntropyRows runs one block per row (two block
+// reductions in fp32: max, then Σexp); crossEntropyReduce is one block summing
+// row losses in a fixed order (deterministic).
 #pragma once
 
 #include "kernels/common.cuh"
@@ -12,7 +14,8 @@
 namespace mm {
 namespace k {
 
-template <typename T, int THREADS> __device__ void crossEntropyRows(const CrossEntropyArgs &p) {
+template <typename T, int THREADS>
+__device__ void crossEntropyRows(const CrossEntropyArgs &p) {
   __shared__ float red[THREADS / 32];
   const long long r = blockIdx.x;
   if (r >= p.rows)
@@ -40,7 +43,8 @@ template <typename T, int THREADS> __device__ void crossEntropyRows(const CrossE
     rowLoss[r] = mx + logf(s) - ld(l, label);
 }
 
-template <int THREADS> __device__ void crossEntropyReduce(const CrossEntropyArgs &p) {
+template <int THREADS>
+__device__ void crossEntropyReduce(const CrossEntropyArgs &p) {
   __shared__ float red[THREADS / 32];
   const float *rowLoss = cptr<float>(p.row_loss);
   float sum = 0.f, count = 0.f;
@@ -52,7 +56,8 @@ template <int THREADS> __device__ void crossEntropyReduce(const CrossEntropyArgs
   sum = blockSum<THREADS>(sum, red);
   count = blockSum<THREADS>(count, red);
   if (threadIdx.x == 0)
-    mptr<float>(p.out)[0] = count > 0.f ? sum / count : __int_as_float(0x7fc00000);
+    mptr<float>(p.out)[0] =
+        count > 0.f ? sum / count : __int_as_float(0x7fc00000);
 }
 
 } // namespace k

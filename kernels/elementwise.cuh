@@ -1,8 +1,10 @@
-// Elementwise kernels (docs/kernels.md): silu, sigmoid, mul, scaled_add, and the fused
-// sigmoid_mul (out = sigmoid(a) * b: the output gate of lightning attention, fused by mm-fuse).
+// Elementwise kernels (docs/kernels.md): silu, sigmoid, mul, scaled_add, and
+// the fused sigmoid_mul (out = sigmoid(a) * b: the output gate of lightning
+// attention, fused by mm-fuse).
 //
 // Operands: a, b, out of n elements of T, any shape (flat). May run in place.
-// Tiling: a grid-stride loop, one element per thread per step (coalesced); math in fp32.
+// Tiling: a grid-stride loop, one element per thread per step (coalesced); math
+// in fp32.
 #pragma once
 
 #include "kernels/common.cuh"
@@ -10,16 +12,25 @@
 namespace mm {
 namespace k {
 
-enum ElementwiseOp { kSilu = 0, kSigmoid = 1, kMul = 2, kScaledAdd = 3, kSigmoidMul = 4 };
+enum ElementwiseOp {
+  kSilu = 0,
+  kSigmoid = 1,
+  kMul = 2,
+  kScaledAdd = 3,
+  kSigmoidMul = 4
+};
 
-template <typename T, int OP> __device__ void elementwise(const ElementwiseArgs &p) {
+template <typename T, int OP>
+__device__ void elementwise(const ElementwiseArgs &p) {
   const T *a = cptr<T>(p.a);
   const T *b = cptr<T>(p.b);
   T *out = mptr<T>(p.out);
-  const float alpha = static_cast<float>(p.alpha), beta = static_cast<float>(p.beta);
+  const float alpha = static_cast<float>(p.alpha),
+              beta = static_cast<float>(p.beta);
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < p.n;
-       i += stride) {
+  for (long long i =
+           static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < p.n; i += stride) {
     const float x = ld(a, i);
     float y;
     if (OP == kSilu)

@@ -1,9 +1,10 @@
 // embedding: out[r, :] = table[ids[r], :] (docs/kernels.md).
 //
 // Operands: ids [rows] i32, table [V, H] T, out [rows, H] T, row-major.
-// Tiling: one block of THREADS per token row, threads striding over H (coalesced). An id outside
-// [0, V) writes nothing for that row and records the first such row in the ErrorSlot, which the
-// runtime turns into the same error the CPU backend gives.
+// Tiling: one block of THREADS per token row, threads striding over H
+// (coalesced). An id outside [0, V) writes nothing for that row and records the
+// first such row in the ErrorSlot, which the runtime turns into the same error
+// the CPU backend gives.
 #pragma once
 
 #include "kernels/common.cuh"
@@ -11,7 +12,8 @@
 namespace mm {
 namespace k {
 
-template <typename T, int THREADS> __device__ void embedding(const EmbeddingArgs &a) {
+template <typename T, int THREADS>
+__device__ void embedding(const EmbeddingArgs &a) {
   const long long r = blockIdx.x;
   if (r >= a.rows)
     return;

@@ -1,25 +1,30 @@
-// softmax_attention (docs/kernels.md): causal softmax attention forward with GQA, in the
-// FlashAttention-2 form: per query tile, walk the key/value tiles up to the diagonal keeping a
-// running row max m and row sum l in fp32 (online softmax), rescaling the output accumulator by
-// exp(m_old - m_new) at each tile; divide by l at the end. Query head h reads kv head
-// h / (Hq/Hkv).
+// softmax_attention (docs/kernels.md): causal softmax attention forward with
+// GQA, in the FlashAttention-2 form: per query tile, walk the key/value tiles
+// up to the diagonal keeping a running row max m and row sum l in fp32 (online
+// softmax), rescaling the output accumulator by exp(m_old - m_new) at each
+// tile; divide by l at the end. Query head h reads kv head h / (Hq/Hkv).
 //
-// Operands: q [B, T, Hq*D], k and v [B, T, Hkv*D], out [B, T, Hq*D], all T, row-major.
-// Tiling: grid (ceil(T/BQ), Hq, B). f32 shared memory (floats, rows padded by one word):
-// Q [BQ][D+1], K and V [BK][D+1], P [BQ][BK+1], m, l, rescale [BQ] = attentionSmemFloats.
-// f32: S = Q Kᵀ and O += P V run on TileMap register tiles in fp32 (O stays in registers across
-// tiles); one warp per query row does the softmax bookkeeping.
-// bf16: two tensor-core forms, THREADS = 2·BQ, K and V tiles double-buffered in dynamic shared
-// memory by cp.async (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
-// registers, P rounded to bf16 and fed from the S registers into P V, softmax in base 2.
-//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma, one warpgroup per
-//    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64] halves), K read
-//    K-major for S = Q Kᵀ, V N-major for O += P V.
-//  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query rows; K and V as
+// Operands: q [B, T, Hq*D], k and v [B, T, Hkv*D], out [B, T, Hq*D], all T,
+// row-major. Tiling: grid (ceil(T/BQ), Hq, B). f32 shared memory (floats, rows
+// padded by one word): Q [BQ][D+1], K and V [BK][D+1], P [BQ][BK+1], m, l,
+// rescale [BQ] = attentionSmemFloats. f32: S = Q Kᵀ and O += P V run on TileMap
+// register tiles in fp32 (O stays in registers across tiles); one warp per
+// query row does the softmax bookkeeping. bf16: two tensor-core forms, THREADS
+// = 2·BQ, K and V tiles double-buffered in dynamic shared memory by cp.async
+// (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
+// registers, P rounded to bf16 and fed from the S registers into P V, softmax
+// in base 2.
+//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma,
+//  one warpgroup per
+//    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64]
+//    halves), K read K-major for S = Q Kᵀ, V N-major for O += P V.
+//  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query
+//  rows; K and V as
 //    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
-// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key tiles past a warp's
-// (warpgroup's) diagonal are skipped and only tiles crossing it or T are masked.
-// Keys past T or past the diagonal are -inf in both forms.
+// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key
+// tiles past a warp's (warpgroup's) diagonal are skipped and only tiles
+// crossing it or T are masked. Keys past T or past the diagonal are -inf in
+// both forms.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -28,8 +33,9 @@
 namespace mm {
 namespace k {
 
-/// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i. Plain: lane
-/// (g,t) gets row g, columns 2t..2t+1 of each; `.trans`: rows 2t..2t+1 of column g.
+/// Four 8×8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+/// Plain: lane (g,t) gets row g, columns 2t..2t+1 of each; `.trans`: rows
+/// 2t..2t+1 of column g.
 __device__ __forceinline__ void ldMatrix4(unsigned (&r)[4], unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -40,10 +46,12 @@ __device__ __forceinline__ void ldMatrix2(unsigned (&r)[4], unsigned addr) {
                : "=r"(r[0]), "=r"(r[1])
                : "r"(addr));
 }
-__device__ __forceinline__ void ldMatrix4Trans(unsigned (&r)[4], unsigned addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
+__device__ __forceinline__ void ldMatrix4Trans(unsigned (&r)[4],
+                                               unsigned addr) {
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(addr));
 }
 __device__ __forceinline__ float exp2Approx(float x) {
   float y;
@@ -51,31 +59,39 @@ __device__ __forceinline__ float exp2Approx(float x) {
   return y;
 }
 template <int D, int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float *smem) {
-  static_assert(THREADS == 2 * BQ && BQ % 16 == 0, "one warp per 16 query rows");
+__device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p,
+                                            float *smem) {
+  static_assert(THREADS == 2 * BQ && BQ % 16 == 0,
+                "one warp per 16 query rows");
   static_assert(D % 16 == 0 && BK % 16 == 0 && D <= 256, "mma tiles");
-  constexpr int LD = D + 8;           // bf16 row stride: ldmatrix's 8 rows hit distinct banks
-  constexpr int TILE = BK * LD;       // one K or V tile
+  constexpr int LD =
+      D + 8; // bf16 row stride: ldmatrix's 8 rows hit distinct banks
+  constexpr int TILE = BK * LD;        // one K or V tile
   constexpr int CHUNKS = BK * (D / 8); // 16-byte pieces of one tile
   unsigned short *sm = reinterpret_cast<unsigned short *>(smem);
-  const unsigned smBase = sharedAddr(sm); // stage s: K at 2s·TILE, V at (2s+1)·TILE
+  const unsigned smBase =
+      sharedAddr(sm); // stage s: K at 2s·TILE, V at (2s+1)·TILE
 
-  // Heaviest query tiles (the most key tiles under the causal mask) start first, across all
-  // heads and batches: block n of the launch takes query tile nQ-1-n/(Hq·B).
+  // Heaviest query tiles (the most key tiles under the causal mask) start
+  // first, across all heads and batches: block n of the launch takes query tile
+  // nQ-1-n/(Hq·B).
   const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
-  const long long lin =
-      blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long lin = blockIdx.x + static_cast<long long>(gridDim.x) *
+                                         (blockIdx.y + gridDim.y * blockIdx.z);
   const long long hb = lin % HB;
   const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
   const long long h = hb % gridDim.y, b = hb / gridDim.y;
 
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
+            t = lane & 3;
   const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
   const long long kvh = h / (H / HKV);
   const long long rowQ = H * D, rowKV = HKV * D;
-  const unsigned short *q = cptr<unsigned short>(p.q), *k = cptr<unsigned short>(p.k),
+  const unsigned short *q = cptr<unsigned short>(p.q),
+                       *k = cptr<unsigned short>(p.k),
                        *v = cptr<unsigned short>(p.v);
-  // Softmax in base 2: p = 2^(s·scale·log2e − m·scale·log2e), one FFMA and one EX2 per score.
+  // Softmax in base 2: p = 2^(s·scale·log2e − m·scale·log2e), one FFMA and one
+  // EX2 per score.
   const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
   const long long warpRow = q0 + warp * 16, rowA = warpRow + g, rowB = rowA + 8;
 
@@ -97,7 +113,9 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
   };
   loadTile(0);
 
-  auto ld32 = [](const unsigned short *ptr) { return *reinterpret_cast<const unsigned *>(ptr); };
+  auto ld32 = [](const unsigned short *ptr) {
+    return *reinterpret_cast<const unsigned *>(ptr);
+  };
   unsigned qa[D / 16][4];
 #pragma unroll
   for (int kd = 0; kd < D / 16; ++kd) {
@@ -117,20 +135,24 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
       o[nd][c] = 0.f;
   float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
 
-  // Per-lane ldmatrix offsets (bytes): K tiles untransposed (matrix i = keys +0..7, d +8i),
-  // V tiles transposed (matrix i = keys +8(i&1)..., d +8(i>>1)).
+  // Per-lane ldmatrix offsets (bytes): K tiles untransposed (matrix i = keys
+  // +0..7, d +8i), V tiles transposed (matrix i = keys +8(i&1)..., d +8(i>>1)).
   const unsigned kLane = 2 * ((lane & 7) * LD + (lane >> 3) * 8);
-  const unsigned vLane = 2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
+  const unsigned vLane =
+      2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
 
   for (int tile = 0; tile < nTiles; ++tile) {
     cpAsyncWaitAll();
-    __syncthreads(); // this tile has landed; every warp is done with the other stage
+    __syncthreads(); // this tile has landed; every warp is done with the other
+                     // stage
     if (tile + 1 < nTiles)
       loadTile(tile + 1); // overlaps this tile's arithmetic
     const long long k0 = static_cast<long long>(tile) * BK;
     if (k0 > warpRow + 15)
-      continue; // every key of the tile is past the diagonal for this warp's rows
-    const unsigned kBase = smBase + (tile & 1) * (4 * TILE), vBase = kBase + 2 * TILE;
+      continue; // every key of the tile is past the diagonal for this warp's
+                // rows
+    const unsigned kBase = smBase + (tile & 1) * (4 * TILE),
+                   vBase = kBase + 2 * TILE;
 
     float s[BK / 8][4];
 #pragma unroll
@@ -157,7 +179,8 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
         }
       }
     }
-    // Only tiles that cross this warp's diagonal or the end of the sequence are masked.
+    // Only tiles that cross this warp's diagonal or the end of the sequence are
+    // masked.
     if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
 #pragma unroll
       for (int nt = 0; nt < BK / 8; ++nt)
@@ -179,9 +202,10 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
     }
-    // Tile 0 shows key 0 to every row, so the maxima are finite from the first tile on; the
-    // first rescale is 2^(-inf) = 0.
-    const float rA = exp2Approx((mA - mxA) * sl), rB = exp2Approx((mB - mxB) * sl);
+    // Tile 0 shows key 0 to every row, so the maxima are finite from the first
+    // tile on; the first rescale is 2^(-inf) = 0.
+    const float rA = exp2Approx((mA - mxA) * sl),
+                rB = exp2Approx((mB - mxB) * sl);
     mA = mxA;
     mB = mxB;
     const float nA = -mA * sl, nB = -mB * sl;
@@ -195,7 +219,8 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
       sumA += s[nt][0] + s[nt][1];
       sumB += s[nt][2] + s[nt][3];
     }
-    lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the end
+    lA = lA * rA +
+         sumA; // per-thread partial sums; the quad is reduced at the end
     lB = lB * rB + sumB;
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
@@ -231,20 +256,24 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p, float
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
     if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd][0] * iA, o[nd][1] * iA);
+      out[((b * T_ + rowA) * rowQ + c) / 2] =
+          packBf16(o[nd][0] * iA, o[nd][1] * iA);
     if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd][2] * iB, o[nd][3] * iB);
+      out[((b * T_ + rowB) * rowQ + c) / 2] =
+          packBf16(o[nd][2] * iB, o[nd][3] * iB);
   }
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// The sm_90a form: wgmma (one warpgroup per 64 query rows) with K and V tiles in shared memory in
-// the 128-byte-swizzled layout of the tensor cores; Q and P are the register A operands.
+// The sm_90a form: wgmma (one warpgroup per 64 query rows) with K and V tiles
+// in shared memory in the 128-byte-swizzled layout of the tensor cores; Q and P
+// are the register A operands.
 
-/// Shared-memory matrix descriptor of a 128-byte-swizzled operand (PTX ISA, wgmma): start
-/// address, leading and stride byte offsets, layout type 1 (128B swizzle) in bits 62-63.
-__device__ __forceinline__ unsigned long long wgmmaDesc(unsigned addr, unsigned lbo,
-                                                        unsigned sbo) {
+/// Shared-memory matrix descriptor of a 128-byte-swizzled operand (PTX ISA,
+/// wgmma): start address, leading and stride byte offsets, layout type 1 (128B
+/// swizzle) in bits 62-63.
+__device__ __forceinline__ unsigned long long
+wgmmaDesc(unsigned addr, unsigned lbo, unsigned sbo) {
   return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
          (static_cast<unsigned long long>(lbo >> 4) << 16) |
          (static_cast<unsigned long long>(sbo >> 4) << 32) | (1ull << 62);
@@ -258,54 +287,93 @@ __device__ __forceinline__ void wgmmaCommit() {
 __device__ __forceinline__ void wgmmaWait0() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
-/// Keeps the compiler from moving accesses of wgmma accumulators across issue and wait.
+/// Keeps the compiler from moving accesses of wgmma accumulators across issue
+/// and wait.
 template <int N> __device__ __forceinline__ void wgmmaFenceRegs(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i)
     asm volatile("" : "+f"(d[i])::"memory");
 }
-/// d (+)= a·B for one warpgroup: a 64×16 bf16 from registers (the mma.sync A fragment of each
-/// warp's 16 rows), B 16×N from shared memory (TRANS_B 0: K-major, 1: N-major), d 64×N fp32 in
-/// the mma.sync C fragment order per 8 columns; scaleD 0 overwrites d.
+/// d (+)= a·B for one warpgroup: a 64×16 bf16 from registers (the mma.sync A
+/// fragment of each warp's 16 rows), B 16×N from shared memory (TRANS_B 0:
+/// K-major, 1: N-major), d 64×N fp32 in the mma.sync C fragment order per 8
+/// columns; scaleD 0 overwrites d.
 template <int TRANS_B>
-__device__ __forceinline__ void wgmmaM64N64K16(float (&d)[32], const unsigned (&a)[4], unsigned long long descB, int scaleD) {
+__device__ __forceinline__ void
+wgmmaM64N64K16(float (&d)[32], const unsigned (&a)[4], unsigned long long descB,
+               int scaleD) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,"
+               "%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
                "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD), "n"(TRANS_B));
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]),
+                 "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]),
+                 "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                 "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+                 "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+                 "+f"(d[30]), "+f"(d[31])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB),
+                 "r"(scaleD), "n"(TRANS_B));
 }
 template <int TRANS_B>
-__device__ __forceinline__ void wgmmaM64N128K16(float (&d)[64], const unsigned (&a)[4], unsigned long long descB, int scaleD) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
-               "{%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD), "n"(TRANS_B));
+__device__ __forceinline__ void
+wgmmaM64N128K16(float (&d)[64], const unsigned (&a)[4],
+                unsigned long long descB, int scaleD) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
+      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
+      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
+      "56,%57,%58,%59,%60,%61,%62,%63}, "
+      "{%64,%65,%66,%67}, %68, p, 1, 1, %70;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
+        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
+        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
+        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+        "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(scaleD),
+        "n"(TRANS_B));
 }
 
 template <int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem) {
+__device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
+                                      float *smem) {
   constexpr int D = 128;
-  static_assert(THREADS == 2 * BQ && BQ % 64 == 0, "one warpgroup per 64 query rows");
+  static_assert(THREADS == 2 * BQ && BQ % 64 == 0,
+                "one warpgroup per 64 query rows");
   static_assert(BK == 64 || BK == 128, "wgmma n = BK for S = Q Kᵀ");
-  // A K or V tile is two 64-column halves [BK][64] of 128-byte rows; 16-byte chunk c of row j
-  // sits at chunk c ^ (j & 7) (the 128B swizzle), so 8-row groups are 1024 bytes apart.
+  // A K or V tile is two 64-column halves [BK][64] of 128-byte rows; 16-byte
+  // chunk c of row j sits at chunk c ^ (j & 7) (the 128B swizzle), so 8-row
+  // groups are 1024 bytes apart.
   constexpr unsigned HALF = BK * 128, TILE = 2 * HALF, STAGE = 2 * TILE;
   const unsigned smBase = (sharedAddr(smem) + 1023u) & ~1023u;
 
   const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
-  const long long lin =
-      blockIdx.x + static_cast<long long>(gridDim.x) * (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long lin = blockIdx.x + static_cast<long long>(gridDim.x) *
+                                         (blockIdx.y + gridDim.y * blockIdx.z);
   const long long hb = lin % HB;
   const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
   const long long h = hb % gridDim.y, b = hb / gridDim.y;
 
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
+            t = lane & 3;
   const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
   const long long kvh = h / (H / HKV);
   const long long rowQ = H * D, rowKV = HKV * D;
-  const unsigned short *q = cptr<unsigned short>(p.q), *k = cptr<unsigned short>(p.k),
+  const unsigned short *q = cptr<unsigned short>(p.q),
+                       *k = cptr<unsigned short>(p.k),
                        *v = cptr<unsigned short>(p.v);
   const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
   const long long groupRow = q0 + (warp >> 2) * 64, warpRow = q0 + warp * 16;
@@ -320,8 +388,10 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
     for (int idx = threadIdx.x; idx < BK * 16; idx += THREADS) {
       const int j = idx >> 4, c = idx & 15;
       const bool in = k0 + j < T_;
-      const long long off = (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c * 8;
-      const unsigned at = dst + (c >> 3) * HALF + j * 128 + (((c & 7) ^ (j & 7)) << 4);
+      const long long off =
+          (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c * 8;
+      const unsigned at =
+          dst + (c >> 3) * HALF + j * 128 + (((c & 7) ^ (j & 7)) << 4);
       cpAsync16(at, k + off, in);
       cpAsync16(at + TILE, v + off, in);
     }
@@ -329,7 +399,9 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
   };
   loadTile(0);
 
-  auto ld32 = [](const unsigned short *ptr) { return *reinterpret_cast<const unsigned *>(ptr); };
+  auto ld32 = [](const unsigned short *ptr) {
+    return *reinterpret_cast<const unsigned *>(ptr);
+  };
   unsigned qa[D / 16][4];
 #pragma unroll
   for (int kd = 0; kd < D / 16; ++kd) {
@@ -349,7 +421,8 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
 
   for (int tile = 0; tile < nTiles; ++tile) {
     cpAsyncWaitAll();
-    // cp.async wrote through the generic proxy; wgmma reads through the async proxy.
+    // cp.async wrote through the generic proxy; wgmma reads through the async
+    // proxy.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     if (tile + 1 < nTiles)
@@ -395,7 +468,8 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
       mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
       mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
     }
-    const float rA = exp2Approx((mA - mxA) * sl), rB = exp2Approx((mB - mxB) * sl);
+    const float rA = exp2Approx((mA - mxA) * sl),
+                rB = exp2Approx((mB - mxB) * sl);
     mA = mxA;
     mB = mxB;
     const float nA = -mA * sl, nB = -mB * sl;
@@ -428,8 +502,10 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
     }
     wgmmaFence();
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) // V is N-major: 64-column halves HALF apart
-      wgmmaM64N128K16<1>(o, pa[kk], wgmmaDesc(vBase + kk * 2048, HALF, 1024), 1);
+    for (int kk = 0; kk < BK / 16;
+         ++kk) // V is N-major: 64-column halves HALF apart
+      wgmmaM64N128K16<1>(o, pa[kk], wgmmaDesc(vBase + kk * 2048, HALF, 1024),
+                         1);
     wgmmaCommit();
     wgmmaWait0();
     wgmmaFenceRegs(o);
@@ -445,15 +521,18 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p, float *smem
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
     if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] = packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
+      out[((b * T_ + rowA) * rowQ + c) / 2] =
+          packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
     if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] = packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
+      out[((b * T_ + rowB) * rowQ + c) / 2] =
+          packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
   }
 }
 #endif
 
 template <typename T, int D, int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem) {
+__device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p,
+                                     float *smem) {
   constexpr int LD = D + 1, LP = BK + 1;
   float *Qs = smem;
   float *Ks = Qs + BQ * LD;
@@ -471,12 +550,15 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
   const T *q = cptr<T>(p.q), *k = cptr<T>(p.k), *v = cptr<T>(p.v);
   const float scale = static_cast<float>(p.scale);
 
-  using MapS = TileMap<BQ, BK, MicroEdge<BQ>::value, MicroEdge<BK>::value, THREADS>;
-  using MapO = TileMap<BQ, D, MicroEdge<BQ>::value, MicroEdge<D>::value, THREADS>;
+  using MapS =
+      TileMap<BQ, BK, MicroEdge<BQ>::value, MicroEdge<BK>::value, THREADS>;
+  using MapO =
+      TileMap<BQ, D, MicroEdge<BQ>::value, MicroEdge<D>::value, THREADS>;
 
   for (int idx = threadIdx.x; idx < BQ * D; idx += THREADS) {
     const int i = idx / D, d = idx % D;
-    Qs[i * LD + d] = q0 + i < T_ ? ld(q, (b * T_ + q0 + i) * rowQ + h * D + d) : 0.f;
+    Qs[i * LD + d] =
+        q0 + i < T_ ? ld(q, (b * T_ + q0 + i) * rowQ + h * D + d) : 0.f;
   }
   for (int i = threadIdx.x; i < BQ; i += THREADS) {
     rowM[i] = -infinity();
@@ -518,7 +600,8 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
       const float mNew = fmaxf(mOld, mx);
       float sum = 0.f;
       for (int j = lane; j < BK; j += 32) {
-        const float e = mNew == -infinity() ? 0.f : __expf(Ps[i * LP + j] - mNew);
+        const float e =
+            mNew == -infinity() ? 0.f : __expf(Ps[i * LP + j] - mNew);
         Ps[i * LP + j] = e;
         sum += e;
       }
@@ -543,12 +626,13 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p, float *smem)
   });
 }
 
-/// f32 and bf16 share one entry signature; `smem` is the dynamic shared memory of the f32 form
-/// (attentionSmemFloats), unused by the bf16 form.
+/// f32 and bf16 share one entry signature; `smem` is the dynamic shared memory
+/// of the f32 form (attentionSmemFloats), unused by the bf16 form.
 template <typename T, int D, int BQ, int BK, int THREADS>
 __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
-  // Tensor cores need head_dim in k16 steps; bf16 with another head_dim (8, 12, ...) takes the
-  // SIMT form, which loads bf16 and computes in fp32 like the f32 form.
+  // Tensor cores need head_dim in k16 steps; bf16 with another head_dim (8, 12,
+  // ...) takes the SIMT form, which loads bf16 and computes in fp32 like the
+  // f32 form.
   if constexpr (sizeof(T) == 2 && D % 16 == 0) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
@@ -556,8 +640,7 @@ __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
     else
 #endif
       softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p, smem);
-  }
-  else
+  } else
     softmaxAttentionSimt<T, D, BQ, BK, THREADS>(p, smem);
 }
 

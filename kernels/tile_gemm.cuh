@@ -1,14 +1,17 @@
-// Register-tiled block matrix product on shared-memory operands, used by the attention and MoE
-// kernels: C[m][n] += Σ_k A(m,k) B(n,k) for an M×N output tile.
+// Register-tiled block matrix product on shared-memory operands, used by the
+// attention and MoE kernels: C[m][n] += Σ_k A(m,k) B(n,k) for an M×N output
+// tile.
 //
-// Tiling: the M×N tile is cut into (M/TM)×(N/TN) micro-tiles of TM×TN outputs; thread t owns
-// micro-tiles t, t+THREADS, ... (PER of them), whose rows are m = tm + i·(M/TM) and columns
-// n = tn + j·(N/TN). Consecutive threads take consecutive tn, so with B laid out so that
-// consecutive n are consecutive words (or a padded odd stride) shared-memory reads are
-// conflict-free, and A(m,k) is a broadcast. The accumulators live in registers and are indexed
-// only with compile-time constants. Operands are read through accessors (lambdas), so the same
-// map serves transposed and strided layouts; every caller uses one map for all products that
-// feed the same outputs, so each output stays with one thread.
+// Tiling: the M×N tile is cut into (M/TM)×(N/TN) micro-tiles of TM×TN outputs;
+// thread t owns micro-tiles t, t+THREADS, ... (PER of them), whose rows are m =
+// tm + i·(M/TM) and columns n = tn + j·(N/TN). Consecutive threads take
+// consecutive tn, so with B laid out so that consecutive n are consecutive
+// words (or a padded odd stride) shared-memory reads are conflict-free, and
+// A(m,k) is a broadcast. The accumulators live in registers and are indexed
+// only with compile-time constants. Operands are read through accessors
+// (lambdas), so the same map serves transposed and strided layouts; every
+// caller uses one map for all products that feed the same outputs, so each
+// output stays with one thread.
 #pragma once
 
 #include "kernels/common.cuh"
@@ -22,7 +25,9 @@ template <int M, int N, int TM, int TN, int THREADS> struct TileMap {
   static constexpr int PER = (GM * GN + THREADS - 1) / THREADS;
 
   /// Micro-tile p of this thread exists (the last round may be partial).
-  __device__ static bool valid(int p) { return threadIdx.x + p * THREADS < GM * GN; }
+  __device__ static bool valid(int p) {
+    return threadIdx.x + p * THREADS < GM * GN;
+  }
   __device__ static int row(int p, int i) {
     return (static_cast<int>(threadIdx.x) + p * THREADS) / GN + i * GM;
   }
@@ -67,7 +72,8 @@ template <int M, int N, int TM, int TN, int THREADS> struct TileMap {
   }
 
   /// Calls f(m, n, acc) for every output this thread owns.
-  template <typename F> __device__ static void each(float (&acc)[PER][TM][TN], F f) {
+  template <typename F>
+  __device__ static void each(float (&acc)[PER][TM][TN], F f) {
 #pragma unroll
     for (int p = 0; p < PER; ++p) {
       if (!valid(p))

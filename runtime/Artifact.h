@@ -102,7 +102,7 @@ struct KernelParams {
   double eps = 0, alpha = 0, beta = 0, theta = 0, scale = 0;
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0, rotaryDim = 0;
   int64_t blockSize = 0, layerIndex = 0, numLayers = 0, topK = 0;
-  bool siluInput = false; // lightning_attention: silu applied to qkv on load
+  bool siluInput = false;    // lightning_attention: silu applied to qkv on load
   bool lastPosition = false; // logits: only position T-1, output [B, 1, V]
   /// Tile sizes chosen by mm-tile for GPU targets (0 where absent); only the
   /// CUDA backend reads them.

@@ -141,7 +141,8 @@ private:
       given_; // per input binding, during bindInputs
   cpu::Scratch scratch_;
   std::unique_ptr<cuda::CudaExecutor> cuda_;
-  std::vector<std::vector<float>> outputStorage_; // cuda: host copies of outputs
+  std::vector<std::vector<float>>
+      outputStorage_; // cuda: host copies of outputs
   int64_t batch_ = 0, seq_ = 0;
   bool hasRun_ = false;
 };

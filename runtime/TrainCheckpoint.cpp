@@ -59,14 +59,15 @@ std::string replaceAll(std::string s, const std::string &from,
 
 } // namespace
 
-Status writeSafetensorsAtomic(
-    const std::string &path, const std::vector<TensorToWrite> &tensors,
-    const std::map<std::string, std::string> &metadata) {
+Status
+writeSafetensorsAtomic(const std::string &path,
+                       const std::vector<TensorToWrite> &tensors,
+                       const std::map<std::string, std::string> &metadata) {
   std::string header = "{\"__metadata__\":{";
   bool first = true;
   for (const auto &[k, v] : metadata) {
-    header += (first ? "\"" : ",\"") + jsonEscape(k) + "\":\"" + jsonEscape(v) +
-              "\"";
+    header +=
+        (first ? "\"" : ",\"") + jsonEscape(k) + "\":\"" + jsonEscape(v) + "\"";
     first = false;
   }
   header += "}";
@@ -90,7 +91,8 @@ Status writeSafetensorsAtomic(
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
-    return internalError("cannot create '" + tmp + "': " + std::strerror(errno));
+    return internalError("cannot create '" + tmp +
+                         "': " + std::strerror(errno));
   uint64_t len = header.size();
   uint8_t lenBytes[8];
   for (int i = 0; i < 8; ++i)
@@ -129,8 +131,8 @@ Status writeSafetensorsAtomic(
 std::vector<TensorToWrite> checkpointTensors(Session &session) {
   std::vector<TensorToWrite> out;
   for (const PersistentTensor &t : session.persistentTensors()) {
-    const bool stacked = t.kind == BufferKind::Weight &&
-                         t.name.find("{e}") != std::string::npos;
+    const bool stacked =
+        t.kind == BufferKind::Weight && t.name.find("{e}") != std::string::npos;
     if (!stacked) {
       out.push_back({t.name, t.shape, t.data});
       continue;

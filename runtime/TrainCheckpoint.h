@@ -26,9 +26,10 @@ struct TensorToWrite {
 
 /// Writes `tensors` (F32, in the given order) and `metadata` as a safetensors
 /// file at `path`, atomically (temp file + fsync + rename + directory fsync).
-Status writeSafetensorsAtomic(const std::string &path,
-                              const std::vector<TensorToWrite> &tensors,
-                              const std::map<std::string, std::string> &metadata);
+Status
+writeSafetensorsAtomic(const std::string &path,
+                       const std::vector<TensorToWrite> &tensors,
+                       const std::map<std::string, std::string> &metadata);
 
 /// The session's weights (per-expert names) and states, as tensors to write.
 std::vector<TensorToWrite> checkpointTensors(Session &session);

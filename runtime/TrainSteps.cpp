@@ -73,10 +73,9 @@ Status Session::checkStepFinite(size_t index) const {
     for (int64_t j = 0; j < n; ++j)
       if (!std::isfinite(d[j]))
         return outOfRange(std::string("non-finite value ") +
-                          (std::isnan(d[j]) ? "NaN" : "Inf") +
-                          " in tensor '" + b.name + "' at flat index " +
-                          std::to_string(j) + ", written by " +
-                          step.kernelName + weights);
+                          (std::isnan(d[j]) ? "NaN" : "Inf") + " in tensor '" +
+                          b.name + "' at flat index " + std::to_string(j) +
+                          ", written by " + step.kernelName + weights);
   }
   return Status::ok();
 }
@@ -144,8 +143,8 @@ Status Session::runTrainStep(size_t index) {
   }
   case Kernel::LmHeadLoss:
     return cpu::lmHeadLoss(f(in[0]), f(in[1]), i32(in[2]), w(outs[0]),
-                           x[0] * x[1], x[2], dims(in[1])[0], x[1],
-                           p.chunkRows, scratch_);
+                           x[0] * x[1], x[2], dims(in[1])[0], x[1], p.chunkRows,
+                           scratch_);
   case Kernel::LmHeadLossGrad:
     return cpu::lmHeadLossGrad(f(in[0]), f(in[1]), i32(in[2]), w(outs[0]),
                                w(outs[1]), x[0] * x[1], x[2], dims(in[1])[0],

@@ -45,8 +45,7 @@ const std::map<std::string, KernelInfo> &kernelTable() {
       {"sigmoid_mul", {Kernel::SigmoidMul, 2, {"a", "b"}, true}},
       // Training kernels.
       {"embedding_grad", {Kernel::EmbeddingGrad, 2, {"ids", "dy"}, false}},
-      {"rms_norm_grad",
-       {Kernel::RmsNormGrad, 3, {"x", "w", "dy"}, false, 2}},
+      {"rms_norm_grad", {Kernel::RmsNormGrad, 3, {"x", "w", "dy"}, false, 2}},
       {"linear_grad", {Kernel::LinearGrad, 3, {"x", "w", "dy"}, false, 2}},
       {"silu_grad", {Kernel::SiluGrad, 2, {"x", "dy"}, true}},
       {"sigmoid_grad", {Kernel::SigmoidGrad, 2, {"x", "dy"}, true}},
@@ -56,11 +55,7 @@ const std::map<std::string, KernelInfo> &kernelTable() {
       {"softmax_attention_grad",
        {Kernel::SoftmaxAttentionGrad, 4, {"q", "k", "v", "dout"}, false, 3}},
       {"moe_grad",
-       {Kernel::MoeGrad,
-        6,
-        {"x", "router", "w1", "w2", "w3", "dy"},
-        false,
-        5}},
+       {Kernel::MoeGrad, 6, {"x", "router", "w1", "w2", "w3", "dy"}, false, 5}},
       {"lm_head_loss", {Kernel::LmHeadLoss, 3, {"h", "w", "labels"}, false}},
       {"lm_head_loss_grad",
        {Kernel::LmHeadLossGrad, 3, {"h", "w", "labels"}, false, 2}},
@@ -141,8 +136,8 @@ public:
   }
 
   std::string inRole(size_t i) const {
-    const char *name = info_.numInputs == 0 ? info_.inputNames[0]
-                                            : info_.inputNames[i];
+    const char *name =
+        info_.numInputs == 0 ? info_.inputNames[0] : info_.inputNames[i];
     return std::string("input ") + name + " (" +
            bufferLabel(plan_, step_.inputs[i]) + ")";
   }
@@ -161,9 +156,9 @@ public:
                                    : std::string("at least 1")) +
                   " inputs but has " + std::to_string(step_.inputs.size()));
     if (step_.outputs.size() != info_.numOutputs)
-      return fail("expects " + std::to_string(info_.numOutputs) +
-                  " output" + (info_.numOutputs == 1 ? "" : "s") +
-                  " but has " + std::to_string(step_.outputs.size()));
+      return fail("expects " + std::to_string(info_.numOutputs) + " output" +
+                  (info_.numOutputs == 1 ? "" : "s") + " but has " +
+                  std::to_string(step_.outputs.size()));
     for (size_t i = 0; i < step_.inputs.size(); ++i)
       if (step_.inputs[i] >= plan_.buffers.size())
         return fail("input " + std::to_string(i) + " refers to buffer " +
@@ -330,10 +325,14 @@ public:
   Status tileParams() const {
     KernelParams &p = step_.params;
     const std::pair<const char *, int64_t *> tiles[] = {
-        {"tile_threads", &p.tileThreads}, {"tile_block", &p.tileBlock},
-        {"tile_dv", &p.tileDv},           {"tile_q", &p.tileQ},
-        {"tile_k", &p.tileK},             {"tile_m", &p.tileM},
-        {"tile_n", &p.tileN},             {"tile_chunk", &p.tileChunk}};
+        {"tile_threads", &p.tileThreads},
+        {"tile_block", &p.tileBlock},
+        {"tile_dv", &p.tileDv},
+        {"tile_q", &p.tileQ},
+        {"tile_k", &p.tileK},
+        {"tile_m", &p.tileM},
+        {"tile_n", &p.tileN},
+        {"tile_chunk", &p.tileChunk}};
     for (auto [name, field] : tiles)
       if (find(name))
         MM_RETURN_IF_ERROR(intParam(name, 1, 1024, *field));
@@ -577,11 +576,10 @@ Status StepChecker::checkTrainKernel() {
     MM_RETURN_IF_ERROR(dimEq(in(1), inRole(1), 1, in(0), inRole(0), 1));
     MM_RETURN_IF_ERROR(dtype(out(), outRole(), DType::F32));
     MM_RETURN_IF_ERROR(rank(out(), outRole(), 2));
-    MM_RETURN_IF_ERROR(dimConst(out(), outRole(), 0,
-                                out().shape[0].kind == DimKind::Const
-                                    ? out().shape[0].value
-                                    : -1,
-                                "a constant vocabulary size"));
+    MM_RETURN_IF_ERROR(dimConst(
+        out(), outRole(), 0,
+        out().shape[0].kind == DimKind::Const ? out().shape[0].value : -1,
+        "a constant vocabulary size"));
     return dimEq(out(), outRole(), 1, in(1), inRole(1), 2);
   case Kernel::RmsNormGrad:
     MM_RETURN_IF_ERROR(f32Act(0, 3));

@@ -68,9 +68,9 @@ public:
     auto type = cast<RankedTensorType>(v.getType());
     if (type.getRank() == expected)
       return success();
-    return op->emitOpError() << "expects " << what << " of rank " << expected
-                             << " but got rank " << type.getRank() << " "
-                             << shapeString(type);
+    return op->emitOpError()
+           << "expects " << what << " of rank " << expected << " but got rank "
+           << type.getRank() << " " << shapeString(type);
   }
 
   /// `expected` may be dynamic, in which case any size matches.
@@ -80,9 +80,8 @@ public:
     int64_t actual = type.getDimSize(index);
     if (dimsCompatible(actual, expected))
       return success();
-    auto diag = op->emitOpError()
-                << "expects " << what << " dim " << index << " to be "
-                << expected;
+    auto diag = op->emitOpError() << "expects " << what << " dim " << index
+                                  << " to be " << expected;
     if (!because.empty())
       diag << " (" << because << ")";
     diag << " but got " << actual << " in " << shapeString(type);
@@ -129,8 +128,8 @@ LogicalResult checkActivation(Checker &c, Value input, Value result,
   if (failed(c.rank("input", input, 3)) ||
       failed(c.rank("result", result, 3)) ||
       failed(c.dim("result", result, 0, dimOf(input, 0), "batch of input")) ||
-      failed(c.dim("result", result, 1, dimOf(input, 1),
-                   "sequence of input")) ||
+      failed(
+          c.dim("result", result, 1, dimOf(input, 1), "sequence of input")) ||
       failed(c.dim("result", result, 2, lastDim)) ||
       failed(c.staticDim("input", input, 2)) ||
       failed(c.staticDim("result", result, 2)) ||
@@ -145,8 +144,7 @@ LogicalResult checkProjection(Operation *op, Value input, Value weight,
   Checker c(op);
   if (failed(c.rank("weight", weight, 2)) ||
       failed(checkActivation(c, input, result, dimOf(weight, 0))) ||
-      failed(c.dim("weight", weight, 1, dimOf(input, 2),
-                   "input features")) ||
+      failed(c.dim("weight", weight, 1, dimOf(input, 2), "input features")) ||
       failed(c.sameElementType("weight", weight, input, "input")))
     return failure();
   return success();
@@ -278,8 +276,7 @@ LogicalResult MoEOp::verify() {
       failed(c.rank("w2", w2, 3)) || failed(c.rank("w3", w3, 3)) ||
       failed(checkActivation(c, x, getResult(), dimOf(x, 2))))
     return failure();
-  int64_t hidden = dimOf(x, 2), experts = dimOf(router, 0),
-          ffn = dimOf(w1, 1);
+  int64_t hidden = dimOf(x, 2), experts = dimOf(router, 0), ffn = dimOf(w1, 1);
   if (failed(c.dim("router", router, 1, hidden, "hidden size")) ||
       failed(c.dim("w1", w1, 0, experts, "experts of router")) ||
       failed(c.dim("w1", w1, 2, hidden, "hidden size")) ||
@@ -290,9 +287,10 @@ LogicalResult MoEOp::verify() {
       failed(c.dim("w2", w2, 1, hidden, "hidden size")) ||
       failed(c.dim("w2", w2, 2, ffn, "ffn size of w1")))
     return failure();
-  for (auto [name, operand] :
-       {std::pair<StringRef, Value>{"router", router}, {"w1", w1},
-        {"w2", w2}, {"w3", w3}})
+  for (auto [name, operand] : {std::pair<StringRef, Value>{"router", router},
+                               {"w1", w1},
+                               {"w2", w2},
+                               {"w3", w3}})
     if (failed(c.sameElementType(name, operand, x, "input")))
       return failure();
   if (getTopK() < 1 || getTopK() > experts)
@@ -307,8 +305,8 @@ LogicalResult CrossEntropyOp::verify() {
   if (failed(c.rank("logits", logits, 3)) ||
       failed(c.rank("labels", labels, 2)) ||
       failed(c.dim("labels", labels, 0, dimOf(logits, 0), "batch of logits")) ||
-      failed(c.dim("labels", labels, 1, dimOf(logits, 1),
-                   "sequence of logits")))
+      failed(
+          c.dim("labels", labels, 1, dimOf(logits, 1), "sequence of logits")))
     return failure();
   return success();
 }

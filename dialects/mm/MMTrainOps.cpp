@@ -19,11 +19,13 @@ namespace {
 int64_t dimOf(Value v, int64_t i) {
   return cast<RankedTensorType>(v.getType()).getDimSize(i);
 }
-int64_t rankOf(Value v) { return cast<RankedTensorType>(v.getType()).getRank(); }
+int64_t rankOf(Value v) {
+  return cast<RankedTensorType>(v.getType()).getRank();
+}
 
 /// `v` must have exactly the type of `ref`.
-LogicalResult sameType(Operation *op, StringRef what, Value v, StringRef refName,
-                       Value ref) {
+LogicalResult sameType(Operation *op, StringRef what, Value v,
+                       StringRef refName, Value ref) {
   if (v.getType() == ref.getType())
     return success();
   return op->emitOpError() << "expects " << what << " of type " << ref.getType()
@@ -57,8 +59,8 @@ LogicalResult sameRows(Operation *op, StringRef what, Value v, Value ref) {
   for (int64_t i = 0; i < 2; ++i) {
     int64_t a = dimOf(v, i), b = dimOf(ref, i);
     if (!ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b)
-      return op->emitOpError() << "expects " << what << " dim " << i << " to be "
-                               << b << " but got " << a;
+      return op->emitOpError() << "expects " << what << " dim " << i
+                               << " to be " << b << " but got " << a;
   }
   return success();
 }
@@ -81,7 +83,8 @@ LogicalResult nonNegative(Operation *op, StringRef what, APFloat v) {
 
 LogicalResult EmbeddingGradOp::verify() {
   Operation *op = *this;
-  if (failed(rank(op, "ids", getIds(), 2)) || failed(rank(op, "dy", getDy(), 3)) ||
+  if (failed(rank(op, "ids", getIds(), 2)) ||
+      failed(rank(op, "dy", getDy(), 3)) ||
       failed(rank(op, "dtable", getDtable(), 2)) ||
       failed(sameRows(op, "dy", getDy(), getIds())))
     return failure();
@@ -114,7 +117,8 @@ LogicalResult LinearGradOp::verify() {
       failed(rank(op, "dy", getDy(), 3)) ||
       failed(lastDim(op, "input", getInput(), dimOf(getWeight(), 1),
                      "weight dim 1")) ||
-      failed(lastDim(op, "dy", getDy(), dimOf(getWeight(), 0), "weight dim 0")) ||
+      failed(
+          lastDim(op, "dy", getDy(), dimOf(getWeight(), 0), "weight dim 0")) ||
       failed(sameRows(op, "dy", getDy(), getInput())) ||
       failed(sameType(op, "dx", getDx(), "input", getInput())) ||
       failed(sameType(op, "dw", getDw(), "weight", getWeight())))
@@ -136,19 +140,21 @@ LogicalResult SigmoidGradOp::verify() {
 
 LogicalResult RopeGradOp::verify() {
   Operation *op = *this;
-  int64_t heads = getNumHeads(), headDim = getHeadDim(), rotary = getRotaryDim();
+  int64_t heads = getNumHeads(), headDim = getHeadDim(),
+          rotary = getRotaryDim();
   if (failed(positive(op, "num_heads", heads)) ||
       failed(positive(op, "head_dim", headDim)) ||
       failed(positive(op, "rotary_dim", rotary)))
     return failure();
   if (rotary % 2 != 0 || rotary > headDim)
-    return emitOpError() << "expects an even rotary_dim <= head_dim (" << headDim
-                         << ") but got " << rotary;
+    return emitOpError() << "expects an even rotary_dim <= head_dim ("
+                         << headDim << ") but got " << rotary;
   if (!(getTheta().convertToDouble() > 0.0))
     return emitOpError() << "expects theta > 0 but got "
                          << getTheta().convertToDouble();
   if (failed(rank(op, "dy", getDy(), 3)) ||
-      failed(lastDim(op, "dy", getDy(), heads * headDim, "num_heads * head_dim")))
+      failed(
+          lastDim(op, "dy", getDy(), heads * headDim, "num_heads * head_dim")))
     return failure();
   return sameType(op, "dx", getDx(), "dy", getDy());
 }
@@ -177,14 +183,15 @@ LogicalResult LightningAttentionGradOp::verify() {
 
 LogicalResult SoftmaxAttentionGradOp::verify() {
   Operation *op = *this;
-  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(), headDim = getHeadDim();
+  int64_t heads = getNumHeads(), kvHeads = getNumKvHeads(),
+          headDim = getHeadDim();
   if (failed(positive(op, "num_heads", heads)) ||
       failed(positive(op, "num_kv_heads", kvHeads)) ||
       failed(positive(op, "head_dim", headDim)))
     return failure();
   if (heads % kvHeads != 0)
-    return emitOpError() << "expects num_kv_heads to divide num_heads (" << heads
-                         << ") but got " << kvHeads;
+    return emitOpError() << "expects num_kv_heads to divide num_heads ("
+                         << heads << ") but got " << kvHeads;
   if (failed(rank(op, "query", getQuery(), 3)) ||
       failed(lastDim(op, "query", getQuery(), heads * headDim,
                      "num_heads * head_dim")) ||
@@ -205,18 +212,19 @@ LogicalResult MoEGradOp::verify() {
   Operation *op = *this;
   Value x = getInput(), router = getRouter(), w1 = getW1(), w2 = getW2(),
         w3 = getW3();
-  if (failed(rank(op, "input", x, 3)) || failed(rank(op, "router", router, 2)) ||
-      failed(rank(op, "w1", w1, 3)) || failed(rank(op, "w2", w2, 3)) ||
-      failed(sameType(op, "w3", w3, "w1", w1)))
+  if (failed(rank(op, "input", x, 3)) ||
+      failed(rank(op, "router", router, 2)) || failed(rank(op, "w1", w1, 3)) ||
+      failed(rank(op, "w2", w2, 3)) || failed(sameType(op, "w3", w3, "w1", w1)))
     return failure();
   int64_t hidden = dimOf(x, 2), experts = dimOf(router, 0), ffn = dimOf(w1, 1);
   if (dimOf(router, 1) != hidden || dimOf(w1, 0) != experts ||
       dimOf(w1, 2) != hidden || dimOf(w2, 0) != experts ||
       dimOf(w2, 1) != hidden || dimOf(w2, 2) != ffn)
-    return emitOpError() << "expects router [E, H], w1 and w3 [E, I, H], w2 [E, "
-                            "H, I] with H = "
-                         << hidden << " but got " << router.getType() << ", "
-                         << w1.getType() << ", " << w2.getType();
+    return emitOpError()
+           << "expects router [E, H], w1 and w3 [E, I, H], w2 [E, "
+              "H, I] with H = "
+           << hidden << " but got " << router.getType() << ", " << w1.getType()
+           << ", " << w2.getType();
   if (getTopK() < 1 || getTopK() > experts)
     return emitOpError() << "expects top_k in [1, " << experts
                          << "] (the number of experts) but got " << getTopK();
@@ -278,8 +286,9 @@ static LogicalResult verifyUpdate(Operation *op, Value param, Value grad,
   auto pType = cast<RankedTensorType>(param.getType());
   auto gType = cast<RankedTensorType>(grad.getType());
   if (pType.getShape() != gType.getShape() || !gType.getElementType().isF32())
-    return op->emitOpError() << "expects grad of shape of param and f32 but got "
-                             << gType << " for param " << pType;
+    return op->emitOpError()
+           << "expects grad of shape of param and f32 but got " << gType
+           << " for param " << pType;
   for (auto [i, s] : llvm::enumerate(states)) {
     if (s.getType() != stateTypes[i])
       return op->emitOpError() << "expects state " << i << " of type "
@@ -290,9 +299,9 @@ static LogicalResult verifyUpdate(Operation *op, Value param, Value grad,
                              << " but got " << op->getResult(0).getType();
   for (auto [i, s] : llvm::enumerate(states))
     if (op->getResult(i + 1).getType() != s.getType())
-      return op->emitOpError() << "expects result " << i + 1 << " of type "
-                               << s.getType() << " but got "
-                               << op->getResult(i + 1).getType();
+      return op->emitOpError()
+             << "expects result " << i + 1 << " of type " << s.getType()
+             << " but got " << op->getResult(i + 1).getType();
   return success();
 }
 
@@ -315,7 +324,8 @@ LogicalResult AdamWOp::verify() {
 
 static LogicalResult verifyCameAttrs(Operation *op, APFloat b1, APFloat b2,
                                      APFloat b3, APFloat eps, APFloat eps2,
-                                     APFloat clip, APFloat wd, APFloat maxNorm) {
+                                     APFloat clip, APFloat wd,
+                                     APFloat maxNorm) {
   if (failed(beta(op, "beta1", b1)) || failed(beta(op, "beta2", b2)) ||
       failed(beta(op, "beta3", b3)) || failed(nonNegative(op, "eps", eps)) ||
       failed(nonNegative(op, "eps2", eps2)) ||
@@ -323,8 +333,8 @@ static LogicalResult verifyCameAttrs(Operation *op, APFloat b1, APFloat b2,
       failed(nonNegative(op, "max_norm", maxNorm)))
     return failure();
   if (!(clip.convertToDouble() > 0))
-    return op->emitOpError() << "expects clip_threshold > 0 but got "
-                             << clip.convertToDouble();
+    return op->emitOpError()
+           << "expects clip_threshold > 0 but got " << clip.convertToDouble();
   return success();
 }
 
@@ -341,7 +351,8 @@ LogicalResult CameOp::verify() {
   ArrayRef<int64_t> shape = pType.getShape();
   SmallVector<int64_t> row(shape.drop_back()), col(shape.drop_back());
   col.back() = shape.back();
-  Type m = f32Like(pType, shape), r = f32Like(pType, row), c = f32Like(pType, col);
+  Type m = f32Like(pType, shape), r = f32Like(pType, row),
+       c = f32Like(pType, col);
   return verifyUpdate(op, getParam(), getGrad(),
                       {getM(), getRow(), getCol(), getResRow(), getResCol()},
                       {m, r, c, r, c});

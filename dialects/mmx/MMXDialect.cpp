@@ -36,8 +36,7 @@ mmx::parseShape(ArrayAttr shape, function_ref<InFlightDiagnostic()> emitError) {
       dims.push_back({DimKind::Const, i.getInt()});
     } else if (auto s = dyn_cast<StringAttr>(a);
                s && (s.getValue() == "B" || s.getValue() == "T")) {
-      dims.push_back(
-          {s.getValue() == "B" ? DimKind::Batch : DimKind::Seq, 0});
+      dims.push_back({s.getValue() == "B" ? DimKind::Batch : DimKind::Seq, 0});
     } else {
       return emitError() << "expects shape entries to be integers, \"B\" or "
                             "\"T\" but got "
@@ -59,7 +58,7 @@ int64_t mmx::maxBytes(Type dtype, ArrayRef<Dim> shape, int64_t maxBatch,
                       int64_t maxSeq) {
   int64_t n = elementBytes(dtype);
   for (const Dim &d : shape)
-    n *= d.kind == DimKind::Const ? d.value
+    n *= d.kind == DimKind::Const   ? d.value
          : d.kind == DimKind::Batch ? maxBatch
                                     : maxSeq;
   return n;
@@ -88,8 +87,7 @@ static LogicalResult verifyBuffer(Operation *op, Type dtype, ArrayAttr shape,
   if (!allowSymbolic)
     for (const Dim &d : *dims)
       if (d.kind != DimKind::Const)
-        return op->emitOpError()
-               << "expects a static shape but got " << shape;
+        return op->emitOpError() << "expects a static shape but got " << shape;
   return success();
 }
 

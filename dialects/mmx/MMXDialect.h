@@ -41,7 +41,8 @@ int64_t maxBytes(mlir::Type dtype, llvm::ArrayRef<Dim> shape, int64_t maxBatch,
                  int64_t maxSeq);
 
 /// Builds the symbolic shape attribute for `dims`.
-mlir::ArrayAttr buildShapeAttr(mlir::MLIRContext *ctx, llvm::ArrayRef<Dim> dims);
+mlir::ArrayAttr buildShapeAttr(mlir::MLIRContext *ctx,
+                               llvm::ArrayRef<Dim> dims);
 
 } // namespace mmx
 

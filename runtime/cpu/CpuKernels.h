@@ -48,8 +48,7 @@ void scaledAdd(const float *a, const float *b, float *out, int64_t n,
 /// Fused kernels (mm-fuse): rms_norm(alpha*a + beta*b) and sigmoid(a) * b.
 /// Each may run in place.
 void addRmsNorm(const float *a, const float *b, const float *w, float *out,
-                int64_t rows, int64_t n, double alpha, double beta,
-                double eps);
+                int64_t rows, int64_t n, double alpha, double beta, double eps);
 void sigmoidMul(const float *a, const float *b, float *out, int64_t n);
 
 /// NeoX rotate-half RoPE on channels [0, rotaryDim) of each head of x [B, T,

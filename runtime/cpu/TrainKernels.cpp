@@ -122,7 +122,8 @@ void ropeGrad(const float *dy, float *dx, int64_t batch, int64_t seq,
               int64_t heads, int64_t headDim, int64_t rotaryDim, double theta,
               Scratch &scratch) {
   const int64_t half = rotaryDim / 2;
-  double *invFreq = grow(scratch.d, static_cast<size_t>(std::max<int64_t>(half, 1)));
+  double *invFreq =
+      grow(scratch.d, static_cast<size_t>(std::max<int64_t>(half, 1)));
   for (int64_t i = 0; i < half; ++i)
     invFreq[i] = std::pow(theta, -2.0 * double(i) / double(rotaryDim));
   for (int64_t b = 0; b < batch; ++b)
@@ -177,7 +178,8 @@ void lightningAttentionGrad(const float *qkv, const float *dout, float *dqkv,
           const float *gi = g(b0 + i);
           std::fill(a, a + D, 0.0);
           for (int64_t j = 0; j <= i; ++j) {
-            const double w = std::exp(-s * double(i - j)) * dot(gi, v(b0 + j), D);
+            const double w =
+                std::exp(-s * double(i - j)) * dot(gi, v(b0 + j), D);
             const float *kj = k(b0 + j);
             for (int64_t r = 0; r < D; ++r)
               a[r] += w * kj[r];
@@ -215,7 +217,7 @@ void lightningAttentionGrad(const float *qkv, const float *dout, float *dqkv,
         const int64_t m = std::min(blockSize, seq - b0);
         for (int64_t j = 0; j < m; ++j) {
           const float *kj = k(b0 + j), *vj = v(b0 + j);
-          std::fill(a, a + D, 0.0);  // dk
+          std::fill(a, a + D, 0.0);   // dk
           std::fill(b2, b2 + D, 0.0); // dv
           for (int64_t i = j; i < m; ++i) {
             const double w = std::exp(-s * double(i - j));
@@ -321,14 +323,14 @@ void moeGrad(const float *x, const float *router, const float *w1,
              Scratch &scratch) {
   const int64_t H = hidden, I = inter, E = experts;
   const int64_t wElems = E * I * H;
-  double *p = grow(scratch.d, static_cast<size_t>(3 * E + 6 * I + H +
-                                                  E * H + 3 * wElems));
+  double *p = grow(scratch.d,
+                   static_cast<size_t>(3 * E + 6 * I + H + E * H + 3 * wElems));
   double *dz = p + E, *dwk = dz + E;
   double *a = dwk + E, *c = a + I, *g = c + I, *dg = g + I, *da = dg + I,
          *dc = da + I;
   double *dxr = dc + I;
-  double *accRouter = dxr + H, *acc1 = accRouter + E * H,
-         *acc2 = acc1 + wElems, *acc3 = acc2 + wElems;
+  double *accRouter = dxr + H, *acc1 = accRouter + E * H, *acc2 = acc1 + wElems,
+         *acc3 = acc2 + wElems;
   std::fill(accRouter, accRouter + E * H + 3 * wElems, 0.0);
   int64_t *order = grow(scratch.i, static_cast<size_t>(E));
   for (int64_t r = 0; r < rows; ++r) {
@@ -473,8 +475,8 @@ Status lmHeadLossGrad(const float *h, const float *w, const int32_t *labels,
         checkLabel(labels[r], r, vocab, seqLen, "lm_head_loss_grad"));
     count += labels[r] != -100;
   }
-  double *z = grow(scratch.d, static_cast<size_t>(chunk * vocab +
-                                                  vocab * hidden + hidden));
+  double *z = grow(
+      scratch.d, static_cast<size_t>(chunk * vocab + vocab * hidden + hidden));
   double *acc = z + chunk * vocab, *row = acc + vocab * hidden;
   std::fill(acc, acc + vocab * hidden, 0.0);
   const double invCount = count ? 1.0 / double(count) : 0.0;
@@ -555,10 +557,9 @@ void rowFactors(const float *row, int64_t rows, double *rowFactor) {
 }
 } // namespace
 
-void cameFactored(float *p, const float *grad, float *m, float *row,
-                  float *col, float *resRow, float *resCol, int64_t count,
-                  int64_t rows, int64_t cols, const CameParams &c,
-                  Scratch &scratch) {
+void cameFactored(float *p, const float *grad, float *m, float *row, float *col,
+                  float *resRow, float *resCol, int64_t count, int64_t rows,
+                  int64_t cols, const CameParams &c, Scratch &scratch) {
   const int64_t per = rows * cols, n = count * per;
   double *u = grow(scratch.d, static_cast<size_t>(n + rows + cols));
   double *rowFactor = u + n, *colSum = rowFactor + rows;
@@ -633,8 +634,8 @@ void cameVector(float *p, const float *grad, float *m, float *v, int64_t n,
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) {
     const double g = double(grad[i]) * c.gradScale;
-    v[i] = static_cast<float>(c.beta2 * v[i] +
-                              (1.0 - c.beta2) * (g * g + c.eps1));
+    v[i] =
+        static_cast<float>(c.beta2 * v[i] + (1.0 - c.beta2) * (g * g + c.eps1));
     const double u = g / std::sqrt(double(v[i]));
     ss += u * u;
   }

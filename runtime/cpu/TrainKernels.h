@@ -90,7 +90,7 @@ double clipFactor(double norm, double maxNorm);
 
 struct AdamWParams {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0;
-  double step = 1;    // 1-based, for the bias corrections
+  double step = 1;      // 1-based, for the bias corrections
   double gradScale = 1; // clipping factor applied to the gradient
 };
 
@@ -109,10 +109,9 @@ struct CameParams {
 /// stack of `count` matrices [rows, cols]: factored second moments (row
 /// [count, rows], col [count, cols]) and factored confidence (resRow, resCol);
 /// m has the parameter's shape. Weight decay is decoupled (p -= lr*wd*p).
-void cameFactored(float *p, const float *grad, float *m, float *row,
-                  float *col, float *resRow, float *resCol, int64_t count,
-                  int64_t rows, int64_t cols, const CameParams &c,
-                  Scratch &scratch);
+void cameFactored(float *p, const float *grad, float *m, float *row, float *col,
+                  float *resRow, float *resCol, int64_t count, int64_t rows,
+                  int64_t cols, const CameParams &c, Scratch &scratch);
 
 /// CAME for a vector: unfactored second moment v; no confidence term.
 void cameVector(float *p, const float *grad, float *m, float *v, int64_t n,

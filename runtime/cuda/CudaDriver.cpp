@@ -48,9 +48,10 @@ StatusOr<const Driver *> driver() {
   std::call_once(once, [] {
     void *lib = openFirst({"libcuda.so.1", "libcuda.so"});
     if (!lib) {
-      status = Status(StatusCode::kUnimplemented,
-                      "the CUDA backend needs the NVIDIA driver (libcuda.so.1), "
-                      "which is not installed on this machine; use --backend cpu");
+      status =
+          Status(StatusCode::kUnimplemented,
+                 "the CUDA backend needs the NVIDIA driver (libcuda.so.1), "
+                 "which is not installed on this machine; use --backend cpu");
       return;
     }
     std::string missing;
@@ -118,10 +119,11 @@ StatusOr<const CublasLt *> cublasLt() {
     names.push_back("/usr/local/cuda/lib64/libcublasLt.so");
     void *lib = openFirst(names);
     if (!lib) {
-      status = Status(StatusCode::kUnimplemented,
-                      "the CUDA backend needs cuBLASLt (libcublasLt.so from the "
-                      "CUDA toolkit) for linear layers; it was not found (set "
-                      "LD_LIBRARY_PATH to the toolkit's lib64)");
+      status =
+          Status(StatusCode::kUnimplemented,
+                 "the CUDA backend needs cuBLASLt (libcublasLt.so from the "
+                 "CUDA toolkit) for linear layers; it was not found (set "
+                 "LD_LIBRARY_PATH to the toolkit's lib64)");
       return;
     }
     std::string missing;
@@ -136,8 +138,8 @@ StatusOr<const CublasLt *> cublasLt() {
     bind(lib, lt.matrixLayoutDestroy, "cublasLtMatrixLayoutDestroy", missing);
     bind(lib, lt.preferenceCreate, "cublasLtMatmulPreferenceCreate", missing);
     bind(lib, lt.preferenceDestroy, "cublasLtMatmulPreferenceDestroy", missing);
-    bind(lib, lt.preferenceSetAttribute,
-         "cublasLtMatmulPreferenceSetAttribute", missing);
+    bind(lib, lt.preferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute",
+         missing);
     bind(lib, lt.algoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic", missing);
     bind(lib, lt.matmul, "cublasLtMatmul", missing);
     if (!missing.empty())

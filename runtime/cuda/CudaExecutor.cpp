@@ -122,7 +122,7 @@ uint64_t deviceBytes(const BufferDesc &b) {
 
 struct StepLaunch {
   std::vector<CUfunction> fns;
-  uint32_t smemBytes = 0; // dynamic shared memory of the (single) kernel
+  uint32_t smemBytes = 0;       // dynamic shared memory of the (single) kernel
   std::vector<uint32_t> fnSmem; // per entry, where the entries differ
 };
 
@@ -134,7 +134,8 @@ std::pair<long long, long long> lightningSegments(long long T, long long bh,
                                                   long long sms, int D) {
   long long len = k::lightningChunkSegLen(T, bh, sms, D);
   if ((T + len - 1) / len > kLightningMaxSegments)
-    len = ((T + kLightningMaxSegments - 1) / kLightningMaxSegments + 63) / 64 * 64;
+    len = ((T + kLightningMaxSegments - 1) / kLightningMaxSegments + 63) / 64 *
+          64;
   return {len, (T + len - 1) / len};
 }
 
@@ -216,8 +217,8 @@ Status CudaExecutor::Impl::open() {
         "' and holds no GPU code; compile it with target=sm_90a (or sm_80, "
         "sm_89) to run it on the CUDA backend");
   // An sm_80 cubin runs on any 8.x device; sm_89 and sm_90a need their own.
-  const bool fits = major == tMajor &&
-                    (tMinor == 0 && tMajor == 8 ? true : minor == tMinor);
+  const bool fits =
+      major == tMajor && (tMinor == 0 && tMajor == 8 ? true : minor == tMinor);
   if (!fits)
     return invalidArgument("the artifact's GPU code is for " + plan.target +
                            " but device 0 is " + name +
@@ -362,12 +363,13 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
     } else if (s.kernel == Kernel::LightningAttention &&
                s.params.tileChunk == 1) {
-      // fp32 [D, D] states of every segment but the last, per sequence and head.
+      // fp32 [D, D] states of every segment but the last, per sequence and
+      // head.
       const long long nseg = kLightningMaxSegments;
       wsBytes = std::max<uint64_t>(
           wsBytes, 4ull * k::lightningChunkStateFloats(
-                              static_cast<int>(s.params.headDim),
-                              plan.maxBatch, s.params.numHeads, nseg));
+                              static_cast<int>(s.params.headDim), plan.maxBatch,
+                              s.params.numHeads, nseg));
     }
   }
   workspace = at;
@@ -393,8 +395,8 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   MM_CU_CALL(drv, memAlloc, &base, at);
   for (size_t i = 0; i < plan.buffers.size(); ++i) {
     const BufferDesc &b = plan.buffers[i];
-    dev[i] = base + (b.kind == BufferKind::Activation ? arena + b.offset
-                                                      : offset[i]);
+    dev[i] = base +
+             (b.kind == BufferKind::Activation ? arena + b.offset : offset[i]);
   }
   // Host weights are f32 (bf16 ones already rounded by the Session); bf16
   // ones are narrowed here, one weight at a time.
@@ -423,7 +425,8 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
       }
   }
   MM_CU_CALL(drv, streamSynchronize, stream);
-  MM_ASSIGN_OR_RETURN(lt, LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
+  MM_ASSIGN_OR_RETURN(lt,
+                      LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
   return Status::ok();
 }
 
@@ -439,16 +442,24 @@ Status CudaExecutor::Impl::runStep(size_t index,
   auto d = [&](size_t i) { return static_cast<k::dptr>(dev[in[i]]); };
   switch (s.kernel) {
   case Kernel::Embedding: {
-    k::EmbeddingArgs a{d(0), d(1), out, base + errorSlot, x[0] * x[1],
-                       shapes[in[1]].dims[0], shapes[in[1]].dims[1]};
-    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+    k::EmbeddingArgs a{d(0),
+                       d(1),
+                       out,
+                       base + errorSlot,
+                       x[0] * x[1],
+                       shapes[in[1]].dims[0],
+                       shapes[in[1]].dims[1]};
+    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0,
+                  &a);
   }
   case Kernel::RmsNorm:
   case Kernel::AddRmsNorm: {
     const bool add = s.kernel == Kernel::AddRmsNorm;
-    k::RmsNormArgs a{d(0), add ? d(1) : 0, add ? d(2) : d(1), out,
-                     x[0] * x[1], x[2], p.eps, p.alpha, p.beta};
-    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+    k::RmsNormArgs a{d(0),  add ? d(1) : 0, add ? d(2) : d(1),
+                     out,   x[0] * x[1],    x[2],
+                     p.eps, p.alpha,        p.beta};
+    return launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0,
+                  &a);
   }
   case Kernel::Linear:
   case Kernel::Logits: {
@@ -468,14 +479,15 @@ Status CudaExecutor::Impl::runStep(size_t index,
   case Kernel::ScaledAdd:
   case Kernel::SigmoidMul: {
     const bool binary = in.size() > 1;
-    k::ElementwiseArgs a{d(0), binary ? d(1) : 0, out, shapes[in[0]].elements,
-                         p.alpha, p.beta};
+    k::ElementwiseArgs a{
+        d(0), binary ? d(1) : 0, out, shapes[in[0]].elements, p.alpha, p.beta};
     return launch(L.fns[0], gridStride(a.n, threads), 1, 1, threads, 0, &a);
   }
   case Kernel::Rope: {
-    k::RopeArgs a{d(0), out, x[0], x[1], p.numHeads, p.headDim, p.rotaryDim,
-                  p.theta};
-    const int64_t items = x[0] * x[1] * p.numHeads * (p.headDim - p.rotaryDim / 2);
+    k::RopeArgs a{d(0),       out,       x[0],        x[1],
+                  p.numHeads, p.headDim, p.rotaryDim, p.theta};
+    const int64_t items =
+        x[0] * x[1] * p.numHeads * (p.headDim - p.rotaryDim / 2);
     return launch(L.fns[0], gridStride(items, threads), 1, 1, threads, 0, &a);
   }
   case Kernel::LightningAttention: {
@@ -483,34 +495,33 @@ Status CudaExecutor::Impl::runStep(size_t index,
       const int D = static_cast<int>(p.headDim);
       const auto [segLen, nseg] =
           lightningSegments(x[1], x[0] * p.numHeads, multiprocessors, D);
-      k::LightningChunkArgs a{d(0),       out,          base + workspace,
-                              x[0],       x[1],         p.numHeads,
-                              p.layerIndex, p.numLayers, segLen,
-                              nseg};
+      k::LightningChunkArgs a{d(0),   out,        base + workspace, x[0],
+                              x[1],   p.numHeads, p.layerIndex,     p.numLayers,
+                              segLen, nseg};
       const unsigned H = static_cast<unsigned>(p.numHeads),
                      B = static_cast<unsigned>(x[0]);
       if (nseg > 1) {
         MM_RETURN_IF_ERROR(launch(L.fns[0], static_cast<unsigned>(nseg - 1), H,
                                   B, threads, L.fnSmem[0], &a));
-        MM_RETURN_IF_ERROR(
-            launch(L.fns[1], k::lightningChunkScanBlocks(D), H, B, threads,
-                   0, &a));
+        MM_RETURN_IF_ERROR(launch(L.fns[1], k::lightningChunkScanBlocks(D), H,
+                                  B, threads, 0, &a));
       }
       return launch(L.fns[2], static_cast<unsigned>(nseg), H, B, threads,
                     L.fnSmem[2], &a);
     }
-    k::LightningArgs a{d(0), out, x[0], x[1], p.numHeads, p.layerIndex,
-                       p.numLayers};
+    k::LightningArgs a{d(0),       out,          x[0],       x[1],
+                       p.numHeads, p.layerIndex, p.numLayers};
     return launch(L.fns[0], static_cast<unsigned>(p.headDim / p.tileDv),
-                  static_cast<unsigned>(p.numHeads), static_cast<unsigned>(x[0]),
-                  threads, L.smemBytes, &a);
+                  static_cast<unsigned>(p.numHeads),
+                  static_cast<unsigned>(x[0]), threads, L.smemBytes, &a);
   }
   case Kernel::SoftmaxAttention: {
-    k::SoftmaxAttentionArgs a{d(0), d(1), d(2), out, x[0], x[1], p.numHeads,
-                              p.numKvHeads, p.scale};
-    return launch(L.fns[0], static_cast<unsigned>((x[1] + p.tileQ - 1) / p.tileQ),
-                  static_cast<unsigned>(p.numHeads), static_cast<unsigned>(x[0]),
-                  threads, L.smemBytes, &a);
+    k::SoftmaxAttentionArgs a{d(0), d(1),       d(2),         out,    x[0],
+                              x[1], p.numHeads, p.numKvHeads, p.scale};
+    return launch(L.fns[0],
+                  static_cast<unsigned>((x[1] + p.tileQ - 1) / p.tileQ),
+                  static_cast<unsigned>(p.numHeads),
+                  static_cast<unsigned>(x[0]), threads, L.smemBytes, &a);
   }
   case Kernel::Moe: {
     const auto &w1 = shapes[in[2]].dims;
@@ -532,33 +543,37 @@ Status CudaExecutor::Impl::runStep(size_t index,
     const unsigned tiles =
         moeGemmTiles(a.rows, a.top_k, a.experts, static_cast<int>(p.tileM));
     const unsigned warps = threads / 32;
-    MM_RETURN_IF_ERROR(launch(L.fns[0],
-                              static_cast<unsigned>((a.rows + warps - 1) / warps),
-                              1, 1, threads, 0, &a));
+    MM_RETURN_IF_ERROR(
+        launch(L.fns[0], static_cast<unsigned>((a.rows + warps - 1) / warps), 1,
+               1, threads, 0, &a));
     MM_RETURN_IF_ERROR(launch(L.fns[1], 1, 1, 1, 1024, 0, &a));
     if (k::moeWgmmaTiles(p.tileM, p.tileN, p.tileK)) {
-      // sm_90a wgmma form: persistent CTAs walk the (M-tile, N-tile) work items.
-      MM_RETURN_IF_ERROR(launch(
-          L.fns[2],
-          static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.inter, true)),
-          1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
-      MM_RETURN_IF_ERROR(launch(
-          L.fns[3],
-          static_cast<unsigned>(k::moeWgmmaGrid(multiprocessors, tiles, a.hidden, false)),
-          1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
+      // sm_90a wgmma form: persistent CTAs walk the (M-tile, N-tile) work
+      // items.
+      MM_RETURN_IF_ERROR(launch(L.fns[2],
+                                static_cast<unsigned>(k::moeWgmmaGrid(
+                                    multiprocessors, tiles, a.inter, true)),
+                                1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
+      MM_RETURN_IF_ERROR(launch(L.fns[3],
+                                static_cast<unsigned>(k::moeWgmmaGrid(
+                                    multiprocessors, tiles, a.hidden, false)),
+                                1, 1, k::moeWgmmaThreads(), L.smemBytes, &a));
     } else {
-      MM_RETURN_IF_ERROR(launch(L.fns[2], tiles,
-                                static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN),
-                                1, threads, 0, &a));
-      MM_RETURN_IF_ERROR(launch(L.fns[3], tiles,
-                                static_cast<unsigned>((a.hidden + p.tileN - 1) / p.tileN),
-                                1, threads, 0, &a));
+      MM_RETURN_IF_ERROR(
+          launch(L.fns[2], tiles,
+                 static_cast<unsigned>((a.inter + p.tileN - 1) / p.tileN), 1,
+                 threads, 0, &a));
+      MM_RETURN_IF_ERROR(
+          launch(L.fns[3], tiles,
+                 static_cast<unsigned>((a.hidden + p.tileN - 1) / p.tileN), 1,
+                 threads, 0, &a));
     }
-    return launch(L.fns[4], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a);
+    return launch(L.fns[4], static_cast<unsigned>(a.rows), 1, 1, threads, 0,
+                  &a);
   }
   case Kernel::CrossEntropy: {
-    k::CrossEntropyArgs a{d(0), d(1), out, base + workspace, base + errorSlot,
-                          x[0] * x[1], x[2]};
+    k::CrossEntropyArgs a{
+        d(0), d(1), out, base + workspace, base + errorSlot, x[0] * x[1], x[2]};
     MM_RETURN_IF_ERROR(
         launch(L.fns[0], static_cast<unsigned>(a.rows), 1, 1, threads, 0, &a));
     return launch(L.fns[1], 1, 1, 1, threads, 0, &a);
@@ -579,21 +594,23 @@ Status CudaExecutor::Impl::checkErrorSlot(int64_t seq) {
                          std::to_string(row % seq) + "]";
   for (const StepDesc &s : plan.steps) {
     if (e.kind == k::kErrorTokenId && s.kernel == Kernel::Embedding)
-      return outOfRange("embedding: token id " + std::to_string(e.value) + at +
-                        " is outside [0, " +
-                        std::to_string(plan.buffers[s.inputs[1]].shape[0].value) +
-                        ")");
+      return outOfRange(
+          "embedding: token id " + std::to_string(e.value) + at +
+          " is outside [0, " +
+          std::to_string(plan.buffers[s.inputs[1]].shape[0].value) + ")");
     if (e.kind == k::kErrorLabel && s.kernel == Kernel::CrossEntropy)
-      return outOfRange("cross_entropy: label " + std::to_string(e.value) + at +
-                        " is outside [0, " +
-                        std::to_string(plan.buffers[s.inputs[0]].shape[2].value) +
-                        ") and is not -100");
+      return outOfRange(
+          "cross_entropy: label " + std::to_string(e.value) + at +
+          " is outside [0, " +
+          std::to_string(plan.buffers[s.inputs[0]].shape[2].value) +
+          ") and is not -100");
   }
   return internalError("a kernel reported an unknown error kind " +
                        std::to_string(e.kind));
 }
 
-CudaExecutor::CudaExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaExecutor::CudaExecutor(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
 CudaExecutor::~CudaExecutor() = default;
 
 const std::string &CudaExecutor::deviceName() const { return impl_->name; }
@@ -616,7 +633,8 @@ Status CudaExecutor::run(const std::vector<void *> &hostData,
              sizeof(k::ErrorSlot), m.stream);
   for (const Binding &b : m.plan.inputs)
     MM_CU_CALL(m.drv, memcpyHtoDAsync, m.dev[b.buffer], hostData[b.buffer],
-               shapes[b.buffer].elements * dtypeSize(m.plan.buffers[b.buffer].dtype),
+               shapes[b.buffer].elements *
+                   dtypeSize(m.plan.buffers[b.buffer].dtype),
                m.stream);
   const size_t n = m.plan.steps.size();
   for (size_t i = 0; i < n; ++i) {

@@ -18,17 +18,20 @@ inline uint64_t alignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 /// Grid of a grid-stride kernel over n items.
 inline unsigned gridStride(int64_t n, int threads) {
   const int64_t blocks = (n + threads - 1) / threads;
-  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, int64_t(1) << 20));
+  return static_cast<unsigned>(
+      std::clamp<int64_t>(blocks, 1, int64_t(1) << 20));
 }
 
 /// Byte offsets (from the workspace base) of the arrays of MoeArgs.
 struct MoeWorkspace {
-  uint64_t topkExpert, topkWeight, slotPos, permSlot, offsets, tileOffsets, h, y;
+  uint64_t topkExpert, topkWeight, slotPos, permSlot, offsets, tileOffsets, h,
+      y;
   uint64_t bytes; // total
 };
 
 inline MoeWorkspace moeWorkspace(int64_t rows, int64_t hidden, int64_t experts,
-                                 int64_t inter, int64_t topK, uint64_t elemBytes) {
+                                 int64_t inter, int64_t topK,
+                                 uint64_t elemBytes) {
   const uint64_t slots = static_cast<uint64_t>(rows * topK);
   MoeWorkspace w{};
   uint64_t at = 0;
@@ -49,7 +52,8 @@ inline MoeWorkspace moeWorkspace(int64_t rows, int64_t hidden, int64_t experts,
   return w;
 }
 
-inline void bindMoeWorkspace(k::MoeArgs &a, uint64_t base, const MoeWorkspace &w) {
+inline void bindMoeWorkspace(k::MoeArgs &a, uint64_t base,
+                             const MoeWorkspace &w) {
   a.topk_expert = base + w.topkExpert;
   a.topk_weight = base + w.topkWeight;
   a.slot_pos = base + w.slotPos;
@@ -62,7 +66,8 @@ inline void bindMoeWorkspace(k::MoeArgs &a, uint64_t base, const MoeWorkspace &w
 
 /// Upper bound on the M-tiles of the grouped GEMMs: Σ_e ceil(count_e / BM) ≤
 /// ceil(rows·k / BM) + E.
-inline unsigned moeGemmTiles(int64_t rows, int64_t topK, int64_t experts, int tileM) {
+inline unsigned moeGemmTiles(int64_t rows, int64_t topK, int64_t experts,
+                             int tileM) {
   return static_cast<unsigned>((rows * topK + tileM - 1) / tileM + experts);
 }
 

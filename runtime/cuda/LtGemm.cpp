@@ -71,13 +71,12 @@ Status LtGemm::run(CUstream stream, cudaDataType_t inType,
                    CUdeviceptr x, int64_t ldx, CUdeviceptr w, CUdeviceptr out) {
   MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k, ldx));
   const float alpha = 1.f, beta = 0.f;
-  MM_LT_CALL(lt_, matmul, handle_, s->desc, &alpha,
-             reinterpret_cast<const void *>(w), s->a,
-             reinterpret_cast<const void *>(x), s->b, &beta,
-             reinterpret_cast<const void *>(out), s->c,
-             reinterpret_cast<void *>(out), s->c, &s->algo,
-             reinterpret_cast<void *>(workspace_), workspaceBytes_,
-             reinterpret_cast<cudaStream_t>(stream));
+  MM_LT_CALL(
+      lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(w),
+      s->a, reinterpret_cast<const void *>(x), s->b, &beta,
+      reinterpret_cast<const void *>(out), s->c, reinterpret_cast<void *>(out),
+      s->c, &s->algo, reinterpret_cast<void *>(workspace_), workspaceBytes_,
+      reinterpret_cast<cudaStream_t>(stream));
   return Status::ok();
 }
 

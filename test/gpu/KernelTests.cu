@@ -1,14 +1,17 @@
-// GPU kernel tests: every kernel template of kernels/ (and the cuBLASLt projection) against the
-// CPU reference backend (runtime/cpu), at several shapes including ragged ones (T not a multiple
-// of the tile), in f32 and bf16.
+// GPU kernel tests: every kernel template of kernels/ (and the cuBLASLt
+// projection) against the CPU reference backend (runtime/cpu), at several
+// shapes including ragged ones (T not a multiple of the tile), in f32 and bf16.
 //
-// For each case: fresh random inputs (bf16 cases round the inputs to bf16 first, so the reference
-// sees exactly what the GPU sees), outputs poisoned with NaN bytes before the launch, every CUDA
-// call and launch checked, then ‖out − ref‖/‖ref‖ against 1e-4 (f32) or 1e-2 (bf16); a NaN or an
-// unwritten element fails. Prints one line per case and a summary; exit status 1 on any failure,
-// 77 when there is no GPU. `--quick` runs the small shapes only (for compute-sanitizer).
-// `--bench` instead times each kernel at model-sized bf16 shapes (CUDA events, median of 20 after
-// 3 warm-ups, random data) and prints ms with the achieved rate against the shape's floor.
+// For each case: fresh random inputs (bf16 cases round the inputs to bf16
+// first, so the reference sees exactly what the GPU sees), outputs poisoned
+// with NaN bytes before the launch, every CUDA call and launch checked, then
+// ‖out − ref‖/‖ref‖ against 1e-4 (f32) or 1e-2 (bf16); a NaN or an unwritten
+// element fails. Prints one line per case and a summary; exit status 1 on any
+// failure, 77 when there is no GPU. `--quick` runs the small shapes only (for
+// compute-sanitizer).
+// `--bench` instead times each kernel at model-sized bf16 shapes (CUDA events,
+// median of 20 after 3 warm-ups, random data) and prints ms with the achieved
+// rate against the shape's floor.
 #include "kernels/cross_entropy.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/embedding.cuh"
@@ -35,19 +38,19 @@ using k::bf16;
 
 namespace {
 
-#define CK(call)                                                                                \
-  do {                                                                                          \
-    cudaError_t e_ = (call);                                                                    \
-    if (e_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                 \
-                   cudaGetErrorString(e_));                                                     \
-      std::exit(1);                                                                             \
-    }                                                                                           \
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__,       \
+                   #call, cudaGetErrorString(e_));                             \
+      std::exit(1);                                                            \
+    }                                                                          \
   } while (0)
-#define CK_LAUNCH()                                                                             \
-  do {                                                                                          \
-    CK(cudaGetLastError());                                                                     \
-    CK(cudaDeviceSynchronize());                                                                \
+#define CK_LAUNCH()                                                            \
+  do {                                                                         \
+    CK(cudaGetLastError());                                                    \
+    CK(cudaDeviceSynchronize());                                               \
   } while (0)
 
 std::mt19937_64 rng(20261121);
@@ -65,10 +68,13 @@ float bf16Round(float x) {
 }
 
 template <typename T> constexpr bool isBf16() { return sizeof(T) == 2; }
-template <typename T> const char *typeName() { return isBf16<T>() ? "bf16" : "f32"; }
+template <typename T> const char *typeName() {
+  return isBf16<T>() ? "bf16" : "f32";
+}
 
 /// Random values in [lo, hi), rounded to T's precision.
-template <typename T> std::vector<float> randomVec(size_t n, float lo = -1.f, float hi = 1.f) {
+template <typename T>
+std::vector<float> randomVec(size_t n, float lo = -1.f, float hi = 1.f) {
   std::uniform_real_distribution<float> u(lo, hi);
   std::vector<float> v(n);
   for (float &x : v)
@@ -129,8 +135,8 @@ template <typename T> std::vector<float> download(const Dev &dv, size_t n) {
 }
 
 template <typename T>
-void report(const std::string &kernel, const std::string &shape, const std::vector<float> &out,
-            const std::vector<float> &ref) {
+void report(const std::string &kernel, const std::string &shape,
+            const std::vector<float> &out, const std::vector<float> &ref) {
   double num = 0, den = 0;
   bool finite = out.size() == ref.size();
   for (size_t i = 0; i < out.size() && finite; ++i) {
@@ -147,8 +153,9 @@ void report(const std::string &kernel, const std::string &shape, const std::vect
   const bool ok = finite && rel <= tol;
   ++cases;
   failures += !ok;
-  std::printf("%-22s %-5s %-44s rel_err %.3e  tol %.0e  %s\n", kernel.c_str(), typeName<T>(),
-              shape.c_str(), rel, tol, ok ? "PASS" : (finite ? "FAIL" : "FAIL (NaN/unwritten)"));
+  std::printf("%-22s %-5s %-44s rel_err %.3e  tol %.0e  %s\n", kernel.c_str(),
+              typeName<T>(), shape.c_str(), rel, tol,
+              ok ? "PASS" : (finite ? "FAIL" : "FAIL (NaN/unwritten)"));
   std::fflush(stdout);
 }
 
@@ -159,51 +166,66 @@ std::string dims(std::initializer_list<std::pair<const char *, long long>> d) {
   return s;
 }
 
-// ---- entry points (what mm-codegen-cuda emits, instantiated here with nvcc) ----
+// ---- entry points (what mm-codegen-cuda emits, instantiated here with nvcc)
+// ----
 
-template <typename T, int TH> __global__ void __launch_bounds__(TH) gEmbedding(k::EmbeddingArgs a) {
+template <typename T, int TH>
+__global__ void __launch_bounds__(TH) gEmbedding(k::EmbeddingArgs a) {
   k::embedding<T, TH>(a);
 }
 template <typename T, int TH, bool ADD>
 __global__ void __launch_bounds__(TH) gRmsNorm(k::RmsNormArgs a) {
   k::rmsNorm<T, TH, ADD>(a);
 }
-template <typename T, int OP> __global__ void __launch_bounds__(256) gElementwise(k::ElementwiseArgs a) {
+template <typename T, int OP>
+__global__ void __launch_bounds__(256) gElementwise(k::ElementwiseArgs a) {
   k::elementwise<T, OP>(a);
 }
-template <typename T> __global__ void __launch_bounds__(256) gRope(k::RopeArgs a) { k::rope<T>(a); }
+template <typename T>
+__global__ void __launch_bounds__(256) gRope(k::RopeArgs a) {
+  k::rope<T>(a);
+}
 template <typename T, int D, int BLOCK, int DV, bool SILU>
 __global__ void __launch_bounds__(256) gLightning(k::LightningArgs a) {
   extern __shared__ float smem[];
   k::lightningAttention<T, D, BLOCK, DV, 256, SILU>(a, smem);
 }
-/// The chunk-parallel lightning fast path (bf16, D = 64 or 128): three launches sharing one
-/// argument block, with the launch bounds mm-codegen-cuda emits (two output blocks per SM at D = 64).
+/// The chunk-parallel lightning fast path (bf16, D = 64 or 128): three launches
+/// sharing one argument block, with the launch bounds mm-codegen-cuda emits
+/// (two output blocks per SM at D = 64).
 template <int D, bool SILU>
-__global__ void __launch_bounds__(256, D == 64 ? 4 : 2) gLightningStates(k::LightningChunkArgs a) {
+__global__ void __launch_bounds__(256, D == 64 ? 4 : 2)
+    gLightningStates(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smemb[];
   k::lightningChunkStates<D, 3, SILU>(a, smemb);
 }
-template <int D> __global__ void __launch_bounds__(256) gLightningScan(k::LightningChunkArgs a) {
+template <int D>
+__global__ void __launch_bounds__(256) gLightningScan(k::LightningChunkArgs a) {
   k::lightningChunkScan<D>(a);
 }
 template <int D, bool SILU>
-__global__ void __launch_bounds__(256, D == 64 ? 2 : 1) gLightningOut(k::LightningChunkArgs a) {
+__global__ void __launch_bounds__(256, D == 64 ? 2 : 1)
+    gLightningOut(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smemb[];
   k::lightningChunkOut<D, 3, SILU>(a, smemb);
 }
-template <int D, bool SILU> void launchLightningFast(const k::LightningChunkArgs &a) {
+template <int D, bool SILU>
+void launchLightningFast(const k::LightningChunkArgs &a) {
   const int ss = static_cast<int>(k::lightningChunkStatesSmem(D, 3));
   const int so = static_cast<int>(k::lightningChunkOutSmem(D, 3));
-  CK(cudaFuncSetAttribute(gLightningStates<D, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          ss));
-  CK(cudaFuncSetAttribute(gLightningOut<D, SILU>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
-  const unsigned H = static_cast<unsigned>(a.heads), B = static_cast<unsigned>(a.batch);
+  CK(cudaFuncSetAttribute(gLightningStates<D, SILU>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
+  CK(cudaFuncSetAttribute(gLightningOut<D, SILU>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+  const unsigned H = static_cast<unsigned>(a.heads),
+                 B = static_cast<unsigned>(a.batch);
   if (a.nseg > 1) {
-    gLightningStates<D, SILU><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
+    gLightningStates<D, SILU>
+        <<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
     gLightningScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, B), 256>>>(a);
   }
-  gLightningOut<D, SILU><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
+  gLightningOut<D, SILU>
+      <<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
 }
 int deviceSms() {
   int dev = 0, n = 0;
@@ -211,48 +233,63 @@ int deviceSms() {
   CK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
   return n;
 }
-/// Threads of the attention kernel: 256 for the f32 form, two per query row (a warp per 16 rows)
-/// for the bf16 tensor-core form.
-template <typename T, int BQ> __host__ __device__ constexpr int attnThreads() { return sizeof(T) == 2 ? 2 * BQ : 256; }
+/// Threads of the attention kernel: 256 for the f32 form, two per query row (a
+/// warp per 16 rows) for the bf16 tensor-core form.
+template <typename T, int BQ> __host__ __device__ constexpr int attnThreads() {
+  return sizeof(T) == 2 ? 2 * BQ : 256;
+}
 template <typename T, int BQ> constexpr int attnSmem(int D, int BK) {
-  return static_cast<int>(sizeof(T) == 2 ? k::attentionBf16SmemBytes(D, BK)
-                                         : 4 * k::attentionSmemFloats(D, BQ, BK));
+  return static_cast<int>(sizeof(T) == 2
+                              ? k::attentionBf16SmemBytes(D, BK)
+                              : 4 * k::attentionSmemFloats(D, BQ, BK));
 }
 template <typename T, int D, int BQ, int BK>
-__global__ void __launch_bounds__(attnThreads<T, BQ>()) gAttention(k::SoftmaxAttentionArgs a) {
+__global__ void __launch_bounds__(attnThreads<T, BQ>())
+    gAttention(k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
   k::softmaxAttention<T, D, BQ, BK, attnThreads<T, BQ>()>(a, smem);
 }
-template <typename T> __global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
+template <typename T>
+__global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
   k::moeRoute<T, 256>(a);
 }
-template <int BM = 64> __global__ void __launch_bounds__(1024) gMoeDispatch(k::MoeArgs a) {
+template <int BM = 64>
+__global__ void __launch_bounds__(1024) gMoeDispatch(k::MoeArgs a) {
   k::moeDispatch<BM, 1024>(a);
 }
-template <typename T, bool UP> __global__ void __launch_bounds__(256) gMoeGemm(k::MoeArgs a) {
+template <typename T, bool UP>
+__global__ void __launch_bounds__(256) gMoeGemm(k::MoeArgs a) {
   k::moeGemm<T, 64, 64, 32, 256, UP>(a);
 }
-// The sm_90a wgmma form (bf16, 128x128x64 tiles, persistent CTAs, dynamic shared memory).
-template <bool UP> __global__ void __launch_bounds__(k::moeWgmmaThreads(), 1) gMoeGemmWgmma(k::MoeArgs a) {
+// The sm_90a wgmma form (bf16, 128x128x64 tiles, persistent CTAs, dynamic
+// shared memory).
+template <bool UP>
+__global__ void __launch_bounds__(k::moeWgmmaThreads(), 1)
+    gMoeGemmWgmma(k::MoeArgs a) {
   k::moeGemm<bf16, 128, 128, 64, 256, UP>(a);
 }
 void launchMoeWgmma(const k::MoeArgs &a) {
   static int sms = 0;
   if (!sms) {
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    for (const void *f : {(const void *)gMoeGemmWgmma<true>, (const void *)gMoeGemmWgmma<false>})
+    for (const void *f : {(const void *)gMoeGemmWgmma<true>,
+                          (const void *)gMoeGemmWgmma<false>})
       CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                               int(k::moeWgmmaSmemBytes())));
   }
   const unsigned tiles = cuda::moeGemmTiles(a.rows, a.top_k, a.experts, 128);
   const unsigned smem = unsigned(k::moeWgmmaSmemBytes());
-  gMoeGemmWgmma<true><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.inter, true)), k::moeWgmmaThreads(), smem>>>(a);
-  gMoeGemmWgmma<false><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.hidden, false)), k::moeWgmmaThreads(), smem>>>(a);
+  gMoeGemmWgmma<true><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.inter, true)),
+                        k::moeWgmmaThreads(), smem>>>(a);
+  gMoeGemmWgmma<false><<<unsigned(k::moeWgmmaGrid(sms, tiles, a.hidden, false)),
+                         k::moeWgmmaThreads(), smem>>>(a);
 }
-template <typename T> __global__ void __launch_bounds__(256) gMoeCombine(k::MoeArgs a) {
+template <typename T>
+__global__ void __launch_bounds__(256) gMoeCombine(k::MoeArgs a) {
   k::moeCombine<T, 256>(a);
 }
-template <typename T> __global__ void __launch_bounds__(256) gCeRows(k::CrossEntropyArgs a) {
+template <typename T>
+__global__ void __launch_bounds__(256) gCeRows(k::CrossEntropyArgs a) {
   k::crossEntropyRows<T, 256>(a);
 }
 __global__ void __launch_bounds__(256) gCeReduce(k::CrossEntropyArgs a) {
@@ -261,19 +298,23 @@ __global__ void __launch_bounds__(256) gCeReduce(k::CrossEntropyArgs a) {
 
 // ---- cases ----
 
-template <typename T> void testEmbedding(long long rows, long long vocab, long long hidden) {
+template <typename T>
+void testEmbedding(long long rows, long long vocab, long long hidden) {
   std::vector<int32_t> ids(rows);
   for (auto &i : ids)
     i = static_cast<int32_t>(rng() % vocab);
   auto table = randomVec<T>(vocab * hidden);
-  Dev dIds = uploadInts(ids), dTable = upload<T>(table), dOut = outputBuf<T>(rows * hidden);
+  Dev dIds = uploadInts(ids), dTable = upload<T>(table),
+      dOut = outputBuf<T>(rows * hidden);
   Dev err(sizeof(k::ErrorSlot));
   CK(cudaMemset(err.p, 0, err.bytes));
-  k::EmbeddingArgs a{dIds.d(), dTable.d(), dOut.d(), err.d(), rows, vocab, hidden};
+  k::EmbeddingArgs a{dIds.d(), dTable.d(), dOut.d(), err.d(),
+                     rows,     vocab,      hidden};
   gEmbedding<T, 256><<<rows, 256>>>(a);
   CK_LAUNCH();
   std::vector<float> ref(rows * hidden);
-  (void)cpu::embedding(ids.data(), table.data(), ref.data(), rows, vocab, hidden, rows);
+  (void)cpu::embedding(ids.data(), table.data(), ref.data(), rows, vocab,
+                       hidden, rows);
   report<T>("embedding", dims({{"rows", rows}, {"V", vocab}, {"H", hidden}}),
             download<T>(dOut, rows * hidden), ref);
   // A bad id is reported, not read out of bounds.
@@ -284,24 +325,28 @@ template <typename T> void testEmbedding(long long rows, long long vocab, long l
   CK_LAUNCH();
   k::ErrorSlot e{};
   CK(cudaMemcpy(&e, err.p, sizeof(e), cudaMemcpyDeviceToHost));
-  const bool ok = e.row == static_cast<unsigned long long>(rows / 2 + 1) && e.value == vocab + 3 &&
-                  e.kind == k::kErrorTokenId;
+  const bool ok = e.row == static_cast<unsigned long long>(rows / 2 + 1) &&
+                  e.value == vocab + 3 && e.kind == k::kErrorTokenId;
   ++cases;
   failures += !ok;
-  std::printf("%-22s %-5s %-44s %s\n", "embedding bad id", typeName<T>(), "error slot names row+id",
-              ok ? "PASS" : "FAIL");
+  std::printf("%-22s %-5s %-44s %s\n", "embedding bad id", typeName<T>(),
+              "error slot names row+id", ok ? "PASS" : "FAIL");
 }
 
 template <typename T, bool ADD> void testRmsNorm(long long rows, long long n) {
-  auto a = randomVec<T>(rows * n), b = randomVec<T>(rows * n), w = randomVec<T>(n, 0.5f, 1.5f);
-  Dev da = upload<T>(a), db = upload<T>(b), dw = upload<T>(w), dOut = outputBuf<T>(rows * n);
+  auto a = randomVec<T>(rows * n), b = randomVec<T>(rows * n),
+       w = randomVec<T>(n, 0.5f, 1.5f);
+  Dev da = upload<T>(a), db = upload<T>(b), dw = upload<T>(w),
+      dOut = outputBuf<T>(rows * n);
   const double alpha = 1.3, beta = 0.9, eps = 1e-5;
-  k::RmsNormArgs args{da.d(), db.d(), dw.d(), dOut.d(), rows, n, eps, alpha, beta};
+  k::RmsNormArgs args{da.d(), db.d(), dw.d(), dOut.d(), rows,
+                      n,      eps,    alpha,  beta};
   gRmsNorm<T, 256, ADD><<<rows, 256>>>(args);
   CK_LAUNCH();
   std::vector<float> ref(rows * n);
   if (ADD)
-    cpu::addRmsNorm(a.data(), b.data(), w.data(), ref.data(), rows, n, alpha, beta, eps);
+    cpu::addRmsNorm(a.data(), b.data(), w.data(), ref.data(), rows, n, alpha,
+                    beta, eps);
   else
     cpu::rmsNorm(a.data(), w.data(), ref.data(), rows, n, eps);
   report<T>(ADD ? "add_rms_norm" : "rms_norm", dims({{"rows", rows}, {"N", n}}),
@@ -309,7 +354,8 @@ template <typename T, bool ADD> void testRmsNorm(long long rows, long long n) {
 }
 
 template <typename T, int OP> void testElementwise(long long n) {
-  static const char *names[] = {"silu", "sigmoid", "mul", "scaled_add", "sigmoid_mul"};
+  static const char *names[] = {"silu", "sigmoid", "mul", "scaled_add",
+                                "sigmoid_mul"};
   auto a = randomVec<T>(n, -6.f, 6.f), b = randomVec<T>(n);
   Dev da = upload<T>(a), db = upload<T>(b), dOut = outputBuf<T>(n);
   k::ElementwiseArgs args{da.d(), db.d(), dOut.d(), n, 1.1, 1.2};
@@ -330,7 +376,8 @@ template <typename T, int OP> void testElementwise(long long n) {
 }
 
 template <typename T>
-void testRope(long long B, long long T_, long long H, long long D, long long R, double theta) {
+void testRope(long long B, long long T_, long long H, long long D, long long R,
+              double theta) {
   const long long n = B * T_ * H * D;
   auto x = randomVec<T>(n);
   Dev dx = upload<T>(x), dOut = outputBuf<T>(n);
@@ -345,7 +392,8 @@ void testRope(long long B, long long T_, long long H, long long D, long long R, 
 }
 
 template <typename T, int D, int BLOCK, int DV, bool SILU>
-void testLightning(long long B, long long T_, long long H, long long layer, long long layers) {
+void testLightning(long long B, long long T_, long long H, long long layer,
+                   long long layers) {
   const long long nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
   auto qkv = randomVec<T>(nIn);
   Dev dIn = upload<T>(qkv), dOut = outputBuf<T>(nOut);
@@ -357,18 +405,24 @@ void testLightning(long long B, long long T_, long long H, long long layer, long
   CK_LAUNCH();
   std::vector<float> ref(nOut);
   cpu::Scratch s;
-  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer, layers, s, SILU);
+  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer,
+                          layers, s, SILU);
   report<T>(SILU ? "lightning_attn+silu" : "lightning_attention",
-            dims({{"B", B}, {"T", T_}, {"H", H}, {"D", D}, {"blk", BLOCK}, {"dv", DV}}),
+            dims({{"B", B},
+                  {"T", T_},
+                  {"H", H},
+                  {"D", D},
+                  {"blk", BLOCK},
+                  {"dv", DV}}),
             download<T>(dOut, nOut), ref);
 }
 
-/// The fast path (bf16, D = 64 or 128) against the same CPU reference; segLen 0 = the launcher's
-/// choice (lightningChunkSegLen), otherwise forced (several segments exercise the states and the
-/// scan).
+/// The fast path (bf16, D = 64 or 128) against the same CPU reference; segLen 0
+/// = the launcher's choice (lightningChunkSegLen), otherwise forced (several
+/// segments exercise the states and the scan).
 template <int D, bool SILU>
-void testLightningFast(long long B, long long T_, long long H, long long layer, long long layers,
-                       long long segLen) {
+void testLightningFast(long long B, long long T_, long long H, long long layer,
+                       long long layers, long long segLen) {
   const long long nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
   auto qkv = randomVec<bf16>(nIn);
   Dev dIn = upload<bf16>(qkv), dOut = outputBuf<bf16>(nOut);
@@ -377,14 +431,21 @@ void testLightningFast(long long B, long long T_, long long H, long long layer, 
   const long long nseg = (T_ + segLen - 1) / segLen;
   Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, B, H, nseg)) * 4);
   ws.poison();
-  k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), B, T_, H, layer, layers, segLen, nseg};
+  k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), B,      T_,
+                          H,       layer,    layers, segLen, nseg};
   launchLightningFast<D, SILU>(a);
   CK_LAUNCH();
   std::vector<float> ref(nOut);
   cpu::Scratch s;
-  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer, layers, s, SILU);
+  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer,
+                          layers, s, SILU);
   report<bf16>(SILU ? "lightning_attn+silu fast" : "lightning_attention fast",
-               dims({{"B", B}, {"T", T_}, {"H", H}, {"D", D}, {"seg", segLen}, {"nseg", nseg}}),
+               dims({{"B", B},
+                     {"T", T_},
+                     {"H", H},
+                     {"D", D},
+                     {"seg", segLen},
+                     {"nseg", nseg}}),
                download<bf16>(dOut, nOut), ref);
 }
 
@@ -392,32 +453,45 @@ template <typename T, int D, int BQ, int BK>
 void testAttention(long long B, long long T_, long long H, long long HKV) {
   const long long nq = B * T_ * H * D, nkv = B * T_ * HKV * D;
   auto q = randomVec<T>(nq), kk = randomVec<T>(nkv), v = randomVec<T>(nkv);
-  Dev dq = upload<T>(q), dk = upload<T>(kk), dv = upload<T>(v), dOut = outputBuf<T>(nq);
+  Dev dq = upload<T>(q), dk = upload<T>(kk), dv = upload<T>(v),
+      dOut = outputBuf<T>(nq);
   const int smem = attnSmem<T, BQ>(D, BK);
-  CK(cudaFuncSetAttribute(gAttention<T, D, BQ, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          smem));
+  CK(cudaFuncSetAttribute(gAttention<T, D, BQ, BK>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const double scale = 1.0 / std::sqrt(double(D));
-  k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), B, T_, H, HKV, scale};
-  gAttention<T, D, BQ, BK><<<dim3((T_ + BQ - 1) / BQ, H, B), attnThreads<T, BQ>(), smem>>>(a);
+  k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), B,
+                            T_,     H,      HKV,    scale};
+  gAttention<T, D, BQ, BK>
+      <<<dim3((T_ + BQ - 1) / BQ, H, B), attnThreads<T, BQ>(), smem>>>(a);
   CK_LAUNCH();
   std::vector<float> ref(nq);
   cpu::Scratch s;
-  cpu::softmaxAttention(q.data(), kk.data(), v.data(), ref.data(), B, T_, H, HKV, D, scale, s);
+  cpu::softmaxAttention(q.data(), kk.data(), v.data(), ref.data(), B, T_, H,
+                        HKV, D, scale, s);
   report<T>("softmax_attention",
-            dims({{"B", B}, {"T", T_}, {"Hq", H}, {"Hkv", HKV}, {"D", D}, {"tile", BQ}}),
+            dims({{"B", B},
+                  {"T", T_},
+                  {"Hq", H},
+                  {"Hkv", HKV},
+                  {"D", D},
+                  {"tile", BQ}}),
             download<T>(dOut, nq), ref);
 }
 
 template <typename T, bool WGMMA = false>
-void testMoe(long long rows, long long hidden, long long experts, long long inter, long long topK) {
+void testMoe(long long rows, long long hidden, long long experts,
+             long long inter, long long topK) {
   auto x = randomVec<T>(rows * hidden), router = randomVec<T>(experts * hidden);
-  const float ws = 1.f / std::sqrt(float(hidden)), wd = 1.f / std::sqrt(float(inter));
+  const float ws = 1.f / std::sqrt(float(hidden)),
+              wd = 1.f / std::sqrt(float(inter));
   auto w1 = randomVec<T>(experts * inter * hidden, -ws, ws);
   auto w3 = randomVec<T>(experts * inter * hidden, -ws, ws);
   auto w2 = randomVec<T>(experts * hidden * inter, -wd, wd);
-  Dev dx = upload<T>(x), dr = upload<T>(router), d1 = upload<T>(w1), d2 = upload<T>(w2),
-      d3 = upload<T>(w3), dOut = outputBuf<T>(rows * hidden);
-  const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, sizeof(T));
+  Dev dx = upload<T>(x), dr = upload<T>(router), d1 = upload<T>(w1),
+      d2 = upload<T>(w2), d3 = upload<T>(w3),
+      dOut = outputBuf<T>(rows * hidden);
+  const cuda::MoeWorkspace layout =
+      cuda::moeWorkspace(rows, hidden, experts, inter, topK, sizeof(T));
   Dev work(layout.bytes);
   work.poison();
   k::MoeArgs a{};
@@ -453,9 +527,14 @@ void testMoe(long long rows, long long hidden, long long experts, long long inte
   CK_LAUNCH();
   std::vector<float> ref(rows * hidden);
   cpu::Scratch s;
-  cpu::moe(x.data(), router.data(), w1.data(), w2.data(), w3.data(), ref.data(), rows, hidden,
-           experts, inter, topK, s);
-  report<T>(WGMMA ? "moe (wgmma)" : "moe", dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}),
+  cpu::moe(x.data(), router.data(), w1.data(), w2.data(), w3.data(), ref.data(),
+           rows, hidden, experts, inter, topK, s);
+  report<T>(WGMMA ? "moe (wgmma)" : "moe",
+            dims({{"rows", rows},
+                  {"H", hidden},
+                  {"E", experts},
+                  {"I", inter},
+                  {"k", topK}}),
             download<T>(dOut, rows * hidden), ref);
 }
 
@@ -464,19 +543,25 @@ template <typename T> void testCrossEntropy(long long rows, long long vocab) {
   std::vector<int32_t> labels(rows);
   for (long long r = 0; r < rows; ++r)
     labels[r] = r % 5 == 3 ? -100 : static_cast<int32_t>(rng() % vocab);
-  Dev dl = upload<T>(logits), dlab = uploadInts(labels), dOut = outputBuf<float>(1);
-  Dev rowLoss(cuda::crossEntropyWorkspaceBytes(rows)), err(sizeof(k::ErrorSlot));
+  Dev dl = upload<T>(logits), dlab = uploadInts(labels),
+      dOut = outputBuf<float>(1);
+  Dev rowLoss(cuda::crossEntropyWorkspaceBytes(rows)),
+      err(sizeof(k::ErrorSlot));
   CK(cudaMemset(err.p, 0, err.bytes));
-  k::CrossEntropyArgs a{dl.d(), dlab.d(), dOut.d(), rowLoss.d(), err.d(), rows, vocab};
+  k::CrossEntropyArgs a{dl.d(),  dlab.d(), dOut.d(), rowLoss.d(),
+                        err.d(), rows,     vocab};
   gCeRows<T><<<rows, 256>>>(a);
   CK_LAUNCH();
   gCeReduce<<<1, 256>>>(a);
   CK_LAUNCH();
   std::vector<float> ref(1);
-  (void)cpu::crossEntropy(logits.data(), labels.data(), ref.data(), rows, vocab, rows);
-  // The loss itself is f32 whatever the logits' type: hold it to the f32 tolerance.
+  (void)cpu::crossEntropy(logits.data(), labels.data(), ref.data(), rows, vocab,
+                          rows);
+  // The loss itself is f32 whatever the logits' type: hold it to the f32
+  // tolerance.
   report<float>(std::string("cross_entropy/") + typeName<T>(),
-                dims({{"rows", rows}, {"V", vocab}}), download<float>(dOut, 1), ref);
+                dims({{"rows", rows}, {"V", vocab}}), download<float>(dOut, 1),
+                ref);
 }
 
 template <typename T>
@@ -484,7 +569,8 @@ void testLinear(cuda::LtGemm &lt, long long m, long long n, long long kk) {
   auto x = randomVec<T>(m * kk), w = randomVec<T>(n * kk);
   Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(m * n);
   Status st = lt.run(nullptr, isBf16<T>() ? CUDA_R_16BF : CUDA_R_32F, m, n, kk,
-                     reinterpret_cast<CUdeviceptr>(dx.p), reinterpret_cast<CUdeviceptr>(dw.p),
+                     reinterpret_cast<CUdeviceptr>(dx.p),
+                     reinterpret_cast<CUdeviceptr>(dw.p),
                      reinterpret_cast<CUdeviceptr>(dOut.p));
   if (!st.isOk()) {
     std::printf("linear: %s\n", st.message().c_str());
@@ -494,8 +580,8 @@ void testLinear(cuda::LtGemm &lt, long long m, long long n, long long kk) {
   CK_LAUNCH();
   std::vector<float> ref(m * n);
   cpu::linear(x.data(), w.data(), ref.data(), m, kk, n);
-  report<T>("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}), download<T>(dOut, m * n),
-            ref);
+  report<T>("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}),
+            download<T>(dOut, m * n), ref);
 }
 
 // ---- timing ----
@@ -524,7 +610,8 @@ template <typename F> double medianMs(F launch) {
   return ms[ms.size() / 2];
 }
 
-void benchLine(const char *what, const std::string &shape, double ms, double flops, double bytes) {
+void benchLine(const char *what, const std::string &shape, double ms,
+               double flops, double bytes) {
   std::printf("%-24s %-40s %9.3f ms", what, shape.c_str(), ms);
   if (flops > 0)
     std::printf("  %8.1f TFLOP/s", flops / ms / 1e9);
@@ -542,17 +629,21 @@ void bench(cuda::LtGemm &lt) {
     Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(rows * n);
     k::RmsNormArgs a{dx.d(), dx.d(), dw.d(), dOut.d(), rows, n, 1e-5, 1.0, 1.0};
     double ms = medianMs([&] { gRmsNorm<T, 256, true><<<rows, 256>>>(a); });
-    benchLine("add_rms_norm", dims({{"rows", rows}, {"N", n}}), ms, 0, 3.0 * rows * n * 2);
+    benchLine("add_rms_norm", dims({{"rows", rows}, {"N", n}}), ms, 0,
+              3.0 * rows * n * 2);
   }
   {
     const long long m = 8192, n = 3072, kk = 1024;
     auto x = randomVec<T>(m * kk), w = randomVec<T>(n * kk);
     Dev dx = upload<T>(x), dw = upload<T>(w), dOut = outputBuf<T>(m * n);
     double ms = medianMs([&] {
-      (void)lt.run(nullptr, CUDA_R_16BF, m, n, kk, reinterpret_cast<CUdeviceptr>(dx.p),
-                   reinterpret_cast<CUdeviceptr>(dw.p), reinterpret_cast<CUdeviceptr>(dOut.p));
+      (void)lt.run(nullptr, CUDA_R_16BF, m, n, kk,
+                   reinterpret_cast<CUdeviceptr>(dx.p),
+                   reinterpret_cast<CUdeviceptr>(dw.p),
+                   reinterpret_cast<CUdeviceptr>(dOut.p));
     });
-    benchLine("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}), ms, 2.0 * m * n * kk, 0);
+    benchLine("linear (cuBLASLt)", dims({{"M", m}, {"N", n}, {"K", kk}}), ms,
+              2.0 * m * n * kk, 0);
   }
   for (long long T_ : {4096LL, 16384LL}) {
     const long long H = 16, D = 128;
@@ -562,10 +653,11 @@ void bench(cuda::LtGemm &lt) {
     CK(cudaFuncSetAttribute(gLightning<T, 128, 64, 32, false>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     k::LightningArgs a{dIn.d(), dOut.d(), 1, T_, H, 0, 8};
-    double ms = medianMs(
-        [&] { gLightning<T, 128, 64, 32, false><<<dim3(4, H, 1), 256, smem>>>(a); });
-    benchLine("lightning_attention", dims({{"T", T_}, {"H", H}, {"D", D}}), ms, 0,
-              4.0 * T_ * H * D * 2);
+    double ms = medianMs([&] {
+      gLightning<T, 128, 64, 32, false><<<dim3(4, H, 1), 256, smem>>>(a);
+    });
+    benchLine("lightning_attention", dims({{"T", T_}, {"H", H}, {"D", D}}), ms,
+              0, 4.0 * T_ * H * D * 2);
   }
   for (long long T_ : {4096LL, 16384LL, 65536LL}) {
     const long long H = 16, D = 128;
@@ -573,11 +665,13 @@ void bench(cuda::LtGemm &lt) {
     Dev dIn = upload<T>(qkv), dOut = outputBuf<T>(T_ * H * D);
     const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D),
                     nseg = (T_ + seg - 1) / seg;
-    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) * 4);
-    k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1, T_, H, 0, 8, seg, nseg};
+    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) *
+           4);
+    k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1,   T_,
+                            H,       0,        8,      seg, nseg};
     double ms = medianMs([&] { launchLightningFast<128, false>(a); });
-    benchLine("lightning_attention fast", dims({{"T", T_}, {"H", H}, {"D", D}}), ms, 0,
-              4.0 * T_ * H * D * 2);
+    benchLine("lightning_attention fast", dims({{"T", T_}, {"H", H}, {"D", D}}),
+              ms, 0, 4.0 * T_ * H * D * 2);
   }
   for (long long T_ : {4096LL, 16384LL}) {
     const long long H = 16, D = 128;
@@ -585,8 +679,9 @@ void bench(cuda::LtGemm &lt) {
     Dev dq = upload<T>(q), dOut = outputBuf<T>(T_ * H * D);
     auto kv = randomVec<T>(2 * T_ * H * D);
     Dev dkv = upload<T>(kv);
-    k::SoftmaxAttentionArgs a{dq.d(), dkv.d(), dkv.d() + T_ * H * D * sizeof(T), dOut.d(), 1, T_,
-                              H, H, 0.088};
+    k::SoftmaxAttentionArgs a{
+        dq.d(), dkv.d(), dkv.d() + T_ * H * D * sizeof(T), dOut.d(), 1, T_, H,
+        H,      0.088};
     // The tile mm-tile picks for bf16 (compiler/Tile.cpp).
     const int smem = attnSmem<T, 128>(128, 128);
     CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128>,
@@ -595,15 +690,19 @@ void bench(cuda::LtGemm &lt) {
       gAttention<T, 128, 128, 128>
           <<<dim3((T_ + 127) / 128, H, 1), attnThreads<T, 128>(), smem>>>(a);
     });
-    benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}), ms,
-              4.0 * T_ * T_ * D * H / 2, 0);
+    benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}),
+              ms, 4.0 * T_ * T_ * D * H / 2, 0);
   }
   {
-    const long long rows = 8192, hidden = 1024, experts = 8, inter = 1024, topK = 2;
-    auto x = randomVec<T>(rows * hidden), router = randomVec<T>(experts * hidden);
+    const long long rows = 8192, hidden = 1024, experts = 8, inter = 1024,
+                    topK = 2;
+    auto x = randomVec<T>(rows * hidden),
+         router = randomVec<T>(experts * hidden);
     auto w = randomVec<T>(experts * inter * hidden, -0.03f, 0.03f);
-    Dev dx = upload<T>(x), dr = upload<T>(router), dw = upload<T>(w), dOut = outputBuf<T>(rows * hidden);
-    const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
+    Dev dx = upload<T>(x), dr = upload<T>(router), dw = upload<T>(w),
+        dOut = outputBuf<T>(rows * hidden);
+    const cuda::MoeWorkspace layout =
+        cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
     Dev work(layout.bytes);
     k::MoeArgs a{};
     a.x = dx.d();
@@ -625,8 +724,12 @@ void bench(cuda::LtGemm &lt) {
       gMoeCombine<T><<<rows, 256>>>(a);
     });
     benchLine("moe (5 kernels)",
-              dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}), ms,
-              2.0 * rows * topK * 3 * hidden * inter, 0);
+              dims({{"rows", rows},
+                    {"H", hidden},
+                    {"E", experts},
+                    {"I", inter},
+                    {"k", topK}}),
+              ms, 2.0 * rows * topK * 3 * hidden * inter, 0);
     ms = medianMs([&] {
       gMoeRoute<T><<<(rows + 7) / 8, 256>>>(a);
       gMoeDispatch<128><<<1, 1024>>>(a);
@@ -634,8 +737,12 @@ void bench(cuda::LtGemm &lt) {
       gMoeCombine<T><<<rows, 256>>>(a);
     });
     benchLine("moe (wgmma, sm_90a)",
-              dims({{"rows", rows}, {"H", hidden}, {"E", experts}, {"I", inter}, {"k", topK}}), ms,
-              2.0 * rows * topK * 3 * hidden * inter, 0);
+              dims({{"rows", rows},
+                    {"H", hidden},
+                    {"E", experts},
+                    {"I", inter},
+                    {"k", topK}}),
+              ms, 2.0 * rows * topK * 3 * hidden * inter, 0);
   }
 }
 
@@ -660,7 +767,8 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   }
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
-  if constexpr (sizeof(T) == 2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
+  if constexpr (sizeof(T) ==
+                2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
     testAttention<T, 128, 128, 64>(2, 300, 4, 2);
     testAttention<T, 128, 128, 128>(2, 300, 4, 2);
   }
@@ -687,7 +795,8 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
     testLightningFast<128, true>(2, 777, 2, 7, 8, 0);
     testLightningFast<128, false>(1, 4097, 4, 0, 8, 256);
     testLightningFast<128, false>(1, 2048, 16, 5, 8, 0);
-    // D = 64 (the `small` preset): ragged T, B = 2, silu input, forced and chosen segments.
+    // D = 64 (the `small` preset): ragged T, B = 2, silu input, forced and
+    // chosen segments.
     testLightningFast<64, false>(1, 1000, 4, 3, 8, 128);
     testLightningFast<64, true>(2, 777, 2, 7, 8, 0);
     testLightningFast<64, true>(2, 1111, 3, 2, 8, 64);
@@ -697,11 +806,13 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 64, 64, 64>(1, 333, 8, 2);
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
-  if constexpr (sizeof(T) == 2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
+  if constexpr (sizeof(T) ==
+                2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
     testAttention<T, 128, 128, 128>(1, 1000, 8, 8);
   testMoe<T>(300, 256, 8, 512, 2);
   testMoe<T>(130, 128, 32, 256, 4);
-  if constexpr (sizeof(T) == 2) { // the sm_90a wgmma form: ragged rows, H and I not tile multiples
+  if constexpr (sizeof(T) == 2) { // the sm_90a wgmma form: ragged rows, H and I
+                                  // not tile multiples
     testMoe<T, true>(300, 256, 8, 512, 2);
     testMoe<T, true>(130, 128, 32, 256, 4);
     testMoe<T, true>(257, 136, 8, 200, 2);
@@ -711,15 +822,18 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testLinear<T>(lt, 1, 4096, 1024);
 }
 
-/// Uniform pseudo-random bf16 in [-1, 1) from a hash of the index: the sweep's inputs reach
-/// 12.9 GB (lightning at 1M tokens), too many to draw on the host.
+/// Uniform pseudo-random bf16 in [-1, 1) from a hash of the index: the sweep's
+/// inputs reach 12.9 GB (lightning at 1M tokens), too many to draw on the host.
 __global__ void gFillRandomBf16(bf16 *p, long long n, unsigned seed) {
-  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < n; i += 256ll * gridDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed ^ static_cast<unsigned>(i >> 32);
+  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < n;
+       i += 256ll * gridDim.x) {
+    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed ^
+                 static_cast<unsigned>(i >> 32);
     h ^= h >> 15;
     h *= 2246822519u;
     h ^= h >> 13;
-    p[i] = k::fromF32<bf16>(static_cast<float>(h & 0xFFFFFF) / 8388608.0f - 1.0f);
+    p[i] =
+        k::fromF32<bf16>(static_cast<float>(h & 0xFFFFFF) / 8388608.0f - 1.0f);
   }
 }
 Dev randomDev(long long n, unsigned seed) {
@@ -729,43 +843,56 @@ Dev randomDev(long long n, unsigned seed) {
   return d;
 }
 
-/// `--bench-sweep`: the issue-5 measurements of ours, one JSON object per line after "BENCH ",
-/// at the shapes tools/bench/peers.py times the peers (B=1, H=16, D=128, bf16), with the forms
-/// and tiles that mm-tile picks on sm_90a. tools/bench/report.py joins the two.
+/// `--bench-sweep`: the issue-5 measurements of ours, one JSON object per line
+/// after "BENCH ", at the shapes tools/bench/peers.py times the peers (B=1,
+/// H=16, D=128, bf16), with the forms and tiles that mm-tile picks on sm_90a.
+/// tools/bench/report.py joins the two.
 void benchSweep() {
   const long long H = 16, D = 128;
   for (long long T_ : {4096LL, 16384LL, 65536LL, 262144LL, 1048576LL}) {
-    Dev dIn = randomDev(T_ * H * 3 * D, 1), dOut(static_cast<size_t>(T_ * H * D) * 2);
-    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D), nseg = (T_ + seg - 1) / seg;
-    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) * 4);
-    k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1, T_, H, 0, 8, seg, nseg};
+    Dev dIn = randomDev(T_ * H * 3 * D, 1),
+        dOut(static_cast<size_t>(T_ * H * D) * 2);
+    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D),
+                    nseg = (T_ + seg - 1) / seg;
+    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) *
+           4);
+    k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1,   T_,
+                            H,       0,        8,      seg, nseg};
     const double ms = medianMs([&] { launchLightningFast<128, false>(a); });
-    std::printf("BENCH {\"kernel\": \"lightning_attention\", \"T\": %lld, \"H\": %lld, \"D\": %lld, "
-                "\"ms\": %.5f, \"seg_len\": %lld}\n", T_, H, D, ms, seg);
+    std::printf("BENCH {\"kernel\": \"lightning_attention\", \"T\": %lld, "
+                "\"H\": %lld, \"D\": %lld, "
+                "\"ms\": %.5f, \"seg_len\": %lld}\n",
+                T_, H, D, ms, seg);
     std::fflush(stdout);
   }
   const int smem = attnSmem<bf16, 128>(128, 128);
   CK(cudaFuncSetAttribute(gAttention<bf16, 128, 128, 128>,
                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (long long T_ : {4096LL, 16384LL, 65536LL, 131072LL}) {
-    Dev dq = randomDev(T_ * H * D, 2), dk = randomDev(T_ * H * D, 3), dv = randomDev(T_ * H * D, 4);
+    Dev dq = randomDev(T_ * H * D, 2), dk = randomDev(T_ * H * D, 3),
+        dv = randomDev(T_ * H * D, 4);
     Dev dOut(static_cast<size_t>(T_ * H * D) * 2);
-    k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), 1, T_, H, H, 0.08838834764831845};
+    k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(),           1,
+                              T_,     H,      H,      0.08838834764831845};
     const double ms = medianMs([&] {
       gAttention<bf16, 128, 128, 128>
           <<<dim3((T_ + 127) / 128, H, 1), attnThreads<bf16, 128>(), smem>>>(a);
     });
-    std::printf("BENCH {\"kernel\": \"softmax_attention\", \"T\": %lld, \"H\": %lld, \"D\": %lld, "
-                "\"ms\": %.5f}\n", T_, H, D, ms);
+    std::printf("BENCH {\"kernel\": \"softmax_attention\", \"T\": %lld, \"H\": "
+                "%lld, \"D\": %lld, "
+                "\"ms\": %.5f}\n",
+                T_, H, D, ms);
     std::fflush(stdout);
   }
   for (long long rows : {8192LL, 16384LL}) {
     const long long hidden = 1024, experts = 8, inter = 1024, topK = 2;
     Dev dx = randomDev(rows * hidden, 5), dr = randomDev(experts * hidden, 6);
-    Dev dw1 = randomDev(experts * inter * hidden, 7), dw2 = randomDev(experts * hidden * inter, 8),
+    Dev dw1 = randomDev(experts * inter * hidden, 7),
+        dw2 = randomDev(experts * hidden * inter, 8),
         dw3 = randomDev(experts * inter * hidden, 9);
     Dev dOut(static_cast<size_t>(rows * hidden) * 2);
-    const cuda::MoeWorkspace layout = cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
+    const cuda::MoeWorkspace layout =
+        cuda::moeWorkspace(rows, hidden, experts, inter, topK, 2);
     Dev work(layout.bytes);
     k::MoeArgs a{};
     a.x = dx.d();
@@ -786,8 +913,10 @@ void benchSweep() {
       launchMoeWgmma(a);
       gMoeCombine<bf16><<<rows, 256>>>(a);
     });
-    std::printf("BENCH {\"kernel\": \"moe\", \"shape\": \"%lld tokens, H=%lld, E=%lld, I=%lld, top-%lld\", "
-                "\"ms\": %.5f, \"flops\": %.6e}\n", rows, hidden, experts, inter, topK, ms,
+    std::printf("BENCH {\"kernel\": \"moe\", \"shape\": \"%lld tokens, H=%lld, "
+                "E=%lld, I=%lld, top-%lld\", "
+                "\"ms\": %.5f, \"flops\": %.6e}\n",
+                rows, hidden, experts, inter, topK, ms,
                 2.0 * rows * topK * 3 * hidden * inter);
     std::fflush(stdout);
   }
@@ -809,8 +938,8 @@ int main(int argc, char **argv) {
   }
   cudaDeviceProp prop{};
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d), %d SMs\n", prop.name, prop.major, prop.minor,
-              prop.multiProcessorCount);
+  std::printf("device: %s (sm_%d%d), %d SMs\n", prop.name, prop.major,
+              prop.minor, prop.multiProcessorCount);
   void *ws = nullptr;
   CK(cudaMalloc(&ws, 32 << 20));
   auto lt = cuda::LtGemm::create(reinterpret_cast<CUdeviceptr>(ws), 32 << 20);
@@ -830,7 +959,7 @@ int main(int argc, char **argv) {
   runAll<bf16>(*lt.value());
   lt.value().reset();
   cudaFree(ws);
-  std::printf("kernel tests: %d of %d cases passed%s\n", cases - failures, cases,
-              failures ? "  <== FAILURES" : "");
+  std::printf("kernel tests: %d of %d cases passed%s\n", cases - failures,
+              cases, failures ? "  <== FAILURES" : "");
   return failures ? 1 : 0;
 }

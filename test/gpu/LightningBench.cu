@@ -1,11 +1,15 @@
-// Standalone check and benchmark of the lightning attention kernels (kernels/lightning_attention.cuh):
-// the chunk-parallel bf16 fast path (three launches) against a float64 CPU reference (ragged T,
-// several segment lengths, silu input, B > 1) and against the sequential kernel at long T; then
-// times both next to a device-to-device copy (the memory ceiling). Head dim 128 (default) or 64
-// (`--d 64`, the `small` preset), with the launch bounds mm-codegen-cuda emits. Build (sm_90a):
-//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I. test/gpu/LightningBench.cu
-// Run: ./a.out [--d 64|128] [--no-check] [--max-t N] [--t T1,T2,..] [--seq-max-t N].
-// Exit 1 on any failed check.
+// Standalone check and benchmark of the lightning attention kernels
+// (kernels/lightning_attention.cuh): the chunk-parallel bf16 fast path (three
+// launches) against a float64 CPU reference (ragged T, several segment lengths,
+// silu input, B > 1) and against the sequential kernel at long T; then times
+// both next to a device-to-device copy (the memory ceiling). Head dim 128
+// (default) or 64
+// (`--d 64`, the `small` preset), with the launch bounds mm-codegen-cuda emits.
+// Build (sm_90a):
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I.
+//   test/gpu/LightningBench.cu
+// Run: ./a.out [--d 64|128] [--no-check] [--max-t N] [--t T1,T2,..]
+// [--seq-max-t N]. Exit 1 on any failed check.
 #include "kernels/lightning_attention.cuh"
 
 #include <algorithm>
@@ -20,32 +24,38 @@
 using namespace mm;
 using k::bf16;
 
-#define CK(call)                                                                                \
-  do {                                                                                          \
-    cudaError_t e_ = (call);                                                                    \
-    if (e_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,                 \
-                   cudaGetErrorString(e_));                                                     \
-      std::exit(1);                                                                             \
-    }                                                                                           \
+#define CK(call)                                                               \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__,       \
+                   #call, cudaGetErrorString(e_));                             \
+      std::exit(1);                                                            \
+    }                                                                          \
   } while (0)
 
 constexpr int kStatesStages = 3, kOutStages = 3;
 
 template <int D, bool SILU>
-__global__ void __launch_bounds__(256, D == 64 ? 4 : 2) gStates(k::LightningChunkArgs a) {
+__global__ void __launch_bounds__(256, D == 64 ? 4 : 2)
+    gStates(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   k::lightningChunkStates<D, kStatesStages, SILU>(a, smem);
 }
 template <int D>
-__global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) { k::lightningChunkScan<D>(a); }
+__global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) {
+  k::lightningChunkScan<D>(a);
+}
 template <int D, bool SILU>
-__global__ void __launch_bounds__(256, D == 64 ? 2 : 1) gOut(k::LightningChunkArgs a) {
+__global__ void __launch_bounds__(256, D == 64 ? 2 : 1)
+    gOut(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   k::lightningChunkOut<D, kOutStages, SILU>(a, smem);
 }
-/// The sequential kernel with the tiles mm-tile picks for bf16 (block 64, dv 32).
-template <int D> __global__ void __launch_bounds__(256) gOld(k::LightningArgs a) {
+/// The sequential kernel with the tiles mm-tile picks for bf16 (block 64, dv
+/// 32).
+template <int D>
+__global__ void __launch_bounds__(256) gOld(k::LightningArgs a) {
   extern __shared__ float smemf[];
   k::lightningAttention<bf16, D, 64, 32, 256, false>(a, smemf);
 }
@@ -53,16 +63,19 @@ template <int D> void runOld(const k::LightningArgs &o) {
   const int smem = static_cast<int>(4 * k::lightningSmemFloats(D, 64, 32));
   static bool once = false;
   if (!once) {
-    CK(cudaFuncSetAttribute(gOld<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CK(cudaFuncSetAttribute(gOld<D>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     once = true;
   }
-  gOld<D><<<dim3(D / 32, static_cast<unsigned>(o.heads), static_cast<unsigned>(o.batch)), 256,
-            smem>>>(o);
+  gOld<D><<<dim3(D / 32, static_cast<unsigned>(o.heads),
+                 static_cast<unsigned>(o.batch)),
+            256, smem>>>(o);
 }
 
 /// Deterministic uniform [-1, 1) bf16 from a hash of the index.
 __global__ void gFill(bf16 *p, long long n, unsigned long long seed) {
-  for (long long i = blockIdx.x * 1ll * blockDim.x + threadIdx.x; i < n; i += 1ll * gridDim.x * blockDim.x) {
+  for (long long i = blockIdx.x * 1ll * blockDim.x + threadIdx.x; i < n;
+       i += 1ll * gridDim.x * blockDim.x) {
     unsigned long long x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
     x ^= x >> 31;
     x *= 0xBF58476D1CE4E5B9ull;
@@ -83,32 +96,48 @@ template <int D> struct Fast {
   k::LightningChunkArgs a{};
   float *ws = nullptr;
   bool silu = false;
-  Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H, long long layer,
-       long long layers, bool silu_, long long segLen = 0)
+  Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H,
+       long long layer, long long layers, bool silu_, long long segLen = 0)
       : silu(silu_) {
     if (segLen <= 0)
       segLen = k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
-    CK(cudaMalloc(&ws, std::max<long long>(1, k::lightningChunkStateFloats(D, B, H, nseg)) * 4));
-    a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv), reinterpret_cast<k::dptr>(out),
-                              reinterpret_cast<k::dptr>(ws), B, T, H, layer, layers, segLen, nseg};
+    CK(cudaMalloc(&ws, std::max<long long>(
+                           1, k::lightningChunkStateFloats(D, B, H, nseg)) *
+                           4));
+    a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv),
+                              reinterpret_cast<k::dptr>(out),
+                              reinterpret_cast<k::dptr>(ws),
+                              B,
+                              T,
+                              H,
+                              layer,
+                              layers,
+                              segLen,
+                              nseg};
   }
   ~Fast() { cudaFree(ws); }
-  static constexpr int ss = static_cast<int>(k::lightningChunkStatesSmem(D, kStatesStages));
-  static constexpr int so = static_cast<int>(k::lightningChunkOutSmem(D, kOutStages));
+  static constexpr int ss =
+      static_cast<int>(k::lightningChunkStatesSmem(D, kStatesStages));
+  static constexpr int so =
+      static_cast<int>(k::lightningChunkOutSmem(D, kOutStages));
   template <bool S> static void setup() {
     static bool once = false;
     if (!once) {
-      CK(cudaFuncSetAttribute(gStates<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
-      CK(cudaFuncSetAttribute(gOut<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+      CK(cudaFuncSetAttribute(gStates<D, S>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
+      CK(cudaFuncSetAttribute(gOut<D, S>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, so));
       once = true;
     }
   }
   template <bool S> void run() {
     setup<S>();
-    const unsigned H = static_cast<unsigned>(a.heads), B = static_cast<unsigned>(a.batch);
+    const unsigned H = static_cast<unsigned>(a.heads),
+                   B = static_cast<unsigned>(a.batch);
     if (a.nseg > 1) {
-      gStates<D, S><<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
+      gStates<D, S>
+          <<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
       gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, B), 256>>>(a);
     }
     gOut<D, S><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
@@ -132,13 +161,15 @@ std::vector<float> download(const bf16 *p, size_t n) {
 }
 
 /// float64 reference: S ← λS + kᵀv, o = q·S, per token (one thread per (b, h)).
-std::vector<double> reference(const std::vector<float> &qkv, long long B, long long T, long long H,
-                              long long D, long long layer, long long layers, bool silu) {
+std::vector<double> reference(const std::vector<float> &qkv, long long B,
+                              long long T, long long H, long long D,
+                              long long layer, long long layers, bool silu) {
   std::vector<double> out(B * T * H * D);
   auto work = [&](long long bh) {
     const long long b = bh / H, h = bh % H;
-    const double s = std::pow(std::pow(2.0, -8.0 / double(H)), double(h + 1)) *
-                     (1.0 - double(layer) / (double(layers) - 1.0 + 1e-5) + 1e-5);
+    const double s =
+        std::pow(std::pow(2.0, -8.0 / double(H)), double(h + 1)) *
+        (1.0 - double(layer) / (double(layers) - 1.0 + 1e-5) + 1e-5);
     const double lam = std::exp(-s);
     std::vector<double> S(D * D, 0.0), q(D), kk(D), v(D);
     for (long long t = 0; t < T; ++t) {
@@ -175,7 +206,8 @@ std::vector<double> reference(const std::vector<float> &qkv, long long B, long l
 }
 
 int failures = 0;
-double relErr(const std::vector<float> &got, const std::vector<double> &ref, bool &bad) {
+double relErr(const std::vector<float> &got, const std::vector<double> &ref,
+              bool &bad) {
   double num = 0, den = 0;
   bad = false;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -188,8 +220,8 @@ double relErr(const std::vector<float> &got, const std::vector<double> &ref, boo
 }
 
 template <int D>
-void check(long long B, long long T, long long H, long long layer, long long layers, bool silu,
-           long long segLen) {
+void check(long long B, long long T, long long H, long long layer,
+           long long layers, bool silu, long long segLen) {
   const long long nIn = B * T * H * 3 * D, nOut = B * T * H * D;
   bf16 *in, *out;
   CK(cudaMalloc(&in, nIn * 2));
@@ -207,9 +239,10 @@ void check(long long B, long long T, long long H, long long layer, long long lay
   const double e = relErr(got, ref, bad);
   const bool ok = !bad && e <= 1e-2;
   failures += !ok;
-  std::printf("%-4s fast vs f64  D=%d B=%lld T=%lld H=%lld layer=%lld/%lld silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
-              ok ? "ok" : "FAIL", D, B, T, H, layer, layers, silu, f.a.seg_len, f.a.nseg, e,
-              bad ? " (non-finite)" : "");
+  std::printf("%-4s fast vs f64  D=%d B=%lld T=%lld H=%lld layer=%lld/%lld "
+              "silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
+              ok ? "ok" : "FAIL", D, B, T, H, layer, layers, silu, f.a.seg_len,
+              f.a.nseg, e, bad ? " (non-finite)" : "");
   CK(cudaFree(in));
   CK(cudaFree(out));
 }
@@ -237,8 +270,9 @@ template <typename F> double medianMs(F &&f, int reps = 20) {
   return ms[ms.size() / 2];
 }
 
-template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
-                               long long seqMaxT) {
+template <int D>
+int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
+              long long seqMaxT) {
   if (doCheck) {
     check<D>(1, 37, 2, 0, 2, false, 0);
     check<D>(2, 300, 3, 1, 4, true, 0);
@@ -249,7 +283,8 @@ template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<l
     check<D>(1, 3000, 16, 5, 8, false, 0);
     check<D>(1, 2048, 2, 7, 8, false, 64); // last layer: s ≈ 1e-5·h, no decay
   }
-  // Long T: fast against the sequential kernel (fp32 state, fp32 products) on the same data.
+  // Long T: fast against the sequential kernel (fp32 state, fp32 products) on
+  // the same data.
   const long long H = 16;
   const long long maxIn = maxT * H * 3 * D, maxOut = maxT * H * D;
   bf16 *in, *out, *out2;
@@ -266,7 +301,13 @@ template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<l
       CK(cudaMemset(out2, 0xff, T * H * D * 2));
       Fast<D> f(in, out, 1, T, H, 1, 8, false);
       f.run();
-      k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 1, 8};
+      k::LightningArgs o{reinterpret_cast<k::dptr>(in),
+                         reinterpret_cast<k::dptr>(out2),
+                         1,
+                         T,
+                         H,
+                         1,
+                         8};
       runOld<D>(o);
       CK(cudaGetLastError());
       CK(cudaDeviceSynchronize());
@@ -276,7 +317,8 @@ template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<l
       const double e = relErr(a, bd, bad);
       const bool ok = !bad && e <= 1e-2;
       failures += !ok;
-      std::printf("%-4s fast vs sequential kernel D=%d T=%lld H=16 seg=%lld nseg=%lld: rel err %.2e\n",
+      std::printf("%-4s fast vs sequential kernel D=%d T=%lld H=16 seg=%lld "
+                  "nseg=%lld: rel err %.2e\n",
                   ok ? "ok" : "FAIL", D, T, f.a.seg_len, f.a.nseg, e);
     }
   }
@@ -288,15 +330,17 @@ template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<l
     CK(cudaMalloc(&x, bytes));
     CK(cudaMalloc(&y, bytes));
     CK(cudaMemset(x, 1, bytes));
-    double ms = medianMs([&] { CK(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice)); }, 10);
+    double ms = medianMs(
+        [&] { CK(cudaMemcpyAsync(y, x, bytes, cudaMemcpyDeviceToDevice)); },
+        10);
     copyGBs = 2.0 * bytes / ms / 1e6;
     CK(cudaFree(x));
     CK(cudaFree(y));
   }
   std::printf("copy: %.0f GB/s (read + written)\n", copyGBs);
   std::printf("D=%d B=1 H=16 layer 0 of 8\n", D);
-  std::printf("%8s %6s %6s %10s %10s %9s %9s %10s %8s\n", "T", "seg", "nseg", "fast ms", "GB/s",
-              "%copy", "floor ms", "seq ms", "speedup");
+  std::printf("%8s %6s %6s %10s %10s %9s %9s %10s %8s\n", "T", "seg", "nseg",
+              "fast ms", "GB/s", "%copy", "floor ms", "seq ms", "speedup");
   for (long long T : ts) {
     if (T > maxT)
       continue;
@@ -304,27 +348,41 @@ template <int D> int benchMain(bool doCheck, long long maxT, const std::vector<l
     const double ms = medianMs([&] { f.run(); });
     double seq = 0;
     if (T <= seqMaxT) {
-      k::LightningArgs o{reinterpret_cast<k::dptr>(in), reinterpret_cast<k::dptr>(out2), 1, T, H, 0, 8};
+      k::LightningArgs o{reinterpret_cast<k::dptr>(in),
+                         reinterpret_cast<k::dptr>(out2),
+                         1,
+                         T,
+                         H,
+                         0,
+                         8};
       seq = medianMs([&] { runOld<D>(o); }, 10);
     }
     const double bytes = 4.0 * T * H * D * 2, gbs = bytes / ms / 1e6;
-    std::printf("%8lld %6lld %6lld %10.3f %10.0f %8.1f%% %9.3f %10.3f %8s\n", T, f.a.seg_len,
-                f.a.nseg, ms, gbs, 100.0 * gbs / copyGBs, bytes / copyGBs / 1e6, seq,
-                seq > 0 ? (std::to_string(seq / ms).substr(0, 5) + "x").c_str() : "-");
+    std::printf("%8lld %6lld %6lld %10.3f %10.0f %8.1f%% %9.3f %10.3f %8s\n", T,
+                f.a.seg_len, f.a.nseg, ms, gbs, 100.0 * gbs / copyGBs,
+                bytes / copyGBs / 1e6, seq,
+                seq > 0 ? (std::to_string(seq / ms).substr(0, 5) + "x").c_str()
+                        : "-");
     // Per-launch split at this T (states+scan vs out).
     if (f.a.nseg > 1) {
       f.template setup<false>();
       double m1 = medianMs([&] {
-        gStates<D, false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1), 256, Fast<D>::ss>>>(f.a);
+        gStates<D, false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1),
+                            256, Fast<D>::ss>>>(f.a);
       });
-      double m2 = medianMs(
-          [&] { gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, 1), 256>>>(f.a); });
+      double m2 = medianMs([&] {
+        gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, 1), 256>>>(f.a);
+      });
       double m3 = medianMs([&] {
-        gOut<D, false><<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, Fast<D>::so>>>(f.a);
+        gOut<D, false>
+            <<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, Fast<D>::so>>>(
+                f.a);
       });
-      std::printf("         split: states %.3f ms, scan %.3f ms, out %.3f ms\n", m1, m2, m3);
+      std::printf("         split: states %.3f ms, scan %.3f ms, out %.3f ms\n",
+                  m1, m2, m3);
     }
-    // Other segment lengths at this T (the cost model's choice is the row above).
+    // Other segment lengths at this T (the cost model's choice is the row
+    // above).
     for (long long seg : {128ll, 256ll, 512ll, 1024ll}) {
       if (seg == f.a.seg_len || seg >= T)
         continue;
@@ -365,12 +423,13 @@ int main(int argc, char **argv) {
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20);
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20);
   if (d == 64)
     benchMain<64>(doCheck, maxT, ts, seqMaxT);
   else
     benchMain<128>(doCheck, maxT, ts, seqMaxT);
-  std::printf(failures ? "FAILED: %d check(s)\n" : "all checks passed\n", failures);
+  std::printf(failures ? "FAILED: %d check(s)\n" : "all checks passed\n",
+              failures);
   return failures ? 1 : 0;
 }

@@ -1,7 +1,9 @@
 // Standalone check-and-time harness of the bf16 softmax attention kernel
-// (kernels/softmax_attention.cuh) next to torch SDPA: built as a shared library that
-// test/gpu/attention_bench.py loads with ctypes. Build (here, no GPU needed):
-//   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I. -shared -Xcompiler -fPIC \
+// (kernels/softmax_attention.cuh) next to torch SDPA: built as a shared library
+// that test/gpu/attention_bench.py loads with ctypes. Build (here, no GPU
+// needed):
+//   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I. -shared
+//   -Xcompiler -fPIC \
 //     test/gpu/attention_bench.cu -o libattn_bench.so
 #include "kernels/softmax_attention.cuh"
 
@@ -26,34 +28,50 @@ template <int D, int BQ, int BK, bool MMA = false>
 static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
   const int smem = static_cast<int>(k::attentionBf16SmemBytes(D, BK));
   auto fn = MMA ? gAttnMma<D, BQ, BK> : gAttn<D, BQ, BK>;
-  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  cudaError_t e = cudaFuncSetAttribute(
+      fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess)
     return static_cast<int>(e);
-  fn<<<dim3((a.seq + BQ - 1) / BQ, a.heads, a.batch), 2 * BQ, smem, stream>>>(a);
+  fn<<<dim3((a.seq + BQ - 1) / BQ, a.heads, a.batch), 2 * BQ, smem, stream>>>(
+      a);
   return static_cast<int>(cudaGetLastError());
 }
 
-/// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64, 2 = dispatch (wgmma) 128×128,
-/// 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; D = 64 (0, 1) or 128.
-extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out, long long B,
-                         long long T, long long H, long long HKV, int D, double scale,
-                         void *stream) {
-  k::SoftmaxAttentionArgs a{reinterpret_cast<k::dptr>(q),   reinterpret_cast<k::dptr>(k),
-                            reinterpret_cast<k::dptr>(v),   reinterpret_cast<k::dptr>(out),
-                            B, T, H, HKV, scale};
+/// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64, 2 = dispatch (wgmma)
+/// 128×128, 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; D = 64
+/// (0, 1) or 128.
+extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
+                         long long B, long long T, long long H, long long HKV,
+                         int D, double scale, void *stream) {
+  k::SoftmaxAttentionArgs a{reinterpret_cast<k::dptr>(q),
+                            reinterpret_cast<k::dptr>(k),
+                            reinterpret_cast<k::dptr>(v),
+                            reinterpret_cast<k::dptr>(out),
+                            B,
+                            T,
+                            H,
+                            HKV,
+                            scale};
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (D == 128) {
     switch (variant) {
-    case 0: return launch<128, 128, 64, true>(a, s);
-    case 1: return launch<128, 64, 64, true>(a, s);
-    case 2: return launch<128, 128, 128>(a, s);
-    case 3: return launch<128, 128, 64>(a, s);
-    case 4: return launch<128, 192, 128>(a, s);
+    case 0:
+      return launch<128, 128, 64, true>(a, s);
+    case 1:
+      return launch<128, 64, 64, true>(a, s);
+    case 2:
+      return launch<128, 128, 128>(a, s);
+    case 3:
+      return launch<128, 128, 64>(a, s);
+    case 4:
+      return launch<128, 192, 128>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {
-    case 0: return launch<64, 128, 64>(a, s);
-    case 1: return launch<64, 64, 64>(a, s);
+    case 0:
+      return launch<64, 128, 64>(a, s);
+    case 1:
+      return launch<64, 64, 64>(a, s);
     }
   }
   return -1;

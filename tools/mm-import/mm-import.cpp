@@ -29,11 +29,11 @@
 
 using namespace llvm;
 
-static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
-                                      cl::desc("<model folder or config.json>"));
+static cl::opt<std::string>
+    inputPath(cl::Positional, cl::Required,
+              cl::desc("<model folder or config.json>"));
 static cl::opt<std::string> outputPath("o", cl::desc("Output .mlir file"),
-                                       cl::value_desc("file"),
-                                       cl::init("-"));
+                                       cl::value_desc("file"), cl::init("-"));
 
 static cl::list<std::string>
     weightPaths("weights",
@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
                 "': " + buffer.getError().message());
   auto json = json::parse((*buffer)->getBuffer());
   if (!json)
-    return fail("'" + configPath + "' is not valid JSON: " +
-                toString(json.takeError()));
+    return fail("'" + configPath +
+                "' is not valid JSON: " + toString(json.takeError()));
   const json::Object *object = json->getAsObject();
   if (!object)
     return fail("'" + configPath + "' must hold a JSON object");

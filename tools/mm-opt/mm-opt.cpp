@@ -1,4 +1,5 @@
-//===- mm-opt.cpp - the mm optimizer driver --------------------------------===//
+//===- mm-opt.cpp - the mm optimizer driver
+//--------------------------------===//
 //
 // MlirOptMain with the mm/mmx dialects, passes and the --mm-compile pipeline.
 //

@@ -88,7 +88,8 @@ private:
   std::vector<std::string> known;
 };
 
-long long toInt(const std::string &flag, const std::string &text, long long lo) {
+long long toInt(const std::string &flag, const std::string &text,
+                long long lo) {
   char *end = nullptr;
   errno = 0;
   long long v = std::strtoll(text.c_str(), &end, 10);
@@ -266,12 +267,14 @@ int trainCommand(int argc, char **argv) {
   const int64_t batch = toInt("--batch", batchText, 1);
   const int64_t seq = toInt("--seq", seqText, 1);
   const double lr = toReal("--lr", lrText);
-  const long long warmup = warmupText.empty() ? 0 : toInt("--warmup", warmupText, 0);
+  const long long warmup =
+      warmupText.empty() ? 0 : toInt("--warmup", warmupText, 0);
   const long long saveEvery =
       saveEveryText.empty() ? 0 : toInt("--save-every", saveEveryText, 0);
   // One core of fp32 FMA at ~3 GHz (2 x 8-wide FMA units): the CPU backend is
   // single-threaded.
-  const double peakFlops = (peakText.empty() ? 0.1 : toReal("--peak-tflops", peakText)) * 1e12;
+  const double peakFlops =
+      (peakText.empty() ? 0.1 : toReal("--peak-tflops", peakText)) * 1e12;
 
   mm::Plan plan = take(mm::loadArtifact(args.artifact));
   for (const char *name : {"input_ids", "labels", "lr", "step"})
@@ -377,8 +380,8 @@ int trainCommand(int argc, char **argv) {
     const double flops = 3 * fwdFlops * tokens / sec;
     std::printf("step %lld loss %.9g grad_norm %.6g lr %.6g tok/s %.1f mfu "
                 "%.3f%%\n",
-                step, double(loss), double(norm), double(stepLr),
-                tokens / sec, 100.0 * flops / peakFlops);
+                step, double(loss), double(norm), double(stepLr), tokens / sec,
+                100.0 * flops / peakFlops);
     std::fflush(stdout);
     if ((saveEvery > 0 && step % saveEvery == 0) || step == steps)
       save(step);

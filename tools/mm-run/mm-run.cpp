@@ -313,10 +313,11 @@ int runModel(int argc, char **argv) {
       ms.push_back(msSince(tr));
     }
     std::sort(ms.begin(), ms.end());
-    std::fprintf(stderr,
-                 "mm-run: %lld repeated forward passes, median %.3f ms (min %.3f, "
-                 "max %.3f)\n",
-                 repeat, ms[ms.size() / 2], ms.front(), ms.back());
+    std::fprintf(
+        stderr,
+        "mm-run: %lld repeated forward passes, median %.3f ms (min %.3f, "
+        "max %.3f)\n",
+        repeat, ms[ms.size() / 2], ms.front(), ms.back());
   }
   if (profile) {
     check(session->setProfiling(true));
