@@ -114,6 +114,8 @@ const char *kernelName(Kernel k) {
     return "came";
   case Kernel::CameVector:
     return "came_vector";
+  case Kernel::StoreParam:
+    return "store_param";
   }
   return "?";
 }

@@ -71,6 +71,7 @@ enum class Kernel : uint8_t {
   AdamW,
   Came,
   CameVector,
+  StoreParam,
 };
 
 struct Dim {

@@ -153,7 +153,9 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
       }
     }
     MM_RETURN_IF_ERROR(s->bindWeights(weights));
+    // Master weights start as the loaded values, before those are rounded.
     MM_RETURN_IF_ERROR(s->allocateStates());
+    s->roundBf16Weights();
 #ifdef MM_HAVE_CUDA
     if (onGpu) {
       // The device gets its own copy of the weights; the host copy stays for
@@ -279,20 +281,23 @@ Status Session::bindWeights(const std::vector<const SafetensorsFile *> &files) {
       MM_RETURN_IF_ERROR(s.file->readRangeAsF32(
           *s.tensor, s.first + r * s.stride, s.run, dst + r * s.run));
   }
+  return Status::ok();
+}
+
+void Session::roundBf16Weights() {
   // A weight stored as bf16 holds what the GPU will hold: the checkpoint's
   // values rounded to bf16 (exact for BF16 checkpoints).
-  std::vector<size_t> rounded; // storage offsets already rounded
+  std::vector<const void *> rounded; // storage already rounded
   for (size_t i = 0; i < plan_.buffers.size(); ++i) {
     const BufferDesc &b = plan_.buffers[i];
     if (b.kind == BufferKind::Weight && b.dtype == DType::BF16 &&
-        std::find(rounded.begin(), rounded.end(), bufferOffset[i]) ==
+        std::find(rounded.begin(), rounded.end(), bufferData_[i]) ==
             rounded.end()) {
-      roundToBf16(weightStorage_.get() + bufferOffset[i],
+      roundToBf16(static_cast<float *>(bufferData_[i]),
                   b.maxBytes / dtypeSize(b.dtype));
-      rounded.push_back(bufferOffset[i]);
+      rounded.push_back(bufferData_[i]);
     }
   }
-  return Status::ok();
 }
 
 Status Session::bindInputs(const std::vector<NamedInput> &inputs) {

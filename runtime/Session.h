@@ -117,7 +117,11 @@ private:
   explicit Session(Plan plan, const SessionOptions &options);
   Status bindWeights(const std::vector<const SafetensorsFile *> &weights);
   Status bindInputs(const std::vector<NamedInput> &inputs);
+  // Zero optimizer states; a master state (the first input of a store_param
+  // step) starts as a copy of the weight it stores.
   Status allocateStates(); // in TrainSteps.cpp
+  // Rounds the weights stored as bf16 to the values a bf16 buffer holds.
+  void roundBf16Weights();
   Status runStep(size_t index);
   Status runTrainStep(size_t index); // training kernels, in TrainSteps.cpp
   Status checkStepFinite(size_t index) const;

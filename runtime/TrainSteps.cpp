@@ -36,6 +36,10 @@ Status Session::allocateStates() {
   for (size_t i = 0; i < plan_.buffers.size(); ++i)
     if (plan_.buffers[i].kind == BufferKind::State)
       bufferData_[i] = stateStorage_.get() + bufferOffset[i];
+  for (const StepDesc &step : plan_.steps)
+    if (step.kernel == Kernel::StoreParam)
+      std::memcpy(bufferData_[step.inputs[0]], bufferData_[step.inputs[1]],
+                  plan_.buffers[step.inputs[0]].maxBytes);
   return Status::ok();
 }
 
@@ -196,6 +200,10 @@ Status Session::runTrainStep(size_t index) {
                       cols, c, scratch_);
     return Status::ok();
   }
+  case Kernel::StoreParam:
+    // Session::run rounds the bf16 weight after the step (nearest even).
+    std::memcpy(w(outs[0]), f(in[0]), elems(in[0]) * sizeof(float));
+    return Status::ok();
   default:
     return internalError("unhandled kernel " + step.kernelName);
   }

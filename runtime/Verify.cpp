@@ -82,6 +82,13 @@ const std::map<std::string, KernelInfo> &kernelTable() {
         false,
         3,
         {0, 2, 3, -1, -1, -1}}},
+      {"store_param",
+       {Kernel::StoreParam,
+        2,
+        {"master", "param"},
+        false,
+        1,
+        {1, -1, -1, -1, -1, -1}}},
   };
   return table;
 }
@@ -226,11 +233,15 @@ public:
   }
 
   // The float activations of an inference step are all f32 or all bf16 (an
-  // artifact compiled with dtype=bf16); training steps are f32. Weights may be
-  // stored in any float type: the CPU backend converts them when bound, the
-  // CUDA backend checks them against the step's type.
+  // artifact compiled with dtype=bf16). Those of a training step may mix both
+  // (dtype=bf16 training: bf16 activations and their gradients, f32 weight
+  // gradients); only the CPU backend runs training, and it holds both as f32.
+  // Weights may be stored in any float type: the CPU backend converts them
+  // when bound, the CUDA backend checks them against the step's type.
   Status floatOperand(const BufferDesc &b, const std::string &role) const {
     if (b.kind == BufferKind::Weight && b.dtype != DType::I32)
+      return Status::ok();
+    if (trainStep_ && b.dtype == DType::BF16)
       return Status::ok();
     return dtype(b, role, act_);
   }
@@ -285,6 +296,7 @@ public:
   }
 
   DType act_ = DType::F32;
+  bool trainStep_ = false;
 
   const RawParam *find(const char *name) const {
     for (const RawParam &p : step_.rawParams)
@@ -532,6 +544,7 @@ Status StepChecker::checkKernel() {
   }
   default:
     act_ = DType::F32;
+    trainStep_ = true;
     return checkTrainKernel();
   }
 }
@@ -546,7 +559,8 @@ Status StepChecker::checkTrainKernel() {
   };
   auto outLike = [&](size_t j, const BufferDesc &ref,
                      const std::string &refRole) -> Status {
-    MM_RETURN_IF_ERROR(dtype(out(j), outRole(j), DType::F32));
+    if (out(j).dtype != DType::BF16)
+      MM_RETURN_IF_ERROR(dtype(out(j), outRole(j), DType::F32));
     return sameShape(out(j), outRole(j), ref, refRole);
   };
   auto scalar = [&](size_t i) -> Status {
@@ -709,9 +723,12 @@ Status StepChecker::checkTrainKernel() {
   case Kernel::AdamW:
   case Kernel::Came:
   case Kernel::CameVector: {
+    // The param is the weight itself, or (dtype=bf16) its fp32 master state.
     const BufferDesc &param = in(0);
-    if (param.kind != BufferKind::Weight)
-      return fail(inRole(0) + " must be a weight");
+    if (param.kind == BufferKind::State)
+      MM_RETURN_IF_ERROR(dtype(param, inRole(0), DType::F32));
+    else if (param.kind != BufferKind::Weight)
+      return fail(inRole(0) + " must be a weight or a state");
     MM_RETURN_IF_ERROR(floatOperand(param, inRole(0)));
     MM_RETURN_IF_ERROR(dtype(in(1), inRole(1), DType::F32));
     MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), param, inRole(0)));
@@ -751,6 +768,13 @@ Status StepChecker::checkTrainKernel() {
     MM_RETURN_IF_ERROR(scalar(7));
     return scalar(8);
   }
+  case Kernel::StoreParam:
+    if (in(0).kind != BufferKind::State)
+      return fail(inRole(0) + " must be a state buffer");
+    MM_RETURN_IF_ERROR(dtype(in(0), inRole(0), DType::F32));
+    if (in(1).kind != BufferKind::Weight)
+      return fail(inRole(1) + " must be a weight");
+    return sameShape(in(1), inRole(1), in(0), inRole(0));
   default:
     return fail("unhandled kernel");
   }

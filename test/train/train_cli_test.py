@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mm-run train: resume is bit-identical, checkpoints survive kill -9, NaN/Inf is reported by name.
 
-    train_cli_test.py --bin build/bin --model test/golden/grads-tiny --work DIR
+    train_cli_test.py --bin build/bin --model test/golden/grads-tiny --work DIR [--dtype bf16]
 
 1. Resume: 8 uninterrupted steps vs 4 steps + --resume to 8. The loss lines of steps 5..8 must be
    identical strings (%.9g of an f32: equal strings mean equal bits) and the final checkpoints must hold
@@ -9,6 +9,9 @@
 2. Kill: a run saving every step is killed with SIGKILL at random moments; after each kill the
    checkpoint must parse, and --resume from it must run.
 3. NaN: a weight file with one NaN makes the run fail with a message naming the first bad tensor.
+
+With --dtype bf16 (bf16 parameters, fp32 master weights) only 1 runs, and it also checks that every
+checkpointed weight is its master:<weight> state rounded to bf16 (nearest even).
 """
 import argparse
 import json
@@ -49,11 +52,43 @@ def losses(text):
     return {int(s): l for s, l in re.findall(r"^step (\d+) loss (\S+)", text, re.M)}
 
 
+def round_bf16(x):
+    u = x.astype("<f4").view("<u4").astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype("<u4").view("<f4")
+
+
+def check_bf16_params(tensors):
+    """Each checkpointed weight must be its fp32 master rounded to bf16 (stacked experts split)."""
+    masters = [k for k in tensors if k.startswith("master:")]
+    if not masters:
+        sys.exit("FAIL: a dtype=bf16 checkpoint has no master:<weight> states")
+    checked = 0
+    for key in masters:
+        name = key[len("master:"):]
+        master = np.frombuffer(tensors[key], "<f4")
+        parts = [name]
+        if "{e}" in name:
+            parts = []
+            while name.replace("{e}", str(len(parts))) in tensors:
+                parts.append(name.replace("{e}", str(len(parts))))
+        param = np.concatenate([np.frombuffer(tensors[p], "<f4") for p in parts])
+        if param.size != master.size:
+            sys.exit(f"FAIL: {name}: {param.size} checkpointed values but {master.size} in its master")
+        if not np.array_equal(param, round_bf16(master)):
+            sys.exit(f"FAIL: {name} is not its master rounded to bf16")
+        if np.array_equal(master, param):
+            sys.exit(f"FAIL: {name}: the master holds no more than bf16")
+        checked += 1
+    print(f"ok: {checked} bf16 parameters are their fp32 masters rounded to nearest even")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--model", required=True, help="folder with config.json and weights.safetensors")
     ap.add_argument("--work", required=True)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     args = ap.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
@@ -66,7 +101,8 @@ def main():
     rng.integers(0, vocab, 4000).astype("<u2").tofile(w("tokens.bin"))
     run([tool("mm-import"), args.model, "-o", w("m.mlir")])
     run([tool("mm-opt"), w("m.mlir"), "-o", os.devnull,
-         f"--mm-compile=mode=train optimizer=adamw weight-decay=0.1 max-batch=2 max-seq=32 artifact={w('t.mmb')}"])
+         f"--mm-compile=mode=train optimizer=adamw weight-decay=0.1 max-batch=2 max-seq=32 dtype={args.dtype} "
+         f"artifact={w('t.mmb')}"])
     base = [tool("mm-run"), "train", w("t.mmb"), "--data", w("tokens.bin"), "--batch", "2", "--seq", "32",
             "--lr", "0.002", "--warmup", "3"]
 
@@ -85,9 +121,12 @@ def main():
     if ta != tb or meta_a["step"] != "8" or meta_b["step"] != "8":
         diff = [k for k in ta if ta[k] != tb.get(k)]
         sys.exit(f"FAIL: final checkpoints differ in {diff[:5]} (steps {meta_a['step']}, {meta_b['step']})")
-    states = [k for k in ta if k.startswith("adamw.")]
+    states = [k for k in ta if k.startswith(("adamw.", "master:"))]
     print(f"ok: resume is bit-identical (losses of steps 5-8, {len(ta) - len(states)} weights, "
           f"{len(states)} optimizer states)")
+    if args.dtype == "bf16":
+        check_bf16_params(ta)
+        return
 
     # 2. kill -9 at random moments while checkpointing every step.
     random.seed(3)
