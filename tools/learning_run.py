@@ -10,6 +10,7 @@
 3. The held-out loss of the final checkpoint comes from a gradient artifact run once (`mm-run grad`).
 4. Writes log.txt (mm-run's output), results.json (numbers) and curve.png (training loss per step, its
    moving average, the unigram entropy as a dashed line) under --out.
+--dtype bf16 trains bf16 parameters and activations with fp32 master weights (docs/training.md).
 With --check (the short CI version) it only asserts that the loss falls: the mean of the last 5 steps
 must be at least --min-drop below the mean of the first 5.
 """
@@ -101,6 +102,7 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--optimizer", default="adamw")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--holdout", type=float, default=0.1)
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--check", action="store_true", help="CI mode: assert the loss falls, write no results")
@@ -124,7 +126,7 @@ def main():
     run([tool("mm-import"), config, "-o", w("model.mlir")])
     run([tool("mm-opt"), w("model.mlir"), "-o", os.devnull,
          f"--mm-compile=mode=train optimizer={args.optimizer} max-batch={args.batch} max-seq={args.seq} "
-         f"weight-decay=0.01 max-norm=1.0 artifact={w('train.mmb')}"])
+         f"weight-decay=0.01 max-norm=1.0 dtype={args.dtype} artifact={w('train.mmb')}"])
     run([args.python, os.path.join(ROOT, "models", "tiny", "gen_weights.py"), "--config",
          os.path.join(config, "config.json"), "-o", w("init.safetensors"), "--seed", "0"])
     ckpt = w("checkpoint")
@@ -140,7 +142,7 @@ def main():
              re.findall(r"^step (\d+) loss (\S+) grad_norm \S+ lr \S+ tok/s (\S+)", log, re.M)]
     losses = [s[1] for s in steps]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    print(f"{args.optimizer}: loss first-5 mean {first:.4f} -> last-5 mean {last:.4f} over {len(losses)} steps; "
+    print(f"{args.optimizer} {args.dtype}: loss first-5 mean {first:.4f} -> last-5 mean {last:.4f} over {len(losses)} steps; "
           f"unigram entropy {corpus['unigram_entropy_nats']:.4f} nats")
     if args.check:
         if len(losses) != args.steps or not last < first - args.min_drop:
@@ -157,7 +159,8 @@ def main():
     np.save(w("heldout_ids.npy"), ids)
     np.save(w("heldout_labels.npy"), labels)
     run([tool("mm-opt"), w("model.mlir"), "-o", os.devnull,
-         f"--mm-compile=mode=train optimizer=none max-batch={nwin} max-seq={T} artifact={w('eval.mmb')}"])
+         f"--mm-compile=mode=train optimizer=none max-batch={nwin} max-seq={T} dtype={args.dtype} "
+         f"artifact={w('eval.mmb')}"])
     ev = run([tool("mm-run"), "grad", w("eval.mmb"), "--weights", os.path.join(ckpt, "checkpoint.safetensors"),
               "--input-ids", w("heldout_ids.npy"), "--labels", w("heldout_labels.npy"), "-o", w("eval.safetensors")])
     heldout = float(re.search(r"^loss: (\S+)", ev, re.M).group(1))
@@ -170,7 +173,7 @@ def main():
         "corpus": {"paths": args.corpus, "package": "base-files (Essential: yes)", **corpus,
                    "train_tokens": split // 2, "heldout_tokens": len(heldout_tokens)},
         "run": {"steps": args.steps, "batch": args.batch, "seq": args.seq, "lr": args.lr, "warmup": args.warmup,
-                "optimizer": args.optimizer, "weight_decay": 0.01, "max_norm": 1.0,
+                "optimizer": args.optimizer, "dtype": args.dtype, "weight_decay": 0.01, "max_norm": 1.0,
                 "tokens_seen": args.steps * args.batch * args.seq, "wall_seconds": round(wall, 1),
                 "median_tokens_per_second": tps, "backend": "cpu (single-threaded reference kernels)"},
         "loss": {"first_step": losses[0], "first5_mean": first, "last5_mean": last,
