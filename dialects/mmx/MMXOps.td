@@ -64,9 +64,11 @@ def MMX_WeightOp : MMX_Op<"weight"> {
 }
 
 def MMX_StateOp : MMX_Op<"state"> {
-  let summary = "a persistent optimizer state buffer, zero at session start";
+  let summary = "a persistent optimizer state buffer";
   let description = [{
-    Updated in place by optimizer launches and saved in training checkpoints.
+    Updated in place by optimizer launches and saved in training checkpoints. Zero at session
+    start, except a master weight (the first input of a `store_param` launch, named
+    "master:<weight>"), which starts as the loaded weight.
 
     ```mlir
     %m = mmx.state "adamw.m:model.norm.weight" {dtype = f32, shape = [64]}

@@ -106,8 +106,19 @@ def SetDtypePass : Pass<"mm-set-dtype", "mlir::ModuleOp"> {
     bf16, except the results of `logits` and `cross_entropy` launches, which stay f32: the
     kernels read bf16 and accumulate in fp32 (router probabilities, softmax statistics and the
     lightning state stay fp32 inside them), and the program's logits come out in f32.
-    `dtype=f32` changes nothing. Inference only: a training program (one with `mmx.state`)
-    is refused with bf16.
+    `dtype=f32` changes nothing.
+
+    A training program (from `mm-autodiff`) also keeps f32 the loss (`lm_head_loss`), `grad_norm`
+    and every weight gradient: the second input of each optimizer launch, the `grad:<weight>`
+    outputs (`optimizer=none`) and the `scaled_add` sums that build them. Each optimizer launch
+    then updates an fp32 master, `mmx.state "master:<weight>"` (which the runtime initialises
+    from the loaded weight, unrounded), instead of the bf16 weight, and a `store_param` launch
+    after it writes the master, rounded to bf16, into the weight:
+    ```mlir
+    %s = mmx.state "master:w" {dtype = f32, shape = [8, 8]}
+    mmx.launch "adamw"(%s, %dw, %m, %v, %n, %lr, %step) -> (%s, %m, %v) {params = {...}}
+    mmx.launch "store_param"(%s, %w) -> (%w) {params = {}}
+    ```
 
     Before (`dtype=bf16`):
     ```mlir
