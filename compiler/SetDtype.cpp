@@ -29,7 +29,7 @@ using namespace mlir;
 namespace {
 
 /// Launches whose float result keeps f32: the vocabulary projection (the
-/// program's logits) and the scalar loss.
+/// program's logits), the scalar losses and the global gradient norm.
 bool keepsF32Result(mmx::LaunchOp l) {
   return l.getKernel() == "logits" || l.getKernel() == "cross_entropy" ||
          l.getKernel() == "lm_head_loss" || l.getKernel() == "grad_norm";

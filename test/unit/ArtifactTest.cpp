@@ -162,6 +162,34 @@ TEST(Artifact, RejectsBadSteps) {
                  "overlaps input x");
 }
 
+// smallPlan plus a bf16 weight and its fp32 master, stored by store_param.
+Plan storeParamPlan() {
+  Plan p = smallPlan();
+  const uint32_t w = p.buffers.size(), master = w + 1;
+  p.buffers.push_back({BufferKind::Weight, "w", DType::BF16, {C(4)}});
+  p.buffers.push_back({BufferKind::State, "master:w", DType::F32, {C(4)}});
+  StepDesc s;
+  s.kernelName = "store_param";
+  s.inputs = {master, w};
+  s.outputs = {w};
+  p.steps.push_back(s);
+  return p;
+}
+
+TEST(Artifact, ChecksStoreParam) {
+  auto r = roundTrip(storeParamPlan());
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_EQ(r->steps.back().kernel, Kernel::StoreParam);
+  expectRejected([](Plan &p) { p.steps.back().outputs = {1}; },
+                 "must be input param (buffer 7 'w'): the update runs in place",
+                 storeParamPlan());
+  expectRejected([](Plan &p) { p.buffers[8].kind = BufferKind::Weight; },
+                 "input master (buffer 8 'master:w') must be a state buffer",
+                 storeParamPlan());
+  expectRejected([](Plan &p) { p.buffers[8].shape = {C(5)}; }, "has shape [5]",
+                 storeParamPlan());
+}
+
 TEST(Artifact, RejectsBadBindings) {
   expectRejected([](Plan &p) { p.inputs[0].buffer = 4; },
                  "refers to buffer 4 'x' of kind activation");
