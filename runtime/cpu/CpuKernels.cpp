@@ -9,13 +9,38 @@
 
 namespace mm::cpu {
 
-namespace {
 double dot(const float *a, const float *b, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i)
     s += static_cast<double>(a[i]) * b[i];
   return s;
 }
+
+double moeRoute(const float *x, const float *router, int64_t E, int64_t H,
+                int64_t topK, double *p, int64_t *order) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t e = 0; e < E; ++e) {
+    p[e] = dot(x, router + e * H, H);
+    mx = std::max(mx, p[e]);
+  }
+  double sum = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    p[e] = std::exp(p[e] - mx);
+    sum += p[e];
+  }
+  for (int64_t e = 0; e < E; ++e)
+    p[e] /= sum;
+  // Top-k by probability; stable, so ties keep the lower expert index first.
+  std::iota(order, order + E, int64_t(0));
+  std::stable_sort(order, order + E,
+                   [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+  double kept = 0;
+  for (int64_t j = 0; j < topK; ++j)
+    kept += p[order[j]];
+  return kept;
+}
+
+namespace {
 
 double siluD(double x) { return x / (1.0 + std::exp(-x)); }
 
@@ -240,25 +265,7 @@ void moe(const float *x, const float *router, const float *w1, const float *w2,
   int64_t *order = scratch.i.data();
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * H;
-    double mx = -std::numeric_limits<double>::infinity();
-    for (int64_t e = 0; e < E; ++e) {
-      p[e] = dot(xr, router + e * H, H);
-      mx = std::max(mx, p[e]);
-    }
-    double sum = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      p[e] = std::exp(p[e] - mx);
-      sum += p[e];
-    }
-    for (int64_t e = 0; e < E; ++e)
-      p[e] /= sum;
-    // Top-k by probability; stable, so ties keep the lower expert index first.
-    std::iota(order, order + E, int64_t(0));
-    std::stable_sort(order, order + E,
-                     [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-    double kept = 0;
-    for (int64_t j = 0; j < topK; ++j)
-      kept += p[order[j]];
+    const double kept = moeRoute(xr, router, E, H, topK, p, order);
     std::fill(acc, acc + H, 0.0);
     for (int64_t j = 0; j < topK; ++j) {
       const int64_t e = order[j];

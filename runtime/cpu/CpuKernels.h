@@ -89,4 +89,15 @@ void moe(const float *x, const float *router, const float *w1, const float *w2,
 Status crossEntropy(const float *logits, const int32_t *labels, float *out,
                     int64_t rows, int64_t vocab, int64_t seqLen);
 
+/// Dot product of two float vectors accumulated in double (as every CPU kernel
+/// reduces).
+double dot(const float *a, const float *b, int64_t n);
+
+/// The MoE router of one token x [H]: p[e] = softmax(x · router[e]) in double,
+/// `order` the experts by descending p (stable, so ties keep the lower index
+/// first). Returns the sum of the top-k probabilities, the renormaliser of the
+/// kept weights. p and order hold E entries.
+double moeRoute(const float *x, const float *router, int64_t E, int64_t H,
+                int64_t topK, double *p, int64_t *order);
+
 } // namespace mm::cpu

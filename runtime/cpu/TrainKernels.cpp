@@ -10,12 +10,6 @@
 namespace mm::cpu {
 
 namespace {
-double dot(const float *a, const float *b, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i)
-    s += static_cast<double>(a[i]) * b[i];
-  return s;
-}
 
 double sigmoidD(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
@@ -335,24 +329,7 @@ void moeGrad(const float *x, const float *router, const float *w1,
   int64_t *order = grow(scratch.i, static_cast<size_t>(E));
   for (int64_t r = 0; r < rows; ++r) {
     const float *xr = x + r * H, *gr = dy + r * H;
-    double mx = -std::numeric_limits<double>::infinity();
-    for (int64_t e = 0; e < E; ++e) {
-      p[e] = dot(xr, router + e * H, H);
-      mx = std::max(mx, p[e]);
-    }
-    double sum = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      p[e] = std::exp(p[e] - mx);
-      sum += p[e];
-    }
-    for (int64_t e = 0; e < E; ++e)
-      p[e] /= sum;
-    std::iota(order, order + E, int64_t(0));
-    std::stable_sort(order, order + E,
-                     [&](int64_t l, int64_t rr) { return p[l] > p[rr]; });
-    double kept = 0;
-    for (int64_t j = 0; j < topK; ++j)
-      kept += p[order[j]];
+    const double kept = moeRoute(xr, router, E, H, topK, p, order);
     std::fill(dxr, dxr + H, 0.0);
     for (int64_t j = 0; j < topK; ++j) {
       const int64_t e = order[j];
