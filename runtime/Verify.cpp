@@ -854,22 +854,34 @@ Status checkBuffers(Plan &plan) {
   return Status::ok();
 }
 
+/// "input binding 0 'input_ids'", for messages.
+std::string bindingLabel(const char *kind, size_t i, const Binding &b) {
+  return std::string(kind) + " binding " + std::to_string(i) + " '" + b.name +
+         "'";
+}
+
+/// What every binding must satisfy: a name, unique among the bindings of its
+/// kind, and a buffer index inside the plan.
+Status checkBindingRef(const Plan &plan, const std::string &where,
+                       const Binding &b, std::set<std::string> &names) {
+  if (b.name.empty())
+    return invalidArgument(where + " has no name");
+  if (!names.insert(b.name).second)
+    return invalidArgument(where + " is bound twice");
+  if (b.buffer >= plan.buffers.size())
+    return invalidArgument(where + " refers to buffer " +
+                           std::to_string(b.buffer) + " but there are only " +
+                           std::to_string(plan.buffers.size()));
+  return Status::ok();
+}
+
 Status checkBindings(const Plan &plan) {
   std::set<std::string> names;
   std::vector<int> inputUses(plan.buffers.size(), 0);
   for (size_t i = 0; i < plan.inputs.size(); ++i) {
     const Binding &b = plan.inputs[i];
-    std::string where =
-        "input binding " + std::to_string(i) + " '" + b.name + "'";
-    if (b.name.empty())
-      return invalidArgument("input binding " + std::to_string(i) +
-                             " has no name");
-    if (!names.insert(b.name).second)
-      return invalidArgument(where + " is bound twice");
-    if (b.buffer >= plan.buffers.size())
-      return invalidArgument(where + " refers to buffer " +
-                             std::to_string(b.buffer) + " but there are only " +
-                             std::to_string(plan.buffers.size()));
+    const std::string where = bindingLabel("input", i, b);
+    MM_RETURN_IF_ERROR(checkBindingRef(plan, where, b, names));
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Input)
       return invalidArgument(where + " refers to " +
@@ -890,17 +902,8 @@ Status checkBindings(const Plan &plan) {
   names.clear();
   for (size_t i = 0; i < plan.outputs.size(); ++i) {
     const Binding &b = plan.outputs[i];
-    std::string where =
-        "output binding " + std::to_string(i) + " '" + b.name + "'";
-    if (b.name.empty())
-      return invalidArgument("output binding " + std::to_string(i) +
-                             " has no name");
-    if (!names.insert(b.name).second)
-      return invalidArgument(where + " is bound twice");
-    if (b.buffer >= plan.buffers.size())
-      return invalidArgument(where + " refers to buffer " +
-                             std::to_string(b.buffer) + " but there are only " +
-                             std::to_string(plan.buffers.size()));
+    const std::string where = bindingLabel("output", i, b);
+    MM_RETURN_IF_ERROR(checkBindingRef(plan, where, b, names));
     const BufferDesc &buf = plan.buffers[b.buffer];
     if (buf.kind != BufferKind::Activation || buf.dtype != DType::F32)
       return invalidArgument(where + " must name an f32 activation, but " +
