@@ -330,6 +330,21 @@ public:
     return Status::ok();
   }
 
+  /// The params of rope and rope_grad: heads, head width, an even rotary
+  /// width within the head, a positive base.
+  Status ropeParams(KernelParams &p) {
+    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
+    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
+    MM_RETURN_IF_ERROR(intParam("rotary_dim", 0, p.headDim, p.rotaryDim));
+    if (p.rotaryDim % 2 != 0)
+      return fail("param 'rotary_dim' is " + std::to_string(p.rotaryDim) +
+                  " but must be even");
+    MM_RETURN_IF_ERROR(floatParam("theta", 0.0, p.theta));
+    if (p.theta <= 0)
+      return fail("param 'theta' must be positive");
+    return Status::ok();
+  }
+
   Status checkKernel();
   Status checkTrainKernel();
 
@@ -449,15 +464,7 @@ Status StepChecker::checkKernel() {
     }
     return Status::ok();
   case Kernel::Rope: {
-    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
-    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
-    MM_RETURN_IF_ERROR(intParam("rotary_dim", 0, p.headDim, p.rotaryDim));
-    if (p.rotaryDim % 2 != 0)
-      return fail("param 'rotary_dim' is " + std::to_string(p.rotaryDim) +
-                  " but must be even");
-    MM_RETURN_IF_ERROR(floatParam("theta", 0.0, p.theta));
-    if (p.theta <= 0)
-      return fail("param 'theta' must be positive");
+    MM_RETURN_IF_ERROR(ropeParams(p));
     MM_RETURN_IF_ERROR(floatOperand(in(0), inRole(0)));
     MM_RETURN_IF_ERROR(rank(in(0), inRole(0), 3));
     MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
@@ -621,15 +628,7 @@ Status StepChecker::checkTrainKernel() {
     MM_RETURN_IF_ERROR(sameShape(in(1), inRole(1), in(0), inRole(0)));
     return outLike(0, in(0), inRole(0));
   case Kernel::RopeGrad: {
-    MM_RETURN_IF_ERROR(intParam("num_heads", 1, kMaxIntParam, p.numHeads));
-    MM_RETURN_IF_ERROR(intParam("head_dim", 1, kMaxIntParam, p.headDim));
-    MM_RETURN_IF_ERROR(intParam("rotary_dim", 0, p.headDim, p.rotaryDim));
-    if (p.rotaryDim % 2 != 0)
-      return fail("param 'rotary_dim' is " + std::to_string(p.rotaryDim) +
-                  " but must be even");
-    MM_RETURN_IF_ERROR(floatParam("theta", 0.0, p.theta));
-    if (p.theta <= 0)
-      return fail("param 'theta' must be positive");
+    MM_RETURN_IF_ERROR(ropeParams(p));
     MM_RETURN_IF_ERROR(f32Act(0, 3));
     MM_RETURN_IF_ERROR(dimConst(in(0), inRole(0), 2, p.numHeads * p.headDim,
                                 "num_heads * head_dim"));
