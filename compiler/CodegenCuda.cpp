@@ -38,15 +38,64 @@ Type bufferDtype(Value v) {
   return Type();
 }
 
+/// A training kernel family of kernels/launch.h: the .cuh that defines it,
+/// its ENTRIES macro, the entry-name stem, whether the head dim is a template
+/// argument, and the input whose element type is the kernel's T.
+struct TrainFamily {
+  const char *kernel, *file, *macro, *prefix;
+  bool headDim;
+  unsigned typedInput;
+};
+
+const TrainFamily *trainFamily(StringRef kind) {
+  static const TrainFamily families[] = {
+      {"embedding_grad", "train_small", "MM_EMBEDDING_GRAD_ENTRIES",
+       "embedding_grad", false, 1},
+      {"rms_norm_grad", "train_small", "MM_RMS_NORM_GRAD_ENTRIES",
+       "rms_norm_grad", false, 0},
+      {"silu_grad", "train_small", "MM_SILU_GRAD_ENTRIES", "silu_grad", false,
+       0},
+      {"sigmoid_grad", "train_small", "MM_SIGMOID_GRAD_ENTRIES",
+       "sigmoid_grad", false, 0},
+      {"rope_grad", "train_small", "MM_ROPE_GRAD_ENTRIES", "rope_grad", false,
+       0},
+      {"grad_norm", "train_small", "MM_GRAD_NORM_ENTRIES", "grad_norm", false,
+       0},
+      {"adamw", "train_small", "MM_ADAMW_ENTRIES", "adamw", false, 0},
+      {"came", "train_small", "MM_CAME_ENTRIES", "came", false, 0},
+      {"came_vector", "train_small", "MM_CAME_VECTOR_ENTRIES", "came_vector",
+       false, 0},
+      {"store_param", "train_small", "MM_STORE_PARAM_ENTRIES", "store_param",
+       false, 1},
+      {"lm_head_loss", "train_small", "MM_LM_HEAD_ENTRIES", "lm_head", false,
+       0},
+      {"lm_head_loss_grad", "train_small", "MM_LM_HEAD_ENTRIES", "lm_head",
+       false, 0},
+      {"lightning_attention_grad", "lightning_attention_grad",
+       "MM_LIGHTNING_ATTENTION_GRAD_ENTRIES", "lightning_attention_grad", true,
+       0},
+      {"softmax_attention_grad", "softmax_attention_grad",
+       "MM_SOFTMAX_ATTENTION_GRAD_ENTRIES", "softmax_attention_grad", true, 0},
+      {"moe_grad", "moe_grad", "MM_MOE_GRAD_ENTRIES", "moe_grad", false, 0},
+  };
+  for (const TrainFamily &f : families)
+    if (kind == f.kernel)
+      return &f;
+  return nullptr;
+}
+
 class SourceBuilder {
 public:
   /// Emits the entries of launch `l`; returns its function name, "" for
   /// cuBLASLt launches, or failure.
   FailureOr<std::string> add(mmx::LaunchOp l) {
     StringRef kind = l.getKernel();
-    if (kind == "linear" || kind == "logits")
+    if (kind == "linear" || kind == "logits" || kind == "linear_grad")
       return std::string();
+    const TrainFamily *train = trainFamily(kind);
     Value typed = kind == "cross_entropy" ? l.getIns()[0] : l.getOuts()[0];
+    if (train)
+      typed = l.getIns()[train->typedInput];
     Type dtype = bufferDtype(typed);
     std::string t, tn;
     if (dtype && dtype.isF32()) {
@@ -65,6 +114,21 @@ public:
         return a.getInt();
       return 0;
     };
+    if (train) {
+      // Multi-phase training kernels (kernels/launch.h): the family's macro
+      // defines every phase's entry; the runtime's plan picks grids.
+      std::string name = "mm_" + std::string(train->prefix) + "_" + tn;
+      if (train->headDim)
+        name += "_d" + std::to_string(p("head_dim"));
+      entries(train->macro, name, t, train->headDim ? p("head_dim") : 0);
+      includes.insert(train->file);
+      // NaN/Inf checks of the outputs of training steps, in both types.
+      entries("MM_FINITE_CHECK_ENTRIES", "mm_finite_check_f32", "float", 0);
+      entries("MM_FINITE_CHECK_ENTRIES", "mm_finite_check_bf16", "mm::k::bf16",
+              0);
+      includes.insert("train_small");
+      return name;
+    }
     const int64_t threads = p("tile_threads");
     if (threads <= 0)
       return l.emitOpError() << "has no tile_threads param: run mm-tile "
@@ -184,9 +248,7 @@ public:
             "mm::k::crossEntropyReduce<" + th + ">(a);");
     } else {
       return l.emitOpError()
-             << "has no CUDA kernel template for '" << kind
-             << "' (training runs on the CPU backend only; compile it with "
-                "target=cpu)";
+             << "has no CUDA kernel template for '" << kind << "'";
     }
     includes.insert(kind == "add_rms_norm" ? "rms_norm"
                     : kind == "silu" || kind == "sigmoid" || kind == "mul" ||
@@ -212,6 +274,15 @@ public:
   }
 
 private:
+  /// The phases of a multi-phase kernel, through its ENTRIES macro.
+  void entries(StringRef macro, const std::string &name, StringRef t,
+               int64_t d) {
+    if (!emitted.insert(name).second)
+      return;
+    body += "\n" + macro.str() + "(" + name + ", " + t.str() + ", " +
+            std::to_string(d) + ")\n";
+  }
+
   void entry(const std::string &name, int64_t threads, StringRef args,
              const std::string &call, int minBlocks = 0) {
     if (!emitted.insert(name).second)

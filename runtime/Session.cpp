@@ -161,7 +161,8 @@ Session::create(Plan plan, const std::vector<const SafetensorsFile *> &weights,
       // The device gets its own copy of the weights; the host copy stays for
       // persistentTensors(). Outputs come back to host copies after each run.
       MM_ASSIGN_OR_RETURN(s->cuda_,
-                          cuda::CudaExecutor::create(s->plan_, s->bufferData_));
+                          cuda::CudaExecutor::create(s->plan_, s->bufferData_,
+                                                     options.checkFinite));
       s->outputStorage_.resize(p.buffers.size());
       for (const Binding &b : p.outputs) {
         s->outputStorage_[b.buffer].assign(p.buffers[b.buffer].maxBytes / 4, 0);
@@ -510,6 +511,22 @@ Status Session::runStep(size_t index) {
     return runTrainStep(index);
   }
   return internalError("unhandled kernel " + step.kernelName);
+}
+
+Status Session::pullPersistent() {
+#ifdef MM_HAVE_CUDA
+  if (cuda_)
+    return cuda_->downloadPersistent(bufferData_);
+#endif
+  return Status::ok();
+}
+
+Status Session::pushPersistent() {
+#ifdef MM_HAVE_CUDA
+  if (cuda_)
+    return cuda_->uploadPersistent(bufferData_);
+#endif
+  return Status::ok();
 }
 
 Status Session::setProfiling(bool on) {

@@ -95,6 +95,13 @@ public:
   /// Every distinct weight and state (buffers sharing a name share storage),
   /// in buffer order. Checkpoints read and restore them through these.
   std::vector<PersistentTensor> persistentTensors();
+  /// cuda: the weights and states live on the device and training updates
+  /// them there. pullPersistent() copies them into the host tensors that
+  /// persistentTensors() exposes (before reading them, e.g. to checkpoint);
+  /// pushPersistent() copies the host tensors back (after writing them, e.g.
+  /// on resume). No-ops on cpu.
+  Status pullPersistent();
+  Status pushPersistent();
 
   int64_t batch() const { return batch_; }
   Backend backend() const { return cuda_ ? Backend::Cuda : Backend::Cpu; }

@@ -150,6 +150,7 @@ std::vector<TensorToWrite> checkpointTensors(Session &session) {
 
 Status saveCheckpoint(Session &session, const std::string &path,
                       const std::map<std::string, std::string> &metadata) {
+  MM_RETURN_IF_ERROR(session.pullPersistent());
   return writeSafetensorsAtomic(path, checkpointTensors(session), metadata);
 }
 
@@ -166,7 +167,7 @@ Status restoreStates(Session &session, const SafetensorsFile &file) {
                              t.name + "' has the wrong shape");
     MM_RETURN_IF_ERROR(file.readAsF32(*src, t.data));
   }
-  return Status::ok();
+  return session.pushPersistent();
 }
 
 } // namespace mm

@@ -54,6 +54,14 @@ CONFIG = {
     "max_position_embeddings": 4096,
 }
 BATCH, SEQ = 2, 40  # SEQ spans 2.5 lightning blocks: full and partial blocks both run
+
+# --preset d64: head_dim 64 and bf16-sized shapes, so that the GPU's fast paths (chunk-parallel
+# lightning, tensor-core attention and MoE) are the ones checked; T = 200 is ragged against their
+# 64-row tiles and spans 3+ lightning blocks.
+D64 = dict(CONFIG, vocab_size=256, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+           num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+           layer_types=["linear_attention", "full_attention"], block_size=64)
+PRESETS = {"tiny": (CONFIG, BATCH, SEQ), "d64": (D64, 2, 200)}
 ADAMW = {"lr": 3e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1, "max_norm": 0.5,
          "steps": 3, "batch": 2, "seq": 24}
 
@@ -74,7 +82,7 @@ def write_safetensors(path, tensors):
 def to_mm(state, stacked):
     """transformers state dict -> mm names. stacked=True keeps experts as [E, ...] under the "{e}" name."""
     out = {}
-    I = CONFIG["intermediate_size"]
+    I = next(iter(v for k, v in state.items() if ".mlp.experts.gate_up_proj" in k)).shape[1] // 2
     for k, v in state.items():
         v = v.detach().float().numpy()
         if ".mlp.experts.gate_up_proj" in k:
@@ -117,23 +125,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--bf16-weights", action="store_true",
+                    help="round every initial weight to bf16 (the reference stays fp32): the golden "
+                         "for dtype=bf16 artifacts, whose weights are those same bf16 values")
     args = ap.parse_args()
+    config, batch, seq = PRESETS[args.preset]
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
 
-    cfg = MiniMaxConfig(**{k: v for k, v in CONFIG.items() if k != "architectures"})
+    cfg = MiniMaxConfig(**{k: v for k, v in config.items() if k != "architectures"})
     cfg._attn_implementation = "eager"
     model = MiniMaxForCausalLM(cfg).float()
     model.eval()  # no dropout, no router jitter; gradients flow the same
     init_weights(model, gen)
+    if args.bf16_weights:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.bfloat16().float())
     with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
+        json.dump(config, f, indent=2)
     write_safetensors(os.path.join(args.out, "weights.safetensors"), to_mm(dict(model.named_parameters()), stacked=False))
 
-    V = CONFIG["vocab_size"]
-    ids = torch.randint(0, V, (BATCH, SEQ), generator=gen)
-    labels = torch.randint(0, V, (BATCH, SEQ), generator=gen)
+    V = config["vocab_size"]
+    ids = torch.randint(0, V, (batch, seq), generator=gen)
+    labels = torch.randint(0, V, (batch, seq), generator=gen)
     labels[0, 3] = -100
     np.save(os.path.join(args.out, "ids.npy"), ids.numpy().astype(np.int32))
     np.save(os.path.join(args.out, "labels.npy"), labels.numpy().astype(np.int32))

@@ -1,5 +1,6 @@
 // The CUDA backend; see CudaExecutor.h.
 #include "runtime/cuda/CudaExecutor.h"
+#include "runtime/cuda/ExecutorImpl.h"
 
 #include "kernels/args.h"
 #include "runtime/cuda/CudaDriver.h"
@@ -68,11 +69,6 @@ std::pair<int, int> targetCapability(const std::string &target) {
   return {0, 0};
 }
 
-/// Weights live on the device as bf16 when the artifact stores them so, and
-/// as f32 otherwise (f16 and f32 checkpoints alike).
-DType deviceDtype(const BufferDesc &b) {
-  return b.dtype == DType::BF16 ? DType::BF16 : DType::F32;
-}
 
 /// The element type T a step's kernel is instantiated with (CodegenCuda's
 /// choice): its output's, or its logits input's for cross_entropy.
@@ -82,9 +78,6 @@ DType kernelDtype(const Plan &plan, const StepDesc &s) {
   return plan.buffers[typed].dtype;
 }
 
-cudaDataType_t cudaType(DType t) {
-  return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
-}
 
 /// The entry point mm-codegen-cuda names for a step with these params (see
 /// compiler/CodegenCuda.cpp). The runtime sizes grids and shared memory from
@@ -120,12 +113,6 @@ uint64_t deviceBytes(const BufferDesc &b) {
   return b.maxBytes / dtypeSize(b.dtype) * dtypeSize(deviceDtype(b));
 }
 
-struct StepLaunch {
-  std::vector<CUfunction> fns;
-  uint32_t smemBytes = 0;       // dynamic shared memory of the (single) kernel
-  std::vector<uint32_t> fnSmem; // per entry, where the entries differ
-};
-
 /// Segments of a chunk-parallel lightning step: the kernel's own choice
 /// (lightningChunkSegLen), lengthened when it would need more state slots than
 /// the workspace holds (kLightningMaxSegments per sequence and head).
@@ -140,55 +127,6 @@ std::pair<long long, long long> lightningSegments(long long T, long long bh,
 }
 
 } // namespace
-
-struct CudaExecutor::Impl {
-  const Plan &plan;
-  const Driver &drv;
-  CUdevice device = 0;
-  CUcontext ctx = nullptr;
-  CUmodule module = nullptr;
-  CUstream stream = nullptr;
-  CUdeviceptr base = 0;
-  uint64_t workspace = 0, errorSlot = 0, ltWorkspace = 0;
-  int multiprocessors = 1; // persistent grids (the wgmma MoE GEMMs)
-  uint64_t weightBytes = 0, workspaceBytes = 0, totalBytes = 0;
-  bool profiling = false;
-  std::vector<CUevent> events; // profiling: one before each step, one after
-  std::vector<float> stepMs;
-  std::vector<CUdeviceptr> dev; // per buffer
-  std::vector<StepLaunch> launches;
-  std::unique_ptr<LtGemm> lt;
-  std::string name;
-
-  Impl(const Plan &p, const Driver &d) : plan(p), drv(d) {}
-  ~Impl() {
-    lt.reset();
-    if (ctx)
-      drv.ctxSetCurrent(ctx);
-    for (CUevent e : events)
-      drv.eventDestroy(e);
-    if (stream)
-      drv.streamDestroy(stream);
-    if (base)
-      drv.memFree(base);
-    if (module)
-      drv.moduleUnload(module);
-    if (ctx)
-      drv.primaryCtxRelease(device);
-  }
-
-  Status open();
-  Status allocate(const std::vector<void *> &hostData);
-  Status launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
-                unsigned threads, unsigned smem, void *args) {
-    void *params[] = {args};
-    MM_CU_CALL(drv, launchKernel, fn, gx, gy, gz, threads, 1, 1, smem, stream,
-               params, nullptr);
-    return Status::ok();
-  }
-  Status runStep(size_t index, const std::vector<ResolvedShape> &shapes);
-  Status checkErrorSlot(int64_t seq);
-};
 
 Status CudaExecutor::Impl::open() {
   int count = 0;
@@ -229,27 +167,24 @@ Status CudaExecutor::Impl::open() {
   MM_CU_CALL(drv, moduleLoadData, &module, plan.cubin.data());
   MM_CU_CALL(drv, streamCreate, &stream, CU_STREAM_NON_BLOCKING);
 
-  for (const BufferDesc &b : plan.buffers)
-    if (b.kind != BufferKind::Activation && b.kind != BufferKind::Weight &&
-        b.kind != BufferKind::Input)
-      return Status(StatusCode::kUnimplemented,
-                    "buffer '" + b.name +
-                        "' is optimizer state; training runs on the CPU "
-                        "backend only for now (use --backend cpu)");
   launches.resize(plan.steps.size());
+  fusedLoss.assign(plan.steps.size(), -1);
+  skip.assign(plan.steps.size(), false);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const StepDesc &s = plan.steps[i];
     auto where = [&] {
       return "step " + std::to_string(i) + " (" + s.kernelName + "): ";
     };
-    if (!isInferenceKernel(s.kernel))
-      return Status(StatusCode::kUnimplemented,
-                    where() + "is a training step; training runs on the CPU "
-                              "backend only for now (use --backend cpu)");
     if (s.stream != 0)
       return Status(StatusCode::kUnimplemented,
                     where() + "runs on stream " + std::to_string(s.stream) +
                         "; this backend has no cross-stream events yet");
+    if (isTrainKernel(s.kernel)) {
+      MM_RETURN_IF_ERROR(openTrainStep(i).withPrefix(where()));
+      continue;
+    }
+    if (!isInferenceKernel(s.kernel))
+      return internalError(where() + "has no CUDA implementation");
     // A kernel reads its weights in its own element type (cuBLASLt: in the
     // type of x), so each weight must live on the device in that type.
     const DType want = usesLt(s.kernel) ? plan.buffers[s.inputs[0]].dtype
@@ -332,14 +267,15 @@ Status CudaExecutor::Impl::open() {
 }
 
 Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
-  // Layout: weights | arena | workspace | cuBLASLt workspace | inputs | error.
+  // Layout: weights and optimizer states | arena | workspace | cuBLASLt
+  // workspace | inputs | error slot | training scalars.
   uint64_t at = 0;
   dev.assign(plan.buffers.size(), 0);
   std::vector<uint64_t> offset(plan.buffers.size(), 0);
   std::map<const void *, uint64_t> weightAt; // shared host storage -> offset
   for (size_t i = 0; i < plan.buffers.size(); ++i) {
     const BufferDesc &b = plan.buffers[i];
-    if (b.kind != BufferKind::Weight)
+    if (!isPersistent(b))
       continue;
     auto [it, fresh] = weightAt.emplace(hostData[i], at);
     offset[i] = it->second;
@@ -361,6 +297,8 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
                        .bytes);
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
+    } else if (isTrainKernel(s.kernel)) {
+      wsBytes = std::max(wsBytes, trainWorkspaceBytes(s));
     } else if (s.kernel == Kernel::LightningAttention &&
                s.params.tileChunk == 1) {
       // fp32 [D, D] states of every segment but the last, per sequence and
@@ -383,7 +321,9 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
       at = alignUp(at + plan.buffers[i].maxBytes, kWorkspaceAlign);
     }
   errorSlot = at;
-  at += sizeof(k::ErrorSlot);
+  at = alignUp(at + sizeof(k::ErrorSlot), kWorkspaceAlign);
+  scalars = at;
+  at += kScalarBytes;
   totalBytes = at;
 
   size_t freeBytes = 0, deviceTotal = 0;
@@ -398,35 +338,67 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     dev[i] = base +
              (b.kind == BufferKind::Activation ? arena + b.offset : offset[i]);
   }
-  // Host weights are f32 (bf16 ones already rounded by the Session); bf16
-  // ones are narrowed here, one weight at a time.
-  std::vector<uint16_t> narrow;
-  for (auto [host, off] : weightAt) {
-    for (size_t i = 0; i < plan.buffers.size(); ++i)
-      if (plan.buffers[i].kind == BufferKind::Weight && hostData[i] == host) {
-        const BufferDesc &b = plan.buffers[i];
-        if (deviceDtype(b) == DType::F32) {
-          MM_CU_CALL(drv, memcpyHtoDAsync, base + off, host, deviceBytes(b),
-                     stream);
-          break;
-        }
-        const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
-        const float *src = static_cast<const float *>(host);
-        MM_CU_CALL(drv, streamSynchronize, stream); // `narrow` is reused
-        narrow.resize(n);
-        for (uint64_t j = 0; j < n; ++j) {
-          uint32_t u;
-          std::memcpy(&u, &src[j], 4);
-          narrow[j] = static_cast<uint16_t>(u >> 16); // exact: rounded at bind
-        }
-        MM_CU_CALL(drv, memcpyHtoDAsync, base + off, narrow.data(), n * 2,
-                   stream);
-        break;
-      }
-  }
-  MM_CU_CALL(drv, streamSynchronize, stream);
+  MM_RETURN_IF_ERROR(uploadPersistent(hostData));
   MM_ASSIGN_OR_RETURN(lt,
                       LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::uploadPersistent(
+    const std::vector<void *> &hostData) {
+  // Host weights are f32 (bf16 ones already rounded by the Session); bf16
+  // ones are narrowed here, one tensor at a time. Buffers sharing storage
+  // share a device address and travel once.
+  std::vector<uint16_t> narrow;
+  std::map<CUdeviceptr, bool> done;
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    const BufferDesc &b = plan.buffers[i];
+    if (!isPersistent(b) || !done.emplace(dev[i], true).second)
+      continue;
+    if (deviceDtype(b) == DType::F32) {
+      MM_CU_CALL(drv, memcpyHtoDAsync, dev[i], hostData[i], deviceBytes(b),
+                 stream);
+      continue;
+    }
+    const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
+    const float *src = static_cast<const float *>(hostData[i]);
+    MM_CU_CALL(drv, streamSynchronize, stream); // `narrow` is reused
+    narrow.resize(n);
+    for (uint64_t j = 0; j < n; ++j) {
+      uint32_t u;
+      std::memcpy(&u, &src[j], 4);
+      narrow[j] = static_cast<uint16_t>(u >> 16); // exact: rounded at bind
+    }
+    MM_CU_CALL(drv, memcpyHtoDAsync, dev[i], narrow.data(), n * 2, stream);
+  }
+  MM_CU_CALL(drv, streamSynchronize, stream);
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::downloadPersistent(
+    const std::vector<void *> &hostData) {
+  std::vector<uint16_t> wide;
+  std::map<CUdeviceptr, bool> done;
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    const BufferDesc &b = plan.buffers[i];
+    if (!isPersistent(b) || !done.emplace(dev[i], true).second)
+      continue;
+    if (deviceDtype(b) == DType::F32) {
+      MM_CU_CALL(drv, memcpyDtoHAsync, hostData[i], dev[i], deviceBytes(b),
+                 stream);
+      continue;
+    }
+    const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
+    wide.resize(n);
+    MM_CU_CALL(drv, memcpyDtoHAsync, wide.data(), dev[i], n * 2, stream);
+    MM_CU_CALL(drv, streamSynchronize, stream);
+    float *dst = static_cast<float *>(hostData[i]);
+    for (uint64_t j = 0; j < n; ++j) {
+      const uint32_t u = static_cast<uint32_t>(wide[j]) << 16;
+      std::memcpy(&dst[j], &u, 4);
+    }
+  }
+  MM_CU_CALL(drv, streamSynchronize, stream);
   return Status::ok();
 }
 
@@ -616,9 +588,11 @@ CudaExecutor::~CudaExecutor() = default;
 const std::string &CudaExecutor::deviceName() const { return impl_->name; }
 
 StatusOr<std::unique_ptr<CudaExecutor>>
-CudaExecutor::create(const Plan &plan, const std::vector<void *> &hostData) {
+CudaExecutor::create(const Plan &plan, const std::vector<void *> &hostData,
+                     bool checkFinite) {
   MM_ASSIGN_OR_RETURN(const Driver *drv, driver());
   auto impl = std::make_unique<Impl>(plan, *drv);
+  impl->checkFinite = checkFinite;
   MM_RETURN_IF_ERROR(impl->open());
   MM_RETURN_IF_ERROR(impl->allocate(hostData));
   return std::unique_ptr<CudaExecutor>(new CudaExecutor(std::move(impl)));
@@ -629,8 +603,12 @@ Status CudaExecutor::run(const std::vector<void *> &hostData,
                          int64_t /*batch*/, int64_t seq) {
   Impl &m = *impl_;
   MM_CU_CALL(m.drv, ctxSetCurrent, m.ctx);
+  MM_RETURN_IF_ERROR(m.checkStepInputs(hostData));
   MM_CU_CALL(m.drv, memsetD8Async, m.base + m.errorSlot, 0,
              sizeof(k::ErrorSlot), m.stream);
+  if (m.checkFinite) // no non-finite value seen: the slot holds ~0
+    MM_CU_CALL(m.drv, memsetD8Async, m.base + m.scalars + kScalarFinite, 0xff,
+               8, m.stream);
   for (const Binding &b : m.plan.inputs)
     MM_CU_CALL(m.drv, memcpyHtoDAsync, m.dev[b.buffer], hostData[b.buffer],
                shapes[b.buffer].elements *
@@ -640,7 +618,12 @@ Status CudaExecutor::run(const std::vector<void *> &hostData,
   for (size_t i = 0; i < n; ++i) {
     if (m.profiling)
       MM_CU_CALL(m.drv, eventRecord, m.events[i], m.stream);
-    Status st = m.runStep(i, shapes);
+    if (m.skip[i])
+      continue;
+    Status st = isTrainKernel(m.plan.steps[i].kernel) ? m.runTrainStep(i, shapes)
+                                                       : m.runStep(i, shapes);
+    if (st.isOk() && m.checkFinite)
+      st = m.launchFiniteChecks(i, shapes);
     if (!st.isOk())
       return st.withPrefix("step " + std::to_string(i) + " (" +
                            m.plan.steps[i].kernelName + "): ");
@@ -651,6 +634,8 @@ Status CudaExecutor::run(const std::vector<void *> &hostData,
     MM_CU_CALL(m.drv, memcpyDtoHAsync, hostData[b.buffer], m.dev[b.buffer],
                shapes[b.buffer].elements * 4, m.stream);
   MM_RETURN_IF_ERROR(m.checkErrorSlot(seq));
+  if (m.checkFinite)
+    MM_RETURN_IF_ERROR(m.checkFiniteSlot());
   m.stepMs.assign(m.profiling ? n : 0, 0.f);
   for (size_t i = 0; i < m.stepMs.size(); ++i)
     MM_CU_CALL(m.drv, eventElapsedTime, &m.stepMs[i], m.events[i],
@@ -668,6 +653,16 @@ Status CudaExecutor::setProfiling(bool on) {
   }
   m.profiling = on;
   return Status::ok();
+}
+
+Status CudaExecutor::downloadPersistent(const std::vector<void *> &hostData) {
+  MM_CU_CALL(impl_->drv, ctxSetCurrent, impl_->ctx);
+  return impl_->downloadPersistent(hostData);
+}
+
+Status CudaExecutor::uploadPersistent(const std::vector<void *> &hostData) {
+  MM_CU_CALL(impl_->drv, ctxSetCurrent, impl_->ctx);
+  return impl_->uploadPersistent(hostData);
 }
 
 const std::vector<float> &CudaExecutor::stepTimes() const {

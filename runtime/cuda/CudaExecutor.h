@@ -24,8 +24,11 @@ class CudaExecutor {
 public:
   /// `hostData[i]` is the host storage of buffer i; weight buffers hold their
   /// f32 values (as bound by the Session) and are uploaded here.
+  /// `checkFinite`: after every step, scan its outputs for NaN/Inf on the
+  /// device; run() then fails naming the first bad tensor (training).
   static StatusOr<std::unique_ptr<CudaExecutor>>
-  create(const Plan &plan, const std::vector<void *> &hostData);
+  create(const Plan &plan, const std::vector<void *> &hostData,
+         bool checkFinite = false);
   ~CudaExecutor();
   CudaExecutor(const CudaExecutor &) = delete;
   CudaExecutor &operator=(const CudaExecutor &) = delete;
@@ -35,6 +38,12 @@ public:
   Status run(const std::vector<void *> &hostData,
              const std::vector<ResolvedShape> &shapes, int64_t batch,
              int64_t seq);
+
+  /// Copies the weights and optimizer states (updated in place on the device
+  /// by training steps) to `hostData` as f32, or back from it (after a
+  /// checkpoint is restored into the host copies).
+  Status downloadPersistent(const std::vector<void *> &hostData);
+  Status uploadPersistent(const std::vector<void *> &hostData);
 
   /// "NVIDIA H100 80GB HBM3 (sm_90)".
   const std::string &deviceName() const;

@@ -21,25 +21,34 @@ LtGemm::~LtGemm() {
   lt_.destroy(handle_);
 }
 
-StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
-                                        cudaDataType_t outType, int64_t m,
-                                        int64_t n, int64_t k, int64_t ldx) {
-  auto key = std::make_tuple(static_cast<int>(inType),
-                             static_cast<int>(outType), m, n, k, ldx);
+StatusOr<LtGemm::Shape *>
+LtGemm::shape(cudaDataType_t inType, cudaDataType_t outType, int64_t m,
+              int64_t n, int64_t k, int64_t ldx, bool transA, bool transB) {
+  auto key =
+      std::make_tuple(static_cast<int>(inType), static_cast<int>(outType), m, n,
+                      k, ldx, int(transA) * 2 + int(transB));
   auto it = shapes_.find(key);
   if (it != shapes_.end())
     return &it->second;
   Shape s;
-  // Column-major view: out[M,N] row-major is C[N,M] = op(A) op(B) with
-  // A = w viewed as [K,N] (transposed) and B = x viewed as [K,M].
+  // cuBLASLt is column-major: the row-major c[m, n] is the column-major
+  // [n, m] = op(b)ᶜ · op(a)ᶜ, so cuBLAS's first operand is b and its second
+  // a. A row-major [r, c] matrix is the column-major [c, r] one.
   MM_LT_CALL(lt_, matmulDescCreate, &s.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-  cublasOperation_t transA = CUBLAS_OP_T, transB = CUBLAS_OP_N;
+  cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+                    opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
   MM_LT_CALL(lt_, matmulDescSetAttribute, s.desc, CUBLASLT_MATMUL_DESC_TRANSA,
-             &transA, sizeof(transA));
+             &opB, sizeof(opB));
   MM_LT_CALL(lt_, matmulDescSetAttribute, s.desc, CUBLASLT_MATMUL_DESC_TRANSB,
-             &transB, sizeof(transB));
-  MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, inType, k, n, k);
-  MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, inType, k, m, ldx);
+             &opA, sizeof(opA));
+  if (transB)
+    MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, inType, k, n, k);
+  else
+    MM_LT_CALL(lt_, matrixLayoutCreate, &s.a, inType, n, k, n);
+  if (transA)
+    MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, inType, m, k, m);
+  else
+    MM_LT_CALL(lt_, matrixLayoutCreate, &s.b, inType, k, m, ldx);
   MM_LT_CALL(lt_, matrixLayoutCreate, &s.c, outType, n, m, n);
   cublasLtMatmulPreference_t pref = nullptr;
   MM_LT_CALL(lt_, preferenceCreate, &pref);
@@ -59,8 +68,9 @@ StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
     lt_.matmulDescDestroy(s.desc);
     return Status(StatusCode::kInternal,
                   "cuBLASLt has no algorithm for a [" + std::to_string(m) +
-                      ", " + std::to_string(k) + "] x [" + std::to_string(n) +
-                      ", " + std::to_string(k) + "]^T product");
+                      ", " + std::to_string(k) + "]" + (transA ? "^T" : "") +
+                      " x [" + std::to_string(k) + ", " + std::to_string(n) +
+                      "]" + (transB ? "^T" : "") + " product");
   }
   s.algo = result.algo;
   return &shapes_.emplace(key, s).first->second;
@@ -69,12 +79,29 @@ StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
 Status LtGemm::run(CUstream stream, cudaDataType_t inType,
                    cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                    CUdeviceptr x, int64_t ldx, CUdeviceptr w, CUdeviceptr out) {
-  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k, ldx));
+  MM_ASSIGN_OR_RETURN(Shape * s,
+                      shape(inType, outType, m, n, k, ldx, false, true));
   const float alpha = 1.f, beta = 0.f;
   MM_LT_CALL(
       lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(w),
       s->a, reinterpret_cast<const void *>(x), s->b, &beta,
       reinterpret_cast<const void *>(out), s->c, reinterpret_cast<void *>(out),
+      s->c, &s->algo, reinterpret_cast<void *>(workspace_), workspaceBytes_,
+      reinterpret_cast<cudaStream_t>(stream));
+  return Status::ok();
+}
+
+Status LtGemm::gemm(CUstream stream, cudaDataType_t inType,
+                    cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
+                    CUdeviceptr a, bool transA, CUdeviceptr b, bool transB,
+                    CUdeviceptr c, float beta) {
+  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k,
+                                       transA ? m : k, transA, transB));
+  const float alpha = 1.f;
+  MM_LT_CALL(
+      lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(b),
+      s->a, reinterpret_cast<const void *>(a), s->b, &beta,
+      reinterpret_cast<const void *>(c), s->c, reinterpret_cast<void *>(c),
       s->c, &s->algo, reinterpret_cast<void *>(workspace_), workspaceBytes_,
       reinterpret_cast<cudaStream_t>(stream));
   return Status::ok();

@@ -35,6 +35,14 @@ public:
              int64_t m, int64_t n, int64_t k, CUdeviceptr x, int64_t ldx,
              CUdeviceptr w, CUdeviceptr out);
 
+  /// Any transposition (the training products), row-major throughout:
+  /// c[m, n] = op(a) · op(b) + beta · c, op(a) [m, k] (a stored [k, m] when
+  /// `transA`), op(b) [k, n] (b stored [n, k] when `transB`). a and b of
+  /// `inType`, c of `outType`; beta is 0 (overwrite) or 1 (accumulate).
+  Status gemm(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
+              int64_t m, int64_t n, int64_t k, CUdeviceptr a, bool transA,
+              CUdeviceptr b, bool transB, CUdeviceptr c, float beta);
+
 private:
   struct Shape {
     cublasLtMatmulDesc_t desc = nullptr;
@@ -44,13 +52,15 @@ private:
   LtGemm(const CublasLt &lt, cublasLtHandle_t h, CUdeviceptr ws, size_t wsBytes)
       : lt_(lt), handle_(h), workspace_(ws), workspaceBytes_(wsBytes) {}
   StatusOr<Shape *> shape(cudaDataType_t inType, cudaDataType_t outType,
-                          int64_t m, int64_t n, int64_t k, int64_t ldx);
+                          int64_t m, int64_t n, int64_t k, int64_t ldx,
+                          bool transA, bool transB);
 
   const CublasLt &lt_;
   cublasLtHandle_t handle_;
   CUdeviceptr workspace_;
   size_t workspaceBytes_;
-  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int64_t>, Shape>
+  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int>,
+           Shape>
       shapes_;
 };
 

@@ -46,7 +46,7 @@ public:
       size_t eq = arg.find('=');
       if (eq != std::string::npos) {
         values.push_back({arg.substr(0, eq), arg.substr(eq + 1)});
-      } else if (arg == "--resume") {
+      } else if (arg == "--resume" || arg == "--profile") {
         values.push_back({arg, "1"});
       } else {
         if (i + 1 >= argc)
@@ -196,6 +196,14 @@ double forwardFlopsPerToken(const mm::Plan &plan, int64_t seq) {
   return f;
 }
 
+mm::Backend parseBackend(const std::string &name) {
+  if (name.empty() || name == "cpu")
+    return mm::Backend::Cpu;
+  if (name == "cuda")
+    return mm::Backend::Cuda;
+  die("unknown backend '" + name + "' (expected cpu or cuda)");
+}
+
 struct Weights {
   std::vector<std::unique_ptr<mm::SafetensorsFile>> files;
   std::vector<const mm::SafetensorsFile *> ptrs;
@@ -212,6 +220,7 @@ int gradCommand(int argc, char **argv) {
   std::vector<std::string> weightPaths = args.all("--weights");
   std::string idsPath = args.get("--input-ids"),
               labelsPath = args.get("--labels"), outPath = args.get("-o");
+  const mm::Backend backend = parseBackend(args.get("--backend"));
   args.checkUnknown();
   if (weightPaths.empty() || idsPath.empty() || labelsPath.empty() ||
       outPath.empty())
@@ -227,6 +236,7 @@ int gradCommand(int argc, char **argv) {
   mm::NpyArray labels = take(mm::readNpy(labelsPath));
   mm::SessionOptions options;
   options.checkFinite = true;
+  options.backend = backend;
   auto session = take(mm::Session::create(std::move(plan), w.ptrs, options));
   std::vector<mm::NamedInput> inputs = {
       {"input_ids", ids.dtype, ids.shape, ids.data.data()},
@@ -255,6 +265,8 @@ int trainCommand(int argc, char **argv) {
                     saveEveryText = args.get("--save-every"),
                     peakText = args.get("--peak-tflops");
   const bool resume = !args.get("--resume").empty();
+  const bool profile = !args.get("--profile").empty();
+  const mm::Backend backend = parseBackend(args.get("--backend"));
   const std::vector<std::string> weightPaths = args.all("--weights");
   args.checkUnknown();
   if (dataPath.empty() || stepsText.empty() || batchText.empty() ||
@@ -271,10 +283,13 @@ int trainCommand(int argc, char **argv) {
       warmupText.empty() ? 0 : toInt("--warmup", warmupText, 0);
   const long long saveEvery =
       saveEveryText.empty() ? 0 : toInt("--save-every", saveEveryText, 0);
-  // One core of fp32 FMA at ~3 GHz (2 x 8-wide FMA units): the CPU backend is
-  // single-threaded.
+  // cpu: one core of fp32 FMA at ~3 GHz (2 x 8-wide FMA units), the CPU
+  // backend being single-threaded; cuda: the H200's measured bf16 dense
+  // matrix-product peak (cuBLAS 8192³, ../shared/TARGETS.md).
+  const double defaultPeak = backend == mm::Backend::Cuda ? 756 : 0.1;
   const double peakFlops =
-      (peakText.empty() ? 0.1 : toReal("--peak-tflops", peakText)) * 1e12;
+      (peakText.empty() ? defaultPeak : toReal("--peak-tflops", peakText)) *
+      1e12;
 
   mm::Plan plan = take(mm::loadArtifact(args.artifact));
   for (const char *name : {"input_ids", "labels", "lr", "step"})
@@ -320,15 +335,22 @@ int trainCommand(int argc, char **argv) {
   const double fwdFlops = forwardFlopsPerToken(plan, seq);
   mm::SessionOptions options;
   options.checkFinite = true;
+  options.backend = backend;
   auto session = take(mm::Session::create(std::move(plan), w.ptrs, options));
+  if (profile && backend != mm::Backend::Cuda)
+    die("--profile times CUDA steps; use --backend cuda");
+  std::vector<std::vector<float>> perStep(session->plan().steps.size());
+  int profiled = 0;
   if (resume)
     check(mm::restoreStates(*session, *w.files[0]));
   w.files.clear(); // the session holds its own copy of everything
   w.ptrs.clear();
 
-  std::printf("train: %s, data %s (%llu tokens, %llu windows of %lld), B=%lld "
-              "T=%lld, steps %lld..%lld, %.3g GFLOP per token (fwd+bwd)\n",
-              args.artifact.c_str(), dataPath.c_str(),
+  std::printf("train: %s on %s, data %s (%llu tokens, %llu windows of %lld), "
+              "B=%lld T=%lld, steps %lld..%lld, %.3g GFLOP per token "
+              "(fwd+bwd)\n",
+              args.artifact.c_str(), session->deviceName().c_str(),
+              dataPath.c_str(),
               static_cast<unsigned long long>(data.size()),
               static_cast<unsigned long long>(windows),
               static_cast<long long>(seq), static_cast<long long>(batch),
@@ -363,6 +385,10 @@ int trainCommand(int argc, char **argv) {
     const float stepLr = static_cast<float>(
         warmup > 0 && step <= warmup ? lr * double(step) / double(warmup) : lr);
     const float stepIndex = static_cast<float>(step);
+    // --profile: every step after the first two (warm-up) is timed per step.
+    const bool timed = profile && step >= startStep + 2;
+    if (timed)
+      check(session->setProfiling(true));
     auto t0 = std::chrono::steady_clock::now();
     Status st = session->run(
         {{"input_ids", mm::NpyDType::I32, {batch, seq}, ids.data()},
@@ -374,6 +400,12 @@ int trainCommand(int argc, char **argv) {
     const double sec =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
+    if (timed) {
+      std::vector<float> t = session->stepTimes();
+      for (size_t i = 0; i < t.size() && i < perStep.size(); ++i)
+        perStep[i].push_back(t[i]);
+      ++profiled;
+    }
     const float loss = take(session->output("loss")).data[0];
     const float norm = take(session->output("grad_norm")).data[0];
     const double tokens = double(batch * seq);
@@ -386,6 +418,8 @@ int trainCommand(int argc, char **argv) {
     if ((saveEvery > 0 && step % saveEvery == 0) || step == steps)
       save(step);
   }
+  if (profiled > 0)
+    printProfile(session->plan(), perStep, profiled);
   return 0;
 }
 

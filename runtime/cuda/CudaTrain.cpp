@@ -1,0 +1,592 @@
+// Training steps on the CUDA backend: the backward kernels, the chunked lm
+// head with cross-entropy, the gradient norm and the optimizers, and the
+// NaN/Inf checks of every step's outputs. See docs/kernels.md ("Training
+// kernels") for the semantics and kernels/launch.h for the launch plans.
+//
+// Dense products (linear_grad, the lm head) go through cuBLASLt; every other
+// step issues the plan of its kernel family with one argument block. A
+// lm_head_loss step directly followed by the lm_head_loss_grad of the same
+// operands is done by the gradient's pass (one logits product per chunk
+// instead of two).
+#include "runtime/cuda/ExecutorImpl.h"
+
+#include "kernels/lightning_attention_grad.h"
+#include "kernels/moe_grad.h"
+#include "kernels/softmax_attention_grad.h"
+#include "kernels/train_args.h"
+#include "kernels/train_small.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace mm::cuda {
+
+bool isTrainKernel(Kernel k) {
+  switch (k) {
+  case Kernel::EmbeddingGrad:
+  case Kernel::RmsNormGrad:
+  case Kernel::LinearGrad:
+  case Kernel::SiluGrad:
+  case Kernel::SigmoidGrad:
+  case Kernel::RopeGrad:
+  case Kernel::LightningAttentionGrad:
+  case Kernel::SoftmaxAttentionGrad:
+  case Kernel::MoeGrad:
+  case Kernel::LmHeadLoss:
+  case Kernel::LmHeadLossGrad:
+  case Kernel::GradNorm:
+  case Kernel::AdamW:
+  case Kernel::Came:
+  case Kernel::CameVector:
+  case Kernel::StoreParam:
+    return true;
+  default:
+    return false;
+  }
+}
+
+DType trainKernelDtype(const Plan &plan, const StepDesc &s) {
+  const bool second =
+      s.kernel == Kernel::EmbeddingGrad || s.kernel == Kernel::StoreParam;
+  return plan.buffers[s.inputs[second ? 1 : 0]].dtype;
+}
+
+std::string trainFunction(const Plan &plan, const StepDesc &s) {
+  if (s.kernel == Kernel::LinearGrad)
+    return "";
+  const bool lmHead =
+      s.kernel == Kernel::LmHeadLoss || s.kernel == Kernel::LmHeadLossGrad;
+  std::string name = "mm_" + (lmHead ? std::string("lm_head") : s.kernelName) +
+                     "_" + dtypeName(trainKernelDtype(plan, s));
+  if (s.kernel == Kernel::LightningAttentionGrad ||
+      s.kernel == Kernel::SoftmaxAttentionGrad)
+    name += "_d" + std::to_string(s.params.headDim);
+  return name;
+}
+
+namespace {
+
+/// Bytes of the lm head's workspace for `rows` rows per chunk: f32 logits,
+/// the T dlogits, then f32 row losses for all `totalRows` rows.
+struct LmHeadWorkspace {
+  uint64_t logits = 0, dlogits = 0, rowLoss = 0, bytes = 0;
+};
+LmHeadWorkspace lmHeadWorkspace(int64_t chunk, int64_t vocab,
+                                int64_t totalRows, uint64_t elemBytes) {
+  LmHeadWorkspace w;
+  w.logits = 0;
+  w.dlogits = alignUp(uint64_t(chunk * vocab) * 4, kWorkspaceAlign);
+  w.rowLoss = w.dlogits +
+              alignUp(uint64_t(chunk * vocab) * elemBytes, kWorkspaceAlign);
+  w.bytes = w.rowLoss + alignUp(uint64_t(totalRows) * 4, kWorkspaceAlign);
+  return w;
+}
+
+int64_t lmHeadChunk(const StepDesc &s, int64_t rows) {
+  const int64_t c = s.params.chunkRows > 0 ? s.params.chunkRows : rows;
+  return std::max<int64_t>(1, std::min(c, rows));
+}
+
+} // namespace
+
+StatusOr<CUfunction> CudaExecutor::Impl::entry(const std::string &name,
+                                               uint32_t smem) {
+  auto it = fnCache.find(name);
+  CUfunction fn = nullptr;
+  if (it != fnCache.end()) {
+    fn = it->second;
+  } else {
+    if (drv.moduleGetFunction(&fn, module, name.c_str()) != CUDA_SUCCESS)
+      return invalidArgument("the cubin has no entry point '" + name +
+                             "'; recompile the artifact");
+    fnCache.emplace(name, fn);
+  }
+  uint32_t &set = fnSmemSet[fn];
+  if (smem > 48 * 1024 && smem > set) {
+    MM_CU_CALL(drv, funcSetAttribute, fn,
+               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+               static_cast<int>(smem));
+    set = smem;
+  }
+  return fn;
+}
+
+Status CudaExecutor::Impl::launchPlan(const std::string &prefix,
+                                      const k::Launch *plan, int n,
+                                      void *args) {
+  if (n < 0 || n > k::kMaxLaunches)
+    return internalError(prefix + ": a launch plan of " + std::to_string(n) +
+                         " launches");
+  for (int i = 0; i < n; ++i) {
+    const k::Launch &l = plan[i];
+    if (l.gx == 0 || l.gy == 0 || l.gz == 0)
+      continue; // nothing to do at this size
+    MM_ASSIGN_OR_RETURN(CUfunction fn, entry(prefix + l.suffix, l.smem));
+    MM_RETURN_IF_ERROR(launch(fn, l.gx, l.gy, l.gz, l.threads, l.smem, args));
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::openTrainStep(size_t index) {
+  const StepDesc &s = plan.steps[index];
+  const std::string want = trainFunction(plan, s);
+  if (s.function != want)
+    return invalidArgument("entry point '" + s.function +
+                           "' does not match the step (expected '" + want +
+                           "'); the artifact is corrupt");
+  // Weights are read in the kernel's element type, optimizer params are f32.
+  const DType t = trainKernelDtype(plan, s);
+  for (size_t j = 0; j < s.inputs.size(); ++j) {
+    const BufferDesc &b = plan.buffers[s.inputs[j]];
+    if (b.kind != BufferKind::Weight)
+      continue;
+    const bool optimizerParam =
+        (s.kernel == Kernel::AdamW || s.kernel == Kernel::Came ||
+         s.kernel == Kernel::CameVector) &&
+        j == 0;
+    const DType need = optimizerParam ? DType::F32 : t;
+    if (deviceDtype(b) != need)
+      return invalidArgument("weight '" + b.name + "' is stored as " +
+                             dtypeName(b.dtype) + " but the step reads " +
+                             dtypeName(need) + "; recompile the artifact");
+  }
+  if (s.kernel == Kernel::MoeGrad) {
+    const int64_t experts = plan.buffers[s.inputs[1]].shape[0].value;
+    if (experts > k::moeMaxExperts())
+      return Status(StatusCode::kUnimplemented,
+                    "has " + std::to_string(experts) +
+                        " experts; the kernels support up to " +
+                        std::to_string(k::moeMaxExperts()));
+  }
+  // lm_head_loss then lm_head_loss_grad of the same h, w, labels: one pass.
+  if (s.kernel == Kernel::LmHeadLossGrad && index > 0) {
+    const StepDesc &prev = plan.steps[index - 1];
+    if (prev.kernel == Kernel::LmHeadLoss && prev.inputs == s.inputs &&
+        prev.params.chunkRows == s.params.chunkRows) {
+      fusedLoss[index] = prev.outputs[0];
+      skip[index - 1] = true;
+    }
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::checkStepInputs(
+    const std::vector<void *> &hostData) {
+  for (const StepDesc &s : plan.steps)
+    if (s.kernel == Kernel::AdamW) {
+      const float step = *static_cast<const float *>(hostData[s.inputs[6]]);
+      if (!(step >= 1))
+        return invalidArgument("adamw: input 'step' must be >= 1 but is " +
+                               std::to_string(step));
+    }
+  return Status::ok();
+}
+
+uint64_t CudaExecutor::Impl::trainWorkspaceBytes(const StepDesc &s) const {
+  auto dim = [&](uint32_t buffer, size_t d) -> int64_t {
+    const Dim &x = plan.buffers[buffer].shape[d];
+    return x.kind == DimKind::Const   ? x.value
+           : x.kind == DimKind::Batch ? plan.maxBatch
+                                      : plan.maxSeq;
+  };
+  const KernelParams &p = s.params;
+  const auto &in = s.inputs;
+  const int D = static_cast<int>(p.headDim);
+  const int sms = multiprocessors;
+  const int64_t rows = plan.maxBatch * plan.maxSeq;
+  switch (s.kernel) {
+  case Kernel::EmbeddingGrad: {
+    k::EmbeddingGradArgs a{};
+    a.rows = rows;
+    a.vocab = dim(s.outputs[0], 0);
+    a.hidden = dim(s.outputs[0], 1);
+    return k::embeddingGradWorkspaceBytes(a, 0, sms);
+  }
+  case Kernel::RmsNormGrad: {
+    k::RmsNormGradArgs a{};
+    a.rows = rows;
+    a.n = dim(in[0], 2);
+    return k::rmsNormGradWorkspaceBytes(a, 0, sms);
+  }
+  case Kernel::LightningAttentionGrad: {
+    k::LightningGradArgs a{};
+    a.batch = plan.maxBatch;
+    a.seq = plan.maxSeq;
+    a.heads = p.numHeads;
+    a.layer = p.layerIndex;
+    a.num_layers = p.numLayers;
+    return k::lightningAttentionGradWorkspaceBytes(a, D, sms);
+  }
+  case Kernel::SoftmaxAttentionGrad: {
+    k::SoftmaxAttentionGradArgs a{};
+    a.batch = plan.maxBatch;
+    a.seq = plan.maxSeq;
+    a.heads = p.numHeads;
+    a.kv_heads = p.numKvHeads;
+    a.scale = p.scale;
+    return k::softmaxAttentionGradWorkspaceBytes(a, D, sms);
+  }
+  case Kernel::MoeGrad: {
+    k::MoeGradArgs a{};
+    a.rows = rows;
+    a.hidden = dim(in[0], 2);
+    a.experts = dim(in[2], 0);
+    a.inter = dim(in[2], 1);
+    a.top_k = p.topK;
+    return k::moeGradWorkspaceBytes(a, 0, sms);
+  }
+  case Kernel::Came: {
+    k::CameArgs a{};
+    const size_t rank = plan.buffers[in[0]].shape.size();
+    a.rows = dim(in[0], rank - 2);
+    a.cols = dim(in[0], rank - 1);
+    a.count = 1;
+    for (size_t d = 0; d + 2 < rank; ++d)
+      a.count *= dim(in[0], d);
+    return k::cameWorkspaceBytes(a, 0, sms);
+  }
+  case Kernel::CameVector: {
+    k::CameVectorArgs a{};
+    a.n = dim(in[0], 0);
+    return k::cameVectorWorkspaceBytes(a, 0, sms);
+  }
+  case Kernel::LmHeadLoss:
+  case Kernel::LmHeadLossGrad: {
+    const int64_t vocab = dim(in[1], 0);
+    return lmHeadWorkspace(lmHeadChunk(s, rows), vocab, rows,
+                           dtypeSize(plan.buffers[in[0]].dtype))
+        .bytes;
+  }
+  default:
+    return 0;
+  }
+}
+
+Status CudaExecutor::Impl::runTrainStep(
+    size_t index, const std::vector<ResolvedShape> &shapes) {
+  const StepDesc &s = plan.steps[index];
+  const KernelParams &p = s.params;
+  const auto &in = s.inputs;
+  const auto &outs = s.outputs;
+  const std::string &fn = s.function;
+  const int D = static_cast<int>(p.headDim);
+  const int sms = multiprocessors;
+  const CUdeviceptr ws = base + workspace;
+  auto d = [&](uint32_t buffer) { return static_cast<k::dptr>(dev[buffer]); };
+  auto dims = [&](uint32_t buffer) -> const std::array<int64_t, kMaxRank> & {
+    return shapes[buffer].dims;
+  };
+  auto elems = [&](uint32_t buffer) { return shapes[buffer].elements; };
+  const std::array<int64_t, kMaxRank> &x = dims(in[0]);
+  k::Launch l[k::kMaxLaunches];
+  switch (s.kernel) {
+  case Kernel::EmbeddingGrad: {
+    k::EmbeddingGradArgs a{};
+    a.ids = d(in[0]);
+    a.dy = d(in[1]);
+    a.dtable = d(outs[0]);
+    a.error = base + errorSlot;
+    a.workspace = ws;
+    a.rows = x[0] * x[1];
+    a.vocab = dims(outs[0])[0];
+    a.hidden = dims(outs[0])[1];
+    return launchPlan(fn, l, k::embeddingGradPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::RmsNormGrad: {
+    k::RmsNormGradArgs a{};
+    a.x = d(in[0]);
+    a.w = d(in[1]);
+    a.dy = d(in[2]);
+    a.dx = d(outs[0]);
+    a.dw = d(outs[1]);
+    a.workspace = ws;
+    a.rows = x[0] * x[1];
+    a.n = x[2];
+    a.eps = p.eps;
+    return launchPlan(fn, l, k::rmsNormGradPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::LinearGrad: {
+    // x [rows, K], w [N, K], dy [rows, N]: dx = dy · w, dw = dyᵀ · x.
+    const int64_t rows = x[0] * x[1], K = x[2], N = dims(in[1])[0];
+    const cudaDataType_t t = cudaType(plan.buffers[in[0]].dtype);
+    MM_RETURN_IF_ERROR(lt->gemm(stream, t, cudaType(plan.buffers[outs[0]].dtype),
+                                rows, K, N, dev[in[2]], false, dev[in[1]],
+                                false, dev[outs[0]], 0.f));
+    return lt->gemm(stream, t, CUDA_R_32F, N, K, rows, dev[in[2]], true,
+                    dev[in[0]], false, dev[outs[1]], 0.f);
+  }
+  case Kernel::SiluGrad:
+  case Kernel::SigmoidGrad: {
+    k::ActGradArgs a{d(in[0]), d(in[1]), d(outs[0]), elems(in[0])};
+    const int n = s.kernel == Kernel::SiluGrad
+                      ? k::siluGradPlan(a, 0, sms, l)
+                      : k::sigmoidGradPlan(a, 0, sms, l);
+    return launchPlan(fn, l, n, &a);
+  }
+  case Kernel::RopeGrad: {
+    k::RopeGradArgs a{d(in[0]),   d(outs[0]), x[0],       x[1],
+                      p.numHeads, p.headDim,  p.rotaryDim, p.theta};
+    return launchPlan(fn, l, k::ropeGradPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::LightningAttentionGrad: {
+    k::LightningGradArgs a{};
+    a.qkv = d(in[0]);
+    a.dout = d(in[1]);
+    a.dqkv = d(outs[0]);
+    a.workspace = ws;
+    a.batch = x[0];
+    a.seq = x[1];
+    a.heads = p.numHeads;
+    a.layer = p.layerIndex;
+    a.num_layers = p.numLayers;
+    return launchPlan(fn, l, k::lightningAttentionGradPlan(a, D, sms, l), &a);
+  }
+  case Kernel::SoftmaxAttentionGrad: {
+    k::SoftmaxAttentionGradArgs a{};
+    a.q = d(in[0]);
+    a.k = d(in[1]);
+    a.v = d(in[2]);
+    a.dout = d(in[3]);
+    a.dq = d(outs[0]);
+    a.dk = d(outs[1]);
+    a.dv = d(outs[2]);
+    a.workspace = ws;
+    a.batch = x[0];
+    a.seq = x[1];
+    a.heads = p.numHeads;
+    a.kv_heads = p.numKvHeads;
+    a.scale = p.scale;
+    return launchPlan(fn, l, k::softmaxAttentionGradPlan(a, D, sms, l), &a);
+  }
+  case Kernel::MoeGrad: {
+    k::MoeGradArgs a{};
+    a.x = d(in[0]);
+    a.router = d(in[1]);
+    a.w1 = d(in[2]);
+    a.w2 = d(in[3]);
+    a.w3 = d(in[4]);
+    a.dy = d(in[5]);
+    a.dx = d(outs[0]);
+    a.drouter = d(outs[1]);
+    a.dw1 = d(outs[2]);
+    a.dw2 = d(outs[3]);
+    a.dw3 = d(outs[4]);
+    a.workspace = ws;
+    a.rows = x[0] * x[1];
+    a.hidden = x[2];
+    a.experts = dims(in[2])[0];
+    a.inter = dims(in[2])[1];
+    a.top_k = p.topK;
+    return launchPlan(fn, l, k::moeGradPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::LmHeadLoss:
+  case Kernel::LmHeadLossGrad: {
+    const bool grad = s.kernel == Kernel::LmHeadLossGrad;
+    const int64_t rows = x[0] * x[1], H = x[2], V = dims(in[1])[0];
+    const int64_t chunk = lmHeadChunk(s, rows);
+    const DType t = plan.buffers[in[0]].dtype;
+    const uint64_t tb = dtypeSize(t);
+    const LmHeadWorkspace lw = lmHeadWorkspace(chunk, V, rows, tb);
+    k::LmHeadArgs a{};
+    a.logits = ws + lw.logits;
+    a.labels = d(in[2]);
+    a.row_loss = ws + lw.rowLoss;
+    a.count = base + scalars + kScalarCount;
+    a.loss = grad ? (fusedLoss[index] >= 0 ? d(fusedLoss[index])
+                                           : base + scalars + kScalarLoss)
+                  : d(outs[0]);
+    a.error = base + errorSlot;
+    a.total_rows = rows;
+    a.row0 = 0;
+    a.rows = rows;
+    a.vocab = V;
+    MM_RETURN_IF_ERROR(
+        launchPlan(fn, l, k::lmHeadPlan(a, "_count", sms, l), &a));
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r = std::min(chunk, rows - r0);
+      const CUdeviceptr h = dev[in[0]] + uint64_t(r0 * H) * tb;
+      // logits [r, V] f32 = h_chunk · wᵀ
+      MM_RETURN_IF_ERROR(lt->gemm(stream, cudaType(t), CUDA_R_32F, r, V, H, h,
+                                  false, dev[in[1]], true, a.logits, 0.f));
+      a.row0 = r0;
+      a.rows = r;
+      a.dlogits = grad ? ws + lw.dlogits : 0;
+      MM_RETURN_IF_ERROR(
+          launchPlan(fn, l, k::lmHeadPlan(a, "_rows", sms, l), &a));
+      if (!grad)
+        continue;
+      // dh_chunk [r, H] = g · w; dw [V, H] (+)= gᵀ · h_chunk.
+      MM_RETURN_IF_ERROR(lt->gemm(stream, cudaType(t),
+                                  cudaType(plan.buffers[outs[0]].dtype), r, H,
+                                  V, a.dlogits, false, dev[in[1]], false,
+                                  dev[outs[0]] + uint64_t(r0 * H) * tb, 0.f));
+      MM_RETURN_IF_ERROR(lt->gemm(stream, cudaType(t), CUDA_R_32F, V, H, r,
+                                  a.dlogits, true, h, false, dev[outs[1]],
+                                  r0 == 0 ? 0.f : 1.f));
+    }
+    a.row0 = 0;
+    a.rows = rows;
+    return launchPlan(fn, l, k::lmHeadPlan(a, "_reduce", sms, l), &a);
+  }
+  case Kernel::GradNorm: {
+    k::GradNormArgs a{};
+    a.acc = base + scalars + kScalarGradAcc;
+    a.out = d(outs[0]);
+    MM_RETURN_IF_ERROR(
+        launchPlan(fn, l, k::gradNormPlan(a, "_zero", sms, l), &a));
+    for (uint32_t g : in) {
+      a.g = d(g);
+      a.n = elems(g);
+      MM_RETURN_IF_ERROR(
+          launchPlan(fn, l, k::gradNormPlan(a, "_sumsq", sms, l), &a));
+    }
+    return launchPlan(fn, l, k::gradNormPlan(a, "_finalize", sms, l), &a);
+  }
+  case Kernel::AdamW: {
+    k::AdamWArgs a{};
+    a.p = d(in[0]);
+    a.g = d(in[1]);
+    a.m = d(in[2]);
+    a.v = d(in[3]);
+    a.norm = d(in[4]);
+    a.lr = d(in[5]);
+    a.step = d(in[6]);
+    a.n = elems(in[0]);
+    a.beta1 = p.beta1;
+    a.beta2 = p.beta2;
+    a.eps = p.eps;
+    a.weight_decay = p.weightDecay;
+    a.max_norm = p.maxNorm;
+    return launchPlan(fn, l, k::adamWPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::Came: {
+    k::CameArgs a{};
+    a.p = d(in[0]);
+    a.g = d(in[1]);
+    a.m = d(in[2]);
+    a.row = d(in[3]);
+    a.col = d(in[4]);
+    a.res_row = d(in[5]);
+    a.res_col = d(in[6]);
+    a.norm = d(in[7]);
+    a.lr = d(in[8]);
+    a.workspace = ws;
+    const size_t rank = plan.buffers[in[0]].shape.size();
+    a.rows = x[rank - 2];
+    a.cols = x[rank - 1];
+    a.count = elems(in[0]) / (a.rows * a.cols);
+    a.beta1 = p.beta1;
+    a.beta2 = p.beta2;
+    a.beta3 = p.beta3;
+    a.eps1 = p.eps;
+    a.eps2 = p.eps2;
+    a.clip_threshold = p.clipThreshold;
+    a.weight_decay = p.weightDecay;
+    a.max_norm = p.maxNorm;
+    return launchPlan(fn, l, k::camePlan(a, 0, sms, l), &a);
+  }
+  case Kernel::CameVector: {
+    k::CameVectorArgs a{};
+    a.p = d(in[0]);
+    a.g = d(in[1]);
+    a.m = d(in[2]);
+    a.v = d(in[3]);
+    a.norm = d(in[4]);
+    a.lr = d(in[5]);
+    a.workspace = ws;
+    a.n = elems(in[0]);
+    a.beta1 = p.beta1;
+    a.beta2 = p.beta2;
+    a.beta3 = p.beta3;
+    a.eps1 = p.eps;
+    a.eps2 = p.eps2;
+    a.clip_threshold = p.clipThreshold;
+    a.weight_decay = p.weightDecay;
+    a.max_norm = p.maxNorm;
+    return launchPlan(fn, l, k::cameVectorPlan(a, 0, sms, l), &a);
+  }
+  case Kernel::StoreParam: {
+    k::StoreParamArgs a{d(in[0]), d(in[1]), elems(in[0])};
+    return launchPlan(fn, l, k::storeParamPlan(a, 0, sms, l), &a);
+  }
+  default:
+    return internalError("unhandled training kernel " + s.kernelName);
+  }
+}
+
+Status CudaExecutor::Impl::launchFiniteChecks(
+    size_t index, const std::vector<ResolvedShape> &shapes) {
+  const StepDesc &s = plan.steps[index];
+  std::vector<uint32_t> checked = s.outputs;
+  if (fusedLoss[index] >= 0)
+    checked.push_back(static_cast<uint32_t>(fusedLoss[index]));
+  k::Launch l[k::kMaxLaunches];
+  for (uint32_t o : checked) {
+    const DType t = plan.buffers[o].dtype;
+    if (t != DType::F32 && t != DType::BF16)
+      continue;
+    k::FiniteCheckArgs a{};
+    a.x = dev[o];
+    a.slot = base + scalars + kScalarFinite;
+    a.n = shapes[o].elements;
+    // The step that wrote it: a fused loss belongs to the step before.
+    a.step = static_cast<long long>(
+        o == static_cast<uint32_t>(fusedLoss[index]) ? index - 1 : index);
+    MM_RETURN_IF_ERROR(launchPlan(std::string("mm_finite_check_") +
+                                      dtypeName(t),
+                                  l, k::finiteCheckPlan(a, 0, multiprocessors, l),
+                                  &a));
+  }
+  return Status::ok();
+}
+
+Status CudaExecutor::Impl::checkFiniteSlot() {
+  uint64_t key = 0;
+  MM_CU_CALL(drv, memcpyDtoHAsync, &key, base + scalars + kScalarFinite, 8,
+             stream);
+  MM_CU_CALL(drv, streamSynchronize, stream);
+  if (key == ~0ull)
+    return Status::ok();
+  const size_t stepIndex = static_cast<size_t>(key >> 40);
+  const uint64_t at = key & ((1ull << 40) - 1);
+  if (stepIndex >= plan.steps.size())
+    return internalError("the finite check reported step " +
+                         std::to_string(stepIndex));
+  const StepDesc &s = plan.steps[stepIndex];
+  // The first output holding the flagged index (outputs are scanned in
+  // order; each report is the smallest index of the earliest step).
+  for (uint32_t o : s.outputs) {
+    const BufferDesc &b = plan.buffers[o];
+    if (b.dtype != DType::F32 && b.dtype != DType::BF16)
+      continue;
+    float v = 0;
+    if (b.dtype == DType::F32) {
+      MM_CU_CALL(drv, memcpyDtoHAsync, &v, dev[o] + at * 4, 4, stream);
+    } else {
+      uint16_t h = 0;
+      MM_CU_CALL(drv, memcpyDtoHAsync, &h, dev[o] + at * 2, 2, stream);
+      MM_CU_CALL(drv, streamSynchronize, stream);
+      const uint32_t u = uint32_t(h) << 16;
+      std::memcpy(&v, &u, 4);
+    }
+    MM_CU_CALL(drv, streamSynchronize, stream);
+    if (std::isfinite(v))
+      continue;
+    std::string weights;
+    for (uint32_t i : s.inputs)
+      if (plan.buffers[i].kind == BufferKind::Weight)
+        weights += (weights.empty() ? " reading weight '" : "', '") +
+                   plan.buffers[i].name;
+    if (!weights.empty())
+      weights += "'";
+    return outOfRange("step " + std::to_string(stepIndex) +
+                      ": non-finite value " + (std::isnan(v) ? "NaN" : "Inf") +
+                      " in tensor '" + b.name + "' at flat index " +
+                      std::to_string(at) + ", written by " + s.kernelName +
+                      weights);
+  }
+  return outOfRange("step " + std::to_string(stepIndex) + " (" + s.kernelName +
+                    "): non-finite value at flat index " + std::to_string(at));
+}
+
+} // namespace mm::cuda

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds everything the GPU training checks need on THIS machine (no GPU: nvcc for the training-kernel
+# tests, mm-import + mm-opt + NVRTC for the artifacts, torch on the CPU for the extra goldens) into DIR,
+# which run_train_gpu.sh then runs on a GPU machine (that machine lacks MLIR and flatbuffers).
+#   usage: test/gpu/train/prepare_train.sh BUILD_DIR DIR [TORCH_PYTHON]
+# TORCH_PYTHON (torch + transformers) makes the head_dim-64 goldens (tools/make_golden_grads.py
+# --preset d64, fp32 and bf16-rounded weights); without it they are skipped.
+set -euo pipefail
+build=$(cd "$1" && pwd)
+mkdir -p "$2"
+dir=$(cd "$2" && pwd)
+torchpy=${3:-}
+src=$(cd "$(dirname "$0")/../../.." && pwd)
+bin=$build/bin
+py=${PYTHON:-/usr/bin/python3}
+
+echo "== training-kernel tests (nvcc, sm_90a)"
+for t in train_small lightning_attention_grad softmax_attention_grad moe_grad; do
+  SECONDS=0
+  bash "$src/test/gpu/train/$t.sh" "$dir" >/dev/null
+  echo "   $t: ${SECONDS} s"
+done
+
+echo "== goldens"
+mkdir -p "$dir/golden"
+cp -r "$src/test/golden/grads-tiny" "$dir/golden/tiny"
+"$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/tiny-bf16w" --bf16-weights >/dev/null
+"$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/d64" --preset d64 >/dev/null
+"$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/d64-bf16w" --preset d64 --bf16-weights >/dev/null
+
+echo "== artifacts (sm_90a) and the CPU backend's bf16 gradients (the GPU's same-rounding reference)"
+for g in tiny d64; do
+  "$bin/mm-import" "$dir/golden/$g" -o "$dir/$g.mlir"
+  seq=$([ $g = tiny ] && echo 64 || echo 256)
+  for dt in f32 bf16; do
+    "$bin/mm-opt" "$dir/$g.mlir" -o /dev/null --mm-compile="mode=train optimizer=none dtype=$dt \
+max-batch=2 max-seq=$seq target=sm_90a artifact=$dir/$g-grad-$dt.mmb" >/dev/null
+  done
+  "$bin/mm-run" grad "$dir/$g-grad-bf16.mmb" --weights "$dir/golden/$g-bf16w/weights.safetensors" \
+    --input-ids "$dir/golden/$g-bf16w/ids.npy" --labels "$dir/golden/$g-bf16w/labels.npy" \
+    -o "$dir/golden/$g-bf16w/cpu-bf16-grads.safetensors" >/dev/null
+  hp=$dir/golden/$g/adamw.json
+  opts=$($py -c "import json; h = json.load(open('$hp')); print(f\"beta1={h['beta1']} beta2={h['beta2']} \
+eps={h['eps']} weight-decay={h['weight_decay']} max-norm={h['max_norm']} max-batch={h['batch']} max-seq={h['seq']}\")")
+  for dt in f32 bf16; do
+    "$bin/mm-opt" "$dir/$g.mlir" -o /dev/null --mm-compile="mode=train optimizer=adamw dtype=$dt $opts \
+target=sm_90a artifact=$dir/$g-adamw-$dt.mmb" >/dev/null
+  done
+done
+
+echo "== small preset: bf16 training artifact, B=1 T=8192"
+"$bin/mm-import" "$src/models/small" -o "$dir/small.mlir"
+"$bin/mm-opt" "$dir/small.mlir" -o /dev/null --mm-compile="mode=train optimizer=adamw dtype=bf16 \
+max-batch=1 max-seq=8192 chunk-rows=4096 target=sm_90a artifact=$dir/small-train.mmb" 2>&1 | tail -1
+mkdir -p "$dir/small"
+cp "$src/models/small/config.json" "$dir/small/"
+cp "$bin/mm-run" "$src/models/tiny/gen_weights.py" "$src/tools/bench/hf_train.py" \
+  "$src/test/golden/compare_grads.py" "$src/test/golden/check_golden.py" \
+  "$src/test/gpu/train/run_train_gpu.sh" "$dir/"
+rm -f "$dir"/*.mlir
+du -sh "$dir"
