@@ -38,8 +38,8 @@ std::string nameOf(const Shape &s) {
 }
 
 struct Run {
+  k::SoftmaxAttentionGradArgs args{}; // first: ws's initializer fills it
   DevBuf q, k, v, dout, dq, dk, dv, ws;
-  k::SoftmaxAttentionGradArgs args{};
   k::Launch plan[k::kMaxLaunches];
   int n = 0;
   Run(Gpu &gpu, const Shape &s)
