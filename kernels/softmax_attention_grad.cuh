@@ -438,9 +438,9 @@ __device__ void sagStatsFast(const SoftmaxAttentionGradArgs &a, float *smem) {
   }
 }
 
-template <int D>
+template <int D, int BQ = sagFastBq(D)>
 __device__ void sagDkdvFast(const SoftmaxAttentionGradArgs &a, float *smem) {
-  constexpr int BK = 128, BQ = sagFastBq(D), LD = D + 8, LDS = BQ + 8;
+  constexpr int BK = 128, LD = D + 8, LDS = BQ + 8;
   constexpr int THREADS = 256, QG = BQ / 16, DW = D / (8 / QG);
   static_assert(DW % 16 == 0, "dq pieces of 16 columns");
   // Shared layout (bf16): K [BK][LD], V [BK][LD], stage s: Q, dO [BQ][LD],

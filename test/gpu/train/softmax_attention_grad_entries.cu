@@ -17,3 +17,15 @@ MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_bf16_d64,
                                   mm::k::bf16, 64)
 MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_bf16_d128,
                                   mm::k::bf16, 128)
+
+// Tuning variants timed by --bench only (not part of the family's plan).
+extern "C" __global__ void __launch_bounds__(256, 2)
+    mm_sagx_bf16_d64_bq32_dkdv(mm::k::SoftmaxAttentionGradArgs a) {
+  extern __shared__ __align__(16) float smem[];
+  mm::k::sagDkdvFast<64, 32>(a, smem);
+}
+extern "C" __global__ void __launch_bounds__(256, 1)
+    mm_sagx_bf16_d64_bq32b1_dkdv(mm::k::SoftmaxAttentionGradArgs a) {
+  extern __shared__ __align__(16) float smem[];
+  mm::k::sagDkdvFast<64, 32>(a, smem);
+}

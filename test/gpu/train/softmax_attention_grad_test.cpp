@@ -118,6 +118,15 @@ void bench(Gpu &gpu, const Shape &s) {
                 r.plan[i].suffix, r.plan[i].gx, r.plan[i].gy, r.plan[i].gz,
                 r.plan[i].threads, r.plan[i].smem, ms);
   }
+  if (s.bf16 && s.D == 64) {
+    // Tuning variants of "_dkdv": BQ = 32 at 2 and 1 blocks per SM.
+    k::Launch l = r.plan[1];
+    l.smem = (2 * 128 + 4 * 32) * (64 + 8) * 2 + 128 * (32 + 8) * 2;
+    for (const char *v : {"mm_sagx_bf16_d64_bq32", "mm_sagx_bf16_d64_bq32b1"}) {
+      const float ms = gpu.time(v, &l, 1, r.args);
+      std::printf("      variant %s_dkdv: %8.3f ms\n", v, ms);
+    }
+  }
 }
 
 } // namespace
