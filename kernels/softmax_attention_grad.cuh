@@ -151,10 +151,9 @@ __device__ void sagStatsSimt(const SoftmaxAttentionGradArgs &a, float *smem) {
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, int KEYS, int THREADS>
 __device__ void sagDkdvSimt(const SoftmaxAttentionGradArgs &a, float *smem) {
-  constexpr int LD = D + 1, THREADS = 256,
-                NA = (32 * D + THREADS - 1) / THREADS;
+  constexpr int LD = D + 1, NA = (32 * D + THREADS - 1) / THREADS;
   float *Qs = smem, *Os = Qs + 32 * LD, *Ks = Os + 32 * LD, *Vs = Ks + 32 * LD;
   float *Ps = Vs + 32 * LD, *Ss = Ps + 32 * 33, *Ls = Ss + 32 * 33,
         *Dl = Ls + 32;
@@ -166,8 +165,8 @@ __device__ void sagDkdvSimt(const SoftmaxAttentionGradArgs &a, float *smem) {
   const float sl = static_cast<float>(a.scale) * 1.4426950408889634f;
   const int tid = threadIdx.x;
   float *acc = mptr<float>(a.dq_acc);
-  for (int sub = 0; sub < 4; ++sub) {
-    const long long kk0 = static_cast<long long>(blockIdx.x) * 128 + sub * 32;
+  for (int sub = 0; sub < KEYS / 32; ++sub) {
+    const long long kk0 = static_cast<long long>(blockIdx.x) * KEYS + sub * 32;
     if (kk0 >= T_)
       break;
     __syncthreads();
@@ -201,7 +200,7 @@ __device__ void sagDkdvSimt(const SoftmaxAttentionGradArgs &a, float *smem) {
         }
         __syncthreads();
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
+        for (int c = 0; c < 1024 / THREADS; ++c) {
           const int e = tid + THREADS * c, i = e >> 5, j = e & 31;
           float s = 0.f, dp = 0.f;
           for (int d = 0; d < D; ++d) {
@@ -276,9 +275,9 @@ template <int LD> __device__ __forceinline__ unsigned sagLaneBT(int lane) {
   return 2u * (((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8);
 }
 
-template <int D>
+template <int D, int BK = sagFastStatsBk(D)>
 __device__ void sagStatsFast(const SoftmaxAttentionGradArgs &a, float *smem) {
-  constexpr int BK = 64, LD = D + 8, TILE = BK * LD, THREADS = 256;
+  constexpr int LD = D + 8, TILE = BK * LD, THREADS = 256;
   constexpr int CHUNKS = BK * (D / 8);
   const unsigned smBase = sharedAddr(smem); // stage s: K at 2s·TILE, V after
   const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
@@ -438,11 +437,12 @@ __device__ void sagStatsFast(const SoftmaxAttentionGradArgs &a, float *smem) {
   }
 }
 
-template <int D, int BQ = sagFastBq(D)>
+template <int D, int BQ = sagFastBq(D), int BK = sagDkdvKeys(D)>
 __device__ void sagDkdvFast(const SoftmaxAttentionGradArgs &a, float *smem) {
-  constexpr int BK = 128, LD = D + 8, LDS = BQ + 8;
-  constexpr int THREADS = 256, QG = BQ / 16, DW = D / (8 / QG);
-  static_assert(DW % 16 == 0, "dq pieces of 16 columns");
+  constexpr int LD = D + 8, LDS = BQ + 8;
+  constexpr int WARPS = BK / 16, THREADS = 32 * WARPS, QG = BQ / 16,
+                DW = D / (WARPS / QG);
+  static_assert(WARPS % QG == 0 && DW % 16 == 0, "dq pieces of 16 columns");
   // Shared layout (bf16): K [BK][LD], V [BK][LD], stage s: Q, dO [BQ][LD],
   // dSᵀ [BK][LDS].
   constexpr unsigned KV = 2u * BK * LD, QT = 2u * BQ * LD;
@@ -672,7 +672,7 @@ __device__ void sagDkdv(const SoftmaxAttentionGradArgs &a, float *smem) {
   if constexpr (sizeof(T) == 2 && sagFastHeadDim(D))
     sagDkdvFast<D>(a, smem);
   else
-    sagDkdvSimt<T, D>(a, smem);
+    sagDkdvSimt<T, D, sagDkdvKeys(D), sagDkdvThreads(D)>(a, smem);
 }
 template <typename T, int D>
 __device__ void sagDq(const SoftmaxAttentionGradArgs &a) {
@@ -690,12 +690,14 @@ __device__ void sagDq(const SoftmaxAttentionGradArgs &a) {
 
 /// One entry per phase (kernels/softmax_attention_grad.h lists the plan).
 #define MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(prefix, T, D)                        \
-  extern "C" __global__ void __launch_bounds__(256, 1)                         \
+  extern "C" __global__ void __launch_bounds__(                                \
+      256, mm::k::sagStatsMinBlocks(sizeof(T), D))                             \
       prefix##_stats(mm::k::SoftmaxAttentionGradArgs a) {                      \
     extern __shared__ __align__(16) float mmSagSmem[];                         \
     mm::k::sagStats<T, D>(a, mmSagSmem);                                       \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(256, 1)                         \
+  extern "C" __global__ void __launch_bounds__(                                \
+      mm::k::sagDkdvThreads(D), mm::k::sagDkdvMinBlocks(sizeof(T), D))         \
       prefix##_dkdv(mm::k::SoftmaxAttentionGradArgs a) {                       \
     extern __shared__ __align__(16) float mmSagSmem[];                         \
     mm::k::sagDkdv<T, D>(a, mmSagSmem);                                        \

@@ -45,15 +45,26 @@ MM_HD constexpr bool sagFastHeadDim(long long d) { return d == 64 || d == 128; }
 /// Query rows per step of the tensor-core "_dkdv" (register budget: dk and dv
 /// accumulators of 16 keys × D per warp).
 MM_HD constexpr int sagFastBq(int D) { return D == 128 ? 32 : 64; }
+/// Keys per "_dkdv" block (16 per warp) and its threads, for all forms of
+/// head dim D; blocks per multiprocessor the entries are compiled for.
+MM_HD constexpr int sagDkdvKeys(int D) { return D == 64 ? 64 : 128; }
+MM_HD constexpr int sagDkdvThreads(int D) { return 2 * sagDkdvKeys(D); }
+MM_HD constexpr int sagDkdvMinBlocks(int elemBytes, int D) {
+  return elemBytes == 2 && sagFastHeadDim(D) ? 256 / sagDkdvThreads(D) : 1;
+}
+/// Keys per tile of the tensor-core "_stats" and its blocks per multiprocessor.
+MM_HD constexpr int sagFastStatsBk(int D) { return D == 64 ? 32 : 64; }
+MM_HD constexpr int sagStatsMinBlocks(int elemBytes, int D) {
+  return elemBytes == 2 && D == 64 ? 2 : 1;
+}
 /// Shared memory (bytes) of the tensor-core forms: "_stats" double-buffers K
 /// and V tiles of 64 keys ([64][D+8] bf16); "_dkdv" holds K and V of the block
 /// ([128][D+8]), two stages of Q and dO tiles ([BQ][D+8]) and dSᵀ [128][BQ+8].
-MM_HD constexpr long long sagFastStatsSmem(int D) {
-  return 2ll * 2 * 64 * (D + 8) * 2;
+MM_HD constexpr long long sagFastStatsSmem(int D, int BK) {
+  return 2ll * 2 * BK * (D + 8) * 2;
 }
-MM_HD constexpr long long sagFastDkdvSmem(int D) {
-  return (2ll * 128 + 4ll * sagFastBq(D)) * (D + 8) * 2 +
-         128ll * (sagFastBq(D) + 8) * 2;
+MM_HD constexpr long long sagFastDkdvSmem(int D, int BQ, int BK) {
+  return (2ll * BK + 4ll * BQ) * (D + 8) * 2 + 1ll * BK * (BQ + 8) * 2;
 }
 /// Shared memory (bytes) of the SIMT forms (32-row sub-tiles, f32 rows padded
 /// by one word): "_stats" Q, dO, K, V [32][D+1]; "_dkdv" the same plus P and dS
@@ -96,10 +107,10 @@ inline int softmaxAttentionGradPlan(SoftmaxAttentionGradArgs &a, int D, int sms,
   a.dq_acc = a.delta + sagAlign(rows * 4);
   long long statsSmem = sagSimtStatsSmem(D), dkdvSmem = sagSimtDkdvSmem(D);
   if (sagFastHeadDim(D)) {
-    if (sagFastStatsSmem(D) > statsSmem)
-      statsSmem = sagFastStatsSmem(D);
-    if (sagFastDkdvSmem(D) > dkdvSmem)
-      dkdvSmem = sagFastDkdvSmem(D);
+    const long long fs = sagFastStatsSmem(D, sagFastStatsBk(D));
+    const long long fd = sagFastDkdvSmem(D, sagFastBq(D), sagDkdvKeys(D));
+    statsSmem = fs > statsSmem ? fs : statsSmem;
+    dkdvSmem = fd > dkdvSmem ? fd : dkdvSmem;
   }
   const unsigned tiles = static_cast<unsigned>(a.tpad / sagBlockRows());
   out[0] = {"_stats",
@@ -109,10 +120,10 @@ inline int softmaxAttentionGradPlan(SoftmaxAttentionGradArgs &a, int D, int sms,
             static_cast<unsigned>(sagThreads()),
             static_cast<unsigned>(statsSmem)};
   out[1] = {"_dkdv",
-            tiles,
+            static_cast<unsigned>(a.tpad / sagDkdvKeys(D)),
             static_cast<unsigned>(a.kv_heads),
             static_cast<unsigned>(a.batch),
-            static_cast<unsigned>(sagThreads()),
+            static_cast<unsigned>(sagDkdvThreads(D)),
             static_cast<unsigned>(dkdvSmem)};
   const long long n = a.batch * a.seq * a.heads * D;
   long long blocks = (n + 4 * 256 - 1) / (4 * 256);

@@ -18,14 +18,20 @@ MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_bf16_d64,
 MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_bf16_d128,
                                   mm::k::bf16, 128)
 
-// Tuning variants timed by --bench only (not part of the family's plan).
-extern "C" __global__ void __launch_bounds__(256, 2)
-    mm_sagx_bf16_d64_bq32_dkdv(mm::k::SoftmaxAttentionGradArgs a) {
-  extern __shared__ __align__(16) float smem[];
-  mm::k::sagDkdvFast<64, 32>(a, smem);
-}
-extern "C" __global__ void __launch_bounds__(256, 1)
-    mm_sagx_bf16_d64_bq32b1_dkdv(mm::k::SoftmaxAttentionGradArgs a) {
-  extern __shared__ __align__(16) float smem[];
-  mm::k::sagDkdvFast<64, 32>(a, smem);
-}
+// Tuning variants, timed and checked by --bench only (not in the family's
+// plan): "_dkdv" with other key blocks / query tiles, "_stats" with other key
+// tiles.
+#define SAGX(name, bounds, call)                                               \
+  extern "C" __global__ void __launch_bounds__ bounds name(                    \
+      mm::k::SoftmaxAttentionGradArgs a) {                                     \
+    extern __shared__ __align__(16) float smem[];                              \
+    call;                                                                      \
+  }
+SAGX(mm_sagx_d64_k128q64_dkdv, (256, 1),
+     (mm::k::sagDkdvFast<64, 64, 128>(a, smem)))
+SAGX(mm_sagx_d64_k64q32_dkdv, (128, 3),
+     (mm::k::sagDkdvFast<64, 32, 64>(a, smem)))
+SAGX(mm_sagx_d128_k64q32_dkdv, (128, 2),
+     (mm::k::sagDkdvFast<128, 32, 64>(a, smem)))
+SAGX(mm_sagx_d64_s64_stats, (256, 1), (mm::k::sagStatsFast<64, 64>(a, smem)))
+SAGX(mm_sagx_d128_s32_stats, (256, 2), (mm::k::sagStatsFast<128, 32>(a, smem)))

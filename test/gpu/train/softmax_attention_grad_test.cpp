@@ -72,7 +72,24 @@ struct Run {
   }
 };
 
-void check(Gpu &gpu, Report &rep, const Shape &s, uint64_t seed) {
+/// A launch of the plan replaced by another entry (tuning variants).
+struct Override {
+  int phase = -1;
+  std::string entry; // full name minus the suffix
+  k::Launch launch{};
+};
+
+void runPlan(Gpu &gpu, const Shape &s, const Run &r, const Override &ov) {
+  for (int i = 0; i < r.n; ++i) {
+    if (i == ov.phase)
+      gpu.run(ov.entry, &ov.launch, 1, r.args);
+    else
+      gpu.run(prefixOf(s), r.plan + i, 1, r.args);
+  }
+}
+
+void check(Gpu &gpu, Report &rep, const Shape &s, uint64_t seed,
+           const Override &ov = Override()) {
   std::mt19937_64 rng(seed);
   const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
   const std::vector<float> q = randomVec(rng, nq, 3.f, s.bf16),
@@ -85,21 +102,23 @@ void check(Gpu &gpu, Report &rep, const Shape &s, uint64_t seed) {
   r.v.upload(v);
   r.dout.upload(dout);
   // Twice: the second run sees the first's workspace (accumulators re-zeroed).
-  gpu.run(prefixOf(s), r.plan, r.n, r.args);
-  gpu.run(prefixOf(s), r.plan, r.n, r.args);
+  runPlan(gpu, s, r, ov);
+  runPlan(gpu, s, r, ov);
   std::vector<float> dq(nq), dk(nkv), dv(nkv);
   cpu::Scratch scratch;
   cpu::softmaxAttentionGrad(q.data(), k.data(), v.data(), dout.data(),
                             dq.data(), dk.data(), dv.data(), s.B, s.T, s.Hq,
                             s.Hkv, s.D, r.args.scale, scratch);
   const double tol = s.bf16 ? 2e-2 : 1e-4;
-  const std::string name = nameOf(s);
+  const std::string name =
+      nameOf(s) + (ov.phase >= 0 ? " [" + ov.entry + "]" : "");
   rep.check(name + " dq", relErr(r.dq.download(), dq), tol);
   rep.check(name + " dk", relErr(r.dk.download(), dk), tol);
   rep.check(name + " dv", relErr(r.dv.download(), dv), tol);
 }
 
-void bench(Gpu &gpu, const Shape &s) {
+void bench(Gpu &gpu, const Shape &s, Report *rep = nullptr,
+           const std::vector<Override> &variants = {}) {
   std::mt19937_64 rng(7);
   const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
   Run r(gpu, s);
@@ -118,15 +137,34 @@ void bench(Gpu &gpu, const Shape &s) {
                 r.plan[i].suffix, r.plan[i].gx, r.plan[i].gy, r.plan[i].gz,
                 r.plan[i].threads, r.plan[i].smem, ms);
   }
-  if (s.bf16 && s.D == 64) {
-    // Tuning variants of "_dkdv": BQ = 32 at 2 and 1 blocks per SM.
-    k::Launch l = r.plan[1];
-    l.smem = (2 * 128 + 4 * 32) * (64 + 8) * 2 + 128 * (32 + 8) * 2;
-    for (const char *v : {"mm_sagx_bf16_d64_bq32", "mm_sagx_bf16_d64_bq32b1"}) {
-      const float ms = gpu.time(v, &l, 1, r.args);
-      std::printf("      variant %s_dkdv: %8.3f ms\n", v, ms);
+  for (Override ov : variants) {
+    ov.launch.gy = ov.phase == 0 ? s.Hq : s.Hkv;
+    ov.launch.gz = s.B;
+    const unsigned rows = ov.launch.gx; // rows per block (set by the caller)
+    ov.launch.gx = static_cast<unsigned>(r.args.tpad / rows);
+    const float ms = gpu.time(ov.entry, &ov.launch, 1, r.args);
+    std::printf("      variant %-28s grid (%u,%u,%u) x %u, smem %u: %8.3f ms\n",
+                ov.entry.c_str(), ov.launch.gx, ov.launch.gy, ov.launch.gz,
+                ov.launch.threads, ov.launch.smem, ms);
+    if (rep) {
+      // Correctness on a ragged GQA shape of the same head dim.
+      Shape c{true, s.D, 2, 1000, 6, 2};
+      Run cr(gpu, c);
+      ov.launch.gy = ov.phase == 0 ? c.Hq : c.Hkv;
+      ov.launch.gz = c.B;
+      ov.launch.gx = static_cast<unsigned>(cr.args.tpad / rows);
+      check(gpu, *rep, c, 99, ov);
     }
   }
+}
+
+Override variant(int phase, const char *entry, unsigned rows, unsigned threads,
+                 unsigned smem) {
+  Override o;
+  o.phase = phase;
+  o.entry = entry;
+  o.launch = {phase == 0 ? "_stats" : "_dkdv", rows, 1, 1, threads, smem};
+  return o;
 }
 
 } // namespace
@@ -142,11 +180,23 @@ int main(int argc, char **argv) {
     return 0;
   std::printf("device %s, %d SMs\n", gpu.name().c_str(), gpu.sms());
   if (doBench) {
-    bench(gpu, {true, 64, 1, 8192, 16, 8});
-    bench(gpu, {true, 128, 1, 16384, 16, 16});
+    Report rep;
+    using k::sagFastDkdvSmem;
+    using k::sagFastStatsSmem;
+    bench(
+        gpu, {true, 64, 1, 8192, 16, 8}, &rep,
+        {variant(1, "mm_sagx_d64_k128q64", 128, 256,
+                 sagFastDkdvSmem(64, 64, 128)),
+         variant(1, "mm_sagx_d64_k64q32", 64, 128, sagFastDkdvSmem(64, 32, 64)),
+         variant(0, "mm_sagx_d64_s64", 128, 256, sagFastStatsSmem(64, 64))});
+    bench(
+        gpu, {true, 128, 1, 16384, 16, 16}, &rep,
+        {variant(1, "mm_sagx_d128_k64q32", 64, 128,
+                 sagFastDkdvSmem(128, 32, 64)),
+         variant(0, "mm_sagx_d128_s32", 128, 256, sagFastStatsSmem(128, 32))});
     bench(gpu, {true, 128, 1, 8192, 16, 8});
     bench(gpu, {false, 64, 1, 2048, 16, 8});
-    return 0;
+    return rep.finish();
   }
   Report rep;
   const Shape shapes[] = {
