@@ -13,11 +13,12 @@
 //    of the forward). Writes lse = m + log2 l and delta = w / l (fp32 [B, Hq,
 //    Tpad]; rows ≥ T get 0 and 0, which the next phase masks) and zeroes the
 //    block's rows of the fp32 dq accumulator [B, T, Hq*D].
-//  "_dkdv" (grid (Tpad/128, Hkv, B), key blocks heaviest first): per block of
-//    128 keys, for each query head of the group and each query tile at or past
-//    the block's first key: pᵀ = 2^(sᵀ·sl − lse), dv += pᵀ dO, dPᵀ = v dOᵀ, dSᵀ
-//    = pᵀ ∘ (dPᵀ − delta), dk += dSᵀ q; then dq_tile += dS k, added atomically
-//    (fp32) into the accumulator. dk (× scale) and dv are stored at the end.
+//  "_dkdv" (grid (Tpad/KEYS, Hkv, B), key blocks heaviest first): per block of
+//    KEYS keys (sagDkdvKeys), for each query head of the group and each query
+//    tile at or past the block's first key: pᵀ = 2^(sᵀ·sl − lse), dv += pᵀ dO,
+//    dPᵀ = v dOᵀ, dSᵀ = pᵀ ∘ (dPᵀ − delta), dk += dSᵀ q; then dq_tile += dS k,
+//    added atomically (fp32) into the accumulator. dk (× scale) and dv are
+//    stored at the end.
 //  "_dq": dq = scale · accumulator, in T.
 //
 // Operands: q, dout [B, T, Hq*D], k, v [B, T, Hkv*D], all T (f32 or bf16),
@@ -26,19 +27,19 @@
 // Forms:
 //  - bf16, D = 64 or 128 (tensor cores, mma.sync m16n8k16 + ldmatrix, sm_80+):
 //    "_stats": 8 warps × 16 query rows; Q and dO fragments in registers, K and
-//    V tiles of 64 keys double-buffered by cp.async as [64][D+8] bf16 (the
+//    V tiles of 32 keys double-buffered by cp.async as [32][D+8] bf16 (the
 //    16-byte pad puts ldmatrix's 8 rows on distinct banks); S = Q Kᵀ and dP =
 //    dO Vᵀ fp32 in registers.
-//    "_dkdv": 8 warps × 16 keys; K and V of the block in shared memory
-//    [128][D+8]; Q and dO tiles of BQ = sagFastBq(D) rows (64 at D = 64, 32 at
-//    D = 128), double-buffered; per warp Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (16 × BQ
-//    fp32 in registers), pᵀ and dSᵀ rounded to bf16 as the A operands of dv +=
-//    pᵀ dO and dk += dSᵀ Q (B from Q/dO by ldmatrix.trans); dk and dv (16 × D
-//    fp32 each) stay in registers across the whole loop. dSᵀ goes to shared
-//    memory [128][BQ+8] bf16; after a barrier the 8 warps compute dq_tile (BQ
-//    × D) = dS K, each a 16 × 32 piece (A = dS by ldmatrix.trans of dSᵀ, B = K
-//    by ldmatrix.trans), added with red.global.add.v2.f32 (sm_90; two scalar
-//    atomics before).
+//    "_dkdv": KEYS/16 warps × 16 keys (8 warps at D = 64, 4 at D = 128); K and
+//    V of the block in shared memory [KEYS][D+8]; Q and dO tiles of BQ =
+//    sagFastBq(D) rows (64 at D = 64, 32 at D = 128), double-buffered; per warp
+//    Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (16 × BQ fp32 in registers), pᵀ and dSᵀ rounded
+//    to bf16 as the A operands of dv += pᵀ dO and dk += dSᵀ Q (B from Q/dO by
+//    ldmatrix.trans); dk and dv (16 × D fp32 each) stay in registers across the
+//    whole loop. dSᵀ goes to shared memory [KEYS][BQ+8] bf16; after a barrier
+//    the warps compute dq_tile (BQ × D) = dS K, each a 16-row piece (A = dS by
+//    ldmatrix.trans of dSᵀ, B = K by ldmatrix.trans), added with
+//    red.global.add.v2.f32 (sm_90; two scalar atomics before).
 //  - everything else (f32, other head dims): SIMT in fp32, 32-row sub-tiles in
 //    shared memory ([32][D+1] f32), same three phases; lanes own keys.
 #pragma once

@@ -9,8 +9,9 @@
 //            p_u·(dO·v_u)
 //            (= rowsum(dO ∘ O)) into fp32 workspace [B, Hq, Tpad]; zeroes the
 //            fp32 dq accumulator rows of its tile;
-//   "_dkdv"  grid (Tpad/128, Hkv, B), 256 threads: per key block of 128 keys
-//            and kv head, dk and dv (summed over the query heads of the group)
+//   "_dkdv"  grid (Tpad/KEYS, Hkv, B), 2·KEYS threads (KEYS = sagDkdvKeys(D):
+//            64 at D = 128, else 128): per key block and kv head, dk and dv
+//            (summed over the query heads of the group)
 //            written directly; dq's partial sums added atomically into the fp32
 //            accumulator [B, T, Hq*D];
 //   "_dq"    grid-stride: dq = scale · accumulator, stored as T.
@@ -37,7 +38,7 @@ struct SoftmaxAttentionGradArgs {
   long long tpad;
 };
 
-/// Rows (queries of "_stats", keys of "_dkdv") per block, threads per block.
+/// Query rows per "_stats" block (and the padding of T), threads of "_stats".
 MM_HD constexpr int sagBlockRows() { return 128; }
 MM_HD constexpr int sagThreads() { return 256; }
 /// Whether the bf16 form of head dim D runs on the tensor cores.
@@ -46,20 +47,25 @@ MM_HD constexpr bool sagFastHeadDim(long long d) { return d == 64 || d == 128; }
 /// accumulators of 16 keys × D per warp).
 MM_HD constexpr int sagFastBq(int D) { return D == 128 ? 32 : 64; }
 /// Keys per "_dkdv" block (16 per warp) and its threads, for all forms of
-/// head dim D; blocks per multiprocessor the entries are compiled for.
-MM_HD constexpr int sagDkdvKeys(int D) { return D == 64 ? 64 : 128; }
+/// head dim D; blocks per multiprocessor the entries are compiled for. Measured
+/// on an H200 (test/gpu/results/2026-11-22-train-softmax_attention_grad.log):
+/// D = 64 runs best as one 128-key block per SM (8 warps, 252 registers),
+/// D = 128 as two 64-key blocks per SM (4 warps each, BQ = 32).
+MM_HD constexpr int sagDkdvKeys(int D) { return D == 128 ? 64 : 128; }
 MM_HD constexpr int sagDkdvThreads(int D) { return 2 * sagDkdvKeys(D); }
 MM_HD constexpr int sagDkdvMinBlocks(int elemBytes, int D) {
   return elemBytes == 2 && sagFastHeadDim(D) ? 256 / sagDkdvThreads(D) : 1;
 }
-/// Keys per tile of the tensor-core "_stats" and its blocks per multiprocessor.
-MM_HD constexpr int sagFastStatsBk(int D) { return D == 64 ? 32 : 64; }
+/// Keys per tile of the tensor-core "_stats" and its blocks per multiprocessor
+/// (32-key tiles fit 128 registers: two blocks per SM, ~20% faster than one
+/// with 64-key tiles).
+MM_HD constexpr int sagFastStatsBk(int) { return 32; }
 MM_HD constexpr int sagStatsMinBlocks(int elemBytes, int D) {
-  return elemBytes == 2 && D == 64 ? 2 : 1;
+  return elemBytes == 2 && sagFastHeadDim(D) ? 2 : 1;
 }
 /// Shared memory (bytes) of the tensor-core forms: "_stats" double-buffers K
-/// and V tiles of 64 keys ([64][D+8] bf16); "_dkdv" holds K and V of the block
-/// ([128][D+8]), two stages of Q and dO tiles ([BQ][D+8]) and dSᵀ [128][BQ+8].
+/// and V tiles of BK keys ([BK][D+8] bf16); "_dkdv" holds K and V of the block
+/// ([BK][D+8]), two stages of Q and dO tiles ([BQ][D+8]) and dSᵀ [BK][BQ+8].
 MM_HD constexpr long long sagFastStatsSmem(int D, int BK) {
   return 2ll * 2 * BK * (D + 8) * 2;
 }

@@ -27,11 +27,11 @@ MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_bf16_d128,
     extern __shared__ __align__(16) float smem[];                              \
     call;                                                                      \
   }
-SAGX(mm_sagx_d64_k128q64_dkdv, (256, 1),
-     (mm::k::sagDkdvFast<64, 64, 128>(a, smem)))
+SAGX(mm_sagx_d64_k64q64_dkdv, (128, 2),
+     (mm::k::sagDkdvFast<64, 64, 64>(a, smem)))
 SAGX(mm_sagx_d64_k64q32_dkdv, (128, 3),
      (mm::k::sagDkdvFast<64, 32, 64>(a, smem)))
-SAGX(mm_sagx_d128_k64q32_dkdv, (128, 2),
-     (mm::k::sagDkdvFast<128, 32, 64>(a, smem)))
+SAGX(mm_sagx_d128_k128q32_dkdv, (256, 1),
+     (mm::k::sagDkdvFast<128, 32, 128>(a, smem)))
 SAGX(mm_sagx_d64_s64_stats, (256, 1), (mm::k::sagStatsFast<64, 64>(a, smem)))
-SAGX(mm_sagx_d128_s32_stats, (256, 2), (mm::k::sagStatsFast<128, 32>(a, smem)))
+SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))

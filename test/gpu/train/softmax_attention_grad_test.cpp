@@ -183,17 +183,17 @@ int main(int argc, char **argv) {
     Report rep;
     using k::sagFastDkdvSmem;
     using k::sagFastStatsSmem;
+    // The plan's forms, then tuning variants (checked on a ragged shape).
     bench(
         gpu, {true, 64, 1, 8192, 16, 8}, &rep,
-        {variant(1, "mm_sagx_d64_k128q64", 128, 256,
-                 sagFastDkdvSmem(64, 64, 128)),
+        {variant(1, "mm_sagx_d64_k64q64", 64, 128, sagFastDkdvSmem(64, 64, 64)),
          variant(1, "mm_sagx_d64_k64q32", 64, 128, sagFastDkdvSmem(64, 32, 64)),
          variant(0, "mm_sagx_d64_s64", 128, 256, sagFastStatsSmem(64, 64))});
     bench(
         gpu, {true, 128, 1, 16384, 16, 16}, &rep,
-        {variant(1, "mm_sagx_d128_k64q32", 64, 128,
-                 sagFastDkdvSmem(128, 32, 64)),
-         variant(0, "mm_sagx_d128_s32", 128, 256, sagFastStatsSmem(128, 32))});
+        {variant(1, "mm_sagx_d128_k128q32", 128, 256,
+                 sagFastDkdvSmem(128, 32, 128)),
+         variant(0, "mm_sagx_d128_s64", 128, 256, sagFastStatsSmem(128, 64))});
     bench(gpu, {true, 128, 1, 8192, 16, 8});
     bench(gpu, {false, 64, 1, 2048, 16, 8});
     return rep.finish();
