@@ -1,0 +1,139 @@
+// moe_grad (docs/kernels.md): backward of the MoE block, as a launch plan of
+// kernels/moe_grad.cuh. Argument block, workspace layout and plan; compiled
+// by NVRTC (device side) and by the host compilers (plan functions).
+//
+// Workspace (one 256-byte-aligned array after the other; S = rows·top_k
+// slots, element arrays sized for 4-byte elements since the plan does not know
+// T):
+//   topk_expert, topk_weight, slot_pos, perm_slot [S] i32/f32, offsets and
+//   tile_offsets [E+1] i32 (as the forward's MoeArgs);
+//   dot [S] f32      dy_t · y_s (the un-weighted expert output of slot s);
+//   xs, dyw [S, H] T x and w_s·dy of each slot's token, in expert order;
+//   hb [S, I] T      h = silu(a)·c;
+//   ac [S, 2I] T     a | c (gate and up pre-activations), then da | dc;
+//   dxs [S, H] T     each slot's da·w1 + dc·w3;
+//   z [rows, E] f32  the router-logit gradient of each token;
+//   part [RS, E, H] f32  drouter partial sums over RS row splits.
+#pragma once
+
+#include "kernels/args.h"
+#include "kernels/launch.h"
+
+namespace mm {
+namespace k {
+
+struct MoeGradArgs {
+  dptr x, router, w1, w2, w3, dy, dx, drouter, dw1, dw2, dw3, workspace;
+  long long rows, hidden, experts, inter, top_k;
+  // Filled by moeGradPlan from `workspace`:
+  dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets,
+      dot, xs, dyw, hb, ac, dxs, z, part;
+  long long rsplit; // RS: row splits of the drouter reduction
+};
+
+/// Tiles of the grouped GEMMs (both the tensor-core and the SIMT form):
+/// 128×128 outputs, 256 threads; the gate/up GEMM's N-tile is 64 columns of
+/// w1 next to the same 64 of w3. Dynamic shared memory of the tensor-core
+/// form: moeGradStages() stages of A and B tiles, 10240 bytes each at most.
+MM_HD constexpr int moeGradTile() { return 128; }
+MM_HD constexpr int moeGradStages() { return 4; }
+MM_HD constexpr int moeGradSmemBytes() { return moeGradStages() * 2 * 10240; }
+/// Row splits of the drouter reduction (monotone in rows, at most 128).
+MM_HD constexpr long long moeGradRowSplits(long long rows) {
+  return rows <= 64 ? 1 : ((rows + 63) / 64 < 128 ? (rows + 63) / 64 : 128);
+}
+
+#if !defined(__CUDACC_RTC__)
+namespace detail {
+struct MoeGradLayout {
+  unsigned long long off[14];
+  unsigned long long bytes;
+};
+inline MoeGradLayout moeGradLayout(const MoeGradArgs &a) {
+  const unsigned long long S = static_cast<unsigned long long>(a.rows) *
+                               static_cast<unsigned long long>(a.top_k);
+  const unsigned long long H = a.hidden, I = a.inter, E = a.experts;
+  const unsigned long long sizes[14] = {
+      S * 4,
+      S * 4,
+      S * 4,
+      S * 4,
+      (E + 1) * 4,
+      (E + 1) * 4,
+      S * 4,
+      S * H * 4,
+      S * H * 4,
+      S * I * 4,
+      S * 2 * I * 4,
+      S * H * 4,
+      static_cast<unsigned long long>(a.rows) * E * 4,
+      static_cast<unsigned long long>(moeGradRowSplits(a.rows)) * E * H * 4};
+  MoeGradLayout l{};
+  unsigned long long at = 0;
+  for (int i = 0; i < 14; ++i) {
+    l.off[i] = at;
+    at = (at + sizes[i] + 255) / 256 * 256;
+  }
+  l.bytes = at;
+  return l;
+}
+inline unsigned moeGradCeil(long long a, long long b) {
+  const long long v = (a + b - 1) / b;
+  return static_cast<unsigned>(v < 1 ? 1 : v);
+}
+} // namespace detail
+
+inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
+                                                int sms) {
+  (void)D;
+  (void)sms;
+  return detail::moeGradLayout(a).bytes;
+}
+
+/// Launches, in order: _route, _dispatch, _permute, _gateup, _ydot, _dh,
+/// _dw2, _dw13, _dx, _router, _drouter, _drouter_sum.
+inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
+  (void)D;
+  (void)sms;
+  const detail::MoeGradLayout l = detail::moeGradLayout(a);
+  dptr *fields[14] = {
+      &a.topk_expert,  &a.topk_weight, &a.slot_pos, &a.perm_slot, &a.offsets,
+      &a.tile_offsets, &a.dot,         &a.xs,       &a.dyw,       &a.hb,
+      &a.ac,           &a.dxs,         &a.z,        &a.part};
+  for (int i = 0; i < 14; ++i)
+    *fields[i] = a.workspace + l.off[i];
+  a.rsplit = moeGradRowSplits(a.rows);
+  using detail::moeGradCeil;
+  const int TB = moeGradTile();
+  const long long S = a.rows * a.top_k;
+  const unsigned mt = static_cast<unsigned>((S + TB - 1) / TB + a.experts);
+  const unsigned sm = moeGradSmemBytes();
+  const unsigned E = static_cast<unsigned>(a.experts);
+  int n = 0;
+  out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
+  out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
+  out[n++] = {"_permute", moeGradCeil(S, 1), 1, 1, 128, 0};
+  out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
+  out[n++] = {"_ydot", mt, moeGradCeil(a.hidden, TB), 1, 256, sm};
+  out[n++] = {"_dh", mt, moeGradCeil(a.inter, TB), 1, 256, sm};
+  out[n++] = {
+      "_dw2", moeGradCeil(a.hidden, TB), moeGradCeil(a.inter, TB), E, 256, sm};
+  out[n++] = {
+      "_dw13", moeGradCeil(2 * a.inter, TB), moeGradCeil(a.hidden, TB), E, 256,
+      sm};
+  out[n++] = {"_dx", mt, moeGradCeil(a.hidden, TB), 1, 256, sm};
+  out[n++] = {"_router", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
+  out[n++] = {"_drouter",
+              moeGradCeil(a.hidden, 256),
+              static_cast<unsigned>(a.rsplit),
+              1,
+              256,
+              0};
+  out[n++] = {
+      "_drouter_sum", moeGradCeil(a.experts * a.hidden, 256), 1, 1, 256, 0};
+  return n;
+}
+#endif
+
+} // namespace k
+} // namespace mm
