@@ -111,7 +111,8 @@ template <int OP> struct OpTraits {
 template <typename T, int OP>
 __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
   constexpr int TB = moeGradTile();
-  const long long H = p.hidden, I = p.inter, big = kMoeGradNoSplit;
+  const long long H = p.hidden, I = p.inter;
+  constexpr long long big = kMoeGradNoSplit;
   const int E = static_cast<int>(p.experts);
   const int *tiles = cptr<int>(p.tile_offsets), *offs = cptr<int>(p.offsets);
   if (OpTraits<OP>::SLOT_M) {
