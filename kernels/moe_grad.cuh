@@ -1,25 +1,25 @@
 // moe_grad (docs/kernels.md): backward of the top-k routed SwiGLU MoE block,
-// the forward recomputed, as twelve launches on one stream (moeGradPlan):
+// the forward recomputed, as ten launches on one stream (moeGradPlan):
 //   _route     moeRoute of kernels/moe.cuh (the forward's fp32 router, so the
 //              selection is the forward's): topk_expert, topk_weight.
 //   _dispatch  moeDispatch (BM = 128): the slots grouped by expert, offsets
-//              and 128-row tile_offsets, perm_slot / slot_pos.
-//   _permute   one block per permuted slot s (token t, weight w):
-//              xs[s] = x[t], dyw[s] = w·dy[t], dot[s] = 0.
-// Grouped GEMMs (C = A·Bᵀ, C[m][n] = Σ_k A(m,k) B(n,k)); "slot-M" GEMMs run
-// over M-tiles of the expert groups (grid.x = tile, as the forward), the
+//              and 128-row tile_offsets, perm_slot / slot_pos; dot = 0.
+// Grouped GEMMs (C[m][n] = Σ_k A(m,k) B(n,k)); "slot-M" GEMMs run over
+// M-tiles of the expert groups (grid.x = tile, as the forward), the
 // weight-gradient GEMMs reduce over an expert's slots (K = its slot count,
-// grid.z = expert, each CTA owns its f32 output tile: plain stores, no
-// atomics, zeros for an expert without slots):
-//   _gateup  [a | c] = xs·[w1_e | w3_e]ᵀ  (M slots, N I, K H) -> ac, and
-//            hb = silu(a)·c. The B tile is 64 rows of w1 then the same 64 of
-//            w3, so a thread holds gate and up of the same outputs.
-//   _ydot    y = hb·w2_eᵀ (N H, K I), never stored: dot[s] += Σ_n y·dy[t].
-//   _dh      dh = dyw·w2_e (N I, K H; B read transposed), epilogue in place
-//            on ac: da = dh·c·σ(a)(1 + a(1 − σ(a))), dc = dh·a·σ(a).
-//   _dw2     dw2_e = dywᵀ·hb over the expert's slots (M H, N I).
-//   _dw13    [dw1_e; dw3_e] = [da | dc]ᵀ·xs (M 2I, N H): rows < I go to dw1.
-//   _dx      dxs = [da | dc]·[w1_e; w3_e] (N H, K 2I; B transposed).
+// grid.z = expert; each CTA owns its f32 output tile: plain stores, no
+// atomics, zeros for an expert without slots). Rows of x and dy are gathered
+// through perm_slot (slot s is token perm_slot[s] / top_k), w_s is the slot's
+// routing weight:
+//   _gateup  [a | c] = x_s·[w1_e | w3_e]ᵀ (M slots, N I, K H) -> acf (f32),
+//            hb = w_s·silu(a)·c. The B tile is 64 rows of w1 then the same 64
+//            of w3, so one CTA holds gate and up of the same outputs.
+//   _dh      g = dy_s·w2_e (N I, K H; B read [k][n]); epilogue: dot[s] +=
+//            Σ_i h_i g_i (= dy·y, with h = silu(a)·c in fp32 from acf), dh =
+//            w_s·g, da = dh·c·σ(a)(1 + a(1 − σ(a))), dc = dh·a·σ(a) -> dac.
+//   _dw2     dw2_e = dy_sᵀ·hb over the expert's slots (M H, N I).
+//   _dw13    [dw1_e; dw3_e] = [da | dc]ᵀ·x_s (M 2I, N H): rows < I go to dw1.
+//   _dx      dxs = [da | dc]·[w1_e; w3_e] (N H, K 2I; B read [k][n]).
 // Then per token (one warp): _router recomputes the logits and softmax p,
 // dw_j = dot[slot j], dp_j = (dw_j − Σ_k w_k dw_k)/P on the top-k,
 // z = p(dp − Σ p·dp) -> z[t], and dx[t] = Σ_j dxs[slot j] + routerᵀz;
@@ -27,17 +27,22 @@
 // the splits into drouter.
 //
 // GEMM engines, one tiling (128×128 outputs, 256 threads) so one plan serves
-// both element types: bf16 with H and I multiples of 8 runs on the tensor
+// both element types. bf16 with H and I multiples of 8 runs on the tensor
 // cores: mma.sync m16n8k16 (fp32 accumulators), 8 warps as 2 (M) × 4 (N),
-// each a 64×32 tile; tiles of BK = 32 staged by 16-byte cp.async in a
-// 4-stage ring; operands stored K-contiguous ([m][k], rows of 32+8 bf16) are
-// read with ldmatrix, operands stored M/N-contiguous ([k][m], rows of 128+8)
-// with ldmatrix.trans (the 16-byte padding makes both conflict-free). Other
-// shapes and f32: a SIMT engine on the same tiles (8×8 outputs per thread,
-// BK = 8). Operand addressing is one descriptor (GOp) per operand: stored
-// row r of a tile (an M/N index for [m][k] operands, the K index for [k][m]
-// ones) is base0 + r·ld, or base1 + (r − split)·ld past `split` (w1 then w3),
-// zero past rowLim rows or colLim columns.
+// each a 64×32 tile; tiles of BK = 64 staged by 16-byte cp.async in a
+// 3-stage ring (moeGradSmemBytes, two CTAs per multiprocessor); operands
+// stored K-contiguous ([m][k], rows of 64+8 bf16) are read with ldmatrix,
+// operands stored M/N-contiguous ([k][m], rows of 128+8) with ldmatrix.trans
+// (the 16-byte padding makes both conflict-free). The epilogue goes through
+// shared memory (an f32 [128][132] tile), so each thread finishes 8
+// consecutive outputs of a row with 16-byte loads and stores, and the 16
+// threads of a row reduce its dot share with shuffles. Other shapes and f32:
+// a SIMT engine on the same tiles (8×8 outputs per thread, BK = 8). Operand
+// addressing is one descriptor (GOp) per operand: stored row r of a tile (an
+// M/N index for [m][k] operands, the K index for [k][m] ones) is
+// base0 + r'·ld, or base1 + (r − split)·ld past `split` (w1 then w3), r' the
+// row itself or its token through perm_slot, zero past rowLim rows or colLim
+// columns.
 #pragma once
 
 #include "kernels/moe.cuh"
@@ -70,27 +75,34 @@ __device__ __forceinline__ MoeArgs moeGradFwdArgs(const MoeGradArgs &a) {
   return m;
 }
 
-/// One GEMM operand as stored rows (see the file comment).
+/// One GEMM operand as stored rows (see the file comment). With `idx`, stored
+/// row r is source row idx[r] / idxDiv (the token of a permuted slot).
 template <typename T> struct GOp {
   const T *b0, *b1;
   long long ld, split, rowLim, colLim;
+  const int *idx;
+  int idxDiv;
   __device__ bool ok(long long r, long long c) const {
     const long long rr = r < split ? r : r - split;
     return rr < rowLim && c < colLim;
   }
-  __device__ const T *at(long long r, long long c) const {
-    return r < split ? b0 + r * ld + c : b1 + (r - split) * ld + c;
+  /// Start of stored row r (column 0); r must be ok.
+  __device__ const T *row(long long r) const {
+    const bool lo = r < split;
+    long long rr = lo ? r : r - split;
+    if (idx)
+      rr = static_cast<unsigned>(idx[rr]) / static_cast<unsigned>(idxDiv);
+    return (lo ? b0 : b1) + rr * ld;
   }
   __device__ float get(long long r, long long c) const {
-    return ok(r, c) ? ld_(at(r, c)) : 0.f;
+    return ok(r, c) ? toF32(row(r)[c]) : 0.f;
   }
-  __device__ static float ld_(const T *p) { return toF32(*p); }
 };
 
 /// GOp::split of an operand that is one array.
 constexpr long long kMoeGradNoSplit = 1ll << 62;
 
-enum MoeGradOp { kGateUp, kYDot, kDh, kDw2, kDw13, kDx };
+enum MoeGradOp { kGateUp, kDh, kDw2, kDw13, kDx };
 
 /// The problem of one CTA: operands, K, and where its tile lies.
 template <typename T> struct GTile {
@@ -102,8 +114,8 @@ template <typename T> struct GTile {
 };
 
 template <int OP> struct OpTraits {
-  static constexpr bool A_KM = OP == kDw2 || OP == kDw13;    // A stored [k][m]
-  static constexpr bool B_KN = OP != kGateUp && OP != kYDot; // B stored [k][n]
+  static constexpr bool A_KM = OP == kDw2 || OP == kDw13; // A stored [k][m]
+  static constexpr bool B_KN = OP != kGateUp;             // B stored [k][n]
   static constexpr bool SPLIT = OP == kGateUp;
   static constexpr bool SLOT_M = OP != kDw2 && OP != kDw13;
 };
@@ -113,8 +125,11 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
   constexpr int TB = moeGradTile();
   const long long H = p.hidden, I = p.inter;
   constexpr long long big = kMoeGradNoSplit;
-  const int E = static_cast<int>(p.experts);
+  const int E = static_cast<int>(p.experts), KK = static_cast<int>(p.top_k);
+  (void)big;
+  (void)KK;
   const int *tiles = cptr<int>(p.tile_offsets), *offs = cptr<int>(p.offsets);
+  const int *perm = cptr<int>(p.perm_slot);
   if (OpTraits<OP>::SLOT_M) {
     const int tile = blockIdx.x;
     if (tile >= tiles[E])
@@ -132,99 +147,189 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
   }
   const int e = t.e;
   const long long rows = t.r1 - t.r0;
-  const T *xs = cptr<T>(p.xs), *dyw = cptr<T>(p.dyw), *hb = cptr<T>(p.hb),
-          *ac = cptr<T>(p.ac);
+  const T *x = cptr<T>(p.x), *dy = cptr<T>(p.dy), *hb = cptr<T>(p.hb),
+          *dac = cptr<T>(p.dac);
   const T *w1 = cptr<T>(p.w1) + e * I * H, *w3 = cptr<T>(p.w3) + e * I * H,
           *w2 = cptr<T>(p.w2) + e * H * I;
   if (OP == kGateUp) {
     t.n0 = static_cast<long long>(blockIdx.y) * (TB / 2);
     t.K = H;
-    t.A = {xs + t.r0 * H, xs, H, big, rows, H};
-    t.B = {w1 + t.n0 * H, w3 + t.n0 * H, H, TB / 2, I - t.n0, H};
-  } else if (OP == kYDot) {
-    t.n0 = static_cast<long long>(blockIdx.y) * TB;
-    t.K = I;
-    t.A = {hb + t.r0 * I, hb, I, big, rows, I};
-    t.B = {w2 + t.n0 * I, w2, I, big, H - t.n0, I};
+    t.A = {x, x, H, big, rows, H, perm + t.r0, KK};
+    t.B = {w1 + t.n0 * H, w3 + t.n0 * H, H, TB / 2, I - t.n0, H, nullptr, 1};
   } else if (OP == kDh) {
     t.n0 = static_cast<long long>(blockIdx.y) * TB;
     t.K = H;
-    t.A = {dyw + t.r0 * H, dyw, H, big, rows, H};
-    t.B = {w2 + t.n0, w2, I, big, H, I - t.n0};
+    t.A = {dy, dy, H, big, rows, H, perm + t.r0, KK};
+    t.B = {w2 + t.n0, w2, I, big, H, I - t.n0, nullptr, 1};
   } else if (OP == kDx) {
     t.n0 = static_cast<long long>(blockIdx.y) * TB;
     t.K = 2 * I;
-    t.A = {ac + t.r0 * 2 * I, ac, 2 * I, big, rows, 2 * I};
-    t.B = {w1 + t.n0, w3 + t.n0, H, I, I, H - t.n0};
+    t.A = {dac + t.r0 * 2 * I, dac, 2 * I, big, rows, 2 * I, nullptr, 1};
+    t.B = {w1 + t.n0, w3 + t.n0, H, I, I, H - t.n0, nullptr, 1};
   } else {
     const long long s0 = offs[e], cnt = offs[e + 1] - offs[e];
     t.n0 = static_cast<long long>(blockIdx.y) * TB;
     t.K = cnt;
     if (OP == kDw2) {
-      t.A = {dyw + s0 * H + t.r0, dyw, H, big, cnt, H - t.r0};
-      t.B = {hb + s0 * I + t.n0, hb, I, big, cnt, I - t.n0};
+      t.A = {dy + t.r0, dy, H, big, cnt, H - t.r0, perm + s0, KK};
+      t.B = {hb + s0 * I + t.n0, hb, I, big, cnt, I - t.n0, nullptr, 1};
     } else {
-      t.A = {ac + s0 * 2 * I + t.r0, ac, 2 * I, big, cnt, 2 * I - t.r0};
-      t.B = {xs + s0 * H + t.n0, xs, H, big, cnt, H - t.n0};
+      t.A = {dac + s0 * 2 * I + t.r0,
+             dac,
+             2 * I,
+             big,
+             cnt,
+             2 * I - t.r0,
+             nullptr,
+             1};
+      t.B = {x + t.n0, x, H, big, cnt, H - t.n0, perm + s0, KK};
     }
   }
   return true;
 }
 
-/// Epilogue of one output (m, n local to the tile; v the product, u the up
-/// product of the gate/up GEMM). _ydot is handled by the engines (a row sum).
-template <typename T, int OP>
-__device__ __forceinline__ void moeGradStore(const MoeGradArgs &p,
-                                             const GTile<T> &t, int m, int n,
-                                             float v, float u) {
+/// Routing weight of permuted slot r.
+__device__ __forceinline__ float moeGradSlotWeight(const MoeGradArgs &p,
+                                                   long long r) {
+  return cptr<float>(p.topk_weight)[cptr<int>(p.perm_slot)[r]];
+}
+
+/// Epilogue of `n` (≤ 8) consecutive outputs of row m (local to the tile),
+/// columns c.. (local): v the products, u the up products (gate/up GEMM).
+/// Returns this piece's share of dot[slot] (the _dh GEMM; else 0). The
+/// tensor-core engine calls it with n = 8 (vector loads and stores), the SIMT
+/// engine with n = 1.
+template <typename T, int OP, int NV>
+__device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
+                                              const GTile<T> &t, int m, int c,
+                                              const float *v, const float *u) {
   const long long H = p.hidden, I = p.inter;
+  const long long r = t.r0 + m, col = t.n0 + c;
+  const bool vec = NV == 8;
   if (OP == kGateUp) {
-    const long long r = t.r0 + m, c = t.n0 + n;
-    if (r >= t.r1 || c >= I)
-      return;
-    T *ac = mptr<T>(p.ac) + r * 2 * I;
-    st(ac, c, v);
-    st(ac, I + c, u);
-    st(mptr<T>(p.hb), r * I + c, siluF(v) * u);
-  } else if (OP == kDh) {
-    const long long r = t.r0 + m, c = t.n0 + n;
-    if (r >= t.r1 || c >= I)
-      return;
-    T *ac = mptr<T>(p.ac) + r * 2 * I;
-    const float a = toF32(ac[c]), cu = toF32(ac[I + c]);
-    const float sg = sigmoidF(a);
-    st(ac, c, v * cu * sg * (1.f + a * (1.f - sg)));
-    st(ac, I + c, v * a * sg);
-  } else if (OP == kDx) {
-    const long long r = t.r0 + m, c = t.n0 + n;
-    if (r < t.r1 && c < H)
-      st(mptr<T>(p.dxs), r * H + c, v);
-  } else if (OP == kDw2) {
-    const long long r = t.r0 + m, c = t.n0 + n;
-    if (r < H && c < I)
-      mptr<float>(p.dw2)[(t.e * H + r) * I + c] = v;
-  } else if (OP == kDw13) {
-    const long long r = t.r0 + m, c = t.n0 + n;
-    if (r < 2 * I && c < H) {
-      float *d = mptr<float>(r < I ? p.dw1 : p.dw3);
-      d[(t.e * I + (r < I ? r : r - I)) * H + c] = v;
+    if (r >= t.r1 || col >= I)
+      return 0.f;
+    const float w = moeGradSlotWeight(p, r);
+    float *acf = mptr<float>(p.acf) + r * 2 * I + col;
+    T *hb = mptr<T>(p.hb) + r * I + col;
+    float h[NV];
+#pragma unroll
+    for (int i = 0; i < NV; ++i)
+      h[i] = w * siluF(v[i]) * u[i];
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < NV; i += 4) {
+        *reinterpret_cast<float4 *>(acf + i) =
+            make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+        *reinterpret_cast<float4 *>(acf + I + i) =
+            make_float4(u[i], u[i + 1], u[i + 2], u[i + 3]);
+      }
+      *reinterpret_cast<uint4 *>(hb) =
+          make_uint4(packBf16(h[0], h[1]), packBf16(h[2], h[3]),
+                     packBf16(h[4], h[5]), packBf16(h[6], h[7]));
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        acf[i] = v[i];
+        acf[I + i] = u[i];
+        st(hb, i, h[i]);
+      }
     }
+    return 0.f;
+  } else if (OP == kDh) {
+    if (r >= t.r1 || col >= I)
+      return 0.f;
+    const float w = moeGradSlotWeight(p, r);
+    const float *acf = cptr<float>(p.acf) + r * 2 * I + col;
+    T *dac = mptr<T>(p.dac) + r * 2 * I + col;
+    float a[NV], cu[NV], da[NV], dc[NV], dot = 0.f;
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < NV; i += 4) {
+        const float4 a4 = *reinterpret_cast<const float4 *>(acf + i);
+        const float4 c4 = *reinterpret_cast<const float4 *>(acf + I + i);
+        a[i] = a4.x, a[i + 1] = a4.y, a[i + 2] = a4.z, a[i + 3] = a4.w;
+        cu[i] = c4.x, cu[i + 1] = c4.y, cu[i + 2] = c4.z, cu[i + 3] = c4.w;
+      }
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        a[i] = acf[i];
+        cu[i] = acf[I + i];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      const float sg = sigmoidF(a[i]);
+      dot = fmaf(a[i] * sg * cu[i], v[i], dot); // h·(dy w2)
+      const float dh = w * v[i];
+      da[i] = dh * cu[i] * sg * (1.f + a[i] * (1.f - sg));
+      dc[i] = dh * a[i] * sg;
+    }
+    if (vec) {
+      *reinterpret_cast<uint4 *>(dac) =
+          make_uint4(packBf16(da[0], da[1]), packBf16(da[2], da[3]),
+                     packBf16(da[4], da[5]), packBf16(da[6], da[7]));
+      *reinterpret_cast<uint4 *>(dac + I) =
+          make_uint4(packBf16(dc[0], dc[1]), packBf16(dc[2], dc[3]),
+                     packBf16(dc[4], dc[5]), packBf16(dc[6], dc[7]));
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        st(dac, i, da[i]);
+        st(dac, I + i, dc[i]);
+      }
+    }
+    return dot;
+  } else {
+    // plain stores: dxs (T), or the f32 weight gradients
+    long long lim, off;
+    T *outT = nullptr;
+    float *outF = nullptr;
+    if (OP == kDx) {
+      if (r >= t.r1 || col >= H)
+        return 0.f;
+      outT = mptr<T>(p.dxs) + r * H + col;
+    } else if (OP == kDw2) {
+      if (r >= H || col >= I)
+        return 0.f;
+      outF = mptr<float>(p.dw2) + (t.e * H + r) * I + col;
+    } else {
+      if (r >= 2 * I || col >= H)
+        return 0.f;
+      outF = mptr<float>(r < I ? p.dw1 : p.dw3) +
+             (t.e * I + (r < I ? r : r - I)) * H + col;
+    }
+    (void)lim;
+    (void)off;
+    if (vec) {
+      if (OP == kDx)
+        *reinterpret_cast<uint4 *>(outT) =
+            make_uint4(packBf16(v[0], v[1]), packBf16(v[2], v[3]),
+                       packBf16(v[4], v[5]), packBf16(v[6], v[7]));
+      else
+#pragma unroll
+        for (int i = 0; i < NV; i += 4)
+          *reinterpret_cast<float4 *>(outF + i) =
+              make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        if (OP == kDx)
+          st(outT, i, v[i]);
+        else
+          outF[i] = v[i];
+      }
+    }
+    return 0.f;
   }
 }
 
-/// dy[t]·y of slot row m (local), partial over this thread's columns.
-template <typename T>
-__device__ __forceinline__ float moeGradDyAt(const MoeGradArgs &p,
-                                             long long tok, long long c) {
-  return c < p.hidden ? ld(cptr<T>(p.dy), tok * p.hidden + c) : 0.f;
-}
+extern __shared__ __align__(16) unsigned char moeGradSmem[];
 
 // ---- SIMT engine (any T, any shape) ---------------------------------------
 template <typename T, int OP>
 __device__ void moeGradGemmSimt(const MoeGradArgs &p) {
   constexpr int TB = 128, BK = 8;
   using Tr = OpTraits<OP>;
-  __shared__ float As[BK][TB], Bs[BK][TB];
+  float(*As)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem);
+  float(*Bs)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem) + BK;
   GTile<T> t;
   if (!moeGradSetup<T, OP>(p, t))
     return;
@@ -272,32 +377,17 @@ __device__ void moeGradGemmSimt(const MoeGradArgs &p) {
           acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
   }
-  if constexpr (OP == kYDot) {
+  // thread (ty, tx) holds rows ty + 16 i, columns tx + 16 j; gate/up: the
+  // up product of column tx + 16 j (j < 4) is column tx + 16 (j + 4).
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const long long r = t.r0 + ty + 16 * i;
-      if (r >= t.r1)
-        continue;
-      const long long tok = cptr<int>(p.perm_slot)[r] / p.top_k;
-      float s = 0.f;
+  for (int i = 0; i < 8; ++i) {
+    float dot = 0.f;
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
-        s += acc[i][j] * moeGradDyAt<T>(p, tok, t.n0 + tx + 16 * j);
-      atomicAdd(mptr<float>(p.dot) + r, s);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        if (Tr::SPLIT) {
-          if (j < 4)
-            moeGradStore<T, OP>(p, t, ty + 16 * i, tx + 16 * j, acc[i][j],
-                                acc[i][j + 4]);
-        } else {
-          moeGradStore<T, OP>(p, t, ty + 16 * i, tx + 16 * j, acc[i][j], 0.f);
-        }
-      }
+    for (int j = 0; j < (Tr::SPLIT ? 4 : 8); ++j)
+      dot += moeGradStore<T, OP, 1>(p, t, ty + 16 * i, tx + 16 * j, &acc[i][j],
+                                    &acc[i][Tr::SPLIT ? j + 4 : j]);
+    if (OP == kDh && t.r0 + ty + 16 * i < t.r1)
+      atomicAdd(mptr<float>(p.dot) + t.r0 + ty + 16 * i, dot);
   }
 }
 
@@ -320,10 +410,13 @@ template <int N> __device__ __forceinline__ void cpAsyncWait() {
 template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
   using T = bf16;
   using Tr = OpTraits<OP>;
-  constexpr int TB = 128, BK = 32, ST = moeGradStages();
+  constexpr int TB = 128, BK = moeGradBK(), ST = moeGradStages();
   constexpr int LDK = BK + 8, LDT = TB + 8; // bf16 per stored row
-  constexpr int TILE_BYTES = 10240;         // ≥ 128·40·2 and 32·136·2
-  extern __shared__ __align__(16) unsigned char moeGradSmem[];
+  constexpr int TILE_BYTES = moeGradTileBytes();
+  static_assert(TB * LDK * 2 <= TILE_BYTES && BK * LDT * 2 <= TILE_BYTES,
+                "stage tiles");
+  constexpr int LDC = TB + 4; // f32 epilogue tile [128][132]
+  static_assert(TB * LDC * 4 <= ST * 2 * TILE_BYTES, "epilogue tile");
   GTile<T> t;
   if (!moeGradSetup<T, OP>(p, t))
     return;
@@ -332,28 +425,50 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
   const int wm = (warp >> 2) * 64, wn = warp & 3, g = l >> 2, tq = l & 3;
   const int KT = static_cast<int>((t.K + BK - 1) / BK);
 
+  // Copies of a stage: 1024 16-byte chunks of A and of B, 4 each per thread.
+  // [m][k] tiles: chunk idx = tid + 256 q is row idx / 8 (fixed over k),
+  // column 8 (idx % 8); [k][m] tiles: row idx / 16 (a k), column 8 (idx % 16).
+  constexpr int CH = BK / 8;
+  const unsigned short *aRow[4], *bRow[4];
+  bool aOk[4], bOk[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int idx = tid + 256 * q;
+    if (!Tr::A_KM) {
+      const int r = idx / CH;
+      aOk[q] = t.A.ok(r, 0);
+      aRow[q] = reinterpret_cast<const unsigned short *>(aOk[q] ? t.A.row(r)
+                                                                : t.A.b0);
+    }
+    if (!Tr::B_KN) {
+      const int r = idx / CH;
+      bOk[q] = t.B.ok(r, 0);
+      bRow[q] = reinterpret_cast<const unsigned short *>(bOk[q] ? t.B.row(r)
+                                                                : t.B.b0);
+    }
+  }
   auto loadStage = [&](int slot, long long k0) {
     const unsigned aS = sBase + slot * 2 * TILE_BYTES, bS = aS + TILE_BYTES;
 #pragma unroll
-    for (int q = 0; q < 2; ++q) {
+    for (int q = 0; q < 4; ++q) {
       const int idx = tid + 256 * q;
       if (Tr::A_KM) {
         const int r = idx >> 4, c = (idx & 15) * 8;
         const bool v = k0 + r < t.K && t.A.ok(k0 + r, c);
-        cpAsync16(aS + (r * LDT + c) * 2, v ? t.A.at(k0 + r, c) : t.A.b0, v);
+        cpAsync16(aS + (r * LDT + c) * 2, v ? t.A.row(k0 + r) + c : t.A.b0, v);
       } else {
-        const int r = idx >> 2, c = (idx & 3) * 8;
-        const bool v = t.A.ok(r, k0 + c);
-        cpAsync16(aS + (r * LDK + c) * 2, v ? t.A.at(r, k0 + c) : t.A.b0, v);
+        const int r = idx / CH, c = (idx % CH) * 8;
+        const bool v = aOk[q] && k0 + c < t.K;
+        cpAsync16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
       }
       if (Tr::B_KN) {
         const int r = idx >> 4, c = (idx & 15) * 8;
         const bool v = k0 + r < t.K && t.B.ok(k0 + r, c);
-        cpAsync16(bS + (r * LDT + c) * 2, v ? t.B.at(k0 + r, c) : t.B.b0, v);
+        cpAsync16(bS + (r * LDT + c) * 2, v ? t.B.row(k0 + r) + c : t.B.b0, v);
       } else {
-        const int r = idx >> 2, c = (idx & 3) * 8;
-        const bool v = t.B.ok(r, k0 + c);
-        cpAsync16(bS + (r * LDK + c) * 2, v ? t.B.at(r, k0 + c) : t.B.b0, v);
+        const int r = idx / CH, c = (idx % CH) * 8;
+        const bool v = bOk[q] && k0 + c < t.K;
+        cpAsync16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
       }
     }
   };
@@ -422,47 +537,50 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
     }
   }
   cpAsyncWait<0>();
+  __syncthreads();
 
-  // acc[i][j][q]: row wm + 16i + g + 8(q/2), column col(j) + 2tq + q%2.
-  auto colOf = [&](int j) {
-    return Tr::SPLIT ? (j >> 1) * 64 + wn * 16 + (j & 1) * 8 : wn * 32 + j * 8;
-  };
-  if constexpr (OP == kYDot) {
+  // Epilogue through shared memory: acc[i][j][q] is tile row wm + 16i + g +
+  // 8(q/2), column col(j) + 2tq + q%2 (gate/up: columns 0..63 gate, 64..127
+  // up); then each thread takes 8-column pieces of rows (16 threads a row).
+  float *Cs = reinterpret_cast<float *>(moeGradSmem);
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int m = wm + 16 * i + g + 8 * h;
-        const long long r = t.r0 + m;
-        const bool in = r < t.r1;
-        const long long tok = in ? cptr<int>(p.perm_slot)[r] / p.top_k : 0;
-        float s = 0.f;
-        if (in)
+    for (int j = 0; j < 4; ++j) {
+      const int col =
+          Tr::SPLIT ? (j >> 1) * 64 + wn * 16 + (j & 1) * 8 : wn * 32 + j * 8;
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const long long c = t.n0 + colOf(j) + 2 * tq;
-            if (c < p.hidden) {
-              const unsigned dv = *reinterpret_cast<const unsigned *>(
-                  cptr<unsigned short>(p.dy) + tok * p.hidden + c);
-              s += acc[i][j][2 * h] * __uint_as_float(dv << 16) +
-                   acc[i][j][2 * h + 1] * __uint_as_float(dv & 0xffff0000u);
-            }
-          }
-        s += __shfl_xor_sync(0xffffffffu, s, 1);
-        s += __shfl_xor_sync(0xffffffffu, s, 2);
-        if (in && tq == 0)
-          atomicAdd(mptr<float>(p.dot) + r, s);
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<float2 *>(Cs + (wm + 16 * i + g + 8 * h) * LDC + col +
+                                    2 * tq) =
+            make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+    }
+  __syncthreads();
+  constexpr int PIECES = Tr::SPLIT ? 8 : 16; // 8-column pieces per row
+#pragma unroll 2
+  for (int q = 0; q < TB * PIECES / 256; ++q) {
+    const int idx = tid + 256 * q, m = idx / PIECES, c = (idx % PIECES) * 8;
+    float v[8], u[8];
+#pragma unroll
+    for (int i = 0; i < 8; i += 4) {
+      const float4 v4 = *reinterpret_cast<const float4 *>(Cs + m * LDC + c + i);
+      v[i] = v4.x, v[i + 1] = v4.y, v[i + 2] = v4.z, v[i + 3] = v4.w;
+      if (Tr::SPLIT) {
+        const float4 u4 =
+            *reinterpret_cast<const float4 *>(Cs + m * LDC + 64 + c + i);
+        u[i] = u4.x, u[i + 1] = u4.y, u[i + 2] = u4.z, u[i + 3] = u4.w;
+      } else {
+        u[i] = u[i + 1] = u[i + 2] = u[i + 3] = 0.f;
       }
-  } else {
+    }
+    float dot = moeGradStore<T, OP, 8>(p, t, m, c, v, u);
+    if (OP == kDh) { // the 16 pieces of row m are 16 consecutive lanes
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < (Tr::SPLIT ? 2 : 4); ++j)
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          moeGradStore<T, OP>(p, t, wm + 16 * i + g + 8 * (q >> 1),
-                              colOf(j) + 2 * tq + (q & 1), acc[i][j][q],
-                              Tr::SPLIT ? acc[i][j + 2][q] : 0.f);
+      for (int o = 8; o > 0; o >>= 1)
+        dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if ((tid & 15) == 0 && t.r0 + m < t.r1)
+        atomicAdd(mptr<float>(p.dot) + t.r0 + m, dot);
+    }
   }
 }
 
@@ -477,37 +595,12 @@ __device__ void moeGradGemm(const MoeGradArgs &p) {
   moeGradGemmSimt<T, OP>(p);
 }
 
-// ---- per-slot and per-token phases -----------------------------------------
-template <typename T> __device__ void moeGradPermute(const MoeGradArgs &p) {
-  const long long pos = blockIdx.x, H = p.hidden;
-  if (pos >= p.rows * p.top_k)
-    return;
-  const int slot = cptr<int>(p.perm_slot)[pos];
-  const long long tok = slot / p.top_k;
-  const float w = cptr<float>(p.topk_weight)[slot];
-  if (threadIdx.x == 0)
-    mptr<float>(p.dot)[pos] = 0.f;
-  const T *x = cptr<T>(p.x) + tok * H, *dy = cptr<T>(p.dy) + tok * H;
-  T *xs = mptr<T>(p.xs) + pos * H, *dyw = mptr<T>(p.dyw) + pos * H;
-  if (sizeof(T) == 2 && H % 8 == 0) {
-    for (long long c = threadIdx.x * 8; c < H; c += blockDim.x * 8) {
-      *reinterpret_cast<uint4 *>(xs + c) =
-          *reinterpret_cast<const uint4 *>(x + c);
-      const uint4 v = *reinterpret_cast<const uint4 *>(dy + c);
-      const unsigned u[4] = {v.x, v.y, v.z, v.w};
-      unsigned o[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        o[i] = packBf16(w * __uint_as_float(u[i] << 16),
-                        w * __uint_as_float(u[i] & 0xffff0000u));
-      *reinterpret_cast<uint4 *>(dyw + c) = make_uint4(o[0], o[1], o[2], o[3]);
-    }
-    return;
-  }
-  for (long long c = threadIdx.x; c < H; c += blockDim.x) {
-    xs[c] = x[c];
-    st(dyw, c, w * ld(dy, c));
-  }
+// ---- per-token phases -------------------------------------------------------
+/// _dispatch: the forward's dispatch, then dot[s] = 0 (summed into by _dh).
+__device__ void moeGradDispatch(const MoeGradArgs &p) {
+  moeDispatch<moeGradTile(), 1024>(moeGradFwdArgs(p));
+  for (long long s = threadIdx.x; s < p.rows * p.top_k; s += blockDim.x)
+    mptr<float>(p.dot)[s] = 0.f;
 }
 
 /// One warp per token: router backward (z) and dx.
@@ -677,19 +770,11 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(1024)                           \
       prefix##_dispatch(mm::k::MoeGradArgs a) {                                \
-    mm::k::moeDispatch<mm::k::moeGradTile(), 1024>(mm::k::moeGradFwdArgs(a));  \
-  }                                                                            \
-  extern "C" __global__ void __launch_bounds__(128)                            \
-      prefix##_permute(mm::k::MoeGradArgs a) {                                 \
-    mm::k::moeGradPermute<T>(a);                                               \
+    mm::k::moeGradDispatch(a);                                                 \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_gateup(mm::k::MoeGradArgs a) {                                  \
     mm::k::moeGradGemm<T, mm::k::kGateUp>(a);                                  \
-  }                                                                            \
-  extern "C" __global__ void __launch_bounds__(256, 2)                         \
-      prefix##_ydot(mm::k::MoeGradArgs a) {                                    \
-    mm::k::moeGradGemm<T, mm::k::kYDot>(a);                                    \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh(mm::k::MoeGradArgs a) {                                      \

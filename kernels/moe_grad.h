@@ -7,12 +7,12 @@
 // T):
 //   topk_expert, topk_weight, slot_pos, perm_slot [S] i32/f32, offsets and
 //   tile_offsets [E+1] i32 (as the forward's MoeArgs);
-//   dot [S] f32      dy_t · y_s (the un-weighted expert output of slot s);
-//   xs, dyw [S, H] T x and w_s·dy of each slot's token, in expert order;
-//   hb [S, I] T      h = silu(a)·c;
-//   ac [S, 2I] T     a | c (gate and up pre-activations), then da | dc;
-//   dxs [S, H] T     each slot's da·w1 + dc·w3;
-//   z [rows, E] f32  the router-logit gradient of each token;
+//   dot [S] f32       dy_t · y_s (the un-weighted expert output of slot s);
+//   hb [S, I] T       w_s·h, h = silu(a)·c (the B operand of dw2);
+//   acf [S, 2I] f32   a | c, the gate and up pre-activations;
+//   dac [S, 2I] T     da | dc;
+//   dxs [S, H] T      each slot's da·w1 + dc·w3;
+//   z [rows, E] f32   the router-logit gradient of each token;
 //   part [RS, E, H] f32  drouter partial sums over RS row splits.
 #pragma once
 
@@ -27,17 +27,27 @@ struct MoeGradArgs {
   long long rows, hidden, experts, inter, top_k;
   // Filled by moeGradPlan from `workspace`:
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets,
-      dot, xs, dyw, hb, ac, dxs, z, part;
+      dot, hb, acf, dac, dxs, z, part;
   long long rsplit; // RS: row splits of the drouter reduction
 };
 
 /// Tiles of the grouped GEMMs (both the tensor-core and the SIMT form):
 /// 128×128 outputs, 256 threads; the gate/up GEMM's N-tile is 64 columns of
 /// w1 next to the same 64 of w3. Dynamic shared memory of the tensor-core
-/// form: moeGradStages() stages of A and B tiles, 10240 bytes each at most.
+/// form: moeGradStages() stages of an A and a B tile of moeGradBK() columns,
+/// moeGradTileBytes() each ([128][BK+8] or [BK][128+8] bf16); the SIMT form
+/// uses 8 KB of it.
 MM_HD constexpr int moeGradTile() { return 128; }
-MM_HD constexpr int moeGradStages() { return 4; }
-MM_HD constexpr int moeGradSmemBytes() { return moeGradStages() * 2 * 10240; }
+MM_HD constexpr int moeGradBK() { return 64; }
+MM_HD constexpr int moeGradStages() { return 3; }
+MM_HD constexpr int moeGradTileBytes() {
+  return 128 * (moeGradBK() + 8) * 2 > moeGradBK() * 136 * 2
+             ? 128 * (moeGradBK() + 8) * 2
+             : moeGradBK() * 136 * 2;
+}
+MM_HD constexpr int moeGradSmemBytes() {
+  return moeGradStages() * 2 * moeGradTileBytes();
+}
 /// Row splits of the drouter reduction (monotone in rows, at most 128).
 MM_HD constexpr long long moeGradRowSplits(long long rows) {
   return rows <= 64 ? 1 : ((rows + 63) / 64 < 128 ? (rows + 63) / 64 : 128);
@@ -46,14 +56,14 @@ MM_HD constexpr long long moeGradRowSplits(long long rows) {
 #if !defined(__CUDACC_RTC__)
 namespace detail {
 struct MoeGradLayout {
-  unsigned long long off[14];
+  unsigned long long off[13];
   unsigned long long bytes;
 };
 inline MoeGradLayout moeGradLayout(const MoeGradArgs &a) {
   const unsigned long long S = static_cast<unsigned long long>(a.rows) *
                                static_cast<unsigned long long>(a.top_k);
   const unsigned long long H = a.hidden, I = a.inter, E = a.experts;
-  const unsigned long long sizes[14] = {
+  const unsigned long long sizes[13] = {
       S * 4,
       S * 4,
       S * 4,
@@ -61,16 +71,15 @@ inline MoeGradLayout moeGradLayout(const MoeGradArgs &a) {
       (E + 1) * 4,
       (E + 1) * 4,
       S * 4,
-      S * H * 4,
-      S * H * 4,
       S * I * 4,
+      S * 2 * I * 4,
       S * 2 * I * 4,
       S * H * 4,
       static_cast<unsigned long long>(a.rows) * E * 4,
       static_cast<unsigned long long>(moeGradRowSplits(a.rows)) * E * H * 4};
   MoeGradLayout l{};
   unsigned long long at = 0;
-  for (int i = 0; i < 14; ++i) {
+  for (int i = 0; i < 13; ++i) {
     l.off[i] = at;
     at = (at + sizes[i] + 255) / 256 * 256;
   }
@@ -90,17 +99,17 @@ inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
   return detail::moeGradLayout(a).bytes;
 }
 
-/// Launches, in order: _route, _dispatch, _permute, _gateup, _ydot, _dh,
-/// _dw2, _dw13, _dx, _router, _drouter, _drouter_sum.
+/// Launches, in order: _route, _dispatch, _gateup, _dh, _dw2, _dw13, _dx,
+/// _router, _drouter, _drouter_sum.
 inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   (void)D;
   (void)sms;
   const detail::MoeGradLayout l = detail::moeGradLayout(a);
-  dptr *fields[14] = {
+  dptr *fields[13] = {
       &a.topk_expert,  &a.topk_weight, &a.slot_pos, &a.perm_slot, &a.offsets,
-      &a.tile_offsets, &a.dot,         &a.xs,       &a.dyw,       &a.hb,
-      &a.ac,           &a.dxs,         &a.z,        &a.part};
-  for (int i = 0; i < 14; ++i)
+      &a.tile_offsets, &a.dot,         &a.hb,       &a.acf,       &a.dac,
+      &a.dxs,          &a.z,           &a.part};
+  for (int i = 0; i < 13; ++i)
     *fields[i] = a.workspace + l.off[i];
   a.rsplit = moeGradRowSplits(a.rows);
   using detail::moeGradCeil;
@@ -112,9 +121,7 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   int n = 0;
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
-  out[n++] = {"_permute", moeGradCeil(S, 1), 1, 1, 128, 0};
   out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
-  out[n++] = {"_ydot", mt, moeGradCeil(a.hidden, TB), 1, 256, sm};
   out[n++] = {"_dh", mt, moeGradCeil(a.inter, TB), 1, 256, sm};
   out[n++] = {
       "_dw2", moeGradCeil(a.hidden, TB), moeGradCeil(a.inter, TB), E, 256, sm};

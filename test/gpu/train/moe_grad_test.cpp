@@ -108,7 +108,19 @@ void checkFull(test::Gpu &gpu, test::Report &rep, const Shape &s, bool bf16,
   const double tol = bf16 ? 2e-2 : 1e-4;
   const std::string n = p.name();
   rep.check(n + " dx", test::relErr(p.dx.download(), dx), tol);
-  rep.check(n + " drouter", test::relErr(p.drouter.download(), dr), tol);
+  if (s.K == 1) {
+    // One expert per token: its renormalised weight is identically 1, so the
+    // exact router gradient is 0 (the reference holds roundoff of it).
+    double ref = 0;
+    for (float v : dr)
+      ref = std::max(ref, double(std::fabs(v)));
+    rep.check(
+        n + " drouter = 0 (ref roundoff " + std::to_string(ref) + ")",
+        test::relErr(p.drouter.download(), std::vector<float>(dr.size(), 0.f)),
+        1e-6);
+  } else {
+    rep.check(n + " drouter", test::relErr(p.drouter.download(), dr), tol);
+  }
   rep.check(n + " dw1", test::relErr(p.dw1.download(), d1), tol);
   rep.check(n + " dw2", test::relErr(p.dw2.download(), d2), tol);
   rep.check(n + " dw3", test::relErr(p.dw3.download(), d3), tol);
