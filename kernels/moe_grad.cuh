@@ -447,6 +447,27 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
                                                                 : t.B.b0);
     }
   }
+  // The weight-gradient GEMMs gather their [k][n] x (dw13) or [k][m] dy (dw2)
+  // rows through perm_slot, one k row per stage row: the perm_slot entries of
+  // a stage are loaded one stage ahead (gRaw), so the copies never wait on
+  // them.
+  constexpr bool A_GK = OP == kDw2, B_GK = OP == kDw13, GK = A_GK || B_GK;
+  int gRaw[4] = {0, 0, 0, 0};
+  auto fetchIdx = [&](long long k0) {
+    const GOp<T> &op = A_GK ? t.A : t.B;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const long long k = k0 + (tid >> 4) + 16 * q;
+      gRaw[q] = k < t.K ? op.idx[k] : 0;
+    }
+  };
+  auto gathered = [&](const GOp<T> &op, int q, int c) {
+    return op.b0 +
+           static_cast<long long>(static_cast<unsigned>(gRaw[q]) /
+                                  static_cast<unsigned>(op.idxDiv)) *
+               op.ld +
+           c;
+  };
   auto loadStage = [&](int slot, long long k0) {
     const unsigned aS = sBase + slot * 2 * TILE_BYTES, bS = aS + TILE_BYTES;
 #pragma unroll
@@ -455,7 +476,10 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
       if (Tr::A_KM) {
         const int r = idx >> 4, c = (idx & 15) * 8;
         const bool v = k0 + r < t.K && t.A.ok(k0 + r, c);
-        cpAsync16(aS + (r * LDT + c) * 2, v ? t.A.row(k0 + r) + c : t.A.b0, v);
+        const T *src = !v     ? t.A.b0
+                       : A_GK ? gathered(t.A, q, c)
+                              : t.A.row(k0 + r) + c;
+        cpAsync16(aS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = aOk[q] && k0 + c < t.K;
@@ -464,14 +488,21 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
       if (Tr::B_KN) {
         const int r = idx >> 4, c = (idx & 15) * 8;
         const bool v = k0 + r < t.K && t.B.ok(k0 + r, c);
-        cpAsync16(bS + (r * LDT + c) * 2, v ? t.B.row(k0 + r) + c : t.B.b0, v);
+        const T *src = !v     ? t.B.b0
+                       : B_GK ? gathered(t.B, q, c)
+                              : t.B.row(k0 + r) + c;
+        cpAsync16(bS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = bOk[q] && k0 + c < t.K;
         cpAsync16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
       }
     }
+    if (GK)
+      fetchIdx(k0 + BK); // the next stage's rows
   };
+  if (GK)
+    fetchIdx(0);
 
   float acc[4][4][4];
 #pragma unroll
@@ -593,6 +624,211 @@ __device__ void moeGradGemm(const MoeGradArgs &p) {
     }
   }
   moeGradGemmSimt<T, OP>(p);
+}
+
+// ---- sm_90a: the gate/up GEMM on wgmma -------------------------------------
+// moeGemmWgmma<GATE_UP = true> of kernels/moe.cuh (warp-specialised,
+// persistent, 128×128 work items, 4-stage cp.async ring, m64n256k16 with gate
+// and up side by side) with the backward's epilogue. Launched as _gateup_wg
+// (moeWgmmaThreads, moeWgmmaSmemBytes, moeWgmmaGrid CTAs) next to _gateup;
+// moeGradUseWgmma picks which of the two does the work (the other returns).
+template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0;
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+__device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  constexpr bool GATE_UP = true;
+  // Warp-specialised: warpgroup 0 copies, warpgroups 1 and 2 multiply
+  // (moeWgmmaThreads()).
+  constexpr int BM = 128, BK = 64, S = moeWgmmaStages();
+  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
+  constexpr int BROWS = 256; // B rows per stage = wgmma N per warpgroup
+  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  constexpr unsigned CONSUMER_WARPS = 8;
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
+
+  const int E = static_cast<int>(p.experts);
+  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
+  }
+  if (threadIdx.x == 0)
+    for (int s = 0; s < S; ++s) {
+      mbarInit(sharedAddr(&fullBar[s]),
+               128); // every producer thread, once its copies land
+      mbarInit(sharedAddr(&emptyBar[s]),
+               CONSUMER_WARPS); // lane 0 of every consumer warp
+    }
+  __syncthreads();
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const int NT = static_cast<int>((N + BN - 1) / BN);
+  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  const int myItems =
+      blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  // The M-tile's expert and rows [r0, r1) of the permuted order.
+  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
+    e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
+  };
+  const int wg = threadIdx.x >> 7;
+
+  if (wg == 0) {
+    // ---- producer: stage k-tile g into slot g % S once the consumers released
+    // it ----------
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    // Thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 16 j (A
+    // rows 0..127, then B rows 0..255); the chunk lands at c ^ (row % 8) of its
+    // 128-byte row (the 128-byte swizzle wgmma reads).
+    const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+    const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+    const unsigned short *A = cptr<unsigned short>(p.x);
+    long long g = 0;
+    for (int it = 0; it < myItems; ++it) {
+      const int w = blockIdx.x + it * gridDim.x;
+      int e;
+      long long r0, r1;
+      locate(w / NT, e, r0, r1);
+      const long long n0 = static_cast<long long>(w % NT) * BN;
+      const unsigned short *aSrc[BM / 16];
+      bool aIn[BM / 16];
+#pragma unroll
+      for (int j = 0; j < BM / 16; ++j) {
+        const long long r = r0 + rs + 16 * j;
+        aIn[j] = r < r1;
+        const long long row =
+            !aIn[j]   ? 0
+            : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                      : r * p.inter;
+        aSrc[j] = A + row + c * 8;
+      }
+      // gate/up: B rows 0..127 from w1, then the same rows of w3; down: 256
+      // rows of w2
+      const unsigned short *B0 =
+          GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                  : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+      const unsigned short *B1 =
+          GATE_UP ? cptr<unsigned short>(p.w3) + e * p.inter * p.hidden
+                  : B0 + 128 * K;
+      const long long bCol = n0 + rs; // output column of B row rs (j = 0)
+      for (int kt = 0; kt < KT; ++kt, ++g) {
+        const int slot = static_cast<int>(g % S);
+        if (g >= S)
+          mbarWait(sharedAddr(&emptyBar[slot]),
+                   static_cast<unsigned>(((g / S) & 1) ^ 1));
+        const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+        const long long k0 = static_cast<long long>(kt) * BK;
+        const bool kIn = k0 + c * 8 < K;
+#pragma unroll
+        for (int j = 0; j < BM / 16; ++j)
+          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
+                    aIn[j] && kIn);
+#pragma unroll
+        for (int j = 0; j < BROWS / 16; ++j) {
+          const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
+          const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
+          const bool in = kIn && col < N;
+          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
+                       : A,
+                    in);
+        }
+        mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+      }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // ---- consumers: warpgroup 1 multiplies A rows 0..63, warpgroup 2
+  // rows 64..127 -------------
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  const int cw = wg - 1;
+  float acc[BROWS / 2];
+#pragma unroll
+  for (int i = 0; i < BROWS / 2; ++i)
+    acc[i] = 0.f;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  for (int it = 0; it < myItems; ++it) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+      const int slot = static_cast<int>(g % S);
+      mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
+      // the cp.async (generic proxy) writes, seen through the barrier, before
+      // wgmma reads them
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      const unsigned a =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + cw * (64 * 128);
+      const unsigned b =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + A_BYTES;
+      fenceRegs(acc);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < BK / 16;
+           ++kk) // a work item's first product overwrites
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32),
+                      kt != 0 || kk != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      // k-tile g - 1 (same item) is multiplied: its slot goes back to the
+      // producer
+      if (kt != 0 && l == 0)
+        mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fenceRegs(acc);
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    const int item = blockIdx.x + it * gridDim.x;
+    int e;
+    long long r0, r1;
+    locate(item / NT, e, r0, r1);
+    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
+    // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
+    // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
+    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
+    const long long cBase =
+        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
+    // Epilogue (moe_grad): a and c in f32 (acf), hb = w_s·silu(a)·c.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const long long r = rBase + 8 * h;
+      if (r >= r1)
+        continue;
+      const float wr = moeGradSlotWeight(p, r);
+      float *acf = mptr<float>(p.acf) + r * 2 * N;
+      unsigned *hb =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * N);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const long long n = cBase + 8 * j; // N % 8 == 0: the pair is in
+        if (n >= N)
+          continue;
+        const float a0 = acc[4 * j + 2 * h], a1 = acc[4 * j + 2 * h + 1];
+        const float c0 = acc[4 * (j + BN / 8) + 2 * h],
+                    c1 = acc[4 * (j + BN / 8) + 2 * h + 1];
+        *reinterpret_cast<float2 *>(acf + n) = make_float2(a0, a1);
+        *reinterpret_cast<float2 *>(acf + N + n) = make_float2(c0, c1);
+        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
+      }
+    }
+  }
+#else
+  (void)p;
+#endif
 }
 
 // ---- per-token phases -------------------------------------------------------
@@ -774,7 +1010,13 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_gateup(mm::k::MoeGradArgs a) {                                  \
-    mm::k::moeGradGemm<T, mm::k::kGateUp>(a);                                  \
+    if (!mm::k::moeGradUseWgmma<T>(a))                                         \
+      mm::k::moeGradGemm<T, mm::k::kGateUp>(a);                                \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+      prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
+    if (mm::k::moeGradUseWgmma<T>(a))                                          \
+      mm::k::moeGradGateUpWgmma(a);                                            \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh(mm::k::MoeGradArgs a) {                                      \

@@ -99,11 +99,12 @@ inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
   return detail::moeGradLayout(a).bytes;
 }
 
-/// Launches, in order: _route, _dispatch, _gateup, _dh, _dw2, _dw13, _dx,
+/// Launches, in order: _route, _dispatch, _gateup and _gateup_wg (one of
+/// the two does the work: the sm_90a wgmma form for bf16 with H and I
+/// multiples of 8, kernels/moe_grad.cuh), _dh, _dw2, _dw13, _dx,
 /// _router, _drouter, _drouter_sum.
 inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   (void)D;
-  (void)sms;
   const detail::MoeGradLayout l = detail::moeGradLayout(a);
   dptr *fields[13] = {
       &a.topk_expert,  &a.topk_weight, &a.slot_pos, &a.perm_slot, &a.offsets,
@@ -122,6 +123,13 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
   out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
+  out[n++] = {
+      "_gateup_wg",
+      static_cast<unsigned>(moeWgmmaGrid(sms > 0 ? sms : 1, mt, a.inter, true)),
+      1,
+      1,
+      static_cast<unsigned>(moeWgmmaThreads()),
+      static_cast<unsigned>(moeWgmmaSmemBytes())};
   out[n++] = {"_dh", mt, moeGradCeil(a.inter, TB), 1, 256, sm};
   out[n++] = {
       "_dw2", moeGradCeil(a.hidden, TB), moeGradCeil(a.inter, TB), E, 256, sm};
