@@ -121,7 +121,8 @@ template <int OP> struct OpTraits {
 };
 
 template <typename T, int OP>
-__device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
+__device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
+                             int bz) {
   constexpr int TB = moeGradTile();
   const long long H = p.hidden, I = p.inter;
   constexpr long long big = kMoeGradNoSplit;
@@ -131,7 +132,7 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
   const int *tiles = cptr<int>(p.tile_offsets), *offs = cptr<int>(p.offsets);
   const int *perm = cptr<int>(p.perm_slot);
   if (OpTraits<OP>::SLOT_M) {
-    const int tile = blockIdx.x;
+    const int tile = bx;
     if (tile >= tiles[E])
       return false;
     int e = 0;
@@ -141,8 +142,8 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
     t.r0 = offs[e] + static_cast<long long>(tile - tiles[e]) * TB;
     t.r1 = t.r0 + TB < offs[e + 1] ? t.r0 + TB : offs[e + 1];
   } else {
-    t.e = blockIdx.z;
-    t.r0 = static_cast<long long>(blockIdx.x) * TB;
+    t.e = bz;
+    t.r0 = static_cast<long long>(bx) * TB;
     t.r1 = offs[t.e]; // first slot of the expert
   }
   const int e = t.e;
@@ -152,23 +153,23 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t) {
   const T *w1 = cptr<T>(p.w1) + e * I * H, *w3 = cptr<T>(p.w3) + e * I * H,
           *w2 = cptr<T>(p.w2) + e * H * I;
   if (OP == kGateUp) {
-    t.n0 = static_cast<long long>(blockIdx.y) * (TB / 2);
+    t.n0 = static_cast<long long>(by) * (TB / 2);
     t.K = H;
     t.A = {x, x, H, big, rows, H, perm + t.r0, KK};
     t.B = {w1 + t.n0 * H, w3 + t.n0 * H, H, TB / 2, I - t.n0, H, nullptr, 1};
   } else if (OP == kDh) {
-    t.n0 = static_cast<long long>(blockIdx.y) * TB;
+    t.n0 = static_cast<long long>(by) * TB;
     t.K = H;
     t.A = {dy, dy, H, big, rows, H, perm + t.r0, KK};
     t.B = {w2 + t.n0, w2, I, big, H, I - t.n0, nullptr, 1};
   } else if (OP == kDx) {
-    t.n0 = static_cast<long long>(blockIdx.y) * TB;
+    t.n0 = static_cast<long long>(by) * TB;
     t.K = 2 * I;
     t.A = {dac + t.r0 * 2 * I, dac, 2 * I, big, rows, 2 * I, nullptr, 1};
     t.B = {w1 + t.n0, w3 + t.n0, H, I, I, H - t.n0, nullptr, 1};
   } else {
     const long long s0 = offs[e], cnt = offs[e + 1] - offs[e];
-    t.n0 = static_cast<long long>(blockIdx.y) * TB;
+    t.n0 = static_cast<long long>(by) * TB;
     t.K = cnt;
     if (OP == kDw2) {
       t.A = {dy + t.r0, dy, H, big, cnt, H - t.r0, perm + s0, KK};
@@ -325,13 +326,13 @@ extern __shared__ __align__(16) unsigned char moeGradSmem[];
 
 // ---- SIMT engine (any T, any shape) ---------------------------------------
 template <typename T, int OP>
-__device__ void moeGradGemmSimt(const MoeGradArgs &p) {
+__device__ void moeGradGemmSimt(const MoeGradArgs &p, int bx, int by, int bz) {
   constexpr int TB = 128, BK = 8;
   using Tr = OpTraits<OP>;
   float(*As)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem);
   float(*Bs)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem) + BK;
   GTile<T> t;
-  if (!moeGradSetup<T, OP>(p, t))
+  if (!moeGradSetup<T, OP>(p, t, bx, by, bz))
     return;
   const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
   float acc[8][8];
@@ -407,7 +408,8 @@ template <int N> __device__ __forceinline__ void cpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
+template <int OP>
+__device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
   using T = bf16;
   using Tr = OpTraits<OP>;
   constexpr int TB = 128, BK = moeGradBK(), ST = moeGradStages();
@@ -418,7 +420,7 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
   constexpr int LDC = TB + 4; // f32 epilogue tile [128][132]
   static_assert(TB * LDC * 4 <= ST * 2 * TILE_BYTES, "epilogue tile");
   GTile<T> t;
-  if (!moeGradSetup<T, OP>(p, t))
+  if (!moeGradSetup<T, OP>(p, t, bx, by, bz))
     return;
   const unsigned sBase = sharedAddr(moeGradSmem);
   const int tid = threadIdx.x, warp = tid >> 5, l = tid & 31;
@@ -615,15 +617,40 @@ template <int OP> __device__ void moeGradGemmTc(const MoeGradArgs &p) {
   }
 }
 
+/// One CTA of GEMM OP: tile (bx, by) of a slot-M GEMM, (bx, by, expert bz)
+/// of a weight-gradient GEMM.
 template <typename T, int OP>
-__device__ void moeGradGemm(const MoeGradArgs &p) {
+__device__ void moeGradGemm(const MoeGradArgs &p, int bx, int by, int bz) {
   if constexpr (sizeof(T) == 2) {
     if (p.hidden % 8 == 0 && p.inter % 8 == 0) {
-      moeGradGemmTc<OP>(p);
+      moeGradGemmTc<OP>(p, bx, by, bz);
       return;
     }
   }
-  moeGradGemmSimt<T, OP>(p);
+  moeGradGemmSimt<T, OP>(p, bx, by, bz);
+}
+
+/// Two independent GEMMs in one launch (1-D grid): first the CTAs of weight
+/// gradient W (grid gx × gy × experts), then those of slot-M GEMM M (grid
+/// moeGradMTiles × my); together they fill the last wave that each alone
+/// would leave partly idle.
+template <typename T, int W, int M>
+__device__ void moeGradPair(const MoeGradArgs &p) {
+  const long long H = p.hidden, I = p.inter, TB = moeGradTile();
+  const long long gx = moeGradDivUp(W == kDw2 ? H : 2 * I, TB),
+                  gy = moeGradDivUp(W == kDw2 ? I : H, TB);
+  const long long nW = gx * gy * p.experts;
+  const long long mt = moeGradMTiles(p.rows, p.top_k, p.experts);
+  const long long b = blockIdx.x;
+  if (b < nW) {
+    moeGradGemm<T, W>(p, static_cast<int>(b % gx),
+                      static_cast<int>((b / gx) % gy),
+                      static_cast<int>(b / (gx * gy)));
+  } else {
+    const long long b2 = b - nW;
+    moeGradGemm<T, M>(p, static_cast<int>(b2 % mt), static_cast<int>(b2 / mt),
+                      0);
+  }
 }
 
 // ---- sm_90a: the gate/up GEMM on wgmma -------------------------------------
@@ -1011,7 +1038,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_gateup(mm::k::MoeGradArgs a) {                                  \
     if (!mm::k::moeGradUseWgmma<T>(a))                                         \
-      mm::k::moeGradGemm<T, mm::k::kGateUp>(a);                                \
+      mm::k::moeGradGemm<T, mm::k::kGateUp>(a, blockIdx.x, blockIdx.y, 0);     \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
@@ -1019,20 +1046,12 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
       mm::k::moeGradGateUpWgmma(a);                                            \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
-      prefix##_dh(mm::k::MoeGradArgs a) {                                      \
-    mm::k::moeGradGemm<T, mm::k::kDh>(a);                                      \
+      prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
+    mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                         \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
-      prefix##_dw2(mm::k::MoeGradArgs a) {                                     \
-    mm::k::moeGradGemm<T, mm::k::kDw2>(a);                                     \
-  }                                                                            \
-  extern "C" __global__ void __launch_bounds__(256, 2)                         \
-      prefix##_dw13(mm::k::MoeGradArgs a) {                                    \
-    mm::k::moeGradGemm<T, mm::k::kDw13>(a);                                    \
-  }                                                                            \
-  extern "C" __global__ void __launch_bounds__(256, 2)                         \
-      prefix##_dx(mm::k::MoeGradArgs a) {                                      \
-    mm::k::moeGradGemm<T, mm::k::kDx>(a);                                      \
+      prefix##_dw13_dx(mm::k::MoeGradArgs a) {                                 \
+    mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                        \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256)                            \
       prefix##_router(mm::k::MoeGradArgs a) {                                  \

@@ -48,6 +48,16 @@ MM_HD constexpr int moeGradTileBytes() {
 MM_HD constexpr int moeGradSmemBytes() {
   return moeGradStages() * 2 * moeGradTileBytes();
 }
+/// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
+/// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
+/// paired launches (moeGradPair) decode their grids with these.
+MM_HD constexpr long long moeGradDivUp(long long a, long long b) {
+  return (a + b - 1) / b;
+}
+MM_HD constexpr long long moeGradMTiles(long long rows, long long k,
+                                        long long experts) {
+  return moeGradDivUp(rows * k, moeGradTile()) + experts;
+}
 /// Row splits of the drouter reduction (monotone in rows, at most 128).
 MM_HD constexpr long long moeGradRowSplits(long long rows) {
   return rows <= 64 ? 1 : ((rows + 63) / 64 < 128 ? (rows + 63) / 64 : 128);
@@ -101,8 +111,8 @@ inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
 
 /// Launches, in order: _route, _dispatch, _gateup and _gateup_wg (one of
 /// the two does the work: the sm_90a wgmma form for bf16 with H and I
-/// multiples of 8, kernels/moe_grad.cuh), _dh, _dw2, _dw13, _dx,
-/// _router, _drouter, _drouter_sum.
+/// multiples of 8, kernels/moe_grad.cuh), _dh_dw2 (the _dh and _dw2 GEMMs),
+/// _dw13_dx (_dw13 and _dx), _router, _drouter, _drouter_sum.
 inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   (void)D;
   const detail::MoeGradLayout l = detail::moeGradLayout(a);
@@ -115,10 +125,9 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   a.rsplit = moeGradRowSplits(a.rows);
   using detail::moeGradCeil;
   const int TB = moeGradTile();
-  const long long S = a.rows * a.top_k;
-  const unsigned mt = static_cast<unsigned>((S + TB - 1) / TB + a.experts);
+  const unsigned mt =
+      static_cast<unsigned>(moeGradMTiles(a.rows, a.top_k, a.experts));
   const unsigned sm = moeGradSmemBytes();
-  const unsigned E = static_cast<unsigned>(a.experts);
   int n = 0;
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
@@ -130,13 +139,15 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
       1,
       static_cast<unsigned>(moeWgmmaThreads()),
       static_cast<unsigned>(moeWgmmaSmemBytes())};
-  out[n++] = {"_dh", mt, moeGradCeil(a.inter, TB), 1, 256, sm};
-  out[n++] = {
-      "_dw2", moeGradCeil(a.hidden, TB), moeGradCeil(a.inter, TB), E, 256, sm};
-  out[n++] = {
-      "_dw13", moeGradCeil(2 * a.inter, TB), moeGradCeil(a.hidden, TB), E, 256,
-      sm};
-  out[n++] = {"_dx", mt, moeGradCeil(a.hidden, TB), 1, 256, sm};
+  // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
+  const long long nDw2 = moeGradDivUp(a.hidden, TB) *
+                         moeGradDivUp(a.inter, TB) * a.experts,
+                  nDh = static_cast<long long>(mt) * moeGradDivUp(a.inter, TB);
+  const long long nDw13 = moeGradDivUp(2 * a.inter, TB) *
+                          moeGradDivUp(a.hidden, TB) * a.experts,
+                  nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
+  out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
+  out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
   out[n++] = {"_router", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_drouter",
               moeGradCeil(a.hidden, 256),
