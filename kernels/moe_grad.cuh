@@ -1,0 +1,1067 @@
+// moe_grad (docs/kernels.md): backward of the top-k routed SwiGLU MoE block,
+// the forward recomputed, as ten launches on one stream (moeGradPlan):
+//   _route     moeRoute of kernels/moe.cuh (the forward's fp32 router, so the
+//              selection is the forward's): topk_expert, topk_weight.
+//   _dispatch  moeDispatch (BM = 128): the slots grouped by expert, offsets
+//              and 128-row tile_offsets, perm_slot / slot_pos; dot = 0.
+// Grouped GEMMs (C[m][n] = Σ_k A(m,k) B(n,k)); "slot-M" GEMMs run over
+// M-tiles of the expert groups (grid.x = tile, as the forward), the
+// weight-gradient GEMMs reduce over an expert's slots (K = its slot count,
+// grid.z = expert; each CTA owns its f32 output tile: plain stores, no
+// atomics, zeros for an expert without slots). Rows of x and dy are gathered
+// through perm_slot (slot s is token perm_slot[s] / top_k), w_s is the slot's
+// routing weight:
+//   _gateup  [a | c] = x_s·[w1_e | w3_e]ᵀ (M slots, N I, K H) -> acf (f32),
+//            hb = w_s·silu(a)·c. The B tile is 64 rows of w1 then the same 64
+//            of w3, so one CTA holds gate and up of the same outputs.
+//   _dh      g = dy_s·w2_e (N I, K H; B read [k][n]); epilogue: dot[s] +=
+//            Σ_i h_i g_i (= dy·y, with h = silu(a)·c in fp32 from acf), dh =
+//            w_s·g, da = dh·c·σ(a)(1 + a(1 − σ(a))), dc = dh·a·σ(a) -> dac.
+//   _dw2     dw2_e = dy_sᵀ·hb over the expert's slots (M H, N I).
+//   _dw13    [dw1_e; dw3_e] = [da | dc]ᵀ·x_s (M 2I, N H): rows < I go to dw1.
+//   _dx      dxs = [da | dc]·[w1_e; w3_e] (N H, K 2I; B read [k][n]).
+// Then per token (one warp): _router recomputes the logits and softmax p,
+// dw_j = dot[slot j], dp_j = (dw_j − Σ_k w_k dw_k)/P on the top-k,
+// z = p(dp − Σ p·dp) -> z[t], and dx[t] = Σ_j dxs[slot j] + routerᵀz;
+// _drouter sums z[t]·x[t] over RS row splits into `part`, _drouter_sum adds
+// the splits into drouter.
+//
+// GEMM engines, one tiling (128×128 outputs, 256 threads) so one plan serves
+// both element types. bf16 with H and I multiples of 8 runs on the tensor
+// cores: mma.sync m16n8k16 (fp32 accumulators), 8 warps as 2 (M) × 4 (N),
+// each a 64×32 tile; tiles of BK = 64 staged by 16-byte cp.async in a
+// 3-stage ring (moeGradSmemBytes, two CTAs per multiprocessor); operands
+// stored K-contiguous ([m][k], rows of 64+8 bf16) are read with ldmatrix,
+// operands stored M/N-contiguous ([k][m], rows of 128+8) with ldmatrix.trans
+// (the 16-byte padding makes both conflict-free). The epilogue goes through
+// shared memory (an f32 [128][132] tile), so each thread finishes 8
+// consecutive outputs of a row with 16-byte loads and stores, and the 16
+// threads of a row reduce its dot share with shuffles. Other shapes and f32:
+// a SIMT engine on the same tiles (8×8 outputs per thread, BK = 8). Operand
+// addressing is one descriptor (GOp) per operand: stored row r of a tile (an
+// M/N index for [m][k] operands, the K index for [k][m] ones) is
+// base0 + r'·ld, or base1 + (r − split)·ld past `split` (w1 then w3), r' the
+// row itself or its token through perm_slot, zero past rowLim rows or colLim
+// columns.
+#pragma once
+
+#include "kernels/moe.cuh"
+#include "kernels/moe_grad.h"
+
+namespace mm {
+namespace k {
+
+__device__ __forceinline__ MoeArgs moeGradFwdArgs(const MoeGradArgs &a) {
+  MoeArgs m;
+  m.x = a.x;
+  m.router = a.router;
+  m.w1 = a.w1;
+  m.w2 = a.w2;
+  m.w3 = a.w3;
+  m.out = 0;
+  m.topk_expert = a.topk_expert;
+  m.topk_weight = a.topk_weight;
+  m.slot_pos = a.slot_pos;
+  m.perm_slot = a.perm_slot;
+  m.offsets = a.offsets;
+  m.tile_offsets = a.tile_offsets;
+  m.h = 0;
+  m.y = 0;
+  m.rows = a.rows;
+  m.hidden = a.hidden;
+  m.experts = a.experts;
+  m.inter = a.inter;
+  m.top_k = a.top_k;
+  return m;
+}
+
+/// One GEMM operand as stored rows (see the file comment). With `idx`, stored
+/// row r is source row idx[r] / idxDiv (the token of a permuted slot).
+template <typename T> struct GOp {
+  const T *b0, *b1;
+  long long ld, split, rowLim, colLim;
+  const int *idx;
+  int idxDiv;
+  __device__ bool ok(long long r, long long c) const {
+    const long long rr = r < split ? r : r - split;
+    return rr < rowLim && c < colLim;
+  }
+  /// Start of stored row r (column 0); r must be ok.
+  __device__ const T *row(long long r) const {
+    const bool lo = r < split;
+    long long rr = lo ? r : r - split;
+    if (idx)
+      rr = static_cast<unsigned>(idx[rr]) / static_cast<unsigned>(idxDiv);
+    return (lo ? b0 : b1) + rr * ld;
+  }
+  __device__ float get(long long r, long long c) const {
+    return ok(r, c) ? toF32(row(r)[c]) : 0.f;
+  }
+};
+
+/// GOp::split of an operand that is one array.
+constexpr long long kMoeGradNoSplit = 1ll << 62;
+
+enum MoeGradOp { kGateUp, kDh, kDw2, kDw13, kDx };
+
+/// The problem of one CTA: operands, K, and where its tile lies.
+template <typename T> struct GTile {
+  GOp<T> A, B;
+  long long K;
+  int e;
+  long long r0, r1; // slot-M GEMMs: permuted rows [r0, r1); else m0 in r0
+  long long n0;     // first output column (gate/up: of I)
+};
+
+template <int OP> struct OpTraits {
+  static constexpr bool A_KM = OP == kDw2 || OP == kDw13; // A stored [k][m]
+  static constexpr bool B_KN = OP != kGateUp;             // B stored [k][n]
+  static constexpr bool SPLIT = OP == kGateUp;
+  static constexpr bool SLOT_M = OP != kDw2 && OP != kDw13;
+};
+
+template <typename T, int OP>
+__device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
+                             int bz) {
+  constexpr int TB = moeGradTile();
+  const long long H = p.hidden, I = p.inter;
+  constexpr long long big = kMoeGradNoSplit;
+  const int E = static_cast<int>(p.experts), KK = static_cast<int>(p.top_k);
+  (void)big;
+  (void)KK;
+  const int *tiles = cptr<int>(p.tile_offsets), *offs = cptr<int>(p.offsets);
+  const int *perm = cptr<int>(p.perm_slot);
+  if (OpTraits<OP>::SLOT_M) {
+    const int tile = bx;
+    if (tile >= tiles[E])
+      return false;
+    int e = 0;
+    while (tile >= tiles[e + 1])
+      ++e;
+    t.e = e;
+    t.r0 = offs[e] + static_cast<long long>(tile - tiles[e]) * TB;
+    t.r1 = t.r0 + TB < offs[e + 1] ? t.r0 + TB : offs[e + 1];
+  } else {
+    t.e = bz;
+    t.r0 = static_cast<long long>(bx) * TB;
+    t.r1 = offs[t.e]; // first slot of the expert
+  }
+  const int e = t.e;
+  const long long rows = t.r1 - t.r0;
+  const T *x = cptr<T>(p.x), *dy = cptr<T>(p.dy), *hb = cptr<T>(p.hb),
+          *dac = cptr<T>(p.dac);
+  const T *w1 = cptr<T>(p.w1) + e * I * H, *w3 = cptr<T>(p.w3) + e * I * H,
+          *w2 = cptr<T>(p.w2) + e * H * I;
+  if (OP == kGateUp) {
+    t.n0 = static_cast<long long>(by) * (TB / 2);
+    t.K = H;
+    t.A = {x, x, H, big, rows, H, perm + t.r0, KK};
+    t.B = {w1 + t.n0 * H, w3 + t.n0 * H, H, TB / 2, I - t.n0, H, nullptr, 1};
+  } else if (OP == kDh) {
+    t.n0 = static_cast<long long>(by) * TB;
+    t.K = H;
+    t.A = {dy, dy, H, big, rows, H, perm + t.r0, KK};
+    t.B = {w2 + t.n0, w2, I, big, H, I - t.n0, nullptr, 1};
+  } else if (OP == kDx) {
+    t.n0 = static_cast<long long>(by) * TB;
+    t.K = 2 * I;
+    t.A = {dac + t.r0 * 2 * I, dac, 2 * I, big, rows, 2 * I, nullptr, 1};
+    t.B = {w1 + t.n0, w3 + t.n0, H, I, I, H - t.n0, nullptr, 1};
+  } else {
+    const long long s0 = offs[e], cnt = offs[e + 1] - offs[e];
+    t.n0 = static_cast<long long>(by) * TB;
+    t.K = cnt;
+    if (OP == kDw2) {
+      t.A = {dy + t.r0, dy, H, big, cnt, H - t.r0, perm + s0, KK};
+      t.B = {hb + s0 * I + t.n0, hb, I, big, cnt, I - t.n0, nullptr, 1};
+    } else {
+      t.A = {dac + s0 * 2 * I + t.r0,
+             dac,
+             2 * I,
+             big,
+             cnt,
+             2 * I - t.r0,
+             nullptr,
+             1};
+      t.B = {x + t.n0, x, H, big, cnt, H - t.n0, perm + s0, KK};
+    }
+  }
+  return true;
+}
+
+/// Routing weight of permuted slot r.
+__device__ __forceinline__ float moeGradSlotWeight(const MoeGradArgs &p,
+                                                   long long r) {
+  return cptr<float>(p.topk_weight)[cptr<int>(p.perm_slot)[r]];
+}
+
+/// Epilogue of `n` (≤ 8) consecutive outputs of row m (local to the tile),
+/// columns c.. (local): v the products, u the up products (gate/up GEMM).
+/// Returns this piece's share of dot[slot] (the _dh GEMM; else 0). The
+/// tensor-core engine calls it with n = 8 (vector loads and stores), the SIMT
+/// engine with n = 1.
+template <typename T, int OP, int NV>
+__device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
+                                              const GTile<T> &t, int m, int c,
+                                              const float *v, const float *u) {
+  const long long H = p.hidden, I = p.inter;
+  const long long r = t.r0 + m, col = t.n0 + c;
+  const bool vec = NV == 8;
+  if (OP == kGateUp) {
+    if (r >= t.r1 || col >= I)
+      return 0.f;
+    const float w = moeGradSlotWeight(p, r);
+    float *acf = mptr<float>(p.acf) + r * 2 * I + col;
+    T *hb = mptr<T>(p.hb) + r * I + col;
+    float h[NV];
+#pragma unroll
+    for (int i = 0; i < NV; ++i)
+      h[i] = w * siluF(v[i]) * u[i];
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < NV; i += 4) {
+        *reinterpret_cast<float4 *>(acf + i) =
+            make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+        *reinterpret_cast<float4 *>(acf + I + i) =
+            make_float4(u[i], u[i + 1], u[i + 2], u[i + 3]);
+      }
+      *reinterpret_cast<uint4 *>(hb) =
+          make_uint4(packBf16(h[0], h[1]), packBf16(h[2], h[3]),
+                     packBf16(h[4], h[5]), packBf16(h[6], h[7]));
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        acf[i] = v[i];
+        acf[I + i] = u[i];
+        st(hb, i, h[i]);
+      }
+    }
+    return 0.f;
+  } else if (OP == kDh) {
+    if (r >= t.r1 || col >= I)
+      return 0.f;
+    const float w = moeGradSlotWeight(p, r);
+    const float *acf = cptr<float>(p.acf) + r * 2 * I + col;
+    T *dac = mptr<T>(p.dac) + r * 2 * I + col;
+    float a[NV], cu[NV], da[NV], dc[NV], dot = 0.f;
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < NV; i += 4) {
+        const float4 a4 = *reinterpret_cast<const float4 *>(acf + i);
+        const float4 c4 = *reinterpret_cast<const float4 *>(acf + I + i);
+        a[i] = a4.x, a[i + 1] = a4.y, a[i + 2] = a4.z, a[i + 3] = a4.w;
+        cu[i] = c4.x, cu[i + 1] = c4.y, cu[i + 2] = c4.z, cu[i + 3] = c4.w;
+      }
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        a[i] = acf[i];
+        cu[i] = acf[I + i];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      const float sg = sigmoidF(a[i]);
+      dot = fmaf(a[i] * sg * cu[i], v[i], dot); // h·(dy w2)
+      const float dh = w * v[i];
+      da[i] = dh * cu[i] * sg * (1.f + a[i] * (1.f - sg));
+      dc[i] = dh * a[i] * sg;
+    }
+    if (vec) {
+      *reinterpret_cast<uint4 *>(dac) =
+          make_uint4(packBf16(da[0], da[1]), packBf16(da[2], da[3]),
+                     packBf16(da[4], da[5]), packBf16(da[6], da[7]));
+      *reinterpret_cast<uint4 *>(dac + I) =
+          make_uint4(packBf16(dc[0], dc[1]), packBf16(dc[2], dc[3]),
+                     packBf16(dc[4], dc[5]), packBf16(dc[6], dc[7]));
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        st(dac, i, da[i]);
+        st(dac, I + i, dc[i]);
+      }
+    }
+    return dot;
+  } else {
+    // plain stores: dxs (T), or the f32 weight gradients
+    long long lim, off;
+    T *outT = nullptr;
+    float *outF = nullptr;
+    if (OP == kDx) {
+      if (r >= t.r1 || col >= H)
+        return 0.f;
+      outT = mptr<T>(p.dxs) + r * H + col;
+    } else if (OP == kDw2) {
+      if (r >= H || col >= I)
+        return 0.f;
+      outF = mptr<float>(p.dw2) + (t.e * H + r) * I + col;
+    } else {
+      if (r >= 2 * I || col >= H)
+        return 0.f;
+      outF = mptr<float>(r < I ? p.dw1 : p.dw3) +
+             (t.e * I + (r < I ? r : r - I)) * H + col;
+    }
+    (void)lim;
+    (void)off;
+    if (vec) {
+      if (OP == kDx)
+        *reinterpret_cast<uint4 *>(outT) =
+            make_uint4(packBf16(v[0], v[1]), packBf16(v[2], v[3]),
+                       packBf16(v[4], v[5]), packBf16(v[6], v[7]));
+      else
+#pragma unroll
+        for (int i = 0; i < NV; i += 4)
+          *reinterpret_cast<float4 *>(outF + i) =
+              make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+    } else {
+      for (int i = 0; i < NV; ++i) {
+        if (OP == kDx)
+          st(outT, i, v[i]);
+        else
+          outF[i] = v[i];
+      }
+    }
+    return 0.f;
+  }
+}
+
+extern __shared__ __align__(16) unsigned char moeGradSmem[];
+
+// ---- SIMT engine (any T, any shape) ---------------------------------------
+template <typename T, int OP>
+__device__ void moeGradGemmSimt(const MoeGradArgs &p, int bx, int by, int bz) {
+  constexpr int TB = 128, BK = 8;
+  using Tr = OpTraits<OP>;
+  float(*As)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem);
+  float(*Bs)[TB] = reinterpret_cast<float(*)[TB]>(moeGradSmem) + BK;
+  GTile<T> t;
+  if (!moeGradSetup<T, OP>(p, t, bx, by, bz))
+    return;
+  const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      acc[i][j] = 0.f;
+  for (long long k0 = 0; k0 < t.K; k0 += BK) {
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int idx = tid + 256 * q;
+      if (Tr::A_KM) {
+        const int m = idx & 127, kk = idx >> 7;
+        As[kk][m] = k0 + kk < t.K ? t.A.get(k0 + kk, m) : 0.f;
+      } else {
+        const int m = idx >> 3, kk = idx & 7;
+        As[kk][m] = k0 + kk < t.K ? t.A.get(m, k0 + kk) : 0.f;
+      }
+      if (Tr::B_KN) {
+        const int n = idx & 127, kk = idx >> 7;
+        Bs[kk][n] = k0 + kk < t.K ? t.B.get(k0 + kk, n) : 0.f;
+      } else {
+        const int n = idx >> 3, kk = idx & 7;
+        Bs[kk][n] = k0 + kk < t.K ? t.B.get(n, k0 + kk) : 0.f;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[8], b[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+  }
+  // thread (ty, tx) holds rows ty + 16 i, columns tx + 16 j; gate/up: the
+  // up product of column tx + 16 j (j < 4) is column tx + 16 (j + 4).
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < (Tr::SPLIT ? 4 : 8); ++j)
+      dot += moeGradStore<T, OP, 1>(p, t, ty + 16 * i, tx + 16 * j, &acc[i][j],
+                                    &acc[i][Tr::SPLIT ? j + 4 : j]);
+    if (OP == kDh && t.r0 + ty + 16 * i < t.r1)
+      atomicAdd(mptr<float>(p.dot) + t.r0 + ty + 16 * i, dot);
+  }
+}
+
+// ---- tensor-core engine (bf16, H % 8 == 0, I % 8 == 0) ---------------------
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], unsigned addr) {
+  asm volatile(
+      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(addr));
+}
+template <int N> __device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+template <int OP>
+__device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
+  using T = bf16;
+  using Tr = OpTraits<OP>;
+  constexpr int TB = 128, BK = moeGradBK(), ST = moeGradStages();
+  constexpr int LDK = BK + 8, LDT = TB + 8; // bf16 per stored row
+  constexpr int TILE_BYTES = moeGradTileBytes();
+  static_assert(TB * LDK * 2 <= TILE_BYTES && BK * LDT * 2 <= TILE_BYTES,
+                "stage tiles");
+  constexpr int LDC = TB + 4; // f32 epilogue tile [128][132]
+  static_assert(TB * LDC * 4 <= ST * 2 * TILE_BYTES, "epilogue tile");
+  GTile<T> t;
+  if (!moeGradSetup<T, OP>(p, t, bx, by, bz))
+    return;
+  const unsigned sBase = sharedAddr(moeGradSmem);
+  const int tid = threadIdx.x, warp = tid >> 5, l = tid & 31;
+  const int wm = (warp >> 2) * 64, wn = warp & 3, g = l >> 2, tq = l & 3;
+  const int KT = static_cast<int>((t.K + BK - 1) / BK);
+
+  // Copies of a stage: 1024 16-byte chunks of A and of B, 4 each per thread.
+  // [m][k] tiles: chunk idx = tid + 256 q is row idx / 8 (fixed over k),
+  // column 8 (idx % 8); [k][m] tiles: row idx / 16 (a k), column 8 (idx % 16).
+  constexpr int CH = BK / 8;
+  const unsigned short *aRow[4], *bRow[4];
+  bool aOk[4], bOk[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int idx = tid + 256 * q;
+    if (!Tr::A_KM) {
+      const int r = idx / CH;
+      aOk[q] = t.A.ok(r, 0);
+      aRow[q] = reinterpret_cast<const unsigned short *>(aOk[q] ? t.A.row(r)
+                                                                : t.A.b0);
+    }
+    if (!Tr::B_KN) {
+      const int r = idx / CH;
+      bOk[q] = t.B.ok(r, 0);
+      bRow[q] = reinterpret_cast<const unsigned short *>(bOk[q] ? t.B.row(r)
+                                                                : t.B.b0);
+    }
+  }
+  // The weight-gradient GEMMs gather their [k][n] x (dw13) or [k][m] dy (dw2)
+  // rows through perm_slot, one k row per stage row: the perm_slot entries of
+  // a stage are loaded one stage ahead (gRaw), so the copies never wait on
+  // them.
+  constexpr bool A_GK = OP == kDw2, B_GK = OP == kDw13, GK = A_GK || B_GK;
+  int gRaw[4] = {0, 0, 0, 0};
+  auto fetchIdx = [&](long long k0) {
+    const GOp<T> &op = A_GK ? t.A : t.B;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const long long k = k0 + (tid >> 4) + 16 * q;
+      gRaw[q] = k < t.K ? op.idx[k] : 0;
+    }
+  };
+  auto gathered = [&](const GOp<T> &op, int q, int c) {
+    return op.b0 +
+           static_cast<long long>(static_cast<unsigned>(gRaw[q]) /
+                                  static_cast<unsigned>(op.idxDiv)) *
+               op.ld +
+           c;
+  };
+  auto loadStage = [&](int slot, long long k0) {
+    const unsigned aS = sBase + slot * 2 * TILE_BYTES, bS = aS + TILE_BYTES;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int idx = tid + 256 * q;
+      if (Tr::A_KM) {
+        const int r = idx >> 4, c = (idx & 15) * 8;
+        const bool v = k0 + r < t.K && t.A.ok(k0 + r, c);
+        const T *src = !v     ? t.A.b0
+                       : A_GK ? gathered(t.A, q, c)
+                              : t.A.row(k0 + r) + c;
+        cpAsync16(aS + (r * LDT + c) * 2, src, v);
+      } else {
+        const int r = idx / CH, c = (idx % CH) * 8;
+        const bool v = aOk[q] && k0 + c < t.K;
+        cpAsync16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
+      }
+      if (Tr::B_KN) {
+        const int r = idx >> 4, c = (idx & 15) * 8;
+        const bool v = k0 + r < t.K && t.B.ok(k0 + r, c);
+        const T *src = !v     ? t.B.b0
+                       : B_GK ? gathered(t.B, q, c)
+                              : t.B.row(k0 + r) + c;
+        cpAsync16(bS + (r * LDT + c) * 2, src, v);
+      } else {
+        const int r = idx / CH, c = (idx % CH) * 8;
+        const bool v = bOk[q] && k0 + c < t.K;
+        cpAsync16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
+      }
+    }
+    if (GK)
+      fetchIdx(k0 + BK); // the next stage's rows
+  };
+  if (GK)
+    fetchIdx(0);
+
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        acc[i][j][q] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < ST - 1; ++s) {
+    if (s < KT)
+      loadStage(s, static_cast<long long>(s) * BK);
+    cpAsyncCommit();
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    cpAsyncWait<ST - 2>();
+    __syncthreads();
+    {
+      const int nk = kt + ST - 1;
+      if (nk < KT)
+        loadStage(nk % ST, static_cast<long long>(nk) * BK);
+      cpAsyncCommit();
+    }
+    const unsigned aS = sBase + (kt % ST) * 2 * TILE_BYTES,
+                   bS = aS + TILE_BYTES;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned a[4][4], b[4][2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if (Tr::A_KM)
+          ldsm4t(a[i], aS + ((kk + (l & 7) + (l >> 4) * 8) * LDT + wm + i * 16 +
+                             ((l >> 3) & 1) * 8) *
+                                2);
+        else
+          ldsm4(a[i],
+                aS + ((wm + i * 16 + (l & 15)) * LDK + kk + (l >> 4) * 8) * 2);
+      }
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) {
+        const int nb = Tr::SPLIT ? pr * 64 + wn * 16 : wn * 32 + pr * 16;
+        unsigned r[4];
+        if (Tr::B_KN)
+          ldsm4t(r, bS + ((kk + (l & 7) + ((l >> 3) & 1) * 8) * LDT + nb +
+                          (l >> 4) * 8) *
+                             2);
+        else
+          ldsm4(r, bS + ((nb + (l & 7) + (l >> 4) * 8) * LDK + kk +
+                         ((l >> 3) & 1) * 8) *
+                            2);
+        b[2 * pr][0] = r[0];
+        b[2 * pr][1] = r[1];
+        b[2 * pr + 1][0] = r[2];
+        b[2 * pr + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          mmaBf16(acc[i][j], a[i], b[j]);
+    }
+  }
+  cpAsyncWait<0>();
+  __syncthreads();
+
+  // Epilogue through shared memory: acc[i][j][q] is tile row wm + 16i + g +
+  // 8(q/2), column col(j) + 2tq + q%2 (gate/up: columns 0..63 gate, 64..127
+  // up); then each thread takes 8-column pieces of rows (16 threads a row).
+  float *Cs = reinterpret_cast<float *>(moeGradSmem);
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int col =
+          Tr::SPLIT ? (j >> 1) * 64 + wn * 16 + (j & 1) * 8 : wn * 32 + j * 8;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        *reinterpret_cast<float2 *>(Cs + (wm + 16 * i + g + 8 * h) * LDC + col +
+                                    2 * tq) =
+            make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+    }
+  __syncthreads();
+  constexpr int PIECES = Tr::SPLIT ? 8 : 16; // 8-column pieces per row
+#pragma unroll 2
+  for (int q = 0; q < TB * PIECES / 256; ++q) {
+    const int idx = tid + 256 * q, m = idx / PIECES, c = (idx % PIECES) * 8;
+    float v[8], u[8];
+#pragma unroll
+    for (int i = 0; i < 8; i += 4) {
+      const float4 v4 = *reinterpret_cast<const float4 *>(Cs + m * LDC + c + i);
+      v[i] = v4.x, v[i + 1] = v4.y, v[i + 2] = v4.z, v[i + 3] = v4.w;
+      if (Tr::SPLIT) {
+        const float4 u4 =
+            *reinterpret_cast<const float4 *>(Cs + m * LDC + 64 + c + i);
+        u[i] = u4.x, u[i + 1] = u4.y, u[i + 2] = u4.z, u[i + 3] = u4.w;
+      } else {
+        u[i] = u[i + 1] = u[i + 2] = u[i + 3] = 0.f;
+      }
+    }
+    float dot = moeGradStore<T, OP, 8>(p, t, m, c, v, u);
+    if (OP == kDh) { // the 16 pieces of row m are 16 consecutive lanes
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1)
+        dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if ((tid & 15) == 0 && t.r0 + m < t.r1)
+        atomicAdd(mptr<float>(p.dot) + t.r0 + m, dot);
+    }
+  }
+}
+
+/// One CTA of GEMM OP: tile (bx, by) of a slot-M GEMM, (bx, by, expert bz)
+/// of a weight-gradient GEMM.
+template <typename T, int OP>
+__device__ void moeGradGemm(const MoeGradArgs &p, int bx, int by, int bz) {
+  if constexpr (sizeof(T) == 2) {
+    if (p.hidden % 8 == 0 && p.inter % 8 == 0) {
+      moeGradGemmTc<OP>(p, bx, by, bz);
+      return;
+    }
+  }
+  moeGradGemmSimt<T, OP>(p, bx, by, bz);
+}
+
+/// Two independent GEMMs in one launch (1-D grid): first the CTAs of weight
+/// gradient W (grid gx × gy × experts), then those of slot-M GEMM M (grid
+/// moeGradMTiles × my); together they fill the last wave that each alone
+/// would leave partly idle.
+template <typename T, int W, int M>
+__device__ void moeGradPair(const MoeGradArgs &p) {
+  const long long H = p.hidden, I = p.inter, TB = moeGradTile();
+  const long long gx = moeGradDivUp(W == kDw2 ? H : 2 * I, TB),
+                  gy = moeGradDivUp(W == kDw2 ? I : H, TB);
+  const long long nW = gx * gy * p.experts;
+  const long long mt = moeGradMTiles(p.rows, p.top_k, p.experts);
+  const long long b = blockIdx.x;
+  if (b < nW) {
+    moeGradGemm<T, W>(p, static_cast<int>(b % gx),
+                      static_cast<int>((b / gx) % gy),
+                      static_cast<int>(b / (gx * gy)));
+  } else {
+    const long long b2 = b - nW;
+    moeGradGemm<T, M>(p, static_cast<int>(b2 % mt), static_cast<int>(b2 / mt),
+                      0);
+  }
+}
+
+// ---- sm_90a: the gate/up GEMM on wgmma -------------------------------------
+// moeGemmWgmma<GATE_UP = true> of kernels/moe.cuh (warp-specialised,
+// persistent, 128×128 work items, 4-stage cp.async ring, m64n256k16 with gate
+// and up side by side) with the backward's epilogue. Launched as _gateup_wg
+// (moeWgmmaThreads, moeWgmmaSmemBytes, moeWgmmaGrid CTAs) next to _gateup;
+// moeGradUseWgmma picks which of the two does the work (the other returns).
+template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0;
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+__device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  constexpr bool GATE_UP = true;
+  // Warp-specialised: warpgroup 0 copies, warpgroups 1 and 2 multiply
+  // (moeWgmmaThreads()).
+  constexpr int BM = 128, BK = 64, S = moeWgmmaStages();
+  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
+  constexpr int BROWS = 256; // B rows per stage = wgmma N per warpgroup
+  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  constexpr unsigned CONSUMER_WARPS = 8;
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
+
+  const int E = static_cast<int>(p.experts);
+  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
+  }
+  if (threadIdx.x == 0)
+    for (int s = 0; s < S; ++s) {
+      mbarInit(sharedAddr(&fullBar[s]),
+               128); // every producer thread, once its copies land
+      mbarInit(sharedAddr(&emptyBar[s]),
+               CONSUMER_WARPS); // lane 0 of every consumer warp
+    }
+  __syncthreads();
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const int NT = static_cast<int>((N + BN - 1) / BN);
+  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  const int myItems =
+      blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  // The M-tile's expert and rows [r0, r1) of the permuted order.
+  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
+    e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
+  };
+  const int wg = threadIdx.x >> 7;
+
+  if (wg == 0) {
+    // ---- producer: stage k-tile g into slot g % S once the consumers released
+    // it ----------
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    // Thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 16 j (A
+    // rows 0..127, then B rows 0..255); the chunk lands at c ^ (row % 8) of its
+    // 128-byte row (the 128-byte swizzle wgmma reads).
+    const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+    const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+    const unsigned short *A = cptr<unsigned short>(p.x);
+    long long g = 0;
+    for (int it = 0; it < myItems; ++it) {
+      const int w = blockIdx.x + it * gridDim.x;
+      int e;
+      long long r0, r1;
+      locate(w / NT, e, r0, r1);
+      const long long n0 = static_cast<long long>(w % NT) * BN;
+      const unsigned short *aSrc[BM / 16];
+      bool aIn[BM / 16];
+#pragma unroll
+      for (int j = 0; j < BM / 16; ++j) {
+        const long long r = r0 + rs + 16 * j;
+        aIn[j] = r < r1;
+        const long long row =
+            !aIn[j]   ? 0
+            : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                      : r * p.inter;
+        aSrc[j] = A + row + c * 8;
+      }
+      // gate/up: B rows 0..127 from w1, then the same rows of w3; down: 256
+      // rows of w2
+      const unsigned short *B0 =
+          GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                  : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+      const unsigned short *B1 =
+          GATE_UP ? cptr<unsigned short>(p.w3) + e * p.inter * p.hidden
+                  : B0 + 128 * K;
+      const long long bCol = n0 + rs; // output column of B row rs (j = 0)
+      for (int kt = 0; kt < KT; ++kt, ++g) {
+        const int slot = static_cast<int>(g % S);
+        if (g >= S)
+          mbarWait(sharedAddr(&emptyBar[slot]),
+                   static_cast<unsigned>(((g / S) & 1) ^ 1));
+        const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+        const long long k0 = static_cast<long long>(kt) * BK;
+        const bool kIn = k0 + c * 8 < K;
+#pragma unroll
+        for (int j = 0; j < BM / 16; ++j)
+          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
+                    aIn[j] && kIn);
+#pragma unroll
+        for (int j = 0; j < BROWS / 16; ++j) {
+          const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
+          const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
+          const bool in = kIn && col < N;
+          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
+                       : A,
+                    in);
+        }
+        mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+      }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // ---- consumers: warpgroup 1 multiplies A rows 0..63, warpgroup 2
+  // rows 64..127 -------------
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  const int cw = wg - 1;
+  float acc[BROWS / 2];
+#pragma unroll
+  for (int i = 0; i < BROWS / 2; ++i)
+    acc[i] = 0.f;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  for (int it = 0; it < myItems; ++it) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+      const int slot = static_cast<int>(g % S);
+      mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
+      // the cp.async (generic proxy) writes, seen through the barrier, before
+      // wgmma reads them
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      const unsigned a =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + cw * (64 * 128);
+      const unsigned b =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + A_BYTES;
+      fenceRegs(acc);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < BK / 16;
+           ++kk) // a work item's first product overwrites
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32),
+                      kt != 0 || kk != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      // k-tile g - 1 (same item) is multiplied: its slot goes back to the
+      // producer
+      if (kt != 0 && l == 0)
+        mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fenceRegs(acc);
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    const int item = blockIdx.x + it * gridDim.x;
+    int e;
+    long long r0, r1;
+    locate(item / NT, e, r0, r1);
+    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
+    // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
+    // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
+    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
+    const long long cBase =
+        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
+    // Epilogue (moe_grad): a and c in f32 (acf), hb = w_s·silu(a)·c.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const long long r = rBase + 8 * h;
+      if (r >= r1)
+        continue;
+      const float wr = moeGradSlotWeight(p, r);
+      float *acf = mptr<float>(p.acf) + r * 2 * N;
+      unsigned *hb =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * N);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const long long n = cBase + 8 * j; // N % 8 == 0: the pair is in
+        if (n >= N)
+          continue;
+        const float a0 = acc[4 * j + 2 * h], a1 = acc[4 * j + 2 * h + 1];
+        const float c0 = acc[4 * (j + BN / 8) + 2 * h],
+                    c1 = acc[4 * (j + BN / 8) + 2 * h + 1];
+        *reinterpret_cast<float2 *>(acf + n) = make_float2(a0, a1);
+        *reinterpret_cast<float2 *>(acf + N + n) = make_float2(c0, c1);
+        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
+      }
+    }
+  }
+#else
+  (void)p;
+#endif
+}
+
+// ---- per-token phases -------------------------------------------------------
+/// _dispatch: the forward's dispatch, then dot[s] = 0 (summed into by _dh).
+__device__ void moeGradDispatch(const MoeGradArgs &p) {
+  moeDispatch<moeGradTile(), 1024>(moeGradFwdArgs(p));
+  for (long long s = threadIdx.x; s < p.rows * p.top_k; s += blockDim.x)
+    mptr<float>(p.dot)[s] = 0.f;
+}
+
+/// One warp per token: router backward (z) and dx.
+template <typename T> __device__ void moeGradRouter(const MoeGradArgs &p) {
+  __shared__ float pS[8][moeMaxExperts()], dpS[8][moeMaxExperts()];
+  __shared__ int posS[8][16];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const long long t = static_cast<long long>(blockIdx.x) * 8 + warp;
+  if (t >= p.rows)
+    return;
+  const long long H = p.hidden;
+  const int E = static_cast<int>(p.experts), K = static_cast<int>(p.top_k);
+  const T *x = cptr<T>(p.x) + t * H, *router = cptr<T>(p.router);
+  float *pr = pS[warp], *dp = dpS[warp];
+  // logits exactly as moeRoute computes them
+  for (int e = 0; e < E; ++e) {
+    float s = 0.f;
+    if (sizeof(T) == 2 && H % 8 == 0) {
+      const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
+      const unsigned short *rs =
+          reinterpret_cast<const unsigned short *>(router) + e * H;
+      for (long long c = lane * 8; c < H; c += 256) {
+        const uint4 xv = *reinterpret_cast<const uint4 *>(xs + c);
+        const uint4 rv = *reinterpret_cast<const uint4 *>(rs + c);
+        const unsigned xu[4] = {xv.x, xv.y, xv.z, xv.w},
+                       ru[4] = {rv.x, rv.y, rv.z, rv.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s = fmaf(__uint_as_float(xu[i] << 16), __uint_as_float(ru[i] << 16),
+                   s);
+          s = fmaf(__uint_as_float(xu[i] & 0xffff0000u),
+                   __uint_as_float(ru[i] & 0xffff0000u), s);
+        }
+      }
+    } else {
+      for (long long c = lane; c < H; c += 32)
+        s = fmaf(ld(x, c), ld(router, e * H + c), s);
+    }
+    s = warpSum(s);
+    if (lane == 0)
+      pr[e] = s;
+  }
+  __syncwarp();
+  float mx = -infinity();
+  for (int e = lane; e < E; e += 32)
+    mx = fmaxf(mx, pr[e]);
+  mx = warpMax(mx);
+  float sum = 0.f;
+  for (int e = lane; e < E; e += 32)
+    sum += expf(pr[e] - mx);
+  sum = warpSum(sum);
+  __syncwarp();
+  for (int e = lane; e < E; e += 32) {
+    pr[e] = expf(pr[e] - mx) / sum;
+    dp[e] = 0.f;
+  }
+  __syncwarp();
+  const int *topE = cptr<int>(p.topk_expert) + t * K;
+  const int *spos = cptr<int>(p.slot_pos) + t * K;
+  if (lane == 0) {
+    float kept = 0.f, wdw = 0.f;
+    for (int j = 0; j < K; ++j)
+      kept += pr[topE[j]];
+    for (int j = 0; j < K; ++j)
+      wdw += cptr<float>(p.dot)[spos[j]] * (pr[topE[j]] / kept);
+    for (int j = 0; j < K; ++j)
+      dp[topE[j]] = (cptr<float>(p.dot)[spos[j]] - wdw) / kept;
+  }
+  __syncwarp();
+  float pdp = 0.f;
+  for (int e = lane; e < E; e += 32)
+    pdp += pr[e] * dp[e];
+  pdp = warpSum(pdp);
+  __syncwarp();
+  float *z = mptr<float>(p.z) + t * E;
+  for (int e = lane; e < E; e += 32) {
+    const float v = pr[e] * (dp[e] - pdp);
+    dp[e] = v;
+    z[e] = v;
+  }
+  if (lane < K && lane < 16)
+    posS[warp][lane] = spos[lane];
+  __syncwarp();
+  const T *dxs = cptr<T>(p.dxs);
+  T *dx = mptr<T>(p.dx) + t * H;
+  if (sizeof(T) == 2 && H % 8 == 0) {
+    for (long long c = lane * 8; c < H; c += 256) {
+      float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      auto add = [&](const T *src, float f) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(src);
+        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(f, __uint_as_float(u[i] << 16), s[2 * i]);
+          s[2 * i + 1] =
+              fmaf(f, __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+      };
+      for (int j = 0; j < K; ++j)
+        add(dxs + static_cast<long long>(j < 16 ? posS[warp][j] : spos[j]) * H +
+                c,
+            1.f);
+      for (int e = 0; e < E; ++e)
+        add(router + e * H + c, dp[e]);
+      *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(dx) + c) =
+          make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]),
+                     packBf16(s[4], s[5]), packBf16(s[6], s[7]));
+    }
+    return;
+  }
+  for (long long c = lane; c < H; c += 32) {
+    float s = 0.f;
+    for (int j = 0; j < K; ++j)
+      s += ld(dxs, static_cast<long long>(spos[j]) * H + c);
+    for (int e = 0; e < E; ++e)
+      s = fmaf(dp[e], ld(router, e * H + c), s);
+    st(dx, c, s);
+  }
+}
+
+/// part[rs][e][c] = Σ_{t in split rs} z[t][e]·x[t][c]; one thread per column.
+template <typename T> __device__ void moeGradDrouter(const MoeGradArgs &p) {
+  const long long c = static_cast<long long>(blockIdx.x) * 256 + threadIdx.x;
+  const long long H = p.hidden, E = p.experts, RS = p.rsplit;
+  const long long per = (p.rows + RS - 1) / RS;
+  const long long t0 = blockIdx.y * per,
+                  t1 = t0 + per < p.rows ? t0 + per : p.rows;
+  if (c >= H)
+    return;
+  const T *x = cptr<T>(p.x);
+  const float *z = cptr<float>(p.z);
+  float *part = mptr<float>(p.part) + blockIdx.y * E * H;
+  for (long long e0 = 0; e0 < E; e0 += 8) {
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (long long t = t0; t < t1; ++t) {
+      const float xv = ld(x, t * H + c);
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        if (e0 + i < E)
+          acc[i] = fmaf(z[t * E + e0 + i], xv, acc[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (e0 + i < E)
+        part[(e0 + i) * H + c] = acc[i];
+  }
+}
+
+__device__ void moeGradDrouterSum(const MoeGradArgs &p) {
+  const long long n = p.experts * p.hidden;
+  const long long i = static_cast<long long>(blockIdx.x) * 256 + threadIdx.x;
+  if (i >= n)
+    return;
+  float s = 0.f;
+  for (long long r = 0; r < p.rsplit; ++r)
+    s += cptr<float>(p.part)[r * n + i];
+  mptr<float>(p.drouter)[i] = s;
+}
+
+} // namespace k
+} // namespace mm
+
+#define MM_MOE_GRAD_ENTRIES(prefix, T, D)                                      \
+  extern "C" __global__ void __launch_bounds__(256)                            \
+      prefix##_route(mm::k::MoeGradArgs a) {                                   \
+    mm::k::moeRoute<T, 256>(mm::k::moeGradFwdArgs(a));                         \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(1024)                           \
+      prefix##_dispatch(mm::k::MoeGradArgs a) {                                \
+    mm::k::moeGradDispatch(a);                                                 \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256, 2)                         \
+      prefix##_gateup(mm::k::MoeGradArgs a) {                                  \
+    if (!mm::k::moeGradUseWgmma<T>(a))                                         \
+      mm::k::moeGradGemm<T, mm::k::kGateUp>(a, blockIdx.x, blockIdx.y, 0);     \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+      prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
+    if (mm::k::moeGradUseWgmma<T>(a))                                          \
+      mm::k::moeGradGateUpWgmma(a);                                            \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256, 2)                         \
+      prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
+    mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                         \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256, 2)                         \
+      prefix##_dw13_dx(mm::k::MoeGradArgs a) {                                 \
+    mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                        \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256)                            \
+      prefix##_router(mm::k::MoeGradArgs a) {                                  \
+    mm::k::moeGradRouter<T>(a);                                                \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256)                            \
+      prefix##_drouter(mm::k::MoeGradArgs a) {                                 \
+    mm::k::moeGradDrouter<T>(a);                                               \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256)                            \
+      prefix##_drouter_sum(mm::k::MoeGradArgs a) {                             \
+    mm::k::moeGradDrouterSum(a);                                               \
+  }

@@ -1,0 +1,165 @@
+// moe_grad (docs/kernels.md): backward of the MoE block, as a launch plan of
+// kernels/moe_grad.cuh. Argument block, workspace layout and plan; compiled
+// by NVRTC (device side) and by the host compilers (plan functions).
+//
+// Workspace (one 256-byte-aligned array after the other; S = rows·top_k
+// slots, element arrays sized for 4-byte elements since the plan does not know
+// T):
+//   topk_expert, topk_weight, slot_pos, perm_slot [S] i32/f32, offsets and
+//   tile_offsets [E+1] i32 (as the forward's MoeArgs);
+//   dot [S] f32       dy_t · y_s (the un-weighted expert output of slot s);
+//   hb [S, I] T       w_s·h, h = silu(a)·c (the B operand of dw2);
+//   acf [S, 2I] f32   a | c, the gate and up pre-activations;
+//   dac [S, 2I] T     da | dc;
+//   dxs [S, H] T      each slot's da·w1 + dc·w3;
+//   z [rows, E] f32   the router-logit gradient of each token;
+//   part [RS, E, H] f32  drouter partial sums over RS row splits.
+#pragma once
+
+#include "kernels/args.h"
+#include "kernels/launch.h"
+
+namespace mm {
+namespace k {
+
+struct MoeGradArgs {
+  dptr x, router, w1, w2, w3, dy, dx, drouter, dw1, dw2, dw3, workspace;
+  long long rows, hidden, experts, inter, top_k;
+  // Filled by moeGradPlan from `workspace`:
+  dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets,
+      dot, hb, acf, dac, dxs, z, part;
+  long long rsplit; // RS: row splits of the drouter reduction
+};
+
+/// Tiles of the grouped GEMMs (both the tensor-core and the SIMT form):
+/// 128×128 outputs, 256 threads; the gate/up GEMM's N-tile is 64 columns of
+/// w1 next to the same 64 of w3. Dynamic shared memory of the tensor-core
+/// form: moeGradStages() stages of an A and a B tile of moeGradBK() columns,
+/// moeGradTileBytes() each ([128][BK+8] or [BK][128+8] bf16); the SIMT form
+/// uses 8 KB of it.
+MM_HD constexpr int moeGradTile() { return 128; }
+MM_HD constexpr int moeGradBK() { return 64; }
+MM_HD constexpr int moeGradStages() { return 3; }
+MM_HD constexpr int moeGradTileBytes() {
+  return 128 * (moeGradBK() + 8) * 2 > moeGradBK() * 136 * 2
+             ? 128 * (moeGradBK() + 8) * 2
+             : moeGradBK() * 136 * 2;
+}
+MM_HD constexpr int moeGradSmemBytes() {
+  return moeGradStages() * 2 * moeGradTileBytes();
+}
+/// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
+/// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
+/// paired launches (moeGradPair) decode their grids with these.
+MM_HD constexpr long long moeGradDivUp(long long a, long long b) {
+  return (a + b - 1) / b;
+}
+MM_HD constexpr long long moeGradMTiles(long long rows, long long k,
+                                        long long experts) {
+  return moeGradDivUp(rows * k, moeGradTile()) + experts;
+}
+/// Row splits of the drouter reduction (monotone in rows, at most 128).
+MM_HD constexpr long long moeGradRowSplits(long long rows) {
+  return rows <= 64 ? 1 : ((rows + 63) / 64 < 128 ? (rows + 63) / 64 : 128);
+}
+
+#if !defined(__CUDACC_RTC__)
+namespace detail {
+struct MoeGradLayout {
+  unsigned long long off[13];
+  unsigned long long bytes;
+};
+inline MoeGradLayout moeGradLayout(const MoeGradArgs &a) {
+  const unsigned long long S = static_cast<unsigned long long>(a.rows) *
+                               static_cast<unsigned long long>(a.top_k);
+  const unsigned long long H = a.hidden, I = a.inter, E = a.experts;
+  const unsigned long long sizes[13] = {
+      S * 4,
+      S * 4,
+      S * 4,
+      S * 4,
+      (E + 1) * 4,
+      (E + 1) * 4,
+      S * 4,
+      S * I * 4,
+      S * 2 * I * 4,
+      S * 2 * I * 4,
+      S * H * 4,
+      static_cast<unsigned long long>(a.rows) * E * 4,
+      static_cast<unsigned long long>(moeGradRowSplits(a.rows)) * E * H * 4};
+  MoeGradLayout l{};
+  unsigned long long at = 0;
+  for (int i = 0; i < 13; ++i) {
+    l.off[i] = at;
+    at = (at + sizes[i] + 255) / 256 * 256;
+  }
+  l.bytes = at;
+  return l;
+}
+inline unsigned moeGradCeil(long long a, long long b) {
+  const long long v = (a + b - 1) / b;
+  return static_cast<unsigned>(v < 1 ? 1 : v);
+}
+} // namespace detail
+
+inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
+                                                int sms) {
+  (void)D;
+  (void)sms;
+  return detail::moeGradLayout(a).bytes;
+}
+
+/// Launches, in order: _route, _dispatch, _gateup and _gateup_wg (one of
+/// the two does the work: the sm_90a wgmma form for bf16 with H and I
+/// multiples of 8, kernels/moe_grad.cuh), _dh_dw2 (the _dh and _dw2 GEMMs),
+/// _dw13_dx (_dw13 and _dx), _router, _drouter, _drouter_sum.
+inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
+  (void)D;
+  const detail::MoeGradLayout l = detail::moeGradLayout(a);
+  dptr *fields[13] = {
+      &a.topk_expert,  &a.topk_weight, &a.slot_pos, &a.perm_slot, &a.offsets,
+      &a.tile_offsets, &a.dot,         &a.hb,       &a.acf,       &a.dac,
+      &a.dxs,          &a.z,           &a.part};
+  for (int i = 0; i < 13; ++i)
+    *fields[i] = a.workspace + l.off[i];
+  a.rsplit = moeGradRowSplits(a.rows);
+  using detail::moeGradCeil;
+  const int TB = moeGradTile();
+  const unsigned mt =
+      static_cast<unsigned>(moeGradMTiles(a.rows, a.top_k, a.experts));
+  const unsigned sm = moeGradSmemBytes();
+  int n = 0;
+  out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
+  out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
+  out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
+  out[n++] = {
+      "_gateup_wg",
+      static_cast<unsigned>(moeWgmmaGrid(sms > 0 ? sms : 1, mt, a.inter, true)),
+      1,
+      1,
+      static_cast<unsigned>(moeWgmmaThreads()),
+      static_cast<unsigned>(moeWgmmaSmemBytes())};
+  // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
+  const long long nDw2 = moeGradDivUp(a.hidden, TB) *
+                         moeGradDivUp(a.inter, TB) * a.experts,
+                  nDh = static_cast<long long>(mt) * moeGradDivUp(a.inter, TB);
+  const long long nDw13 = moeGradDivUp(2 * a.inter, TB) *
+                          moeGradDivUp(a.hidden, TB) * a.experts,
+                  nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
+  out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
+  out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
+  out[n++] = {"_router", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
+  out[n++] = {"_drouter",
+              moeGradCeil(a.hidden, 256),
+              static_cast<unsigned>(a.rsplit),
+              1,
+              256,
+              0};
+  out[n++] = {
+      "_drouter_sum", moeGradCeil(a.experts * a.hidden, 256), 1, 1, 256, 0};
+  return n;
+}
+#endif
+
+} // namespace k
+} // namespace mm
