@@ -19,10 +19,13 @@
 // plan): with the state S(p) = Σ_{σ<p} λ^{p-σ} k'_σᵀ v'_σ (fp32 [D, D]),
 //   o_τ = Σ_{p≤σ≤τ} λ^{τ-σ} (q'_τ·k'_σ) v'_σ + λ^{τ-p} q'_τ S(p),
 //   S(p+m) = λ^m S(p) + Σ_{p≤σ<p+m} λ^{p+m-σ} k'_σᵀ v'_σ.
-// T is cut into nseg segments of seg_len tokens. Grid z = 3·b + job, y = head.
-//   _states (nseg-1, H, 3B): U_s = the sum term of S over full segment s, into
-//           workspace slot s ([B, 3, H, nseg, D, D] fp32).
-//   _scan   (⌈D²/256⌉, H, 3B): in place, slot s ← S(start of segment s), s ≥ 1.
+// T is cut into nseg segments of seg_len tokens. Grid z = 3·b + job, y = head
+// (_states and _scan: z = 2·b + {0, 1} for jobs 0 and 2: job 1's state is the
+// transpose of job 2's, Σ do_σᵀ q_σ against Σ q_σᵀ do_σ, and its _out reads
+// job 2's slots transposed).
+//   _states (nseg-1, H, 2B): U_s = the sum term of S over full segment s, into
+//           workspace slot s ([B, 3, H, nseg, D, D] fp32; job 1's unused).
+//   _scan   (⌈D²/256⌉, H, 2B): in place, slot s ← S(start of segment s), s ≥ 1.
 //   _out    (nseg, H, 3B): walks its segment in sub-chunks from S(start) (zero
 //           for s = 0): P = (Q'K'ᵀ) ⊙ Dm (Dm[i,j] = λ^{i-j}, j ≤ i), O =
 //           diag(λ^i) Q' S + P V', S ← λ^m S + (K' ⊙ λ^{m-j})ᵀ V'.
@@ -106,14 +109,19 @@ makeJob(const LightningGradArgs &a, long long job, long long b, long long h) {
   return r;
 }
 
-/// Workspace slot of segment `seg` of the block's (batch, job, head).
+/// Workspace slot of segment `seg` of (z = 3·batch + job, head blockIdx.y).
 template <int D>
-__device__ __forceinline__ float *slot(const LightningGradArgs &a,
+__device__ __forceinline__ float *slot(const LightningGradArgs &a, long long z,
                                        long long seg) {
   return mptr<float>(a.workspace) +
-         ((static_cast<long long>(blockIdx.z) * a.heads + blockIdx.y) * a.nseg +
-          seg) *
-             D * D;
+         ((z * a.heads + blockIdx.y) * a.nseg + seg) * D * D;
+}
+/// The _states and _scan launches run jobs 0 and 2 only (grid z = 2·batch +
+/// {0, 1}): job 1's state Σ λ^{..} do_σᵀ q_σ is the transpose of job 2's
+/// Σ λ^{..} q_σᵀ do_σ (same decay, same segments), so job 1's _out reads job
+/// 2's slots transposed. Returns 3·batch + job of a states/scan block.
+__device__ __forceinline__ long long statesZ() {
+  return static_cast<long long>(blockIdx.z) / 2 * 3 + (blockIdx.z % 2) * 2;
 }
 
 /// Micro-tile edge dividing E (TileMap needs it to divide the tile).
@@ -128,7 +136,7 @@ template <typename T, int D>
 __device__ void statesGeneric(const LightningGradArgs &a, float *sm) {
   constexpr int C = lightningGradGenericRows(D), LD = D + 1, TH = 256;
   float *Ks = sm, *Vs = Ks + C * LD;
-  const long long seg = blockIdx.x, h = blockIdx.y, z = blockIdx.z;
+  const long long seg = blockIdx.x, h = blockIdx.y, z = statesZ();
   const Job<T> jb = makeJob<T, D>(a, z % 3, z / 3, h);
   const float s = lfast::slope(h, a.heads, a.layer, a.num_layers);
   const long long t0 = seg * a.seg_len;
@@ -150,7 +158,7 @@ __device__ void statesGeneric(const LightningGradArgs &a, float *sm) {
         acc, C, [&](int d, int i) { return Ks[i * LD + d]; },
         [&](int c, int i) { return Vs[i * LD + c]; });
   }
-  float *u = slot<D>(a, seg);
+  float *u = slot<D>(a, z, seg);
   Map::each(acc, [&](int d, int c, float &v) { u[d * D + c] = v; });
 }
 
@@ -170,8 +178,12 @@ __device__ void outGeneric(const LightningGradArgs &a, float *sm) {
   if (seg == 0) {
     for (int i = threadIdx.x; i < D * LD; i += TH)
       S[i] = 0.f;
+  } else if (z % 3 == 1) { // job 1: job 2's state, transposed
+    const float *u = slot<D>(a, z + 1, seg);
+    for (int i = threadIdx.x; i < D * D; i += TH)
+      S[(i % D) * LD + i / D] = u[i];
   } else {
-    const float *u = slot<D>(a, seg);
+    const float *u = slot<D>(a, z, seg);
     for (int i = threadIdx.x; i < D * D; i += TH)
       S[(i / D) * LD + i % D] = u[i];
   }
@@ -250,7 +262,7 @@ template <int D> __device__ void scan(const LightningGradArgs &a) {
   const long long nseg = a.nseg, stride = D * D;
   const float s = lfast::slope(blockIdx.y, a.heads, a.layer, a.num_layers);
   const float dec = expf(-s * static_cast<float>(a.seg_len));
-  float *ws = slot<D>(a, 0) + e;
+  float *ws = slot<D>(a, statesZ(), 0) + e;
   float acc = ws[0];
   for (long long base = 1; base < nseg; base += 8) {
     float u[8];
@@ -288,6 +300,26 @@ loadTile(bf16 *dst, const bf16 *src, long long step, int m, const bf16 *any) {
   }
 }
 
+/// This warp's part of the state from the transpose of the fp32 slot [D][D]
+/// (the layout of lfast::stateIo).
+template <int D>
+__device__ __forceinline__ void stateLoadT(lfast::State<D> &S,
+                                           const float *slot) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
+            t = lane & 3;
+  const int dk0 = (D / 4) * (warp & 3), dv0 = (D / 2) * (warp >> 2);
+#pragma unroll
+  for (int mt = 0; mt < lfast::Geom<D>::MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < lfast::Geom<D>::NT; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = dk0 + 16 * mt + g + 8 * h, c = dv0 + 8 * nt + 2 * t;
+        S[mt][nt][2 * h] = slot[c * D + r];
+        S[mt][nt][2 * h + 1] = slot[(c + 1) * D + r];
+      }
+}
+
 /// _states, tensor cores: U_s of a full segment, walking its 64-token
 /// sub-chunks with the forward's state update from S = 0.
 template <int D>
@@ -295,7 +327,7 @@ __device__ void statesFast(const LightningGradArgs &a, unsigned char *smem) {
   using namespace lfast;
   using G = Geom<D>;
   bf16 *stages = reinterpret_cast<bf16 *>(smem);
-  const long long seg = blockIdx.x, h = blockIdx.y, z = blockIdx.z;
+  const long long seg = blockIdx.x, h = blockIdx.y, z = statesZ();
   const Job<bf16> jb = makeJob<bf16, D>(a, z % 3, z / 3, h);
   const float s = slope(h, a.heads, a.layer, a.num_layers);
   const long long t0 = seg * a.seg_len;
@@ -327,7 +359,7 @@ __device__ void statesFast(const LightningGradArgs &a, unsigned char *smem) {
     stateUpdate<D>(S, cur, cur + G::TILE, C, s);
   }
   cpWait<0>();
-  stateIo<D, true>(S, slot<D>(a, seg));
+  stateIo<D, true>(S, slot<D>(a, z, seg));
 }
 
 /// _out, tensor cores: the forward's lightningChunkOut on a Job view.
@@ -357,8 +389,10 @@ __device__ void outFast(const LightningGradArgs &a, unsigned char *smem) {
   State<D> S;
   if (seg == 0)
     zeroState<D>(S);
+  else if (z % 3 == 1)
+    stateLoadT<D>(S, slot<D>(a, z + 1, seg));
   else
-    stateIo<D, false>(S, slot<D>(a, seg));
+    stateIo<D, false>(S, slot<D>(a, z, seg));
   stateToSmem<D>(S, Sb);
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {

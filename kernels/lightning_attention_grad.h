@@ -7,9 +7,10 @@
 // job 0 (dq) forward in time, jobs 1 (dk) and 2 (dv) backward in time. Every
 // job runs chunk-parallel over the sequence: T is cut into nseg segments of
 // seg_len tokens (a multiple of 64, the last ragged). Launches, in order:
-//   "_states" grid (nseg-1, H, 3B): the decayed [D,D] state sum of each full
-//             segment into the workspace (skipped when nseg = 1);
-//   "_scan"   grid (⌈D²/256⌉, H, 3B): exclusive scan of those, in place;
+//   "_states" grid (nseg-1, H, 2B): the decayed [D,D] state sum of each full
+//             segment into the workspace (skipped when nseg = 1), for jobs 0
+//             and 2 (job 1's state is job 2's transposed);
+//   "_scan"   grid (⌈D²/256⌉, H, 2B): exclusive scan of those, in place;
 //   "_out"    grid (nseg, H, 3B): each segment's outputs from its start state.
 // Every launch has lightningGradThreads() threads. The same plan serves f32
 // (SIMT fp32 kernels, any D up to lightningGradMaxGenericDim) and bf16 (tensor
@@ -144,14 +145,15 @@ inline int lightningAttentionGradPlan(LightningGradArgs &a, int D, int sms,
                            ? lightningGradFastOutSmem(D)
                            : gen;
   const unsigned H = static_cast<unsigned>(a.heads),
-                 Z = static_cast<unsigned>(3 * a.batch);
+                 Z = static_cast<unsigned>(3 * a.batch),
+                 Z2 = static_cast<unsigned>(2 * a.batch);
   const unsigned th = lightningGradThreads();
   int n = 0;
   if (a.nseg > 1) {
-    out[n++] = Launch{"_states", static_cast<unsigned>(a.nseg - 1), H, Z,
+    out[n++] = Launch{"_states", static_cast<unsigned>(a.nseg - 1), H, Z2,
                       th,        static_cast<unsigned>(st)};
     out[n++] = Launch{
-        "_scan", static_cast<unsigned>((1ll * D * D + th - 1) / th), H, Z, th,
+        "_scan", static_cast<unsigned>((1ll * D * D + th - 1) / th), H, Z2, th,
         0};
   }
   out[n++] = Launch{"_out", static_cast<unsigned>(a.nseg), H, Z,
