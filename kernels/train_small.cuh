@@ -166,7 +166,8 @@ __device__ __forceinline__ bool nonFinite(float x) {
 /// Groups of 4 a lane keeps in registers on the fast path (n ≤ 128·RMS_NV).
 constexpr int RMS_NV = 8;
 
-template <typename T> __device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
+template <typename T>
+__device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
   extern __shared__ float sdw[]; // [n] the block's dw partial
   const long long n = a.n;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -263,7 +264,8 @@ template <typename T> __device__ void rmsNormGradRows(const RmsNormGradArgs &a) 
     }
   }
   __syncthreads();
-  float *part = mptr<float>(a.workspace) + static_cast<long long>(blockIdx.x) * n;
+  float *part =
+      mptr<float>(a.workspace) + static_cast<long long>(blockIdx.x) * n;
   for (long long i = threadIdx.x; i < n; i += blockDim.x)
     part[i] = sdw[i];
 }
@@ -289,7 +291,8 @@ __device__ __forceinline__ void rmsNormGradReduce(const RmsNormGradArgs &a) {
 
 // ------------------------------------------------- silu_grad, sigmoid_grad
 
-template <bool SILU> __device__ __forceinline__ float actGradF(float x, float g) {
+template <bool SILU>
+__device__ __forceinline__ float actGradF(float x, float g) {
   const float s = 1.f / (1.f + expf(-x));
   return SILU ? g * s * (1.f + x * (1.f - s)) : g * s * (1.f - s);
 }
@@ -297,8 +300,7 @@ template <bool SILU> __device__ __forceinline__ float actGradF(float x, float g)
 template <typename T, bool SILU> __device__ void actGrad(const ActGradArgs &a) {
   const T *x = cptr<T>(a.x), *dy = cptr<T>(a.dy);
   T *dx = mptr<T>(a.dx);
-  const bool vec =
-      aligned4<T>(a.x) && aligned4<T>(a.dy) && aligned4<T>(a.dx);
+  const bool vec = aligned4<T>(a.x) && aligned4<T>(a.dy) && aligned4<T>(a.dx);
   const long long n4 = vec ? a.n / 4 : 0;
   for (long long v = gtid(); v < n4; v += gstride()) {
     const float4 xv = ld4(x, 4 * v), gv = ld4(dy, 4 * v);
@@ -543,8 +545,8 @@ __device__ __forceinline__ void cameFactors(const CameArgs &a, dptr vecP,
   float *vec = mptr<float>(vecP) + s * a.cols;
   const float *sum = cptr<float>(sumP) + s * a.cols;
   for (long long c = threadIdx.x; c < a.cols; c += blockDim.x)
-    vec[c] = static_cast<float>(beta * vec[c] + (1.0 - beta) * sum[c] /
-                                                   static_cast<double>(a.rows));
+    vec[c] = static_cast<float>(
+        beta * vec[c] + (1.0 - beta) * sum[c] / static_cast<double>(a.rows));
   const float *row = cptr<float>(rowP) + s * a.rows;
   float acc = 0.f;
   for (long long r = threadIdx.x; r < a.rows; r += blockDim.x)
@@ -595,8 +597,7 @@ __device__ __forceinline__ void cameU(const CameArgs &a) {
 /// The rms clip divisor max(1, sqrt(ss/n)/clip_threshold).
 __device__ __forceinline__ float cameClip(dptr ss, long long n,
                                           double threshold) {
-  const double c =
-      sqrt(*cptr<double>(ss) / static_cast<double>(n)) / threshold;
+  const double c = sqrt(*cptr<double>(ss) / static_cast<double>(n)) / threshold;
   return static_cast<float>(c > 1.0 ? c : 1.0);
 }
 
@@ -605,8 +606,8 @@ __device__ __forceinline__ float cameClip(dptr ss, long long n,
 __device__ __forceinline__ void cameM(const CameArgs &a) {
   const CameTile t = cameTile(a);
   const float scale = static_cast<float>(clipFactorD(a.norm, a.max_norm));
-  const float invClip = 1.f / cameClip(a.ss, a.count * a.rows * a.cols,
-                                       a.clip_threshold);
+  const float invClip =
+      1.f / cameClip(a.ss, a.count * a.rows * a.cols, a.clip_threshold);
   const float b1 = static_cast<float>(a.beta1),
               omb1 = static_cast<float>(1.0 - a.beta1),
               eps2 = static_cast<float>(a.eps2);
@@ -753,7 +754,7 @@ __device__ __forceinline__ void lseMerge(float &m, float &s, float m2,
   const float mx = fmaxf(m, m2);
   if (mx == -infinity())
     return;
-  s = s * __expf(m - mx) + s2 * __expf(m2 - mx);
+  s = s * expf(m - mx) + s2 * expf(m2 - mx);
   m = mx;
 }
 
@@ -794,8 +795,8 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
       const float4 v = ld4(z, c);
       const float mx = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
       lseMerge(m, s, mx,
-               __expf(v.x - mx) + __expf(v.y - mx) + __expf(v.z - mx) +
-                   __expf(v.w - mx));
+               expf(v.x - mx) + expf(v.y - mx) + expf(v.z - mx) +
+                   expf(v.w - mx));
     }
   } else {
     for (long long c = threadIdx.x; c < V; c += blockDim.x)
@@ -829,8 +830,8 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   if (vec) {
     for (long long c = 4 * threadIdx.x; c < V; c += 4 * blockDim.x) {
       const float4 v = ld4(z, c);
-      float4 o = f4(__expf(v.x - lse) * inv, __expf(v.y - lse) * inv,
-                    __expf(v.z - lse) * inv, __expf(v.w - lse) * inv);
+      float4 o = f4(expf(v.x - lse) * inv, expf(v.y - lse) * inv,
+                    expf(v.z - lse) * inv, expf(v.w - lse) * inv);
       if (label >= c && label < c + 4) {
         const int k = static_cast<int>(label - c);
         if (k == 0)
@@ -846,7 +847,7 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
     }
   } else {
     for (long long c = threadIdx.x; c < V; c += blockDim.x)
-      st(dl, c, __expf(z[c] - lse) * inv - (c == label ? inv : 0.f));
+      st(dl, c, expf(z[c] - lse) * inv - (c == label ? inv : 0.f));
   }
 }
 
@@ -858,9 +859,8 @@ __device__ __forceinline__ void lmHeadReduce(const LmHeadArgs &a) {
   s = blockSumD(s);
   if (threadIdx.x == 0) {
     const float cnt = *cptr<float>(a.count);
-    mptr<float>(a.loss)[0] = cnt > 0.f
-                                 ? static_cast<float>(s / cnt)
-                                 : __int_as_float(0x7fc00000);
+    mptr<float>(a.loss)[0] =
+        cnt > 0.f ? static_cast<float>(s / cnt) : __int_as_float(0x7fc00000);
   }
 }
 
@@ -904,21 +904,17 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   }
 
 #define MM_SILU_GRAD_ENTRIES(prefix, T, D)                                     \
-  MM_TS_ENTRY(prefix, , ActGradArgs, 256) {                                    \
-    mm::k::ts::actGrad<T, true>(a);                                            \
-  }
+  MM_TS_ENTRY(prefix, , ActGradArgs, 256) { mm::k::ts::actGrad<T, true>(a); }
 
 #define MM_SIGMOID_GRAD_ENTRIES(prefix, T, D)                                  \
-  MM_TS_ENTRY(prefix, , ActGradArgs, 256) {                                    \
-    mm::k::ts::actGrad<T, false>(a);                                           \
-  }
+  MM_TS_ENTRY(prefix, , ActGradArgs, 256) { mm::k::ts::actGrad<T, false>(a); }
 
 #define MM_ROPE_GRAD_ENTRIES(prefix, T, D)                                     \
   MM_TS_ENTRY(prefix, , RopeGradArgs, 256) { mm::k::ts::ropeGrad<T>(a); }
 
 #define MM_EMBEDDING_GRAD_ENTRIES(prefix, T, D)                                \
   MM_TS_ENTRY(prefix, _zero, EmbeddingGradArgs, 256) {                         \
-    mm::k::ts::zeroF32(a.dtable, a.vocab * a.hidden);                          \
+    mm::k::ts::zeroF32(a.dtable, a.vocab *a.hidden);                           \
   }                                                                            \
   MM_TS_ENTRY(prefix, _scatter, EmbeddingGradArgs, 256) {                      \
     mm::k::ts::embeddingGradScatter<T>(a);                                     \
@@ -942,15 +938,15 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   MM_TS_ENTRY(prefix, , AdamWArgs, 256) { mm::k::ts::adamw(a); }
 
 #define MM_CAME_ENTRIES(prefix, T, D)                                          \
-  MM_TS_ENTRY(prefix, _zero, CameArgs, 256) { mm::k::ts::cameZero(a); }       \
-  MM_TS_ENTRY(prefix, _sq, CameArgs, 256) { mm::k::ts::cameSq(a); }           \
+  MM_TS_ENTRY(prefix, _zero, CameArgs, 256) { mm::k::ts::cameZero(a); }        \
+  MM_TS_ENTRY(prefix, _sq, CameArgs, 256) { mm::k::ts::cameSq(a); }            \
   MM_TS_ENTRY(prefix, _vfac, CameArgs, 256) {                                  \
-    mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean, a.beta2);  \
+    mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean, a.beta2);   \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _u, CameArgs, 256) { mm::k::ts::cameU(a); }             \
-  MM_TS_ENTRY(prefix, _m, CameArgs, 256) { mm::k::ts::cameM(a); }             \
+  MM_TS_ENTRY(prefix, _u, CameArgs, 256) { mm::k::ts::cameU(a); }              \
+  MM_TS_ENTRY(prefix, _m, CameArgs, 256) { mm::k::ts::cameM(a); }              \
   MM_TS_ENTRY(prefix, _sfac, CameArgs, 256) {                                  \
-    mm::k::ts::cameFactors(a, a.res_col, a.res_col_sum, a.res_row,            \
+    mm::k::ts::cameFactors(a, a.res_col, a.res_col_sum, a.res_row,             \
                            a.res_row_mean, a.beta3);                           \
   }                                                                            \
   MM_TS_ENTRY(prefix, _p, CameArgs, 256) { mm::k::ts::cameP(a); }
@@ -960,30 +956,16 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
     if (threadIdx.x == 0 && blockIdx.x == 0)                                   \
       *mm::k::mptr<double>(a.workspace) = 0.0;                                 \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _v, CameVectorArgs, 256) {                               \
-    mm::k::ts::cameVectorV(a);                                                 \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _p, CameVectorArgs, 256) {                               \
-    mm::k::ts::cameVectorP(a);                                                 \
-  }
+  MM_TS_ENTRY(prefix, _v, CameVectorArgs, 256) { mm::k::ts::cameVectorV(a); }  \
+  MM_TS_ENTRY(prefix, _p, CameVectorArgs, 256) { mm::k::ts::cameVectorP(a); }
 
 #define MM_STORE_PARAM_ENTRIES(prefix, T, D)                                   \
-  MM_TS_ENTRY(prefix, , StoreParamArgs, 256) {                                 \
-    mm::k::ts::storeParam<T>(a);                                               \
-  }
+  MM_TS_ENTRY(prefix, , StoreParamArgs, 256) { mm::k::ts::storeParam<T>(a); }
 
 #define MM_LM_HEAD_ENTRIES(prefix, T, D)                                       \
-  MM_TS_ENTRY(prefix, _count, LmHeadArgs, 1024) {                              \
-    mm::k::ts::lmHeadCount(a);                                                 \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _rows, LmHeadArgs, 512) {                                \
-    mm::k::ts::lmHeadRows<T>(a);                                               \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _reduce, LmHeadArgs, 1024) {                             \
-    mm::k::ts::lmHeadReduce(a);                                                \
-  }
+  MM_TS_ENTRY(prefix, _count, LmHeadArgs, 1024) { mm::k::ts::lmHeadCount(a); } \
+  MM_TS_ENTRY(prefix, _rows, LmHeadArgs, 512) { mm::k::ts::lmHeadRows<T>(a); } \
+  MM_TS_ENTRY(prefix, _reduce, LmHeadArgs, 1024) { mm::k::ts::lmHeadReduce(a); }
 
 #define MM_FINITE_CHECK_ENTRIES(prefix, T, D)                                  \
-  MM_TS_ENTRY(prefix, , FiniteCheckArgs, 256) {                                \
-    mm::k::ts::finiteCheck<T>(a);                                              \
-  }
+  MM_TS_ENTRY(prefix, , FiniteCheckArgs, 256) { mm::k::ts::finiteCheck<T>(a); }

@@ -57,8 +57,7 @@ inline unsigned long long cameTiles(const CameArgs &a) {
 // ------------------------------------------------------------ rms_norm_grad
 
 /// Blocks of "_rows": 8 warps (rows) each, at most 2 per multiprocessor.
-inline unsigned long long rmsNormGradBlocks(const RmsNormGradArgs &a,
-                                            int sms) {
+inline unsigned long long rmsNormGradBlocks(const RmsNormGradArgs &a, int sms) {
   const unsigned long long need = tsplan::cdiv(a.rows, 8);
   const unsigned long long cap = 2ull * (sms > 0 ? sms : 1);
   return need < 1 ? 1 : (need < cap ? need : cap);
@@ -69,8 +68,8 @@ inline unsigned long long rmsNormGradWorkspaceBytes(const RmsNormGradArgs &a,
 }
 inline int rmsNormGradPlan(RmsNormGradArgs &a, int, int sms, Launch *out) {
   a.blocks = static_cast<long long>(rmsNormGradBlocks(a, sms));
-  out[0] = tsplan::launch("_rows", a.blocks, 256,
-                          static_cast<unsigned>(a.n * 4));
+  out[0] =
+      tsplan::launch("_rows", a.blocks, 256, static_cast<unsigned>(a.n * 4));
   out[1] = tsplan::launch("_reduce", tsplan::cdiv(a.n, 32), 256);
   return 2;
 }
@@ -113,8 +112,7 @@ inline unsigned long long embeddingGradWorkspaceBytes(const EmbeddingGradArgs &,
                                                       int, int) {
   return 0;
 }
-inline int embeddingGradPlan(EmbeddingGradArgs &a, int, int sms,
-                             Launch *out) {
+inline int embeddingGradPlan(EmbeddingGradArgs &a, int, int sms, Launch *out) {
   out[0] = tsplan::launch(
       "_zero",
       tsplan::strideGrid(tsplan::cdiv(a.vocab * a.hidden, 4), 256, sms, 8),
