@@ -18,9 +18,6 @@ struct RmsNormGradArgs {
   dptr x, w, dy, dx, dw, workspace;
   long long rows, n;
   double eps;
-  // Filled by rmsNormGradPlan: blocks of "_rows" (rows of the dw partials
-  // [blocks, n] f32 at `workspace`).
-  long long blocks;
 };
 
 /// silu_grad / sigmoid_grad: dx = dy * f'(x), elementwise over n (dx may
@@ -39,6 +36,9 @@ typedef RopeArgs RopeGradArgs;
 struct EmbeddingGradArgs {
   dptr ids, dy, dtable, error, workspace;
   long long rows, vocab, hidden;
+  // Filled by embeddingGradPlan from `workspace` (i32 arrays): row offsets
+  // per id start [vocab+1], fill cursors [vocab], rows sorted by id [rows].
+  dptr start, cursor, perm;
 };
 
 /// grad_norm: phase "_zero" clears the f64 accumulator `acc`, "_sumsq" adds

@@ -12,20 +12,28 @@
 // grid-stride loop when every pointer is aligned, plus a scalar tail (and a
 // scalar path for unaligned operands). Element layouts are row-major.
 //
-// rms_norm_grad ("_rows", "_reduce"): x, w, dy, dx [rows, n] T; dw [n] f32.
-//   One warp per row (rows strided over the grid's warps), warp reductions of
-//   Σx² and Σ w·dy·x (no block barrier per row). When n ≤ 1024 and n % 4 = 0
-//   a lane keeps its 4-element groups c = 4·(lane + 32 j), j < 8, of x and dy
-//   in registers between the two passes and the dw contributions dy·x·r in
-//   registers across all its rows; otherwise it re-reads the row (L1) and adds
-//   dw through shared-memory atomics. Each block then writes its dw partial
-//   row into workspace `part` [blocks, n]; "_reduce" sums the partials
-//   (32 columns × 8 row-groups per block).
+// rms_norm_grad ("_zero", "_rows"): x, w, dy, dx [rows, n] T; dw [n] f32.
+//   "_zero" clears dw. "_rows": one warp per row (rows strided over the
+//   grid's warps), warp reductions of Σx² and Σ w·dy·x (no block barrier per
+//   row). When n ≤ 1024 and n % 4 = 0 a lane keeps its 4-element groups c =
+//   4·(lane + 32 j), j < 8, of x and dy in registers between the two passes
+//   and its dw contributions dy·x·r in registers across all its rows;
+//   otherwise it re-reads the row (L1) and adds dw through shared-memory
+//   atomics. Each block (at most 2 per multiprocessor) then adds its dw
+//   partial into dw with fp32 atomics: no serial reduction over rows.
 // silu_grad / sigmoid_grad (""): flat, may run in place (dx = dy).
 // rope_grad (""): as kernels/rope.cuh with the transposed rotation.
-// embedding_grad ("_zero", "_scatter"): dtable zeroed, then one warp per
-//   token row adds dy[r] into dtable[ids[r]] with fp32 reductions (red.v4.f32
-//   on sm_90); bad ids go to the ErrorSlot and add nothing.
+// embedding_grad ("_clear", "_hist", "_scan", "_place", "_rows", "_heavy"):
+//   a counting sort of the token rows by id, so that each dtable row is
+//   written exactly once (no zero pass followed by read-modify-write atomics:
+//   dtable is 8x the bytes of dy at the preset and would be written twice).
+//   Workspace: start [vocab+1], cursor [vocab], perm [rows] (i32). "_hist"
+//   counts rows per id (bad ids go to the ErrorSlot and are skipped), "_scan"
+//   (one block) turns counts into offsets, "_place" scatters row indices,
+//   "_rows" is one warp per vocab row summing its rows of dy (fp32 registers)
+//   and storing the row (zeros if unused). Ids with more than EMB_HEAVY rows
+//   (a frequent token would serialise one warp) are stored as zeros there and
+//   added by "_heavy" (one warp per token row, fp32 reductions).
 // grad_norm ("_zero", "_sumsq" per gradient, "_finalize"): Σg² per thread in
 //   fp32 groups of 4, then double; one double atomicAdd per block into `acc`.
 // adamw (""): flat; the step's scalars (clip factor, bias corrections) are
@@ -44,12 +52,15 @@
 //   "_p" updates m and p.
 // store_param (""): param = master rounded to T (round to nearest even).
 // lm_head ("_count", "_rows", "_reduce"): "_count" is one block counting
-//   labels != -100 over all rows; "_rows" is one block per chunk row: an
+//   labels != -100 over all rows; "_rows" is one block of 1024 threads per
+//   chunk row (two per multiprocessor, so that the rows in flight, 264 ×
+//   128 KB at V = 32000, stay in L2 for the second pass): an
 //   online max / Σexp pass over the f32 logits row, then (when dlogits is
 //   set) a second pass (L2-resident row) writing (softmax − onehot)/count in
 //   T; "_reduce" is one block summing row_loss in double.
-// finite_check (""): flat scan; each thread's first non-finite element goes
-//   to an atomicMin on the u64 slot (step << 40 | index).
+// finite_check (""): flat scan in groups of 4; each thread's first
+//   non-finite element goes to an atomicMin on the u64 slot (step << 40 |
+//   index).
 #pragma once
 
 #include "kernels/common.cuh"
@@ -263,30 +274,12 @@ __device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
       }
     }
   }
+  // The block's dw contributions go to dw (zeroed by "_zero") with one fp32
+  // atomic per column: blocks·n atomics in all.
   __syncthreads();
-  float *part =
-      mptr<float>(a.workspace) + static_cast<long long>(blockIdx.x) * n;
+  float *dw = mptr<float>(a.dw);
   for (long long i = threadIdx.x; i < n; i += blockDim.x)
-    part[i] = sdw[i];
-}
-
-/// dw[c] = Σ_b part[b, c]: blocks of 32 columns × 8 row groups.
-__device__ __forceinline__ void rmsNormGradReduce(const RmsNormGradArgs &a) {
-  __shared__ float red[8][33];
-  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-  const long long c = static_cast<long long>(blockIdx.x) * 32 + tx;
-  const float *part = cptr<float>(a.workspace);
-  float s = 0.f;
-  if (c < a.n)
-    for (long long b = ty; b < a.blocks; b += 8)
-      s += part[b * a.n + c];
-  red[ty][tx] = s;
-  __syncthreads();
-  if (ty == 0 && c < a.n) {
-    for (int i = 1; i < 8; ++i)
-      s += red[i][tx];
-    mptr<float>(a.dw)[c] = s;
-  }
+    atomicAdd(dw + i, sdw[i]);
 }
 
 // ------------------------------------------------- silu_grad, sigmoid_grad
@@ -357,18 +350,151 @@ __device__ __forceinline__ void zeroF32(dptr p, long long n) {
     d[i] = 0.f;
 }
 
+/// Token rows an id may have and still be summed by one warp in "_rows";
+/// the rows of more frequent ids are added by "_heavy" with atomics.
+constexpr int EMB_HEAVY = 16;
+
+/// "_hist": counts[id] += 1 per valid row (counts live in `start`); a bad id
+/// is reported and skipped.
+__device__ __forceinline__ void embeddingGradHist(const EmbeddingGradArgs &a) {
+  const long long r = gtid();
+  if (r >= a.rows)
+    return;
+  const long long id = cptr<int>(a.ids)[r];
+  if (id < 0 || id >= a.vocab) {
+    reportError(a.error, r, id, kErrorTokenId);
+    return;
+  }
+  atomicAdd(mptr<int>(a.start) + id, 1);
+}
+
+/// "_scan" (one block of 1024): start = exclusive prefix sums of the counts
+/// (in place), start[vocab] = the total, cursor = start. Each thread scans a
+/// contiguous chunk of 32 counts held in registers, per pass of 32·1024.
+__device__ __forceinline__ void embeddingGradScan(const EmbeddingGradArgs &a) {
+  __shared__ int warpTot[32];
+  int *cnt = mptr<int>(a.start), *cur = mptr<int>(a.cursor);
+  const long long V = a.vocab;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nw = blockDim.x >> 5;
+  int carry = 0;
+  for (long long base = 0; base < V; base += 32ll * blockDim.x) {
+    const long long b = base + 32ll * threadIdx.x;
+    int v[32], local = 0;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      v[i] = b + i < V ? cnt[b + i] : 0;
+      local += v[i];
+    }
+    int incl = local;
+    for (int o = 1; o < 32; o <<= 1) {
+      const int t = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o)
+        incl += t;
+    }
+    __syncthreads();
+    if (lane == 31)
+      warpTot[warp] = incl;
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < nw; ++w) {
+      before += w < warp ? warpTot[w] : 0;
+      total += warpTot[w];
+    }
+    int run = carry + before + incl - local;
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      if (b + i < V) {
+        cnt[b + i] = run;
+        cur[b + i] = run;
+        run += v[i];
+      }
+    carry += total;
+  }
+  if (threadIdx.x == 0)
+    cnt[V] = carry;
+}
+
+/// "_place": perm[cursor[id]++] = r for each valid row.
+__device__ __forceinline__ void embeddingGradPlace(const EmbeddingGradArgs &a) {
+  const long long r = gtid();
+  if (r >= a.rows)
+    return;
+  const long long id = cptr<int>(a.ids)[r];
+  if (id < 0 || id >= a.vocab)
+    return;
+  const int pos = atomicAdd(mptr<int>(a.cursor) + id, 1);
+  mptr<int>(a.perm)[pos] = static_cast<int>(r);
+}
+
+/// "_rows": one warp per vocab row v writes dtable[v] once: the sum of its
+/// token rows (perm[start[v] .. start[v+1])), or zeros (no rows, or more than
+/// EMB_HEAVY: "_heavy" adds those).
 template <typename T>
-__device__ void embeddingGradScatter(const EmbeddingGradArgs &a) {
+__device__ void embeddingGradRows(const EmbeddingGradArgs &a) {
+  constexpr int NV = 8;
+  const int lane = threadIdx.x & 31;
+  const long long v = gtid() >> 5;
+  if (v >= a.vocab)
+    return;
+  const int *start = cptr<int>(a.start), *perm = cptr<int>(a.perm);
+  int b = start[v], e = start[v + 1];
+  if (e - b > EMB_HEAVY)
+    e = b;
+  const long long H = a.hidden;
+  const T *dy = cptr<T>(a.dy);
+  float *dst = mptr<float>(a.dtable) + v * H;
+  if (H % 4 == 0 && aligned4<T>(a.dy) && aligned4<float>(a.dtable)) {
+    for (long long c0 = 0; c0 < H; c0 += 128 * NV) {
+      float4 acc[NV];
+#pragma unroll
+      for (int j = 0; j < NV; ++j)
+        acc[j] = f4(0.f, 0.f, 0.f, 0.f);
+      for (int k = b; k < e; ++k) {
+        const long long row = static_cast<long long>(perm[k]) * H;
+#pragma unroll
+        for (int j = 0; j < NV; ++j) {
+          const long long c = c0 + 4 * (lane + 32 * j);
+          if (c < H) {
+            const float4 x = ld4(dy, row + c);
+            acc[j].x += x.x;
+            acc[j].y += x.y;
+            acc[j].z += x.z;
+            acc[j].w += x.w;
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < NV; ++j) {
+        const long long c = c0 + 4 * (lane + 32 * j);
+        if (c < H)
+          st4(dst, c, acc[j]);
+      }
+    }
+  } else {
+    for (long long c = lane; c < H; c += 32) {
+      float acc = 0.f;
+      for (int k = b; k < e; ++k)
+        acc += ld(dy, static_cast<long long>(perm[k]) * H + c);
+      dst[c] = acc;
+    }
+  }
+}
+
+/// "_heavy": one warp per token row whose id has more than EMB_HEAVY rows
+/// adds dy[r] into dtable[id] (fp32 reductions, red.v4.f32 on sm_90).
+template <typename T>
+__device__ void embeddingGradHeavy(const EmbeddingGradArgs &a) {
   const int lane = threadIdx.x & 31;
   const long long r = gtid() >> 5;
   if (r >= a.rows)
     return;
   const long long id = cptr<int>(a.ids)[r];
-  if (id < 0 || id >= a.vocab) {
-    if (lane == 0)
-      reportError(a.error, r, id, kErrorTokenId);
+  if (id < 0 || id >= a.vocab)
     return;
-  }
+  const int *start = cptr<int>(a.start);
+  if (start[id + 1] - start[id] <= EMB_HEAVY)
+    return;
   const long long H = a.hidden;
   const T *src = cptr<T>(a.dy) + r * H;
   float *dst = mptr<float>(a.dtable) + id * H;
@@ -791,6 +917,7 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   const float *z = cptr<float>(a.logits) + r * V;
   float m = -infinity(), s = 0.f;
   if (vec) {
+#pragma unroll 4
     for (long long c = 4 * threadIdx.x; c < V; c += 4 * blockDim.x) {
       const float4 v = ld4(z, c);
       const float mx = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
@@ -828,6 +955,7 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   const float cnt = *cptr<float>(a.count);
   const float inv = cnt > 0.f ? 1.f / cnt : 0.f;
   if (vec) {
+#pragma unroll 4
     for (long long c = 4 * threadIdx.x; c < V; c += 4 * blockDim.x) {
       const float4 v = ld4(z, c);
       float4 o = f4(expf(v.x - lse) * inv, expf(v.y - lse) * inv,
@@ -874,14 +1002,26 @@ __device__ __forceinline__ bool nonFiniteT(bf16 x) {
 template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   const T *x = cptr<T>(a.x);
   const long long n = a.n;
-  // Each thread walks an increasing sequence of indices, so its first hit is
-  // its smallest; the atomicMin picks the smallest over all threads.
-  for (long long i = gtid(); i < n; i += gstride())
+  unsigned long long *slot = mptr<unsigned long long>(a.slot);
+  const unsigned long long tag = static_cast<unsigned long long>(a.step) << 40;
+  // Each thread walks increasing indices, so its first hit is its smallest;
+  // the atomicMin keeps the smallest over all threads (and steps).
+  const long long n4 = aligned4<T>(a.x) ? n / 4 : 0;
+  for (long long v = gtid(); v < n4; v += gstride()) {
+    const float4 q = ld4(x, 4 * v);
+    if (nonFinite(q.x) || nonFinite(q.y) || nonFinite(q.z) || nonFinite(q.w)) {
+      const long long k = nonFinite(q.x)   ? 0
+                          : nonFinite(q.y) ? 1
+                          : nonFinite(q.z) ? 2
+                                           : 3;
+      atomicMin(slot, tag | static_cast<unsigned long long>(4 * v + k));
+      return;
+    }
+  }
+  for (long long i = 4 * n4 + gtid(); i < n; i += gstride())
     if (nonFiniteT(x[i])) {
-      atomicMin(mptr<unsigned long long>(a.slot),
-                (static_cast<unsigned long long>(a.step) << 40) |
-                    static_cast<unsigned long long>(i));
-      break;
+      atomicMin(slot, tag | static_cast<unsigned long long>(i));
+      return;
     }
 }
 
@@ -896,11 +1036,11 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
       prefix##suffix(mm::k::Args a)
 
 #define MM_RMS_NORM_GRAD_ENTRIES(prefix, T, D)                                 \
+  MM_TS_ENTRY(prefix, _zero, RmsNormGradArgs, 256) {                           \
+    mm::k::ts::zeroF32(a.dw, a.n);                                             \
+  }                                                                            \
   MM_TS_ENTRY(prefix, _rows, RmsNormGradArgs, 256) {                           \
     mm::k::ts::rmsNormGradRows<T>(a);                                          \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _reduce, RmsNormGradArgs, 256) {                         \
-    mm::k::ts::rmsNormGradReduce(a);                                           \
   }
 
 #define MM_SILU_GRAD_ENTRIES(prefix, T, D)                                     \
@@ -913,11 +1053,23 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   MM_TS_ENTRY(prefix, , RopeGradArgs, 256) { mm::k::ts::ropeGrad<T>(a); }
 
 #define MM_EMBEDDING_GRAD_ENTRIES(prefix, T, D)                                \
-  MM_TS_ENTRY(prefix, _zero, EmbeddingGradArgs, 256) {                         \
-    mm::k::ts::zeroF32(a.dtable, a.vocab *a.hidden);                           \
+  MM_TS_ENTRY(prefix, _clear, EmbeddingGradArgs, 256) {                        \
+    mm::k::ts::zeroF32(a.start, a.vocab + 1);                                  \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _scatter, EmbeddingGradArgs, 256) {                      \
-    mm::k::ts::embeddingGradScatter<T>(a);                                     \
+  MM_TS_ENTRY(prefix, _hist, EmbeddingGradArgs, 256) {                         \
+    mm::k::ts::embeddingGradHist(a);                                           \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _scan, EmbeddingGradArgs, 1024) {                        \
+    mm::k::ts::embeddingGradScan(a);                                           \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _place, EmbeddingGradArgs, 256) {                        \
+    mm::k::ts::embeddingGradPlace(a);                                          \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _rows, EmbeddingGradArgs, 256) {                         \
+    mm::k::ts::embeddingGradRows<T>(a);                                        \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _heavy, EmbeddingGradArgs, 256) {                        \
+    mm::k::ts::embeddingGradHeavy<T>(a);                                       \
   }
 
 #define MM_GRAD_NORM_ENTRIES(prefix, T, D)                                     \
@@ -964,7 +1116,9 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
 
 #define MM_LM_HEAD_ENTRIES(prefix, T, D)                                       \
   MM_TS_ENTRY(prefix, _count, LmHeadArgs, 1024) { mm::k::ts::lmHeadCount(a); } \
-  MM_TS_ENTRY(prefix, _rows, LmHeadArgs, 512) { mm::k::ts::lmHeadRows<T>(a); } \
+  MM_TS_ENTRY(prefix, _rows, LmHeadArgs, 1024) {                               \
+    mm::k::ts::lmHeadRows<T>(a);                                               \
+  }                                                                            \
   MM_TS_ENTRY(prefix, _reduce, LmHeadArgs, 1024) { mm::k::ts::lmHeadReduce(a); }
 
 #define MM_FINITE_CHECK_ENTRIES(prefix, T, D)                                  \

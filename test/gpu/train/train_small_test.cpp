@@ -119,7 +119,7 @@ void testRmsNormGrad(long long rows, long long n, bool bf, bool bench) {
   dW.upload(w);
   dDy.upload(dy);
   k::RmsNormGradArgs a{dX.ptr, dW.ptr, dDy.ptr, dDx.ptr, dDw.ptr,
-                       0,      rows,   n,       1e-5,    0};
+                       0,      rows,   n,       1e-5};
   const unsigned long long ws = k::rmsNormGradWorkspaceBytes(a, 0, gpu.sms());
   DevBuf dWs(ws / 4 + 1, false);
   a.workspace = dWs.ptr;
@@ -210,8 +210,10 @@ void testEmbeddingGrad(long long rows, long long vocab, long long hidden,
   dIds.uploadRaw(ids.data(), rows * 4);
   dDy.upload(dy);
   ErrSlot err;
-  k::EmbeddingGradArgs a{dIds.ptr, dDy.ptr, dT.ptr, err.ptr,
-                         0,        rows,    vocab,  hidden};
+  k::EmbeddingGradArgs a{dIds.ptr, dDy.ptr, dT.ptr, err.ptr, 0, rows,
+                         vocab,    hidden,  0,      0,       0};
+  DevBuf dWs(k::embeddingGradWorkspaceBytes(a, 0, gpu.sms()) / 4 + 1, false);
+  a.workspace = dWs.ptr;
   k::Launch plan[k::kMaxLaunches];
   const int np = k::embeddingGradPlan(a, 0, gpu.sms(), plan);
   gpu.run(prefix("embedding_grad", bf), plan, np, a);
@@ -661,6 +663,9 @@ int main(int argc, char **argv) {
       testEmbeddingGrad(37, 50, 64, bf, false);
       testEmbeddingGrad(200, 1000, 1030, bf, false);
       testEmbeddingGrad(2 * 129, 5000, 256, bf, false);
+      testEmbeddingGrad(300, 10, 64, bf, false);     // heavy ids (atomics)
+      testEmbeddingGrad(1000, 5, 1030, bf, false);   // heavy, scalar path
+      testEmbeddingGrad(40000, 40000, 8, bf, false); // two scan passes
       testEmbeddingGrad(64, 100, 128, bf, false, 41);
       testStoreParam(1, bf, false);
       testStoreParam(1003, bf, false);
