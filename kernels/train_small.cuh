@@ -17,8 +17,9 @@
 //   grid's warps), warp reductions of Σx² and Σ w·dy·x (no block barrier per
 //   row). When n ≤ 1024 and n % 4 = 0 a lane keeps its 4-element groups c =
 //   4·(lane + 32 j), j < 8, of x and dy in registers between the two passes
-//   and its dw contributions dy·x·r in registers across all its rows;
-//   otherwise it re-reads the row (L1) and adds dw through shared-memory
+//   (as loaded: raw bf16, so that a warp holds two bf16 rows in flight) and
+//   its dw contributions dy·x·r in registers across all its rows; otherwise
+//   it re-reads the row (L1) and adds dw through shared-memory
 //   atomics. Each block (at most 2 per multiprocessor) then adds its dw
 //   partial into dw with fp32 atomics: no serial reduction over rows.
 // silu_grad / sigmoid_grad (""): flat, may run in place (dx = dy).
@@ -53,11 +54,11 @@
 // store_param (""): param = master rounded to T (round to nearest even).
 // lm_head ("_count", "_rows", "_reduce"): "_count" is one block counting
 //   labels != -100 over all rows; "_rows" is one block of 1024 threads per
-//   chunk row (two per multiprocessor, so that the rows in flight, 264 ×
-//   128 KB at V = 32000, stay in L2 for the second pass): an
-//   online max / Σexp pass over the f32 logits row, then (when dlogits is
-//   set) a second pass (L2-resident row) writing (softmax − onehot)/count in
-//   T; "_reduce" is one block summing row_loss in double.
+//   chunk row. When V ≤ 32768 and V % 4 = 0 the row lives in registers (8
+//   float4 a thread: one HBM read of the logits): exact max, Σexp, then
+//   dlogits = (softmax − onehot)/count in T when dlogits is set. Otherwise an
+//   online max / Σexp pass, then a second pass over the (L2-resident) row.
+//   "_reduce" is one block summing row_loss in double.
 // finite_check (""): flat scan in groups of 4; each thread's first
 //   non-finite element goes to an atomicMin on the u64 slot (step << 40 |
 //   index).
@@ -177,6 +178,117 @@ __device__ __forceinline__ bool nonFinite(float x) {
 /// Groups of 4 a lane keeps in registers on the fast path (n ≤ 128·RMS_NV).
 constexpr int RMS_NV = 8;
 
+/// Four elements as loaded (float4 for f32, the raw 8 bytes for bf16: half
+/// the registers, so that a warp can hold two bf16 rows in flight).
+template <typename T> struct Raw4;
+template <> struct Raw4<float> {
+  typedef float4 type;
+  static __device__ __forceinline__ float4 load(const float *p, long long i) {
+    return ld4(p, i);
+  }
+  static __device__ __forceinline__ float4 unpack(float4 v) { return v; }
+};
+template <> struct Raw4<bf16> {
+  typedef uint2 type;
+  static __device__ __forceinline__ uint2 load(const bf16 *p, long long i) {
+    return *reinterpret_cast<const uint2 *>(p + i);
+  }
+  static __device__ __forceinline__ float4 unpack(uint2 u) {
+    return f4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+              __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+  }
+};
+
+/// The register path of "_rows": each warp takes ROWS rows at a time (rows
+/// gw + W·q, W = warps in the grid), loads all their groups first, then
+/// reduces and writes; dw contributions stay in registers until the end.
+template <typename T, int ROWS>
+__device__ __forceinline__ void rmsNormGradFast(const RmsNormGradArgs &a,
+                                                float *sdw) {
+  typedef Raw4<T> R;
+  const long long n = a.n;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warps = blockDim.x >> 5;
+  const T *x = cptr<T>(a.x), *w = cptr<T>(a.w), *dy = cptr<T>(a.dy);
+  T *dx = mptr<T>(a.dx);
+  const float eps = static_cast<float>(a.eps);
+  const float invN = 1.f / static_cast<float>(n);
+  const long long W = static_cast<long long>(gridDim.x) * warps;
+  float4 acc[RMS_NV];
+#pragma unroll
+  for (int j = 0; j < RMS_NV; ++j)
+    acc[j] = f4(0.f, 0.f, 0.f, 0.f);
+  for (long long r0 = static_cast<long long>(blockIdx.x) * warps + warp;
+       r0 < a.rows; r0 += W * ROWS) {
+    typename R::type xr[ROWS][RMS_NV], gr[ROWS][RMS_NV];
+#pragma unroll
+    for (int q = 0; q < ROWS; ++q) {
+      const long long base = (r0 + W * q) * n;
+#pragma unroll
+      for (int j = 0; j < RMS_NV; ++j) {
+        const long long c = 4ll * (lane + 32 * j);
+        if (r0 + W * q < a.rows && c < n) {
+          xr[q][j] = R::load(x, base + c);
+          gr[q][j] = R::load(dy, base + c);
+        }
+      }
+    }
+    float ss[ROWS], proj[ROWS];
+#pragma unroll
+    for (int q = 0; q < ROWS; ++q) {
+      ss[q] = 0.f;
+      proj[q] = 0.f;
+#pragma unroll
+      for (int j = 0; j < RMS_NV; ++j) {
+        const long long c = 4ll * (lane + 32 * j);
+        if (r0 + W * q < a.rows && c < n) {
+          const float4 wv = ld4(w, c);
+          const float4 xv = R::unpack(xr[q][j]), gv = R::unpack(gr[q][j]);
+          ss[q] += xv.x * xv.x + xv.y * xv.y + xv.z * xv.z + xv.w * xv.w;
+          proj[q] += wv.x * gv.x * xv.x + wv.y * gv.y * xv.y +
+                     wv.z * gv.z * xv.z + wv.w * gv.w * xv.w;
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < ROWS; ++q) {
+      ss[q] = warpSum(ss[q]);
+      proj[q] = warpSum(proj[q]);
+    }
+#pragma unroll
+    for (int q = 0; q < ROWS; ++q) {
+      const long long base = (r0 + W * q) * n;
+      const float inv = rsqrtf(ss[q] * invN + eps);
+      const float kk = inv * inv * inv * proj[q] * invN;
+#pragma unroll
+      for (int j = 0; j < RMS_NV; ++j) {
+        const long long c = 4ll * (lane + 32 * j);
+        if (r0 + W * q < a.rows && c < n) {
+          const float4 wv = ld4(w, c);
+          const float4 xv = R::unpack(xr[q][j]), gv = R::unpack(gr[q][j]);
+          st4(dx, base + c,
+              f4(inv * wv.x * gv.x - kk * xv.x, inv * wv.y * gv.y - kk * xv.y,
+                 inv * wv.z * gv.z - kk * xv.z, inv * wv.w * gv.w - kk * xv.w));
+          acc[j].x += gv.x * xv.x * inv;
+          acc[j].y += gv.y * xv.y * inv;
+          acc[j].z += gv.z * xv.z * inv;
+          acc[j].w += gv.w * xv.w * inv;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < RMS_NV; ++j) {
+    const long long c = 4ll * (lane + 32 * j);
+    if (c < n) {
+      atomicAdd(&sdw[c], acc[j].x);
+      atomicAdd(&sdw[c + 1], acc[j].y);
+      atomicAdd(&sdw[c + 2], acc[j].z);
+      atomicAdd(&sdw[c + 3], acc[j].w);
+    }
+  }
+}
+
 template <typename T>
 __device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
   extern __shared__ float sdw[]; // [n] the block's dw partial
@@ -194,65 +306,7 @@ __device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
                     aligned4<T>(a.w) && aligned4<T>(a.dy) && aligned4<T>(a.dx);
   const long long step = static_cast<long long>(gridDim.x) * warps;
   if (fast) {
-    float4 acc[RMS_NV];
-#pragma unroll
-    for (int j = 0; j < RMS_NV; ++j)
-      acc[j] = f4(0.f, 0.f, 0.f, 0.f);
-    for (long long r = static_cast<long long>(blockIdx.x) * warps + warp;
-         r < a.rows; r += step) {
-      const long long base = r * n;
-      float4 xv[RMS_NV], gv[RMS_NV];
-      float ss = 0.f, proj = 0.f;
-#pragma unroll
-      for (int j = 0; j < RMS_NV; ++j) {
-        const long long c = 4ll * (lane + 32 * j);
-        if (c < n) {
-          xv[j] = ld4(x, base + c);
-          gv[j] = ld4(dy, base + c);
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < RMS_NV; ++j) {
-        const long long c = 4ll * (lane + 32 * j);
-        if (c < n) {
-          const float4 wv = ld4(w, c);
-          ss += xv[j].x * xv[j].x + xv[j].y * xv[j].y + xv[j].z * xv[j].z +
-                xv[j].w * xv[j].w;
-          proj += wv.x * gv[j].x * xv[j].x + wv.y * gv[j].y * xv[j].y +
-                  wv.z * gv[j].z * xv[j].z + wv.w * gv[j].w * xv[j].w;
-        }
-      }
-      ss = warpSum(ss);
-      proj = warpSum(proj);
-      const float inv = rsqrtf(ss * invN + eps);
-      const float kk = inv * inv * inv * proj * invN;
-#pragma unroll
-      for (int j = 0; j < RMS_NV; ++j) {
-        const long long c = 4ll * (lane + 32 * j);
-        if (c < n) {
-          const float4 wv = ld4(w, c);
-          st4(dx, base + c,
-              f4(inv * wv.x * gv[j].x - kk * xv[j].x,
-                 inv * wv.y * gv[j].y - kk * xv[j].y,
-                 inv * wv.z * gv[j].z - kk * xv[j].z,
-                 inv * wv.w * gv[j].w - kk * xv[j].w));
-          acc[j].x += gv[j].x * xv[j].x * inv;
-          acc[j].y += gv[j].y * xv[j].y * inv;
-          acc[j].z += gv[j].z * xv[j].z * inv;
-          acc[j].w += gv[j].w * xv[j].w * inv;
-        }
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < RMS_NV; ++j) {
-      const long long c = 4ll * (lane + 32 * j);
-      if (c < n) {
-        atomicAdd(&sdw[c], acc[j].x);
-        atomicAdd(&sdw[c + 1], acc[j].y);
-        atomicAdd(&sdw[c + 2], acc[j].z);
-        atomicAdd(&sdw[c + 3], acc[j].w);
-      }
-    }
+    rmsNormGradFast<T, sizeof(T) == 2 ? 2 : 1>(a, sdw);
   } else {
     for (long long r = static_cast<long long>(blockIdx.x) * warps + warp;
          r < a.rows; r += step) {
@@ -369,8 +423,10 @@ __device__ __forceinline__ void embeddingGradHist(const EmbeddingGradArgs &a) {
 }
 
 /// "_scan" (one block of 1024): start = exclusive prefix sums of the counts
-/// (in place), start[vocab] = the total, cursor = start. Each thread scans a
-/// contiguous chunk of 32 counts held in registers, per pass of 32·1024.
+/// (in place), start[vocab] = the total, cursor = start. Per pass of 32·1024
+/// counts, warp w scans the contiguous 1024 counts [32·32·w, ...) in 32
+/// coalesced rounds of 32 (shuffle scans with a running carry), then the
+/// warp totals are scanned through shared memory.
 __device__ __forceinline__ void embeddingGradScan(const EmbeddingGradArgs &a) {
   __shared__ int warpTot[32];
   int *cnt = mptr<int>(a.start), *cur = mptr<int>(a.cursor);
@@ -378,37 +434,44 @@ __device__ __forceinline__ void embeddingGradScan(const EmbeddingGradArgs &a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int nw = blockDim.x >> 5;
   int carry = 0;
-  for (long long base = 0; base < V; base += 32ll * blockDim.x) {
-    const long long b = base + 32ll * threadIdx.x;
-    int v[32], local = 0;
+  for (long long base = 0; base < V; base += 1024ll * nw) {
+    const long long seg = base + 1024ll * warp;
+    int v[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
-      v[i] = b + i < V ? cnt[b + i] : 0;
-      local += v[i];
+      const long long idx = seg + 32 * i + lane;
+      v[i] = idx < V ? cnt[idx] : 0;
     }
-    int incl = local;
-    for (int o = 1; o < 32; o <<= 1) {
-      const int t = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o)
-        incl += t;
+    int run = 0; // exclusive prefix within the warp's segment
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      int incl = v[i];
+      for (int o = 1; o < 32; o <<= 1) {
+        const int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o)
+          incl += t;
+      }
+      const int x = v[i];
+      v[i] = run + incl - x;
+      run += __shfl_sync(0xffffffffu, incl, 31);
     }
     __syncthreads();
-    if (lane == 31)
-      warpTot[warp] = incl;
+    if (lane == 0)
+      warpTot[warp] = run;
     __syncthreads();
     int before = 0, total = 0;
     for (int w = 0; w < nw; ++w) {
       before += w < warp ? warpTot[w] : 0;
       total += warpTot[w];
     }
-    int run = carry + before + incl - local;
 #pragma unroll
-    for (int i = 0; i < 32; ++i)
-      if (b + i < V) {
-        cnt[b + i] = run;
-        cur[b + i] = run;
-        run += v[i];
+    for (int i = 0; i < 32; ++i) {
+      const long long idx = seg + 32 * i + lane;
+      if (idx < V) {
+        cnt[idx] = carry + before + v[i];
+        cur[idx] = carry + before + v[i];
       }
+    }
     carry += total;
   }
   if (threadIdx.x == 0)
@@ -884,6 +947,10 @@ __device__ __forceinline__ void lseMerge(float &m, float &s, float m2,
   m = mx;
 }
 
+/// float4 groups per thread of the register path of "_rows" (V ≤
+/// 4·LM_NV·threads: 32768 at 1024 threads).
+constexpr int LM_NV = 8;
+
 template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   __shared__ float redM[32], redS[32];
   __shared__ float lseS;
@@ -915,6 +982,69 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
     return;
   }
   const float *z = cptr<float>(a.logits) + r * V;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const float cnt = *cptr<float>(a.count);
+  const float inv = cnt > 0.f ? 1.f / cnt : 0.f;
+  if (vec && V <= 4ll * LM_NV * blockDim.x) {
+    // Register path: the whole row in registers (one HBM read), exact max,
+    // then Σexp, then dlogits from the registers.
+    float4 v[LM_NV];
+    float m = -infinity();
+#pragma unroll
+    for (int j = 0; j < LM_NV; ++j) {
+      const long long c =
+          4ll * (threadIdx.x + static_cast<long long>(j) * blockDim.x);
+      v[j] = c < V ? ld4(z, c)
+                   : f4(-infinity(), -infinity(), -infinity(), -infinity());
+      m = fmaxf(m, fmaxf(fmaxf(v[j].x, v[j].y), fmaxf(v[j].z, v[j].w)));
+    }
+    m = warpMax(m);
+    if (lane == 0)
+      redM[warp] = m;
+    __syncthreads();
+    m = redM[0];
+    for (int i = 1; i < static_cast<int>(blockDim.x >> 5); ++i)
+      m = fmaxf(m, redM[i]);
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < LM_NV; ++j)
+      s += expf(v[j].x - m) + expf(v[j].y - m) + expf(v[j].z - m) +
+           expf(v[j].w - m);
+    s = warpSum(s);
+    if (lane == 0)
+      redS[warp] = s;
+    __syncthreads();
+    s = 0.f;
+    for (int i = 0; i < static_cast<int>(blockDim.x >> 5); ++i)
+      s += redS[i];
+    const float lse = m + logf(s);
+    if (threadIdx.x == 0)
+      mptr<float>(a.row_loss)[grow] = lse - z[label];
+    if (!dl)
+      return;
+#pragma unroll
+    for (int j = 0; j < LM_NV; ++j) {
+      const long long c =
+          4ll * (threadIdx.x + static_cast<long long>(j) * blockDim.x);
+      if (c < V) {
+        float4 o = f4(expf(v[j].x - lse) * inv, expf(v[j].y - lse) * inv,
+                      expf(v[j].z - lse) * inv, expf(v[j].w - lse) * inv);
+        if (label >= c && label < c + 4) {
+          const int k = static_cast<int>(label - c);
+          if (k == 0)
+            o.x -= inv;
+          else if (k == 1)
+            o.y -= inv;
+          else if (k == 2)
+            o.z -= inv;
+          else
+            o.w -= inv;
+        }
+        st4(dl, c, o);
+      }
+    }
+    return;
+  }
   float m = -infinity(), s = 0.f;
   if (vec) {
 #pragma unroll 4
@@ -934,7 +1064,6 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
     const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
     lseMerge(m, s, m2, s2);
   }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) {
     redM[warp] = m;
     redS[warp] = s;
@@ -952,8 +1081,6 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   if (!dl)
     return;
   const float lse = lseS;
-  const float cnt = *cptr<float>(a.count);
-  const float inv = cnt > 0.f ? 1.f / cnt : 0.f;
   if (vec) {
 #pragma unroll 4
     for (long long c = 4 * threadIdx.x; c < V; c += 4 * blockDim.x) {
@@ -1034,12 +1161,16 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
 #define MM_TS_ENTRY(prefix, suffix, Args, threads)                             \
   extern "C" __global__ void __launch_bounds__(threads)                        \
       prefix##suffix(mm::k::Args a)
+/// An entry with at least `blocks` resident blocks per multiprocessor.
+#define MM_TS_ENTRY_OCC(prefix, suffix, Args, threads, blocks)                 \
+  extern "C" __global__ void __launch_bounds__(threads, blocks)                \
+      prefix##suffix(mm::k::Args a)
 
 #define MM_RMS_NORM_GRAD_ENTRIES(prefix, T, D)                                 \
   MM_TS_ENTRY(prefix, _zero, RmsNormGradArgs, 256) {                           \
     mm::k::ts::zeroF32(a.dw, a.n);                                             \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _rows, RmsNormGradArgs, 256) {                           \
+  MM_TS_ENTRY_OCC(prefix, _rows, RmsNormGradArgs, 256, 2) {                    \
     mm::k::ts::rmsNormGradRows<T>(a);                                          \
   }
 

@@ -137,9 +137,12 @@ void testRmsNormGrad(long long rows, long long n, bool bf, bool bench) {
                           std::to_string(rows) + "x" + std::to_string(n);
   rep.check(tag + " dx", relErr(dDx.download(), rdx), tolFor(bf));
   rep.check(tag + " dw", relErr(dDw.download(), rdw), 1e-4);
-  if (bench)
+  if (bench) {
     printBench(tag, timePlan(prefix("rms_norm_grad", bf), plan, np, a),
                3.0 * rows * n * (bf ? 2 : 4) + 4.0 * n);
+    std::printf("      _rows alone %8.4f ms\n",
+                timePlan(prefix("rms_norm_grad", bf), plan + 1, 1, a));
+  }
 }
 
 // ----------------------------------------------------- silu/sigmoid grads
@@ -237,10 +240,15 @@ void testEmbeddingGrad(long long rows, long long vocab, long long hidden,
                 : 1,
             0);
   rep.check(tag, relErr(dT.download(), r), 1e-5);
-  if (bench)
+  if (bench) {
     printBench(tag, timePlan(prefix("embedding_grad", bf), plan, np, a),
                4.0 * vocab * hidden + rows * hidden * (bf ? 2.0 : 4.0) +
                    4.0 * rows);
+    // Phase breakdown: the plan's prefixes (each a valid run from scratch).
+    for (int k = 1; k < np; ++k)
+      std::printf("      prefix through %-10s %8.4f ms\n", plan[k - 1].suffix,
+                  timePlan(prefix("embedding_grad", bf), plan, k, a));
+  }
 }
 
 // --------------------------------------------------------------- grad_norm
@@ -673,6 +681,8 @@ int main(int argc, char **argv) {
       testLmHead(37, 16, 1000, bf, true, 0.2, false);
       testLmHead(37, 37, 1003, bf, true, 0.3, false);
       testLmHead(21, 8, 1000, bf, false, 0.2, false);
+      testLmHead(5, 3, 40000, bf, true, 0.2, false); // V > 32768: two passes
+      testLmHead(5, 3, 40000, bf, false, 0.2, false);
       testLmHead(9, 4, 500, bf, true, 1.0, false);
       testLmHead(9, 4, 500, bf, false, 1.0, false);
       testLmHead(20, 8, 256, bf, true, 0.0, false, 13);
