@@ -18,6 +18,9 @@ struct RmsNormGradArgs {
   dptr x, w, dy, dx, dw, workspace;
   long long rows, n;
   double eps;
+  // Filled by rmsNormGradPlan: blocks of "_rows" (rows of the dw partials
+  // [blocks, n] f32 at `workspace`).
+  long long blocks;
 };
 
 /// silu_grad / sigmoid_grad: dx = dy * f'(x), elementwise over n (dx may
@@ -36,9 +39,10 @@ typedef RopeArgs RopeGradArgs;
 struct EmbeddingGradArgs {
   dptr ids, dy, dtable, error, workspace;
   long long rows, vocab, hidden;
-  // Filled by embeddingGradPlan from `workspace` (i32 arrays): row offsets
-  // per id start [vocab+1], fill cursors [vocab], rows sorted by id [rows].
-  dptr start, cursor, perm;
+  // Filled by embeddingGradPlan from `workspace` (i32 arrays): per id the
+  // first row of its list head [vocab] and its row count [vocab]; the next
+  // row of each row's list next [rows].
+  dptr head, count, next;
 };
 
 /// grad_norm: phase "_zero" clears the f64 accumulator `acc`, "_sumsq" adds

@@ -12,7 +12,8 @@
 // grid-stride loop when every pointer is aligned, plus a scalar tail (and a
 // scalar path for unaligned operands). Element layouts are row-major.
 //
-// rms_norm_grad ("_zero", "_rows"): x, w, dy, dx [rows, n] T; dw [n] f32.
+// rms_norm_grad ("_zero", "_rows", "_reduce"): x, w, dy, dx [rows, n] T;
+//   dw [n] f32.
 //   "_zero" clears dw. "_rows": one warp per row (rows strided over the
 //   grid's warps), warp reductions of Σx² and Σ w·dy·x (no block barrier per
 //   row). When n ≤ 1024 and n % 4 = 0 a lane keeps its 4-element groups c =
@@ -20,21 +21,23 @@
 //   (as loaded: raw bf16, so that a warp holds two bf16 rows in flight) and
 //   its dw contributions dy·x·r in registers across all its rows; otherwise
 //   it re-reads the row (L1) and adds dw through shared-memory
-//   atomics. Each block (at most 2 per multiprocessor) then adds its dw
-//   partial into dw with fp32 atomics: no serial reduction over rows.
+//   atomics. Each block (at most 2 per multiprocessor) then stores its dw
+//   partial row into the workspace [blocks, n]; "_reduce" sums them, 32
+//   columns × 8 row lanes a block over a grid (n/32, 8), adding each block's
+//   share into dw with fp32 atomics (8-way): no serial reduction over rows.
 // silu_grad / sigmoid_grad (""): flat, may run in place (dx = dy).
 // rope_grad (""): as kernels/rope.cuh with the transposed rotation.
-// embedding_grad ("_clear", "_hist", "_scan", "_place", "_rows", "_heavy"):
-//   a counting sort of the token rows by id, so that each dtable row is
+// embedding_grad ("_clear", "_link", "_rows", "_heavy"): each dtable row is
 //   written exactly once (no zero pass followed by read-modify-write atomics:
 //   dtable is 8x the bytes of dy at the preset and would be written twice).
-//   Workspace: start [vocab+1], cursor [vocab], perm [rows] (i32). "_hist"
-//   counts rows per id (bad ids go to the ErrorSlot and are skipped), "_scan"
-//   (one block) turns counts into offsets, "_place" scatters row indices,
-//   "_rows" is one warp per vocab row summing its rows of dy (fp32 registers)
-//   and storing the row (zeros if unused). Ids with more than EMB_HEAVY rows
-//   (a frequent token would serialise one warp) are stored as zeros there and
-//   added by "_heavy" (one warp per token row, fp32 reductions).
+//   Workspace (i32): head [vocab], count [vocab], next [rows]: per id a
+//   linked list of its token rows. "_link" pushes each row onto its id's
+//   list (atomicExch on head) and counts it (bad ids go to the ErrorSlot and
+//   are skipped); "_rows" is one warp per vocab row walking its list, summing
+//   those rows of dy in fp32 registers and storing the row (zeros if unused).
+//   Ids with more than EMB_HEAVY rows (a frequent token would serialise one
+//   warp) are stored as zeros there and added by "_heavy" (one warp per token
+//   row, fp32 reductions).
 // grad_norm ("_zero", "_sumsq" per gradient, "_finalize"): Σg² per thread in
 //   fp32 groups of 4, then double; one double atomicAdd per block into `acc`.
 // adamw (""): flat; the step's scalars (clip factor, bias corrections) are
@@ -58,6 +61,8 @@
 //   float4 a thread: one HBM read of the logits): exact max, Σexp, then
 //   dlogits = (softmax − onehot)/count in T when dlogits is set. Otherwise an
 //   online max / Σexp pass, then a second pass over the (L2-resident) row.
+//   The plan picks "_rows_loss" (512 threads, the online pass only: a single
+//   read of the logits, four blocks per multiprocessor) when dlogits is 0.
 //   "_reduce" is one block summing row_loss in double.
 // finite_check (""): flat scan in groups of 4; each thread's first
 //   non-finite element goes to an atomicMin on the u64 slot (step << 40 |
@@ -328,12 +333,46 @@ __device__ void rmsNormGradRows(const RmsNormGradArgs &a) {
       }
     }
   }
-  // The block's dw contributions go to dw (zeroed by "_zero") with one fp32
-  // atomic per column: blocks·n atomics in all.
+  // The block's dw partial row goes to the workspace (plain stores).
   __syncthreads();
-  float *dw = mptr<float>(a.dw);
+  float *part =
+      mptr<float>(a.workspace) + static_cast<long long>(blockIdx.x) * n;
   for (long long i = threadIdx.x; i < n; i += blockDim.x)
-    atomicAdd(dw + i, sdw[i]);
+    part[i] = sdw[i];
+}
+
+/// Row groups of "_reduce" (gridDim.y): each block sums a 1/RMS_RG share of
+/// the partial rows for 32 columns and adds it into dw (RMS_RG-way atomics).
+constexpr int RMS_RG = 8;
+
+/// "_reduce": blocks of 32 columns × 8 row lanes; thread (tx, ty) of block
+/// (bx, by) sums partial rows b ≡ 8·by + ty (mod 8·RMS_RG), 4 loads at a
+/// time; shared memory folds the 8 row lanes.
+__device__ __forceinline__ void rmsNormGradReduce(const RmsNormGradArgs &a) {
+  __shared__ float red[8][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const long long c = static_cast<long long>(blockIdx.x) * 32 + tx;
+  const float *part = cptr<float>(a.workspace);
+  const long long n = a.n, stride = 8ll * gridDim.y;
+  float s = 0.f;
+  if (c < n) {
+    long long b = 8ll * blockIdx.y + ty;
+    for (; b + 3 * stride < a.blocks; b += 4 * stride) {
+      const float v0 = part[b * n + c], v1 = part[(b + stride) * n + c];
+      const float v2 = part[(b + 2 * stride) * n + c],
+                  v3 = part[(b + 3 * stride) * n + c];
+      s += (v0 + v1) + (v2 + v3);
+    }
+    for (; b < a.blocks; b += stride)
+      s += part[b * n + c];
+  }
+  red[ty][tx] = s;
+  __syncthreads();
+  if (ty == 0 && c < n) {
+    for (int i = 1; i < 8; ++i)
+      s += red[i][tx];
+    atomicAdd(mptr<float>(a.dw) + c, s);
+  }
 }
 
 // ------------------------------------------------- silu_grad, sigmoid_grad
@@ -408,9 +447,18 @@ __device__ __forceinline__ void zeroF32(dptr p, long long n) {
 /// the rows of more frequent ids are added by "_heavy" with atomics.
 constexpr int EMB_HEAVY = 16;
 
-/// "_hist": counts[id] += 1 per valid row (counts live in `start`); a bad id
-/// is reported and skipped.
-__device__ __forceinline__ void embeddingGradHist(const EmbeddingGradArgs &a) {
+/// "_clear": head[v] = -1, count[v] = 0.
+__device__ __forceinline__ void embeddingGradClear(const EmbeddingGradArgs &a) {
+  int *head = mptr<int>(a.head), *count = mptr<int>(a.count);
+  for (long long v = gtid(); v < a.vocab; v += gstride()) {
+    head[v] = -1;
+    count[v] = 0;
+  }
+}
+
+/// "_link": pushes each valid row onto its id's list (next[r] = old head)
+/// and counts it; a bad id is reported and skipped.
+__device__ __forceinline__ void embeddingGradLink(const EmbeddingGradArgs &a) {
   const long long r = gtid();
   if (r >= a.rows)
     return;
@@ -419,80 +467,14 @@ __device__ __forceinline__ void embeddingGradHist(const EmbeddingGradArgs &a) {
     reportError(a.error, r, id, kErrorTokenId);
     return;
   }
-  atomicAdd(mptr<int>(a.start) + id, 1);
+  atomicAdd(mptr<int>(a.count) + id, 1);
+  mptr<int>(a.next)[r] =
+      atomicExch(mptr<int>(a.head) + id, static_cast<int>(r));
 }
 
-/// "_scan" (one block of 1024): start = exclusive prefix sums of the counts
-/// (in place), start[vocab] = the total, cursor = start. Per pass of 32·1024
-/// counts, warp w scans the contiguous 1024 counts [32·32·w, ...) in 32
-/// coalesced rounds of 32 (shuffle scans with a running carry), then the
-/// warp totals are scanned through shared memory.
-__device__ __forceinline__ void embeddingGradScan(const EmbeddingGradArgs &a) {
-  __shared__ int warpTot[32];
-  int *cnt = mptr<int>(a.start), *cur = mptr<int>(a.cursor);
-  const long long V = a.vocab;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nw = blockDim.x >> 5;
-  int carry = 0;
-  for (long long base = 0; base < V; base += 1024ll * nw) {
-    const long long seg = base + 1024ll * warp;
-    int v[32];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const long long idx = seg + 32 * i + lane;
-      v[i] = idx < V ? cnt[idx] : 0;
-    }
-    int run = 0; // exclusive prefix within the warp's segment
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      int incl = v[i];
-      for (int o = 1; o < 32; o <<= 1) {
-        const int t = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o)
-          incl += t;
-      }
-      const int x = v[i];
-      v[i] = run + incl - x;
-      run += __shfl_sync(0xffffffffu, incl, 31);
-    }
-    __syncthreads();
-    if (lane == 0)
-      warpTot[warp] = run;
-    __syncthreads();
-    int before = 0, total = 0;
-    for (int w = 0; w < nw; ++w) {
-      before += w < warp ? warpTot[w] : 0;
-      total += warpTot[w];
-    }
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const long long idx = seg + 32 * i + lane;
-      if (idx < V) {
-        cnt[idx] = carry + before + v[i];
-        cur[idx] = carry + before + v[i];
-      }
-    }
-    carry += total;
-  }
-  if (threadIdx.x == 0)
-    cnt[V] = carry;
-}
-
-/// "_place": perm[cursor[id]++] = r for each valid row.
-__device__ __forceinline__ void embeddingGradPlace(const EmbeddingGradArgs &a) {
-  const long long r = gtid();
-  if (r >= a.rows)
-    return;
-  const long long id = cptr<int>(a.ids)[r];
-  if (id < 0 || id >= a.vocab)
-    return;
-  const int pos = atomicAdd(mptr<int>(a.cursor) + id, 1);
-  mptr<int>(a.perm)[pos] = static_cast<int>(r);
-}
-
-/// "_rows": one warp per vocab row v writes dtable[v] once: the sum of its
-/// token rows (perm[start[v] .. start[v+1])), or zeros (no rows, or more than
-/// EMB_HEAVY: "_heavy" adds those).
+/// "_rows": one warp per vocab row v writes dtable[v] once: the sum of the
+/// rows on its list, or zeros (no rows, or more than EMB_HEAVY: "_heavy"
+/// adds those).
 template <typename T>
 __device__ void embeddingGradRows(const EmbeddingGradArgs &a) {
   constexpr int NV = 8;
@@ -500,10 +482,9 @@ __device__ void embeddingGradRows(const EmbeddingGradArgs &a) {
   const long long v = gtid() >> 5;
   if (v >= a.vocab)
     return;
-  const int *start = cptr<int>(a.start), *perm = cptr<int>(a.perm);
-  int b = start[v], e = start[v + 1];
-  if (e - b > EMB_HEAVY)
-    e = b;
+  const int *next = cptr<int>(a.next);
+  int cnt = cptr<int>(a.count)[v];
+  const int first = cnt > 0 && cnt <= EMB_HEAVY ? cptr<int>(a.head)[v] : -1;
   const long long H = a.hidden;
   const T *dy = cptr<T>(a.dy);
   float *dst = mptr<float>(a.dtable) + v * H;
@@ -513,8 +494,8 @@ __device__ void embeddingGradRows(const EmbeddingGradArgs &a) {
 #pragma unroll
       for (int j = 0; j < NV; ++j)
         acc[j] = f4(0.f, 0.f, 0.f, 0.f);
-      for (int k = b; k < e; ++k) {
-        const long long row = static_cast<long long>(perm[k]) * H;
+      for (int r = first; r >= 0; r = next[r]) {
+        const long long row = static_cast<long long>(r) * H;
 #pragma unroll
         for (int j = 0; j < NV; ++j) {
           const long long c = c0 + 4 * (lane + 32 * j);
@@ -537,8 +518,8 @@ __device__ void embeddingGradRows(const EmbeddingGradArgs &a) {
   } else {
     for (long long c = lane; c < H; c += 32) {
       float acc = 0.f;
-      for (int k = b; k < e; ++k)
-        acc += ld(dy, static_cast<long long>(perm[k]) * H + c);
+      for (int r = first; r >= 0; r = next[r])
+        acc += ld(dy, static_cast<long long>(r) * H + c);
       dst[c] = acc;
     }
   }
@@ -555,8 +536,7 @@ __device__ void embeddingGradHeavy(const EmbeddingGradArgs &a) {
   const long long id = cptr<int>(a.ids)[r];
   if (id < 0 || id >= a.vocab)
     return;
-  const int *start = cptr<int>(a.start);
-  if (start[id + 1] - start[id] <= EMB_HEAVY)
+  if (cptr<int>(a.count)[id] <= EMB_HEAVY)
     return;
   const long long H = a.hidden;
   const T *src = cptr<T>(a.dy) + r * H;
@@ -951,7 +931,8 @@ __device__ __forceinline__ void lseMerge(float &m, float &s, float m2,
 /// 4·LM_NV·threads: 32768 at 1024 threads).
 constexpr int LM_NV = 8;
 
-template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
+template <typename T, bool REG>
+__device__ void lmHeadRows(const LmHeadArgs &a) {
   __shared__ float redM[32], redS[32];
   __shared__ float lseS;
   const long long r = blockIdx.x;
@@ -985,7 +966,7 @@ template <typename T> __device__ void lmHeadRows(const LmHeadArgs &a) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const float cnt = *cptr<float>(a.count);
   const float inv = cnt > 0.f ? 1.f / cnt : 0.f;
-  if (vec && V <= 4ll * LM_NV * blockDim.x) {
+  if (REG && vec && V <= 4ll * LM_NV * blockDim.x) {
     // Register path: the whole row in registers (one HBM read), exact max,
     // then Σexp, then dlogits from the registers.
     float4 v[LM_NV];
@@ -1172,6 +1153,9 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   }                                                                            \
   MM_TS_ENTRY_OCC(prefix, _rows, RmsNormGradArgs, 256, 2) {                    \
     mm::k::ts::rmsNormGradRows<T>(a);                                          \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _reduce, RmsNormGradArgs, 256) {                         \
+    mm::k::ts::rmsNormGradReduce(a);                                           \
   }
 
 #define MM_SILU_GRAD_ENTRIES(prefix, T, D)                                     \
@@ -1185,16 +1169,10 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
 
 #define MM_EMBEDDING_GRAD_ENTRIES(prefix, T, D)                                \
   MM_TS_ENTRY(prefix, _clear, EmbeddingGradArgs, 256) {                        \
-    mm::k::ts::zeroF32(a.start, a.vocab + 1);                                  \
+    mm::k::ts::embeddingGradClear(a);                                          \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _hist, EmbeddingGradArgs, 256) {                         \
-    mm::k::ts::embeddingGradHist(a);                                           \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _scan, EmbeddingGradArgs, 1024) {                        \
-    mm::k::ts::embeddingGradScan(a);                                           \
-  }                                                                            \
-  MM_TS_ENTRY(prefix, _place, EmbeddingGradArgs, 256) {                        \
-    mm::k::ts::embeddingGradPlace(a);                                          \
+  MM_TS_ENTRY(prefix, _link, EmbeddingGradArgs, 256) {                         \
+    mm::k::ts::embeddingGradLink(a);                                           \
   }                                                                            \
   MM_TS_ENTRY(prefix, _rows, EmbeddingGradArgs, 256) {                         \
     mm::k::ts::embeddingGradRows<T>(a);                                        \
@@ -1248,7 +1226,10 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
 #define MM_LM_HEAD_ENTRIES(prefix, T, D)                                       \
   MM_TS_ENTRY(prefix, _count, LmHeadArgs, 1024) { mm::k::ts::lmHeadCount(a); } \
   MM_TS_ENTRY(prefix, _rows, LmHeadArgs, 1024) {                               \
-    mm::k::ts::lmHeadRows<T>(a);                                               \
+    mm::k::ts::lmHeadRows<T, true>(a);                                         \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _rows_loss, LmHeadArgs, 512) {                           \
+    mm::k::ts::lmHeadRows<T, false>(a);                                        \
   }                                                                            \
   MM_TS_ENTRY(prefix, _reduce, LmHeadArgs, 1024) { mm::k::ts::lmHeadReduce(a); }
 

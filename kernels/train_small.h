@@ -4,18 +4,19 @@
 // functions, hidden from NVRTC.
 //
 // Entry suffixes (prefix mm_<kernel>_<f32|bf16>):
-//   rms_norm_grad   _zero, _rows             —
+//   rms_norm_grad   _zero, _rows, _reduce    workspace [blocks, n] f32
 //   silu_grad, sigmoid_grad, rope_grad, adamw, store_param, finite_check:
 //                   "" (the prefix itself)   —
-//   embedding_grad  _clear, _hist, _scan, _place, _rows, _heavy
-//                   workspace: i32 start [V+1], cursor [V], perm [rows]
+//   embedding_grad  _clear, _link, _rows, _heavy
+//                   workspace: i32 head [V], count [V], next [rows]
 //   grad_norm       _zero | _sumsq | _finalize, one phase per plan call
 //                   (acc: an f64 the executor reserves, 8 bytes)
 //   came            _zero, _sq, _vfac, _u, _m, _sfac, _p
 //                   workspace: ss f64, col sums 2·[count, cols], row means
 //                   2·[count] (f32)
 //   came_vector     _zero, _v, _p            workspace: ss f64
-//   lm_head         _count | _rows | _reduce, one phase per plan call
+//   lm_head         _count | _rows (_rows_loss when dlogits = 0) | _reduce,
+//                   one phase per plan call
 #pragma once
 
 #include "kernels/launch.h"
@@ -63,18 +64,22 @@ inline unsigned long long rmsNormGradBlocks(const RmsNormGradArgs &a, int sms) {
   const unsigned long long cap = 2ull * (sms > 0 ? sms : 1);
   return need < 1 ? 1 : (need < cap ? need : cap);
 }
-inline unsigned long long rmsNormGradWorkspaceBytes(const RmsNormGradArgs &,
-                                                    int, int) {
-  return 0;
+inline unsigned long long rmsNormGradWorkspaceBytes(const RmsNormGradArgs &a,
+                                                    int, int sms) {
+  return rmsNormGradBlocks(a, sms) * static_cast<unsigned long long>(a.n) * 4;
 }
-/// "_zero" (dw = 0), then "_rows" (dx, and dw through fp32 atomics); dynamic
-/// shared memory n floats (the block's dw partial).
+/// "_zero" (dw = 0), "_rows" (dx, and per-block dw partials [blocks, n] into
+/// the workspace; dynamic shared memory n floats), "_reduce" (partials into
+/// dw).
 inline int rmsNormGradPlan(RmsNormGradArgs &a, int, int sms, Launch *out) {
+  a.blocks = static_cast<long long>(rmsNormGradBlocks(a, sms));
   out[0] = tsplan::launch(
       "_zero", tsplan::strideGrid(tsplan::cdiv(a.n, 4), 256, sms, 1), 256);
-  out[1] = tsplan::launch("_rows", rmsNormGradBlocks(a, sms), 256,
-                          static_cast<unsigned>(a.n * 4));
-  return 2;
+  out[1] =
+      tsplan::launch("_rows", a.blocks, 256, static_cast<unsigned>(a.n * 4));
+  out[2] = tsplan::launch("_reduce", tsplan::cdiv(a.n, 32), 256);
+  out[2].gy = 8; // RMS_RG row groups
+  return 3;
 }
 
 // ------------------------------------------------- silu_grad, sigmoid_grad
@@ -113,24 +118,20 @@ inline int ropeGradPlan(RopeGradArgs &a, int, int sms, Launch *out) {
 
 inline unsigned long long
 embeddingGradWorkspaceBytes(const EmbeddingGradArgs &a, int, int) {
-  return tsplan::align256((a.vocab + 1) * 4ull) +
-         tsplan::align256(a.vocab * 4ull) + tsplan::align256(a.rows * 4ull);
+  return 2 * tsplan::align256(a.vocab * 4ull) + tsplan::align256(a.rows * 4ull);
 }
-/// A counting sort of the rows by id, then one write per dtable row
+/// Per-id lists of token rows, then one write per dtable row
 /// (kernels/train_small.cuh).
 inline int embeddingGradPlan(EmbeddingGradArgs &a, int, int sms, Launch *out) {
-  a.start = a.workspace;
-  a.cursor = a.start + tsplan::align256((a.vocab + 1) * 4ull);
-  a.perm = a.cursor + tsplan::align256(a.vocab * 4ull);
-  out[0] = tsplan::launch(
-      "_clear", tsplan::strideGrid(tsplan::cdiv(a.vocab + 1, 4), 256, sms, 4),
-      256);
-  out[1] = tsplan::launch("_hist", tsplan::cdiv(a.rows, 256), 256);
-  out[2] = tsplan::launch("_scan", 1, 1024);
-  out[3] = tsplan::launch("_place", tsplan::cdiv(a.rows, 256), 256);
-  out[4] = tsplan::launch("_rows", tsplan::cdiv(a.vocab, 8), 256); // warp/id
-  out[5] = tsplan::launch("_heavy", tsplan::cdiv(a.rows, 8), 256); // warp/row
-  return 6;
+  a.head = a.workspace;
+  a.count = a.head + tsplan::align256(a.vocab * 4ull);
+  a.next = a.count + tsplan::align256(a.vocab * 4ull);
+  out[0] =
+      tsplan::launch("_clear", tsplan::strideGrid(a.vocab, 256, sms, 4), 256);
+  out[1] = tsplan::launch("_link", tsplan::cdiv(a.rows, 256), 256);
+  out[2] = tsplan::launch("_rows", tsplan::cdiv(a.vocab, 8), 256); // warp/id
+  out[3] = tsplan::launch("_heavy", tsplan::cdiv(a.rows, 8), 256); // warp/row
+  return 4;
 }
 
 // ---------------------------------------------------------------- grad_norm
@@ -240,7 +241,9 @@ inline int lmHeadPlan(LmHeadArgs &a, const char *phase, int, Launch *out) {
     return 1;
   }
   if (std::strcmp(phase, "_rows") == 0) {
-    out[0] = tsplan::launch("_rows", a.rows, 1024);
+    // Loss only: the single-pass entry, four 512-thread blocks per SM.
+    out[0] = a.dlogits ? tsplan::launch("_rows", a.rows, 1024)
+                       : tsplan::launch("_rows_loss", a.rows, 512);
     return 1;
   }
   if (std::strcmp(phase, "_reduce") == 0) {
