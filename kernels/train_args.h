@@ -18,6 +18,9 @@ struct RmsNormGradArgs {
   dptr x, w, dy, dx, dw, workspace;
   long long rows, n;
   double eps;
+  // Filled by rmsNormGradPlan: blocks of "_rows" (rows of the dw partials
+  // [blocks, n] f32 at `workspace`).
+  long long blocks;
 };
 
 /// silu_grad / sigmoid_grad: dx = dy * f'(x), elementwise over n (dx may
@@ -36,6 +39,10 @@ typedef RopeArgs RopeGradArgs;
 struct EmbeddingGradArgs {
   dptr ids, dy, dtable, error, workspace;
   long long rows, vocab, hidden;
+  // Filled by embeddingGradPlan from `workspace` (i32 arrays): per id the
+  // first row of its list head [vocab] and its row count [vocab]; the next
+  // row of each row's list next [rows].
+  dptr head, count, next;
 };
 
 /// grad_norm: phase "_zero" clears the f64 accumulator `acc`, "_sumsq" adds
@@ -64,6 +71,9 @@ struct CameArgs {
   long long count, rows, cols;
   double beta1, beta2, beta3, eps1, eps2, clip_threshold, weight_decay,
       max_norm;
+  // Filled by camePlan from `workspace`: the f64 Σu² (ss), column sums of the
+  // second moment and of the instability [count, cols], row means [count].
+  dptr ss, col_sum, res_col_sum, row_mean, res_row_mean;
 };
 
 /// came_vector (cameVector): p, g, m, v [n] f32.
