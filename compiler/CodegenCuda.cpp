@@ -35,6 +35,8 @@ Type bufferDtype(Value v) {
     return w.getDtype();
   if (auto i = dyn_cast_or_null<mmx::InputOp>(def))
     return i.getDtype();
+  if (auto st = dyn_cast_or_null<mmx::StateOp>(def))
+    return st.getDtype();
   return Type();
 }
 

@@ -97,9 +97,11 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   float *topW = mptr<float>(p.topk_weight) + t * K;
   float kept = 0.f;
   for (int j = 0; j < K; ++j) {
+    // A NaN probability (from a non-finite input, which the run reports)
+    // still yields an untaken expert index, never -1.
     int best = -1;
     for (int e = 0; e < E; ++e)
-      if (pr[e] >= 0.f && (best < 0 || pr[e] > pr[best]))
+      if (pr[e] != -1.f && (best < 0 || pr[e] > pr[best]))
         best = e;
     topE[j] = best;
     topW[j] = pr[best] / sum;

@@ -61,6 +61,9 @@ struct AdamWArgs {
   dptr p, g, m, v, norm, lr, step;
   long long n;
   double beta1, beta2, eps, weight_decay, max_norm;
+  /// Non-zero: also write the updated p rounded to bf16 (nearest even) here,
+  /// the store_param that follows the update in dtype=bf16 training, fused.
+  dptr store;
 };
 
 /// came (factored, runtime/cpu/TrainKernels.h cameFactored) on `count`

@@ -604,8 +604,10 @@ __device__ __forceinline__ void adamw(const AdamWArgs &a) {
   const AdamStep s = adamStep(a);
   float *p = mptr<float>(a.p), *m = mptr<float>(a.m), *v = mptr<float>(a.v);
   const float *g = cptr<float>(a.g);
+  bf16 *store = mptr<bf16>(a.store);
   const bool vec = aligned4<float>(a.p) && aligned4<float>(a.g) &&
-                   aligned4<float>(a.m) && aligned4<float>(a.v);
+                   aligned4<float>(a.m) && aligned4<float>(a.v) &&
+                   (a.store & 7ull) == 0;
   const long long n4 = vec ? a.n / 4 : 0;
   for (long long i = gtid(); i < n4; i += gstride()) {
     float4 pv = ld4(p, 4 * i), mv = ld4(m, 4 * i), vv = ld4(v, 4 * i);
@@ -617,12 +619,17 @@ __device__ __forceinline__ void adamw(const AdamWArgs &a) {
     st4(p, 4 * i, pv);
     st4(m, 4 * i, mv);
     st4(v, 4 * i, vv);
+    if (store)
+      reinterpret_cast<uint2 *>(store)[i] =
+          make_uint2(packBf16(pv.x, pv.y), packBf16(pv.z, pv.w));
   }
   for (long long i = 4 * n4 + gtid(); i < a.n; i += gstride()) {
     float mi = m[i], vi = v[i];
     p[i] = adamOne(s, p[i], g[i], mi, vi);
     m[i] = mi;
     v[i] = vi;
+    if (store)
+      store[i] = fromF32<bf16>(p[i]);
   }
 }
 

@@ -169,6 +169,7 @@ Status CudaExecutor::Impl::open() {
 
   launches.resize(plan.steps.size());
   fusedLoss.assign(plan.steps.size(), -1);
+  fusedStore.assign(plan.steps.size(), -1);
   skip.assign(plan.steps.size(), false);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const StepDesc &s = plan.steps[i];
@@ -453,7 +454,9 @@ Status CudaExecutor::Impl::runStep(size_t index,
     const bool binary = in.size() > 1;
     k::ElementwiseArgs a{
         d(0), binary ? d(1) : 0, out, shapes[in[0]].elements, p.alpha, p.beta};
-    return launch(L.fns[0], gridStride(a.n, threads), 1, 1, threads, 0, &a);
+    // Up to 8 elements per thread and grid-stride step (kernels/elementwise.cuh).
+    return launch(L.fns[0], gridStride((a.n + 7) / 8, threads), 1, 1, threads,
+                  0, &a);
   }
   case Kernel::Rope: {
     k::RopeArgs a{d(0),       out,       x[0],        x[1],

@@ -7,7 +7,8 @@
 // step issues the plan of its kernel family with one argument block. A
 // lm_head_loss step directly followed by the lm_head_loss_grad of the same
 // operands is done by the gradient's pass (one logits product per chunk
-// instead of two).
+// instead of two), and an adamw step directly followed by the store_param of
+// its master into a bf16 weight writes that weight itself.
 #include "runtime/cuda/ExecutorImpl.h"
 
 #include "kernels/lightning_attention_grad.h"
@@ -157,6 +158,15 @@ Status CudaExecutor::Impl::openTrainStep(size_t index) {
                     "has " + std::to_string(experts) +
                         " experts; the kernels support up to " +
                         std::to_string(k::moeMaxExperts()));
+  }
+  // adamw then store_param of its master into a bf16 weight: one pass.
+  if (s.kernel == Kernel::StoreParam && index > 0) {
+    const StepDesc &prev = plan.steps[index - 1];
+    if (prev.kernel == Kernel::AdamW && prev.inputs[0] == s.inputs[0] &&
+        plan.buffers[s.inputs[1]].dtype == DType::BF16) {
+      fusedStore[index - 1] = s.inputs[1];
+      skip[index] = true;
+    }
   }
   // lm_head_loss then lm_head_loss_grad of the same h, w, labels: one pass.
   if (s.kernel == Kernel::LmHeadLossGrad && index > 0) {
@@ -339,7 +349,12 @@ Status CudaExecutor::Impl::runTrainStep(
     a.heads = p.numHeads;
     a.layer = p.layerIndex;
     a.num_layers = p.numLayers;
-    return launchPlan(fn, l, k::lightningAttentionGradPlan(a, D, sms, l), &a);
+    const int n = k::lightningAttentionGradPlan(a, D, sms, l);
+    if (n == 0 && a.batch * a.seq > 0)
+      return unimplemented("head_dim " + std::to_string(D) +
+                           " exceeds the lightning backward kernels' shared "
+                           "memory");
+    return launchPlan(fn, l, n, &a);
   }
   case Kernel::SoftmaxAttentionGrad: {
     k::SoftmaxAttentionGradArgs a{};
@@ -457,6 +472,7 @@ Status CudaExecutor::Impl::runTrainStep(
     a.eps = p.eps;
     a.weight_decay = p.weightDecay;
     a.max_norm = p.maxNorm;
+    a.store = fusedStore[index] >= 0 ? d(fusedStore[index]) : 0;
     return launchPlan(fn, l, k::adamWPlan(a, 0, sms, l), &a);
   }
   case Kernel::Came: {

@@ -93,7 +93,10 @@ struct CudaExecutor::Impl {
   bool checkFinite = false;  // scan each step's outputs for NaN/Inf
   uint64_t scalars = 0;      // kScalarBytes of device scalars (below)
   std::vector<int64_t> fusedLoss; // per step: loss buffer its pass also writes
-  std::vector<bool> skip;         // per step: done by the next step's pass
+  std::vector<bool> skip; // per step: done by a neighbouring step's pass
+  // per step: the bf16 weight an adamw step also stores (its store_param,
+  // fused), or -1.
+  std::vector<int64_t> fusedStore;
   std::map<std::string, CUfunction> fnCache;
   std::map<CUfunction, uint32_t> fnSmemSet;
   /// The entry `name` of the cubin, opted in to `smem` bytes of dynamic

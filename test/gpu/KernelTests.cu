@@ -359,7 +359,8 @@ template <typename T, int OP> void testElementwise(long long n) {
   auto a = randomVec<T>(n, -6.f, 6.f), b = randomVec<T>(n);
   Dev da = upload<T>(a), db = upload<T>(b), dOut = outputBuf<T>(n);
   k::ElementwiseArgs args{da.d(), db.d(), dOut.d(), n, 1.1, 1.2};
-  gElementwise<T, OP><<<cuda::gridStride(n, 256), 256>>>(args);
+  // The executor's grid: one thread per 8 elements (the vector path).
+  gElementwise<T, OP><<<cuda::gridStride((n + 7) / 8, 256), 256>>>(args);
   CK_LAUNCH();
   std::vector<float> ref(n);
   if (OP == k::kSilu)
@@ -755,6 +756,10 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testElementwise<T, k::kMul>(1000);
   testElementwise<T, k::kScaledAdd>(1000);
   testElementwise<T, k::kSigmoidMul>(1000);
+  // n not a multiple of the vector: the scalar path.
+  testElementwise<T, k::kSilu>(1003);
+  testElementwise<T, k::kScaledAdd>(1003);
+  testElementwise<T, k::kSigmoidMul>(1003);
   testRope<T>(2, 37, 4, 16, 16, 10000.0);
   testRope<T>(1, 41, 2, 128, 64, 1e7);
   testLightning<T, 16, 64, 16, true>(2, 37, 4, 0, 4);

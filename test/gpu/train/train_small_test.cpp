@@ -328,6 +328,18 @@ void testAdamW(long long n, double maxNorm, double wd, bool bench) {
   rep.check(std::string(tag) + " v", relErr(dV.download(), v), 1e-6);
   if (bench)
     printBench(tag, timePlan(prefix("adamw", false), plan, np, a), 28.0 * n);
+  // The fused store_param: one more step also writing bf16(p); it must equal
+  // the updated fp32 p rounded to nearest even, bit for bit.
+  DevBuf dStore(n, true);
+  a.store = dStore.ptr;
+  dStep->upload({4.f});
+  gpu.run(prefix("adamw", false), plan, np, a);
+  std::vector<float> pNew = dP.download(), stored = dStore.download();
+  long long wrong = 0;
+  for (long long i = 0; i < n; ++i)
+    wrong += bf16Bits(pNew[i]) != bf16Bits(stored[i]);
+  rep.check(std::string(tag) + " + fused bf16 store (mismatches)",
+            static_cast<double>(wrong), 0);
 }
 
 // -------------------------------------------------------------------- came
