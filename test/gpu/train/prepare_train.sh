@@ -21,17 +21,30 @@ for t in train_small lightning_attention_grad softmax_attention_grad moe_grad; d
   echo "   $t: ${SECONDS} s"
 done
 
+echo "== forward kernel tests (nvcc, sm_90a)"
+SECONDS=0
+/usr/local/cuda/bin/nvcc -std=c++17 -O2 -lineinfo -gencode arch=compute_90a,code=sm_90a -I"$src" \
+  "$src/test/gpu/KernelTests.cu" -o "$dir/mm-gpu-kernel-tests" "$build/lib/libmm_runtime.a" -ldl
+echo "   ${SECONDS} s"
+
 echo "== goldens"
 mkdir -p "$dir/golden"
 cp -r "$src/test/golden/grads-tiny" "$dir/golden/tiny"
 "$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/tiny-bf16w" --bf16-weights >/dev/null
 "$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/d64" --preset d64 >/dev/null
 "$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/d64-bf16w" --preset d64 --bf16-weights >/dev/null
+for g in tiny-dense d64-dense; do
+  "$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/$g" --preset $g >/dev/null
+  "$torchpy" "$src/tools/make_golden_grads.py" -o "$dir/golden/$g-bf16w" --preset $g --bf16-weights >/dev/null
+done
+for g in tiny-bf16w d64-bf16w tiny-dense-bf16w d64-dense-bf16w; do
+  "$torchpy" "$src/test/golden/torch_bf16_grads.py" "$dir/golden/$g" | tee "$dir/golden/$g/torch-bf16.txt"
+done
 
 echo "== artifacts (sm_90a) and the CPU backend's bf16 gradients (the GPU's same-rounding reference)"
-for g in tiny d64; do
+for g in tiny d64 tiny-dense d64-dense; do
   "$bin/mm-import" "$dir/golden/$g" -o "$dir/$g.mlir"
-  seq=$([ $g = tiny ] && echo 64 || echo 256)
+  seq=$(case $g in tiny*) echo 64;; *) echo 256;; esac)
   for dt in f32 bf16; do
     "$bin/mm-opt" "$dir/$g.mlir" -o /dev/null --mm-compile="mode=train optimizer=none dtype=$dt \
 max-batch=2 max-seq=$seq target=sm_90a artifact=$dir/$g-grad-$dt.mmb" >/dev/null
@@ -39,6 +52,7 @@ max-batch=2 max-seq=$seq target=sm_90a artifact=$dir/$g-grad-$dt.mmb" >/dev/null
   "$bin/mm-run" grad "$dir/$g-grad-bf16.mmb" --weights "$dir/golden/$g-bf16w/weights.safetensors" \
     --input-ids "$dir/golden/$g-bf16w/ids.npy" --labels "$dir/golden/$g-bf16w/labels.npy" \
     -o "$dir/golden/$g-bf16w/cpu-bf16-grads.safetensors" >/dev/null
+  case $g in *dense) continue;; esac
   hp=$dir/golden/$g/adamw.json
   opts=$($py -c "import json; h = json.load(open('$hp')); print(f\"beta1={h['beta1']} beta2={h['beta2']} \
 eps={h['eps']} weight-decay={h['weight_decay']} max-norm={h['max_norm']} max-batch={h['batch']} max-seq={h['seq']}\")")
