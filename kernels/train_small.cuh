@@ -167,6 +167,14 @@ __device__ __forceinline__ void red4(float *dst, float4 v) {
 }
 
 /// cpu::clipFactor from the device scalar norm.
+/// False when the global gradient norm is NaN or Inf: the optimizer kernels
+/// then leave the parameters and their states untouched (the step is skipped,
+/// so the executor can replay it with per-step NaN/Inf checks that name the
+/// first bad tensor).
+__device__ __forceinline__ bool normFinite(dptr norm) {
+  return isfinite(*cptr<float>(norm));
+}
+
 __device__ __forceinline__ double clipFactorD(dptr norm, double maxNorm) {
   if (maxNorm <= 0)
     return 1.0;
@@ -1203,29 +1211,54 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   }
 
 #define MM_ADAMW_ENTRIES(prefix, T, D)                                         \
-  MM_TS_ENTRY(prefix, , AdamWArgs, 256) { mm::k::ts::adamw(a); }
+  MM_TS_ENTRY(prefix, , AdamWArgs, 256) {                                      \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::adamw(a);                                                     \
+  }
 
+// Every CAME phase that writes a state is skipped on a non-finite norm.
 #define MM_CAME_ENTRIES(prefix, T, D)                                          \
   MM_TS_ENTRY(prefix, _zero, CameArgs, 256) { mm::k::ts::cameZero(a); }        \
-  MM_TS_ENTRY(prefix, _sq, CameArgs, 256) { mm::k::ts::cameSq(a); }            \
+  MM_TS_ENTRY(prefix, _sq, CameArgs, 256) {                                    \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameSq(a);                                                    \
+  }                                                                            \
   MM_TS_ENTRY(prefix, _vfac, CameArgs, 256) {                                  \
-    mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean, a.beta2);   \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean,           \
+                             a.beta2);                                         \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _u, CameArgs, 256) { mm::k::ts::cameU(a); }              \
-  MM_TS_ENTRY(prefix, _m, CameArgs, 256) { mm::k::ts::cameM(a); }              \
+  MM_TS_ENTRY(prefix, _u, CameArgs, 256) {                                     \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameU(a);                                                     \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _m, CameArgs, 256) {                                     \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameM(a);                                                     \
+  }                                                                            \
   MM_TS_ENTRY(prefix, _sfac, CameArgs, 256) {                                  \
-    mm::k::ts::cameFactors(a, a.res_col, a.res_col_sum, a.res_row,             \
-                           a.res_row_mean, a.beta3);                           \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameFactors(a, a.res_col, a.res_col_sum, a.res_row,           \
+                             a.res_row_mean, a.beta3);                         \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _p, CameArgs, 256) { mm::k::ts::cameP(a); }
+  MM_TS_ENTRY(prefix, _p, CameArgs, 256) {                                     \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameP(a);                                                     \
+  }
 
 #define MM_CAME_VECTOR_ENTRIES(prefix, T, D)                                   \
   MM_TS_ENTRY(prefix, _zero, CameVectorArgs, 32) {                             \
     if (threadIdx.x == 0 && blockIdx.x == 0)                                   \
       *mm::k::mptr<double>(a.workspace) = 0.0;                                 \
   }                                                                            \
-  MM_TS_ENTRY(prefix, _v, CameVectorArgs, 256) { mm::k::ts::cameVectorV(a); }  \
-  MM_TS_ENTRY(prefix, _p, CameVectorArgs, 256) { mm::k::ts::cameVectorP(a); }
+  MM_TS_ENTRY(prefix, _v, CameVectorArgs, 256) {                               \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameVectorV(a);                                               \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _p, CameVectorArgs, 256) {                               \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::cameVectorP(a);                                               \
+  }
 
 #define MM_STORE_PARAM_ENTRIES(prefix, T, D)                                   \
   MM_TS_ENTRY(prefix, , StoreParamArgs, 256) { mm::k::ts::storeParam<T>(a); }

@@ -7,6 +7,7 @@
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -601,48 +602,70 @@ CudaExecutor::create(const Plan &plan, const std::vector<void *> &hostData,
   return std::unique_ptr<CudaExecutor>(new CudaExecutor(std::move(impl)));
 }
 
+Status CudaExecutor::Impl::pass(const std::vector<void *> &hostData,
+                                const std::vector<ResolvedShape> &shapes,
+                                int64_t seq, bool scan) {
+  MM_CU_CALL(drv, memsetD8Async, base + errorSlot, 0, sizeof(k::ErrorSlot),
+             stream);
+  if (scan) // no non-finite value seen: the slot holds ~0
+    MM_CU_CALL(drv, memsetD8Async, base + scalars + kScalarFinite, 0xff, 8,
+               stream);
+  for (const Binding &b : plan.inputs)
+    MM_CU_CALL(drv, memcpyHtoDAsync, dev[b.buffer], hostData[b.buffer],
+               shapes[b.buffer].elements * dtypeSize(plan.buffers[b.buffer].dtype),
+               stream);
+  const size_t n = plan.steps.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (profiling)
+      MM_CU_CALL(drv, eventRecord, events[i], stream);
+    if (skip[i])
+      continue;
+    Status st = isTrainKernel(plan.steps[i].kernel) ? runTrainStep(i, shapes)
+                                                     : runStep(i, shapes);
+    if (st.isOk() && scan)
+      st = launchFiniteChecks(i, shapes);
+    if (!st.isOk())
+      return st.withPrefix("step " + std::to_string(i) + " (" +
+                           plan.steps[i].kernelName + "): ");
+  }
+  if (profiling)
+    MM_CU_CALL(drv, eventRecord, events[n], stream);
+  for (const Binding &b : plan.outputs)
+    MM_CU_CALL(drv, memcpyDtoHAsync, hostData[b.buffer], dev[b.buffer],
+               shapes[b.buffer].elements * 4, stream);
+  MM_RETURN_IF_ERROR(checkErrorSlot(seq));
+  if (scan)
+    MM_RETURN_IF_ERROR(checkFiniteSlot());
+  stepMs.assign(profiling ? n : 0, 0.f);
+  for (size_t i = 0; i < stepMs.size(); ++i)
+    MM_CU_CALL(drv, eventElapsedTime, &stepMs[i], events[i], events[i + 1]);
+  return Status::ok();
+}
+
 Status CudaExecutor::run(const std::vector<void *> &hostData,
                          const std::vector<ResolvedShape> &shapes,
                          int64_t /*batch*/, int64_t seq) {
   Impl &m = *impl_;
   MM_CU_CALL(m.drv, ctxSetCurrent, m.ctx);
   MM_RETURN_IF_ERROR(m.checkStepInputs(hostData));
-  MM_CU_CALL(m.drv, memsetD8Async, m.base + m.errorSlot, 0,
-             sizeof(k::ErrorSlot), m.stream);
-  if (m.checkFinite) // no non-finite value seen: the slot holds ~0
-    MM_CU_CALL(m.drv, memsetD8Async, m.base + m.scalars + kScalarFinite, 0xff,
-               8, m.stream);
-  for (const Binding &b : m.plan.inputs)
-    MM_CU_CALL(m.drv, memcpyHtoDAsync, m.dev[b.buffer], hostData[b.buffer],
-               shapes[b.buffer].elements *
-                   dtypeSize(m.plan.buffers[b.buffer].dtype),
-               m.stream);
-  const size_t n = m.plan.steps.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (m.profiling)
-      MM_CU_CALL(m.drv, eventRecord, m.events[i], m.stream);
-    if (m.skip[i])
-      continue;
-    Status st = isTrainKernel(m.plan.steps[i].kernel) ? m.runTrainStep(i, shapes)
-                                                       : m.runStep(i, shapes);
-    if (st.isOk() && m.checkFinite)
-      st = m.launchFiniteChecks(i, shapes);
-    if (!st.isOk())
-      return st.withPrefix("step " + std::to_string(i) + " (" +
-                           m.plan.steps[i].kernelName + "): ");
+  MM_RETURN_IF_ERROR(m.pass(hostData, shapes, seq, /*scan=*/false));
+  if (!m.checkFinite)
+    return Status::ok();
+  // NaN/Inf checks cost a pass over every step's outputs, so they run only
+  // when an output (the loss, the gradient norm, returned gradients) is not
+  // finite, which any non-finite value of the step reaches. The optimizer
+  // kernels skip the update on a non-finite gradient norm, so the replay with
+  // per-step scans sees the same weights and names the first bad tensor.
+  for (const Binding &b : m.plan.outputs) {
+    const float *v = static_cast<const float *>(hostData[b.buffer]);
+    for (int64_t j = 0; j < shapes[b.buffer].elements; ++j)
+      if (!std::isfinite(v[j])) {
+        MM_RETURN_IF_ERROR(m.pass(hostData, shapes, seq, /*scan=*/true));
+        return outOfRange("non-finite value in output '" + b.name +
+                          "' (a replay with per-step checks found no "
+                          "non-finite tensor)");
+      }
   }
-  if (m.profiling)
-    MM_CU_CALL(m.drv, eventRecord, m.events[n], m.stream);
-  for (const Binding &b : m.plan.outputs)
-    MM_CU_CALL(m.drv, memcpyDtoHAsync, hostData[b.buffer], m.dev[b.buffer],
-               shapes[b.buffer].elements * 4, m.stream);
-  MM_RETURN_IF_ERROR(m.checkErrorSlot(seq));
-  if (m.checkFinite)
-    MM_RETURN_IF_ERROR(m.checkFiniteSlot());
-  m.stepMs.assign(m.profiling ? n : 0, 0.f);
-  for (size_t i = 0; i < m.stepMs.size(); ++i)
-    MM_CU_CALL(m.drv, eventElapsedTime, &m.stepMs[i], m.events[i],
-               m.events[i + 1]);
   return Status::ok();
 }
 

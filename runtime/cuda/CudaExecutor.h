@@ -24,8 +24,9 @@ class CudaExecutor {
 public:
   /// `hostData[i]` is the host storage of buffer i; weight buffers hold their
   /// f32 values (as bound by the Session) and are uploaded here.
-  /// `checkFinite`: after every step, scan its outputs for NaN/Inf on the
-  /// device; run() then fails naming the first bad tensor (training).
+  /// `checkFinite`: run() fails naming the first step output that holds a
+  /// NaN/Inf (training): when an output of the run is not finite, the run is
+  /// replayed with a device scan of every step's outputs.
   static StatusOr<std::unique_ptr<CudaExecutor>>
   create(const Plan &plan, const std::vector<void *> &hostData,
          bool checkFinite = false);

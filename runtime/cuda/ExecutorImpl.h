@@ -86,11 +86,16 @@ struct CudaExecutor::Impl {
                params, nullptr);
     return Status::ok();
   }
+  /// One pass over the steps: inputs up, every step, outputs down. `scan`:
+  /// NaN/Inf checks after every step, reported by name.
+  Status pass(const std::vector<void *> &hostData,
+              const std::vector<ResolvedShape> &shapes, int64_t seq,
+              bool scan);
   Status runStep(size_t index, const std::vector<ResolvedShape> &shapes);
   Status checkErrorSlot(int64_t seq);
 
   // Training (CudaTrain.cpp).
-  bool checkFinite = false;  // scan each step's outputs for NaN/Inf
+  bool checkFinite = false; // NaN/Inf detection (see CudaExecutor::run)
   uint64_t scalars = 0;      // kScalarBytes of device scalars (below)
   std::vector<int64_t> fusedLoss; // per step: loss buffer its pass also writes
   std::vector<bool> skip; // per step: done by a neighbouring step's pass

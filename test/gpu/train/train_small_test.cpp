@@ -340,6 +340,15 @@ void testAdamW(long long n, double maxNorm, double wd, bool bench) {
     wrong += bf16Bits(pNew[i]) != bf16Bits(stored[i]);
   rep.check(std::string(tag) + " + fused bf16 store (mismatches)",
             static_cast<double>(wrong), 0);
+  // A non-finite gradient norm skips the update: p, m, v and the store stay.
+  dNorm->upload({std::nanf("")});
+  std::vector<float> p0 = dP.download(), m0 = dM.download(), v0 = dV.download();
+  dStep->upload({5.f});
+  gpu.run(prefix("adamw", false), plan, np, a);
+  rep.check(std::string(tag) + " NaN grad norm: p, m, v, store unchanged",
+            relErr(dP.download(), p0) + relErr(dM.download(), m0) +
+                relErr(dV.download(), v0) + relErr(dStore.download(), stored),
+            0);
 }
 
 // -------------------------------------------------------------------- came
