@@ -353,12 +353,17 @@ template <typename T, bool ADD> void testRmsNorm(long long rows, long long n) {
             download<T>(dOut, rows * n), ref);
 }
 
-template <typename T, int OP> void testElementwise(long long n) {
+// `same`: b is a (the autodiff's scaled copies scaled_add(x, x, α, 0)).
+template <typename T, int OP>
+void testElementwise(long long n, bool same = false) {
   static const char *names[] = {"silu", "sigmoid", "mul", "scaled_add",
                                 "sigmoid_mul"};
   auto a = randomVec<T>(n, -6.f, 6.f), b = randomVec<T>(n);
+  if (same)
+    b = a;
   Dev da = upload<T>(a), db = upload<T>(b), dOut = outputBuf<T>(n);
-  k::ElementwiseArgs args{da.d(), db.d(), dOut.d(), n, 1.1, 1.2};
+  k::ElementwiseArgs args{da.d(), same ? da.d() : db.d(), dOut.d(), n, 1.1,
+                          1.2};
   // The executor's grid: one thread per 8 elements (the vector path).
   gElementwise<T, OP><<<cuda::gridStride((n + 7) / 8, 256), 256>>>(args);
   CK_LAUNCH();
@@ -759,6 +764,7 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   // n not a multiple of the vector: the scalar path.
   testElementwise<T, k::kSilu>(1003);
   testElementwise<T, k::kScaledAdd>(1003);
+  testElementwise<T, k::kScaledAdd>(1000, /*same=*/true);
   testElementwise<T, k::kSigmoidMul>(1003);
   testRope<T>(2, 37, 4, 16, 16, 10000.0);
   testRope<T>(1, 41, 2, 128, 64, 1e7);
