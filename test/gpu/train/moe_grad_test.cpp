@@ -15,6 +15,11 @@ using mm::test::DevBuf;
 
 namespace {
 
+/// Fill MoeGradArgs::elem_bytes and wgmma as the executor does (the cubin is
+/// sm_90a), so the plan launches only the working GEMM forms; false: leave
+/// them 0 (the plan launches both forms of each GEMM).
+bool g_hints = true;
+
 struct Shape {
   long long rows, H, I, E, K;
 };
@@ -72,6 +77,10 @@ struct Problem {
     args.experts = E;
     args.inter = I;
     args.top_k = s.K;
+    if (g_hints) {
+      args.elem_bytes = bf16 ? 2 : 4;
+      args.wgmma = 1;
+    }
     const unsigned long long bytes = k::moeGradWorkspaceBytes(args, 0, sms);
     new (&ws) DevBuf((bytes + 3) / 4, false);
     args.workspace = ws.ptr;
@@ -182,12 +191,26 @@ int main(int argc, char **argv) {
       for (const Shape &s : shapes)
         checkFull(gpu, rep, s, bf16, seed++);
     checkFull(gpu, rep, {512, 1024, 1024, 8, 2}, true, 99);
+    checkFull(gpu, rep, {700, 1032, 328, 8, 2}, true, 98);
+    // without the executor's hints: both forms of each GEMM launched
+    g_hints = false;
+    checkFull(gpu, rep, {333, 128, 192, 8, 2}, true, 97);
+    checkFull(gpu, rep, {37, 36, 44, 5, 2}, true, 96);
+    checkFull(gpu, rep, {333, 64, 40, 6, 3}, false, 95);
+    g_hints = true;
     {
       Problem p(preset, true, gpu.sms(), 7);
       checkSampled(gpu, rep, p, 64);
     }
     checkFull(gpu, rep, {1000, 256, 256, 8, 2}, false, 8);
     return rep.finish();
+  }
+  {
+    g_hints = false;
+    Problem q(preset, true, gpu.sms(), 7);
+    std::printf("bench without hints (%d launches): %.3f ms\n", q.n,
+                gpu.time(q.prefix, q.plan, q.n, q.args));
+    g_hints = true;
   }
   Problem p(preset, true, gpu.sms(), 7);
   const float ms = gpu.time(p.prefix, p.plan, p.n, p.args);
