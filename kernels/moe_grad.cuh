@@ -661,7 +661,9 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
 // moeGradUseWgmma picks which of the two does the work (the other returns).
 template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0;
+  // wgmma == 2: the executor asks for the mma.sync forms (moe_grad.h)
+  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0 &&
+         p.wgmma != 2;
 #else
   (void)p;
   return false;

@@ -30,10 +30,11 @@ struct MoeGradArgs {
       dot, hb, acf, dac, dxs, z, part;
   long long rsplit; // RS: row splits of the drouter reduction
   // Filled by the executor before moeGradPlan (0 = unknown): the element size
-  // of T (2 bf16, 4 f32), and 1 when the unit is compiled for sm_90a (the
-  // wgmma forms exist). With both known the plan launches only the GEMM form
-  // that does the work; else it launches both and the device picks
-  // (moeGradUseWgmma; the other form returns at once).
+  // of T (2 bf16, 4 f32), and wgmma = 1 when the unit is compiled for sm_90a
+  // (the wgmma forms exist), 2 when it is not (or to ask for the mma.sync
+  // forms: the device honours it too). With both known the plan launches
+  // only the GEMM form that does the work; else it launches both and the
+  // device picks (moeGradUseWgmma; the other form returns at once).
   long long elem_bytes, wgmma;
 };
 
@@ -138,7 +139,8 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   const unsigned sm = moeGradSmemBytes();
   // which GEMM forms to launch (see elem_bytes, wgmma)
   const bool shapeOk = a.hidden % 8 == 0 && a.inter % 8 == 0;
-  const bool known = a.elem_bytes == 4 || (a.elem_bytes == 2 && a.wgmma == 1);
+  const bool known = a.elem_bytes == 4 ||
+                     (a.elem_bytes == 2 && (a.wgmma == 1 || a.wgmma == 2));
   const bool useWg = a.elem_bytes == 2 && a.wgmma == 1 && shapeOk;
   const bool launchWg = !known || useWg, launchMma = !known || !useWg;
   const long long nsm = sms > 0 ? sms : 1;
