@@ -1484,12 +1484,12 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
-    if (!mm::k::moeGradUseWgmma<T>(a))                                         \
+    if (!mm::k::moeGradDhWgmma() || !mm::k::moeGradUseWgmma<T>(a))             \
       mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                       \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_dh_dw2_wg(mm::k::MoeGradArgs a) {                               \
-    if (mm::k::moeGradUseWgmma<T>(a))                                          \
+    if (mm::k::moeGradDhWgmma() && mm::k::moeGradUseWgmma<T>(a))               \
       mm::k::moeGradWgPair<mm::k::kDw2, mm::k::kDh>(a);                        \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
