@@ -37,7 +37,17 @@
 // shared memory (an f32 [128][132] tile), so each thread finishes 8
 // consecutive outputs of a row with 16-byte loads and stores, and the 16
 // threads of a row reduce its dot share with shuffles. Other shapes and f32:
-// a SIMT engine on the same tiles (8×8 outputs per thread, BK = 8). Operand
+// a SIMT engine on the same tiles (8×8 outputs per thread, BK = 8).
+// On sm_90a the bf16 GEMMs run on wgmma instead: _gateup_wg (the forward's
+// moeGemmWgmma), _dh_dw2_wg and _dw13_dx_wg (moeGradWgPair: persistent,
+// producer warpgroup + 2 consumer warpgroups, 128×256 items, A K-major or
+// MN-major, B MN-major, read through the wgmma transpose bits). Measured on
+// an H200 at rows 8192, H = I = 1024, E 8, top-2 (bf16, ms): _dh_dw2_wg 0.381
+// (mma.sync _dh_dw2 0.343), _dw13_dx_wg 0.548 (_dw13_dx 0.572); the whole
+// plan 1.203 (1.207 before). The dh epilogue (f32 acf reads, da/dc writes)
+// is not overlapped with the next item's main loop, which the mma.sync form
+// (two CTAs per multiprocessor) gets for free: the next step would be a
+// second accumulator set or an epilogue warpgroup. Operand
 // addressing is one descriptor (GOp) per operand: stored row r of a tile (an
 // M/N index for [m][k] operands, the K index for [k][m] ones) is
 // base0 + r'·ld, or base1 + (r − split)·ld past `split` (w1 then w3), r' the
@@ -661,7 +671,9 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
 // moeGradUseWgmma picks which of the two does the work (the other returns).
 template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0;
+  // wgmma == 2: the executor asks for the mma.sync forms (moe_grad.h)
+  return sizeof(T) == 2 && p.hidden % 8 == 0 && p.inter % 8 == 0 &&
+         p.wgmma != 2;
 #else
   (void)p;
   return false;
@@ -858,6 +870,431 @@ __device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
 #endif
 }
 
+#if defined(MM_MOE_WGMMA)
+/// wgmma m64n256k16 (bf16 in, f32 accumulators) with the operands' major-ness
+/// as immediates: TA / TB = 1 reads A / B MN-major from shared memory.
+template <int TA, int TB>
+__device__ __forceinline__ void
+moeGradWgmma(float (&d)[128], unsigned long long da, unsigned long long db,
+             int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
+      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
+      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
+      "56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%"
+      "74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%"
+      "92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%"
+      "108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%"
+      "122,%123,%124,%125,%126,%127"
+      "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
+        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
+        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
+        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+        "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
+        "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
+        "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]),
+        "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
+        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]),
+        "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+        "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]),
+        "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]),
+        "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]),
+        "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+        "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
+        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
+        "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
+}
+#endif
+
+// ---- sm_90a: the dh/dw2 and dx/dw13 GEMM pairs on wgmma -------------------
+// moeGradWgPair<W, M>: one persistent, warp-specialised launch (producer
+// warpgroup + 2 consumer warpgroups, moeWgmmaThreads, moeWgmmaSmemBytes, the
+// forward's 4-stage ring and mbarrier protocol) runs the work items of the
+// weight-gradient GEMM W (first) and of the slot-M GEMM M; item i of the
+// launch is taken by CTA i % gridDim.x. A work item is a 128 (M) × 256 (N)
+// output tile, K in steps of 64; each consumer warpgroup multiplies 64 of the
+// rows with m64n256k16.
+// Stage layout (128-byte swizzle, chunk c of a 128-byte row r at c ^ (r % 8)):
+//  - K-major A (the slot-M GEMMs: dy gathered through perm_slot, or dac):
+//    128 rows of 64 k, as the forward;
+//  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
+//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB (one per consumer);
+//  - B, always MN-major (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h]
+//    are all stored with N contiguous): four [64 k][64 n] blocks of 8 KiB.
+// wgmma reads MN-major operands with the transpose immediates and a
+// descriptor whose leading offset (LBO) is the step between 64-wide MN
+// blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
+// rows (1 KiB); a k16 step advances 16 rows (2 KiB). The weight-gradient
+// items reduce over an expert's slots (K = count, possibly 0: zeros).
+// Needs H and I multiples of 8 (16-byte chunks never straddle a limit).
+#if defined(MM_MOE_WGMMA)
+__device__ __forceinline__ unsigned long long moeGradDescMN(unsigned addr) {
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
+         (512ull << 16) | (64ull << 32) | (1ull << 62);
+}
+#endif
+
+/// Where a work item of GEMM OP lies (decoded the same by all warpgroups).
+struct WgItem {
+  int e;
+  long long r0, r1; // slot-M: permuted rows [r0, r1); weight gradient: m0, -
+  long long n0, K, s0;
+};
+
+template <int OP>
+__device__ __forceinline__ void
+moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
+                int w, WgItem &it) {
+  constexpr int BM = 128, BN = 256;
+  const long long H = p.hidden, I = p.inter;
+  if (OP == kDh || OP == kDx) {
+    const long long N = OP == kDh ? I : H;
+    const int NT = static_cast<int>((N + BN - 1) / BN);
+    const int mt = w / NT;
+    int e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    it.e = e;
+    it.r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    it.r1 = it.r0 + BM < offsS[e + 1] ? it.r0 + BM : offsS[e + 1];
+    it.n0 = static_cast<long long>(w % NT) * BN;
+    it.K = OP == kDh ? H : 2 * I;
+    it.s0 = 0;
+  } else {
+    const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+    const int MT = static_cast<int>((M + BM - 1) / BM),
+              NT = static_cast<int>((N + BN - 1) / BN);
+    it.e = w / (MT * NT);
+    const int rem = w % (MT * NT);
+    it.r0 = static_cast<long long>(rem / NT) * BM;
+    it.r1 = M;
+    it.n0 = static_cast<long long>(rem % NT) * BN;
+    it.s0 = offsS[it.e];
+    it.K = offsS[it.e + 1] - offsS[it.e];
+  }
+}
+
+/// Producer: the k-tiles of one item into the ring (g: k-tiles staged so far).
+template <int OP>
+__device__ __forceinline__ void
+moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
+                 unsigned long long *fullBar, unsigned long long *emptyBar,
+                 int *gIdx, long long &g) {
+#if defined(MM_MOE_WGMMA)
+  constexpr int BK = 64, S = moeWgmmaStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
+  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
+  const long long H = p.hidden, I = p.inter, K = it.K;
+  const int KK = static_cast<int>(p.top_k);
+  const int tid = threadIdx.x;
+  const unsigned short *x = cptr<unsigned short>(p.x),
+                       *dy = cptr<unsigned short>(p.dy),
+                       *hb = cptr<unsigned short>(p.hb),
+                       *dac = cptr<unsigned short>(p.dac);
+  const int *perm = cptr<int>(p.perm_slot);
+  const unsigned short *w1 = cptr<unsigned short>(p.w1) + it.e * I * H,
+                       *w3 = cptr<unsigned short>(p.w3) + it.e * I * H,
+                       *w2 = cptr<unsigned short>(p.w2) + it.e * H * I;
+  // K-major A (slot-M): rows rs + 16 j, chunk c (as the forward)
+  const int c = tid & 7, rs = tid >> 3;
+  // the A rows (dh: tokens of dy, dx: slots of dac), -1 past the group
+  int aRow[8];
+  if (!A_MN) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const long long r = it.r0 + rs + 16 * j;
+      aRow[j] = r >= it.r1  ? -1
+                : OP == kDh ? perm[r] / KK
+                            : static_cast<int>(r);
+    }
+  }
+  // MN-major A: k rows (tid >> 4) + 8 j, 16-byte column cc = tid % 16;
+  // MN-major B: k rows (tid >> 5) + 4 j, column cc = tid % 32.
+  const int acc16 = tid & 15, akr = tid >> 4, bcc = tid & 31, bkr = tid >> 5;
+  const long long aM = it.r0 + acc16 * 8, bN = it.n0 + bcc * 8;
+  const bool aColIn = aM < (OP == kDw2 ? H : 2 * I);
+  const bool bColIn = bN < (OP == kDh || OP == kDw2 ? I : H);
+  // The gathered rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
+  // token of k row t one k-tile ahead (nx) and publishes it in gIdx[slot]
+  // (a barrier of the producer warpgroup), so the copies never wait on
+  // perm_slot and the rows cost one register.
+  constexpr bool GATHER = OP == kDw2 || OP == kDw13;
+  auto tokenOf = [&](long long k) {
+    return tid < 64 && k < K ? perm[it.s0 + k] / KK : 0;
+  };
+  int nx = GATHER ? tokenOf(tid) : 0;
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  for (int kt = 0; kt < KT; ++kt, ++g) {
+    const long long k0 = static_cast<long long>(kt) * BK;
+    const int slot = static_cast<int>(g % S);
+    const int *cur = gIdx + slot * 64;
+    if (GATHER) {
+      if (tid < 64)
+        gIdx[slot * 64 + tid] = nx;
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      nx = tokenOf(k0 + BK + tid);
+    }
+    if (g >= S)
+      mbarWait(sharedAddr(&emptyBar[slot]),
+               static_cast<unsigned>(((g / S) & 1) ^ 1));
+    const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+    if (!A_MN) {
+      const bool kIn = k0 + c * 8 < K;
+      const unsigned short *a0 = OP == kDh ? dy : dac;
+      const long long ld = OP == kDh ? H : 2 * I;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const bool in = aRow[j] >= 0 && kIn;
+        cpAsync16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
+                  in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int kr = akr + 8 * j; // kr % 8 == akr
+        const long long k = k0 + kr;
+        const bool in = aColIn && k < K;
+        const unsigned short *src =
+            !in          ? x
+            : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
+                         : dac + (it.s0 + k) * 2 * I + aM;
+        cpAsync16(base + (acc16 >> 3) * 8192 + kr * 128 +
+                      (((acc16 & 7) ^ akr) << 4),
+                  src, in);
+      }
+    }
+#pragma unroll 4
+    for (int j = 0; j < 16; ++j) {
+      const int kr = bkr + 4 * j;
+      const long long k = k0 + kr;
+      const bool in = bColIn && k < K;
+      const unsigned short *src =
+          !in          ? x
+          : OP == kDh  ? w2 + k * I + bN
+          : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
+          : OP == kDw2 ? hb + (it.s0 + k) * I + bN
+                       : x + static_cast<long long>(cur[kr]) * H + bN;
+      cpAsync16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
+                    (((bcc & 7) ^ (kr & 7)) << 4),
+                src, in);
+    }
+    mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+  }
+#else
+  (void)p, (void)it, (void)smem0, (void)fullBar, (void)emptyBar, (void)gIdx,
+      (void)g;
+#endif
+}
+
+/// Consumer warpgroup cw: multiplies one item, then its epilogue.
+template <int OP>
+__device__ __forceinline__ void
+moeGradWgConsume(const MoeGradArgs &p, const int *tilesS, const int *offsS,
+                 int wi, unsigned smem0, unsigned long long *fullBar,
+                 unsigned long long *emptyBar, long long &g, float (&acc)[128],
+                 int cw) {
+#if defined(MM_MOE_WGMMA)
+  constexpr int BK = 64, S = moeWgmmaStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
+  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
+  const long long H = p.hidden, I = p.inter;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  // K of the item (the rest of it is decoded after the main loop, so only
+  // the accumulators live through it)
+  const long long K0 = OP == kDh ? H : OP == kDx ? 2 * I : 0;
+  int KT;
+  if (OP == kDh || OP == kDx) {
+    KT = static_cast<int>((K0 + BK - 1) / BK);
+  } else {
+    const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+    const int e = wi / static_cast<int>(((M + 127) / 128) * ((N + 255) / 256));
+    KT = (offsS[e + 1] - offsS[e] + BK - 1) / BK;
+  }
+  for (int kt = 0; kt < KT; ++kt, ++g) {
+    const int slot = static_cast<int>(g % S);
+    mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    const unsigned st = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+    const unsigned a = st + (A_MN ? cw * 8192 : cw * (64 * 128));
+    const unsigned b = st + A_BYTES;
+    fenceRegs(acc);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk)
+      moeGradWgmma<A_MN ? 1 : 0, 1>(
+          acc, A_MN ? moeGradDescMN(a + kk * 2048) : wgmmaDesc(a + kk * 32),
+          moeGradDescMN(b + kk * 2048), kt != 0 || kk != 0);
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    if (kt != 0 && l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  fenceRegs(acc);
+  if (KT > 0) {
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+  }
+  // an expert without slots (KT = 0): zero weight gradients (selected in the
+  // epilogue; zeroing acc here would make ptxas spill the accumulators)
+  const bool none = KT == 0;
+  WgItem it;
+  moeGradWgLocate<OP>(p, tilesS, offsS, wi, it);
+  // acc[4 j + q]: row 16 w + l / 4 + 8 (q / 2) of the warpgroup's 64, column
+  // 8 j + 2 (l % 4) + q % 2 of the item's 256.
+  const long long rBase = it.r0 + cw * 64 + w * 16 + (l >> 2);
+  const long long cBase = it.n0 + 2 * (l & 3);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const long long r = rBase + 8 * h;
+    if (OP == kDh) {
+      const bool rIn = r < it.r1;
+      float dot = 0.f;
+      if (rIn) {
+        const float ws = moeGradSlotWeight(p, r);
+        const float *acf = cptr<float>(p.acf) + r * 2 * I;
+        unsigned *dac = reinterpret_cast<unsigned *>(
+            mptr<unsigned short>(p.dac) + r * 2 * I);
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const long long n = cBase + 8 * j;
+          if (n >= I)
+            continue;
+          const float2 a2 = *reinterpret_cast<const float2 *>(acf + n);
+          const float2 c2 = *reinterpret_cast<const float2 *>(acf + I + n);
+          const float av[2] = {a2.x, a2.y}, cv[2] = {c2.x, c2.y};
+          float da[2], dc[2];
+#pragma unroll
+          for (int q = 0; q < 2; ++q) {
+            const float v = acc[4 * j + 2 * h + q];
+            const float sg = sigmoidF(av[q]);
+            dot = fmaf(av[q] * sg * cv[q], v, dot);
+            const float dh = ws * v;
+            da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
+            dc[q] = dh * av[q] * sg;
+          }
+          dac[n / 2] = packBf16(da[0], da[1]);
+          dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
+        }
+      }
+      dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+      dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+      if (rIn && (l & 3) == 0)
+        atomicAdd(mptr<float>(p.dot) + r, dot);
+    } else if (OP == kDx) {
+      if (r >= it.r1)
+        continue;
+      unsigned *dxs =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.dxs) + r * H);
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const long long n = cBase + 8 * j;
+        if (n < H)
+          dxs[n / 2] = packBf16(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      }
+    } else {
+      const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+      if (r >= M)
+        continue;
+      float *out = OP == kDw2 ? mptr<float>(p.dw2) + (it.e * H + r) * I
+                   : r < I    ? mptr<float>(p.dw1) + (it.e * I + r) * H
+                              : mptr<float>(p.dw3) + (it.e * I + r - I) * H;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const long long n = cBase + 8 * j;
+        if (n < N)
+          *reinterpret_cast<float2 *>(out + n) =
+              none ? make_float2(0.f, 0.f)
+                   : make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+#else
+  (void)p, (void)it, (void)smem0, (void)fullBar, (void)emptyBar, (void)g,
+      (void)acc, (void)cw;
+#endif
+}
+
+/// Work items of a GEMM pair: W's (all experts) then M's (over the actual
+/// M-tiles, tiles = tile_offsets[E]).
+template <int W>
+__device__ __host__ __forceinline__ long long
+moeGradWgItemsW(long long H, long long I, long long E) {
+  const long long M = W == kDw2 ? H : 2 * I, N = W == kDw2 ? I : H;
+  return E * ((M + 127) / 128) * ((N + 255) / 256);
+}
+
+template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  constexpr int S = moeWgmmaStages();
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+  __shared__ int gIdx[S * 64]; // gathered rows of the staged k-tiles
+  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
+  const int E = static_cast<int>(p.experts);
+  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
+  }
+  if (threadIdx.x == 0)
+    for (int s = 0; s < S; ++s) {
+      mbarInit(sharedAddr(&fullBar[s]), 128);
+      mbarInit(sharedAddr(&emptyBar[s]), 8);
+    }
+  __syncthreads();
+  const long long H = p.hidden, I = p.inter;
+  const int nW = static_cast<int>(moeGradWgItemsW<W>(H, I, p.experts));
+  const long long NM = M == kDh ? I : H;
+  const int items = nW + tilesS[E] * static_cast<int>((NM + 255) / 256);
+  const int wg = threadIdx.x >> 7;
+  long long g = 0;
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    for (int i = blockIdx.x; i < items; i += gridDim.x) {
+      WgItem it;
+      if (i < nW) {
+        moeGradWgLocate<W>(p, tilesS, offsS, i, it);
+        moeGradWgProduce<W>(p, it, smem0, fullBar, emptyBar, gIdx, g);
+      } else {
+        moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
+        moeGradWgProduce<M>(p, it, smem0, fullBar, emptyBar, gIdx, g);
+      }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i)
+    acc[i] = 0.f;
+  for (int i = blockIdx.x; i < items; i += gridDim.x) {
+    if (i < nW)
+      moeGradWgConsume<W>(p, tilesS, offsS, i, smem0, fullBar, emptyBar, g, acc,
+                          wg - 1);
+    else
+      moeGradWgConsume<M>(p, tilesS, offsS, i - nW, smem0, fullBar, emptyBar, g,
+                          acc, wg - 1);
+  }
+#else
+  (void)p;
+#endif
+}
+
 // ---- per-token phases -------------------------------------------------------
 /// _dispatch: the forward's dispatch, then dot[s] = 0 (summed into by _dh).
 __device__ void moeGradDispatch(const MoeGradArgs &p) {
@@ -1047,11 +1484,23 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
-    mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                         \
+    if (!mm::k::moeGradDhWgmma() || !mm::k::moeGradUseWgmma<T>(a))             \
+      mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                       \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+      prefix##_dh_dw2_wg(mm::k::MoeGradArgs a) {                               \
+    if (mm::k::moeGradDhWgmma() && mm::k::moeGradUseWgmma<T>(a))               \
+      mm::k::moeGradWgPair<mm::k::kDw2, mm::k::kDh>(a);                        \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dw13_dx(mm::k::MoeGradArgs a) {                                 \
-    mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                        \
+    if (!mm::k::moeGradUseWgmma<T>(a))                                         \
+      mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                      \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+      prefix##_dw13_dx_wg(mm::k::MoeGradArgs a) {                              \
+    if (mm::k::moeGradUseWgmma<T>(a))                                          \
+      mm::k::moeGradWgPair<mm::k::kDw13, mm::k::kDx>(a);                       \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256)                            \
       prefix##_router(mm::k::MoeGradArgs a) {                                  \

@@ -29,6 +29,13 @@ struct MoeGradArgs {
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets,
       dot, hb, acf, dac, dxs, z, part;
   long long rsplit; // RS: row splits of the drouter reduction
+  // Filled by the executor before moeGradPlan (0 = unknown): the element size
+  // of T (2 bf16, 4 f32), and wgmma = 1 when the unit is compiled for sm_90a
+  // (the wgmma forms exist), 2 when it is not (or to ask for the mma.sync
+  // forms: the device honours it too). With both known the plan launches
+  // only the GEMM form that does the work; else it launches both and the
+  // device picks (moeGradUseWgmma; the other form returns at once).
+  long long elem_bytes, wgmma;
 };
 
 /// Tiles of the grouped GEMMs (both the tensor-core and the SIMT form):
@@ -48,6 +55,10 @@ MM_HD constexpr int moeGradTileBytes() {
 MM_HD constexpr int moeGradSmemBytes() {
   return moeGradStages() * 2 * moeGradTileBytes();
 }
+/// Whether the dh/dw2 pair takes its wgmma form where wgmma is used (on an
+/// H200 at the preset the mma.sync form is faster: 0.343 vs 0.381 ms; the
+/// dx/dw13 pair is faster on wgmma: 0.548 vs 0.572 ms).
+MM_HD constexpr bool moeGradDhWgmma() { return false; }
 /// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
 /// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
 /// paired launches (moeGradPair) decode their grids with these.
@@ -109,10 +120,12 @@ inline unsigned long long moeGradWorkspaceBytes(const MoeGradArgs &a, int D,
   return detail::moeGradLayout(a).bytes;
 }
 
-/// Launches, in order: _route, _dispatch, _gateup and _gateup_wg (one of
-/// the two does the work: the sm_90a wgmma form for bf16 with H and I
-/// multiples of 8, kernels/moe_grad.cuh), _dh_dw2 (the _dh and _dw2 GEMMs),
-/// _dw13_dx (_dw13 and _dx), _router, _drouter, _drouter_sum.
+/// Launches, in order: _route, _dispatch, _gateup | _gateup_wg, _dh_dw2 |
+/// _dh_dw2_wg (the _dh and _dw2 GEMMs), _dw13_dx | _dw13_dx_wg (_dw13 and
+/// _dx), _router, _drouter, _drouter_sum. Of each pair "X | X_wg" the wgmma
+/// form X_wg does the work for bf16 with H and I multiples of 8 on sm_90a
+/// (kernels/moe_grad.cuh); when elem_bytes and wgmma are filled only the
+/// working one is launched, else both (the other returns at once).
 inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   (void)D;
   const detail::MoeGradLayout l = detail::moeGradLayout(a);
@@ -128,17 +141,30 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   const unsigned mt =
       static_cast<unsigned>(moeGradMTiles(a.rows, a.top_k, a.experts));
   const unsigned sm = moeGradSmemBytes();
+  // which GEMM forms to launch (see elem_bytes, wgmma)
+  const bool shapeOk = a.hidden % 8 == 0 && a.inter % 8 == 0;
+  const bool known = a.elem_bytes == 4 ||
+                     (a.elem_bytes == 2 && (a.wgmma == 1 || a.wgmma == 2));
+  const bool useWg = a.elem_bytes == 2 && a.wgmma == 1 && shapeOk;
+  const bool launchWg = !known || useWg, launchMma = !known || !useWg;
+  const long long nsm = sms > 0 ? sms : 1;
+  auto wgGrid = [&](long long items) {
+    return static_cast<unsigned>(items < nsm ? (items < 1 ? 1 : items) : nsm);
+  };
+  const unsigned wgT = static_cast<unsigned>(moeWgmmaThreads()),
+                 wgS = static_cast<unsigned>(moeWgmmaSmemBytes());
   int n = 0;
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
-  out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
-  out[n++] = {
-      "_gateup_wg",
-      static_cast<unsigned>(moeWgmmaGrid(sms > 0 ? sms : 1, mt, a.inter, true)),
-      1,
-      1,
-      static_cast<unsigned>(moeWgmmaThreads()),
-      static_cast<unsigned>(moeWgmmaSmemBytes())};
+  if (launchMma)
+    out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
+  if (launchWg)
+    out[n++] = {"_gateup_wg",
+                static_cast<unsigned>(moeWgmmaGrid(nsm, mt, a.inter, true)),
+                1,
+                1,
+                wgT,
+                wgS};
   // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
   const long long nDw2 = moeGradDivUp(a.hidden, TB) *
                          moeGradDivUp(a.inter, TB) * a.experts,
@@ -146,8 +172,28 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   const long long nDw13 = moeGradDivUp(2 * a.inter, TB) *
                           moeGradDivUp(a.hidden, TB) * a.experts,
                   nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
-  out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
-  out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
+  if (launchMma || moeGradDhWgmma() == false)
+    out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
+  if (launchWg && moeGradDhWgmma()) // 128 × 256 items (moeGradWgPair)
+    out[n++] = {"_dh_dw2_wg",
+                wgGrid(a.experts * moeGradDivUp(a.hidden, 128) *
+                           moeGradDivUp(a.inter, 256) +
+                       mt * moeGradDivUp(a.inter, 256)),
+                1,
+                1,
+                wgT,
+                wgS};
+  if (launchMma)
+    out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
+  if (launchWg)
+    out[n++] = {"_dw13_dx_wg",
+                wgGrid(a.experts * moeGradDivUp(2 * a.inter, 128) *
+                           moeGradDivUp(a.hidden, 256) +
+                       mt * moeGradDivUp(a.hidden, 256)),
+                1,
+                1,
+                wgT,
+                wgS};
   out[n++] = {"_router", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_drouter",
               moeGradCeil(a.hidden, 256),

@@ -15,6 +15,12 @@ using mm::test::DevBuf;
 
 namespace {
 
+/// MoeGradArgs::elem_bytes and wgmma as the executor fills them: 1 as for
+/// this sm_90a cubin (the plan launches only the working GEMM forms, wgmma
+/// for bf16), 2 asking for the mma.sync forms, 0 leaving both 0 (the plan
+/// launches both forms of each GEMM and the device picks wgmma).
+int g_hints = 1;
+
 struct Shape {
   long long rows, H, I, E, K;
 };
@@ -72,6 +78,10 @@ struct Problem {
     args.experts = E;
     args.inter = I;
     args.top_k = s.K;
+    if (g_hints) {
+      args.elem_bytes = bf16 ? 2 : 4;
+      args.wgmma = g_hints;
+    }
     const unsigned long long bytes = k::moeGradWorkspaceBytes(args, 0, sms);
     new (&ws) DevBuf((bytes + 3) / 4, false);
     args.workspace = ws.ptr;
@@ -169,6 +179,9 @@ int main(int argc, char **argv) {
     checkFull(gpu, rep, {37, 32, 48, 4, 2}, true, 2);
     checkFull(gpu, rep, {130, 264, 136, 3, 3}, true, 3);
     checkFull(gpu, rep, {37, 36, 44, 5, 2}, true, 4);
+    checkFull(gpu, rep, {1, 32, 48, 4, 2}, true, 5);
+    g_hints = 2;
+    checkFull(gpu, rep, {130, 264, 136, 3, 3}, true, 3);
     return rep.finish();
   }
   if (!bench) {
@@ -182,6 +195,18 @@ int main(int argc, char **argv) {
       for (const Shape &s : shapes)
         checkFull(gpu, rep, s, bf16, seed++);
     checkFull(gpu, rep, {512, 1024, 1024, 8, 2}, true, 99);
+    checkFull(gpu, rep, {700, 1032, 328, 8, 2}, true, 98);
+    // without the executor's hints (both forms of each GEMM launched), and
+    // asking for the mma.sync forms
+    for (int h : {0, 2}) {
+      g_hints = h;
+      checkFull(gpu, rep, {333, 128, 192, 8, 2}, true, 97);
+      checkFull(gpu, rep, {37, 36, 44, 5, 2}, true, 96);
+      checkFull(gpu, rep, {130, 264, 136, 3, 3}, true, 95);
+      checkFull(gpu, rep, {333, 64, 40, 6, 3}, false, 94);
+      checkFull(gpu, rep, {512, 1024, 1024, 8, 2}, true, 93);
+    }
+    g_hints = 1;
     {
       Problem p(preset, true, gpu.sms(), 7);
       checkSampled(gpu, rep, p, 64);
@@ -189,6 +214,18 @@ int main(int argc, char **argv) {
     checkFull(gpu, rep, {1000, 256, 256, 8, 2}, false, 8);
     return rep.finish();
   }
+  for (int h : {0, 2}) {
+    g_hints = h;
+    Problem q(preset, true, gpu.sms(), 7);
+    std::printf("bench wgmma=%d (%s, %d launches): %.3f ms\n", h,
+                h ? "mma.sync GEMMs" : "both forms launched", q.n,
+                gpu.time(q.prefix, q.plan, q.n, q.args));
+    if (h == 2)
+      for (int i = 0; i < q.n; ++i)
+        std::printf("  phase %-14s %.3f ms\n", q.plan[i].suffix,
+                    gpu.time(q.prefix, &q.plan[i], 1, q.args));
+  }
+  g_hints = 1;
   Problem p(preset, true, gpu.sms(), 7);
   const float ms = gpu.time(p.prefix, p.plan, p.n, p.args);
   const double flops = 9.0 * 2 * preset.rows * preset.K * preset.H * preset.I;
