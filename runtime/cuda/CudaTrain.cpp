@@ -243,6 +243,8 @@ uint64_t CudaExecutor::Impl::trainWorkspaceBytes(const StepDesc &s) const {
     a.experts = dim(in[2], 0);
     a.inter = dim(in[2], 1);
     a.top_k = p.topK;
+    a.elem_bytes = static_cast<long long>(dtypeSize(plan.buffers[in[0]].dtype));
+    a.wgmma = plan.target == "sm_90a" ? 1 : 2;
     return k::moeGradWorkspaceBytes(a, 0, sms);
   }
   case Kernel::Came: {
@@ -392,6 +394,9 @@ Status CudaExecutor::Impl::runTrainStep(
     a.experts = dims(in[2])[0];
     a.inter = dims(in[2])[1];
     a.top_k = p.topK;
+    // Only the GEMM form the device will run: wgmma in an sm_90a cubin.
+    a.elem_bytes = static_cast<long long>(dtypeSize(plan.buffers[in[0]].dtype));
+    a.wgmma = plan.target == "sm_90a" ? 1 : 2;
     return launchPlan(fn, l, k::moeGradPlan(a, 0, sms, l), &a);
   }
   case Kernel::LmHeadLoss:
