@@ -64,7 +64,21 @@ struct AdamWArgs {
   /// Non-zero: also write the updated p rounded to bf16 (nearest even) here,
   /// the store_param that follows the update in dtype=bf16 training, fused.
   dptr store;
+  /// Phase "_multi" (the executor's multi-tensor form): instead of p..store
+  /// and n, `table` holds `count` AdamWTensor entries; block b updates chunk
+  /// b − first of the last entry whose first <= b.
+  dptr table;
+  long long count;
 };
+
+/// One tensor of a multi-tensor adamw: its buffers (store 0 when none), its
+/// size and its first block (AdamWArgs::table).
+struct AdamWTensor {
+  dptr p, g, m, v, store;
+  long long n, first;
+};
+/// Elements per block of the multi-tensor adamw.
+MM_HD constexpr long long adamWChunk() { return 8192; }
 
 /// came (factored, runtime/cpu/TrainKernels.h cameFactored) on `count`
 /// matrices [rows, cols]: p, g, m [count, rows, cols]; row, res_row [count,

@@ -641,6 +641,55 @@ __device__ __forceinline__ void adamw(const AdamWArgs &a) {
   }
 }
 
+/// Multi-tensor adamw: one launch over every tensor of a table (a block per
+/// adamWChunk() elements of a tensor), the same arithmetic as adamw.
+__device__ __forceinline__ void adamwMulti(const AdamWArgs &a) {
+  const AdamWTensor *tab = cptr<AdamWTensor>(a.table);
+  const long long b = blockIdx.x;
+  int lo = 0, hi = static_cast<int>(a.count) - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tab[mid].first <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  const AdamWTensor t = tab[lo];
+  const long long c0 = (b - t.first) * adamWChunk();
+  const long long c1 = c0 + adamWChunk() < t.n ? c0 + adamWChunk() : t.n;
+  if (c0 >= c1)
+    return;
+  const AdamStep s = adamStep(a);
+  float *p = mptr<float>(t.p), *m = mptr<float>(t.m), *v = mptr<float>(t.v);
+  const float *g = cptr<float>(t.g);
+  bf16 *store = mptr<bf16>(t.store);
+  // Buffers are 256-byte aligned and c0 a multiple of 4: float4 groups up to
+  // the last whole one, then single elements.
+  const long long v1 = c0 + (c1 - c0) / 4 * 4;
+  for (long long i = c0 + 4 * threadIdx.x; i < v1; i += 4 * blockDim.x) {
+    float4 pv = ld4(p, i), mv = ld4(m, i), vv = ld4(v, i);
+    const float4 gv = ld4(g, i);
+    pv.x = adamOne(s, pv.x, gv.x, mv.x, vv.x);
+    pv.y = adamOne(s, pv.y, gv.y, mv.y, vv.y);
+    pv.z = adamOne(s, pv.z, gv.z, mv.z, vv.z);
+    pv.w = adamOne(s, pv.w, gv.w, mv.w, vv.w);
+    st4(p, i, pv);
+    st4(m, i, mv);
+    st4(v, i, vv);
+    if (store)
+      reinterpret_cast<uint2 *>(store)[i / 4] =
+          make_uint2(packBf16(pv.x, pv.y), packBf16(pv.z, pv.w));
+  }
+  for (long long i = v1 + threadIdx.x; i < c1; i += blockDim.x) {
+    float mi = m[i], vi = v[i];
+    p[i] = adamOne(s, p[i], g[i], mi, vi);
+    m[i] = mi;
+    v[i] = vi;
+    if (store)
+      store[i] = fromF32<bf16>(p[i]);
+  }
+}
+
 // ------------------------------------------------------------------- came
 
 /// Rows per tile of the factored CAME passes.
@@ -1214,6 +1263,10 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   MM_TS_ENTRY(prefix, , AdamWArgs, 256) {                                      \
     if (mm::k::ts::normFinite(a.norm))                                         \
       mm::k::ts::adamw(a);                                                     \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _multi, AdamWArgs, 256) {                                \
+    if (mm::k::ts::normFinite(a.norm))                                         \
+      mm::k::ts::adamwMulti(a);                                                \
   }
 
 // Every CAME phase that writes a state is skipped on a non-finite norm.

@@ -165,6 +165,13 @@ inline int gradNormPlan(GradNormArgs &a, const char *phase, int sms,
 inline unsigned long long adamWWorkspaceBytes(const AdamWArgs &, int, int) {
   return 0;
 }
+/// The multi-tensor form: one launch of `blocks` blocks (the table's last
+/// first + its chunks), phase "_multi".
+inline int adamWMultiPlan(AdamWArgs &, unsigned long long blocks,
+                          Launch *out) {
+  out[0] = tsplan::launch("_multi", blocks, 256);
+  return 1;
+}
 inline int adamWPlan(AdamWArgs &a, int, int sms, Launch *out) {
   out[0] = tsplan::launch(
       "", tsplan::strideGrid(tsplan::cdiv(a.n, 4), 256, sms, 8), 256);

@@ -265,6 +265,7 @@ Status CudaExecutor::Impl::open() {
       L.fns.push_back(fn);
     }
   }
+  groupOptimizerSteps();
   return Status::ok();
 }
 
@@ -326,6 +327,8 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   at = alignUp(at + sizeof(k::ErrorSlot), kWorkspaceAlign);
   scalars = at;
   at += kScalarBytes;
+  tables = at;
+  at += adamTableBytes();
   totalBytes = at;
 
   size_t freeBytes = 0, deviceTotal = 0;
@@ -341,6 +344,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
              (b.kind == BufferKind::Activation ? arena + b.offset : offset[i]);
   }
   MM_RETURN_IF_ERROR(uploadPersistent(hostData));
+  MM_RETURN_IF_ERROR(uploadAdamTables());
   MM_ASSIGN_OR_RETURN(lt,
                       LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
   return Status::ok();

@@ -8,7 +8,8 @@
 // lm_head_loss step directly followed by the lm_head_loss_grad of the same
 // operands is done by the gradient's pass (one logits product per chunk
 // instead of two), and an adamw step directly followed by the store_param of
-// its master into a bf16 weight writes that weight itself.
+// its master into a bf16 weight writes that weight itself; consecutive adamw
+// steps sharing their scalars are one multi-tensor launch.
 #include "runtime/cuda/ExecutorImpl.h"
 
 #include "kernels/lightning_attention_grad.h"
@@ -176,6 +177,74 @@ Status CudaExecutor::Impl::openTrainStep(size_t index) {
       fusedLoss[index] = prev.outputs[0];
       skip[index - 1] = true;
     }
+  }
+  return Status::ok();
+}
+
+void CudaExecutor::Impl::groupOptimizerSteps() {
+  adamGroupOf.assign(plan.steps.size(), -1);
+  auto same = [&](const StepDesc &a, const StepDesc &b) {
+    const KernelParams &x = a.params, &y = b.params;
+    return a.inputs[4] == b.inputs[4] && a.inputs[5] == b.inputs[5] &&
+           a.inputs[6] == b.inputs[6] && x.beta1 == y.beta1 &&
+           x.beta2 == y.beta2 && x.eps == y.eps &&
+           x.weightDecay == y.weightDecay && x.maxNorm == y.maxNorm;
+  };
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (plan.steps[i].kernel != Kernel::AdamW)
+      continue;
+    AdamGroup g;
+    g.steps.push_back(i);
+    size_t j = i + 1;
+    for (; j < plan.steps.size(); ++j) {
+      const StepDesc &s = plan.steps[j];
+      if (s.kernel == Kernel::StoreParam && skip[j])
+        continue; // fused into the adamw before it
+      if (s.kernel != Kernel::AdamW || !same(plan.steps[i], s))
+        break;
+      g.steps.push_back(j);
+    }
+    if (g.steps.size() > 1) {
+      for (size_t k = 1; k < g.steps.size(); ++k)
+        skip[g.steps[k]] = true;
+      adamGroupOf[i] = static_cast<int64_t>(adamGroups.size());
+      adamGroups.push_back(std::move(g));
+    }
+    i = j - 1;
+  }
+}
+
+uint64_t CudaExecutor::Impl::adamTableBytes() const {
+  uint64_t bytes = 0;
+  for (const AdamGroup &g : adamGroups)
+    bytes += alignUp(g.steps.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
+  return bytes;
+}
+
+Status CudaExecutor::Impl::uploadAdamTables() {
+  uint64_t at = 0;
+  for (AdamGroup &g : adamGroups) {
+    std::vector<k::AdamWTensor> table;
+    unsigned long long blocks = 0;
+    for (size_t i : g.steps) {
+      const StepDesc &s = plan.steps[i];
+      k::AdamWTensor t{};
+      t.p = dev[s.inputs[0]];
+      t.g = dev[s.inputs[1]];
+      t.m = dev[s.inputs[2]];
+      t.v = dev[s.inputs[3]];
+      t.store = fusedStore[i] >= 0 ? dev[fusedStore[i]] : 0;
+      t.n = static_cast<long long>(plan.buffers[s.inputs[0]].maxBytes / 4);
+      t.first = static_cast<long long>(blocks);
+      blocks += (t.n + k::adamWChunk() - 1) / k::adamWChunk();
+      table.push_back(t);
+    }
+    g.tableOffset = at;
+    g.blocks = blocks;
+    MM_CU_CALL(drv, memcpyHtoDAsync, base + tables + at, table.data(),
+               table.size() * sizeof(k::AdamWTensor), stream);
+    MM_CU_CALL(drv, streamSynchronize, stream);
+    at += alignUp(table.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
   }
   return Status::ok();
 }
@@ -478,6 +547,12 @@ Status CudaExecutor::Impl::runTrainStep(
     a.weight_decay = p.weightDecay;
     a.max_norm = p.maxNorm;
     a.store = fusedStore[index] >= 0 ? d(fusedStore[index]) : 0;
+    if (adamGroupOf[index] >= 0) {
+      const AdamGroup &g = adamGroups[adamGroupOf[index]];
+      a.table = base + tables + g.tableOffset;
+      a.count = static_cast<long long>(g.steps.size());
+      return launchPlan(fn, l, k::adamWMultiPlan(a, g.blocks, l), &a);
+    }
     return launchPlan(fn, l, k::adamWPlan(a, 0, sms, l), &a);
   }
   case Kernel::Came: {

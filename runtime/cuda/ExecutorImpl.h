@@ -102,6 +102,20 @@ struct CudaExecutor::Impl {
   // per step: the bf16 weight an adamw step also stores (its store_param,
   // fused), or -1.
   std::vector<int64_t> fusedStore;
+  // Multi-tensor adamw: runs of adamw steps with the same scalars and
+  // hyper-parameters become one launch at the run's first step (the others
+  // skipped); each group's AdamWTensor table lives at `tables`.
+  struct AdamGroup {
+    std::vector<size_t> steps;
+    uint64_t tableOffset = 0; // bytes from `tables`
+    unsigned long long blocks = 0;
+  };
+  std::vector<AdamGroup> adamGroups;
+  std::vector<int64_t> adamGroupOf; // per step: its group if it leads one
+  uint64_t tables = 0;
+  void groupOptimizerSteps();         // at open()
+  uint64_t adamTableBytes() const;    // at allocate()
+  Status uploadAdamTables();          // at allocate(), after dev[] is known
   std::map<std::string, CUfunction> fnCache;
   std::map<CUfunction, uint32_t> fnSmemSet;
   /// The entry `name` of the cubin, opted in to `smem` bytes of dynamic
