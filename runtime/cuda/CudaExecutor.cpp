@@ -70,7 +70,6 @@ std::pair<int, int> targetCapability(const std::string &target) {
   return {0, 0};
 }
 
-
 /// The element type T a step's kernel is instantiated with (CodegenCuda's
 /// choice): its output's, or its logits input's for cross_entropy.
 DType kernelDtype(const Plan &plan, const StepDesc &s) {
@@ -78,7 +77,6 @@ DType kernelDtype(const Plan &plan, const StepDesc &s) {
       s.kernel == Kernel::CrossEntropy ? s.inputs[0] : s.outputs[0];
   return plan.buffers[typed].dtype;
 }
-
 
 /// The entry point mm-codegen-cuda names for a step with these params (see
 /// compiler/CodegenCuda.cpp). The runtime sizes grids and shared memory from
@@ -289,7 +287,8 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   const uint64_t arena = at;
   at = alignUp(at + plan.arenaBytes, kWorkspaceAlign);
   uint64_t wsBytes = 0;
-  for (const StepDesc &s : plan.steps) {
+  for (size_t si = 0; si < plan.steps.size(); ++si) {
+    const StepDesc &s = plan.steps[si];
     const auto &x = plan.buffers[s.inputs[0]];
     const int64_t rows = plan.maxBatch * plan.maxSeq;
     if (s.kernel == Kernel::Moe) {
@@ -301,7 +300,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
     } else if (isTrainKernel(s.kernel)) {
-      wsBytes = std::max(wsBytes, trainWorkspaceBytes(s));
+      wsBytes = std::max(wsBytes, trainWorkspaceBytes(si));
     } else if (s.kernel == Kernel::LightningAttention &&
                s.params.tileChunk == 1) {
       // fp32 [D, D] states of every segment but the last, per sequence and
@@ -350,21 +349,26 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   return Status::ok();
 }
 
-Status CudaExecutor::Impl::uploadPersistent(
-    const std::vector<void *> &hostData) {
-  // Host weights are f32 (bf16 ones already rounded by the Session); bf16
-  // ones are narrowed here, one tensor at a time. Buffers sharing storage
-  // share a device address and travel once.
-  std::vector<uint16_t> narrow;
+template <typename F> Status CudaExecutor::Impl::eachPersistent(F f) {
+  // Buffers sharing storage share a device address and travel once.
   std::map<CUdeviceptr, bool> done;
-  for (size_t i = 0; i < plan.buffers.size(); ++i) {
-    const BufferDesc &b = plan.buffers[i];
-    if (!isPersistent(b) || !done.emplace(dev[i], true).second)
-      continue;
+  for (size_t i = 0; i < plan.buffers.size(); ++i)
+    if (isPersistent(plan.buffers[i]) && done.emplace(dev[i], true).second)
+      MM_RETURN_IF_ERROR(f(i, plan.buffers[i]));
+  MM_CU_CALL(drv, streamSynchronize, stream);
+  return Status::ok();
+}
+
+Status
+CudaExecutor::Impl::uploadPersistent(const std::vector<void *> &hostData) {
+  // Host weights are f32 (bf16 ones already rounded by the Session); bf16
+  // ones are narrowed here, one tensor at a time.
+  std::vector<uint16_t> narrow;
+  return eachPersistent([&](size_t i, const BufferDesc &b) -> Status {
     if (deviceDtype(b) == DType::F32) {
       MM_CU_CALL(drv, memcpyHtoDAsync, dev[i], hostData[i], deviceBytes(b),
                  stream);
-      continue;
+      return Status::ok();
     }
     const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
     const float *src = static_cast<const float *>(hostData[i]);
@@ -376,23 +380,18 @@ Status CudaExecutor::Impl::uploadPersistent(
       narrow[j] = static_cast<uint16_t>(u >> 16); // exact: rounded at bind
     }
     MM_CU_CALL(drv, memcpyHtoDAsync, dev[i], narrow.data(), n * 2, stream);
-  }
-  MM_CU_CALL(drv, streamSynchronize, stream);
-  return Status::ok();
+    return Status::ok();
+  });
 }
 
-Status CudaExecutor::Impl::downloadPersistent(
-    const std::vector<void *> &hostData) {
+Status
+CudaExecutor::Impl::downloadPersistent(const std::vector<void *> &hostData) {
   std::vector<uint16_t> wide;
-  std::map<CUdeviceptr, bool> done;
-  for (size_t i = 0; i < plan.buffers.size(); ++i) {
-    const BufferDesc &b = plan.buffers[i];
-    if (!isPersistent(b) || !done.emplace(dev[i], true).second)
-      continue;
+  return eachPersistent([&](size_t i, const BufferDesc &b) -> Status {
     if (deviceDtype(b) == DType::F32) {
       MM_CU_CALL(drv, memcpyDtoHAsync, hostData[i], dev[i], deviceBytes(b),
                  stream);
-      continue;
+      return Status::ok();
     }
     const uint64_t n = b.maxBytes / dtypeSize(b.dtype);
     wide.resize(n);
@@ -403,9 +402,8 @@ Status CudaExecutor::Impl::downloadPersistent(
       const uint32_t u = static_cast<uint32_t>(wide[j]) << 16;
       std::memcpy(&dst[j], &u, 4);
     }
-  }
-  MM_CU_CALL(drv, streamSynchronize, stream);
-  return Status::ok();
+    return Status::ok();
+  });
 }
 
 Status CudaExecutor::Impl::runStep(size_t index,
@@ -459,7 +457,8 @@ Status CudaExecutor::Impl::runStep(size_t index,
     const bool binary = in.size() > 1;
     k::ElementwiseArgs a{
         d(0), binary ? d(1) : 0, out, shapes[in[0]].elements, p.alpha, p.beta};
-    // Up to 8 elements per thread and grid-stride step (kernels/elementwise.cuh).
+    // Up to 8 elements per thread and grid-stride step
+    // (kernels/elementwise.cuh).
     return launch(L.fns[0], gridStride((a.n + 7) / 8, threads), 1, 1, threads,
                   0, &a);
   }
@@ -616,7 +615,8 @@ Status CudaExecutor::Impl::pass(const std::vector<void *> &hostData,
                stream);
   for (const Binding &b : plan.inputs)
     MM_CU_CALL(drv, memcpyHtoDAsync, dev[b.buffer], hostData[b.buffer],
-               shapes[b.buffer].elements * dtypeSize(plan.buffers[b.buffer].dtype),
+               shapes[b.buffer].elements *
+                   dtypeSize(plan.buffers[b.buffer].dtype),
                stream);
   const size_t n = plan.steps.size();
   for (size_t i = 0; i < n; ++i) {
@@ -625,7 +625,7 @@ Status CudaExecutor::Impl::pass(const std::vector<void *> &hostData,
     if (skip[i])
       continue;
     Status st = isTrainKernel(plan.steps[i].kernel) ? runTrainStep(i, shapes)
-                                                     : runStep(i, shapes);
+                                                    : runStep(i, shapes);
     if (st.isOk() && scan)
       st = launchFiniteChecks(i, shapes);
     if (!st.isOk())

@@ -73,13 +73,13 @@ namespace {
 struct LmHeadWorkspace {
   uint64_t logits = 0, dlogits = 0, rowLoss = 0, bytes = 0;
 };
-LmHeadWorkspace lmHeadWorkspace(int64_t chunk, int64_t vocab,
-                                int64_t totalRows, uint64_t elemBytes) {
+LmHeadWorkspace lmHeadWorkspace(int64_t chunk, int64_t vocab, int64_t totalRows,
+                                uint64_t elemBytes) {
   LmHeadWorkspace w;
   w.logits = 0;
   w.dlogits = alignUp(uint64_t(chunk * vocab) * 4, kWorkspaceAlign);
-  w.rowLoss = w.dlogits +
-              alignUp(uint64_t(chunk * vocab) * elemBytes, kWorkspaceAlign);
+  w.rowLoss =
+      w.dlogits + alignUp(uint64_t(chunk * vocab) * elemBytes, kWorkspaceAlign);
   w.bytes = w.rowLoss + alignUp(uint64_t(totalRows) * 4, kWorkspaceAlign);
   return w;
 }
@@ -249,8 +249,8 @@ Status CudaExecutor::Impl::uploadAdamTables() {
   return Status::ok();
 }
 
-Status CudaExecutor::Impl::checkStepInputs(
-    const std::vector<void *> &hostData) {
+Status
+CudaExecutor::Impl::checkStepInputs(const std::vector<void *> &hostData) {
   for (const StepDesc &s : plan.steps)
     if (s.kernel == Kernel::AdamW) {
       const float step = *static_cast<const float *>(hostData[s.inputs[6]]);
@@ -261,90 +261,39 @@ Status CudaExecutor::Impl::checkStepInputs(
   return Status::ok();
 }
 
-uint64_t CudaExecutor::Impl::trainWorkspaceBytes(const StepDesc &s) const {
-  auto dim = [&](uint32_t buffer, size_t d) -> int64_t {
-    const Dim &x = plan.buffers[buffer].shape[d];
-    return x.kind == DimKind::Const   ? x.value
-           : x.kind == DimKind::Batch ? plan.maxBatch
-                                      : plan.maxSeq;
-  };
-  const KernelParams &p = s.params;
-  const auto &in = s.inputs;
-  const int D = static_cast<int>(p.headDim);
-  const int sms = multiprocessors;
-  const int64_t rows = plan.maxBatch * plan.maxSeq;
-  switch (s.kernel) {
-  case Kernel::EmbeddingGrad: {
-    k::EmbeddingGradArgs a{};
-    a.rows = rows;
-    a.vocab = dim(s.outputs[0], 0);
-    a.hidden = dim(s.outputs[0], 1);
-    return k::embeddingGradWorkspaceBytes(a, 0, sms);
+uint64_t CudaExecutor::Impl::trainWorkspaceBytes(size_t index) {
+  // The step's arguments at the compile-time maxima (no device memory yet:
+  // every address is 0), asked for their workspace instead of launched.
+  std::vector<ResolvedShape> maxShapes(plan.buffers.size());
+  for (size_t i = 0; i < plan.buffers.size(); ++i) {
+    const std::vector<int64_t> dims =
+        resolveShape(plan.buffers[i].shape, plan.maxBatch, plan.maxSeq);
+    for (size_t d = 0; d < dims.size(); ++d) {
+      maxShapes[i].dims[d] = dims[d];
+      maxShapes[i].elements *= dims[d];
+    }
   }
-  case Kernel::RmsNormGrad: {
-    k::RmsNormGradArgs a{};
-    a.rows = rows;
-    a.n = dim(in[0], 2);
-    return k::rmsNormGradWorkspaceBytes(a, 0, sms);
-  }
-  case Kernel::LightningAttentionGrad: {
-    k::LightningGradArgs a{};
-    a.batch = plan.maxBatch;
-    a.seq = plan.maxSeq;
-    a.heads = p.numHeads;
-    a.layer = p.layerIndex;
-    a.num_layers = p.numLayers;
-    return k::lightningAttentionGradWorkspaceBytes(a, D, sms);
-  }
-  case Kernel::SoftmaxAttentionGrad: {
-    k::SoftmaxAttentionGradArgs a{};
-    a.batch = plan.maxBatch;
-    a.seq = plan.maxSeq;
-    a.heads = p.numHeads;
-    a.kv_heads = p.numKvHeads;
-    a.scale = p.scale;
-    return k::softmaxAttentionGradWorkspaceBytes(a, D, sms);
-  }
-  case Kernel::MoeGrad: {
-    k::MoeGradArgs a{};
-    a.rows = rows;
-    a.hidden = dim(in[0], 2);
-    a.experts = dim(in[2], 0);
-    a.inter = dim(in[2], 1);
-    a.top_k = p.topK;
-    a.elem_bytes = static_cast<long long>(dtypeSize(plan.buffers[in[0]].dtype));
-    a.wgmma = plan.target == "sm_90a" ? 1 : 2;
-    return k::moeGradWorkspaceBytes(a, 0, sms);
-  }
-  case Kernel::Came: {
-    k::CameArgs a{};
-    const size_t rank = plan.buffers[in[0]].shape.size();
-    a.rows = dim(in[0], rank - 2);
-    a.cols = dim(in[0], rank - 1);
-    a.count = 1;
-    for (size_t d = 0; d + 2 < rank; ++d)
-      a.count *= dim(in[0], d);
-    return k::cameWorkspaceBytes(a, 0, sms);
-  }
-  case Kernel::CameVector: {
-    k::CameVectorArgs a{};
-    a.n = dim(in[0], 0);
-    return k::cameVectorWorkspaceBytes(a, 0, sms);
-  }
-  case Kernel::LmHeadLoss:
-  case Kernel::LmHeadLossGrad: {
-    const int64_t vocab = dim(in[1], 0);
-    return lmHeadWorkspace(lmHeadChunk(s, rows), vocab, rows,
-                           dtypeSize(plan.buffers[in[0]].dtype))
-        .bytes;
-  }
-  default:
-    return 0;
-  }
+  uint64_t bytes = 0;
+  Status st = runTrainStep(index, maxShapes, &bytes);
+  return st.isOk() ? bytes : 0;
 }
 
-Status CudaExecutor::Impl::runTrainStep(
-    size_t index, const std::vector<ResolvedShape> &shapes) {
+/// The CAME hyper-parameters, shared by the factored and the vector form.
+template <typename A> void setCameParams(A &a, const KernelParams &p) {
+  a.beta1 = p.beta1;
+  a.beta2 = p.beta2;
+  a.beta3 = p.beta3;
+  a.eps1 = p.eps;
+  a.eps2 = p.eps2;
+  a.clip_threshold = p.clipThreshold;
+  a.weight_decay = p.weightDecay;
+  a.max_norm = p.maxNorm;
+}
+
+Status
+CudaExecutor::Impl::runTrainStep(size_t index,
+                                 const std::vector<ResolvedShape> &shapes,
+                                 uint64_t *workspaceBytes) {
   const StepDesc &s = plan.steps[index];
   const KernelParams &p = s.params;
   const auto &in = s.inputs;
@@ -360,66 +309,71 @@ Status CudaExecutor::Impl::runTrainStep(
   auto elems = [&](uint32_t buffer) { return shapes[buffer].elements; };
   const std::array<int64_t, kMaxRank> &x = dims(in[0]);
   k::Launch l[k::kMaxLaunches];
+  // Launches the family's plan for `a`, or (sizing) reports its workspace.
+  auto issue = [&](auto &a, auto workspaceFn, auto planFn) -> Status {
+    if (workspaceBytes) {
+      *workspaceBytes = workspaceFn(a);
+      return Status::ok();
+    }
+    return launchPlan(fn, l, planFn(a), &a);
+  };
+  auto none = [](const auto &) { return 0ull; };
+  if (workspaceBytes)
+    *workspaceBytes = 0;
   switch (s.kernel) {
   case Kernel::EmbeddingGrad: {
-    k::EmbeddingGradArgs a{};
-    a.ids = d(in[0]);
-    a.dy = d(in[1]);
-    a.dtable = d(outs[0]);
-    a.error = base + errorSlot;
-    a.workspace = ws;
-    a.rows = x[0] * x[1];
-    a.vocab = dims(outs[0])[0];
-    a.hidden = dims(outs[0])[1];
-    return launchPlan(fn, l, k::embeddingGradPlan(a, 0, sms, l), &a);
+    k::EmbeddingGradArgs a{
+        d(in[0]), d(in[1]),    d(outs[0]),       base + errorSlot,
+        ws,       x[0] * x[1], dims(outs[0])[0], dims(outs[0])[1]};
+    return issue(
+        a,
+        [&](const auto &x) {
+          return k::embeddingGradWorkspaceBytes(x, 0, sms);
+        },
+        [&](auto &x) { return k::embeddingGradPlan(x, 0, sms, l); });
   }
   case Kernel::RmsNormGrad: {
-    k::RmsNormGradArgs a{};
-    a.x = d(in[0]);
-    a.w = d(in[1]);
-    a.dy = d(in[2]);
-    a.dx = d(outs[0]);
-    a.dw = d(outs[1]);
-    a.workspace = ws;
-    a.rows = x[0] * x[1];
-    a.n = x[2];
-    a.eps = p.eps;
-    return launchPlan(fn, l, k::rmsNormGradPlan(a, 0, sms, l), &a);
+    k::RmsNormGradArgs a{d(in[0]),    d(in[1]),   d(in[2]),
+                         d(outs[0]),  d(outs[1]), ws,
+                         x[0] * x[1], x[2],       p.eps};
+    return issue(
+        a,
+        [&](const auto &x) { return k::rmsNormGradWorkspaceBytes(x, 0, sms); },
+        [&](auto &x) { return k::rmsNormGradPlan(x, 0, sms, l); });
   }
   case Kernel::LinearGrad: {
     // x [rows, K], w [N, K], dy [rows, N]: dx = dy · w, dw = dyᵀ · x.
     const int64_t rows = x[0] * x[1], K = x[2], N = dims(in[1])[0];
     const cudaDataType_t t = cudaType(plan.buffers[in[0]].dtype);
-    MM_RETURN_IF_ERROR(lt->gemm(stream, t, cudaType(plan.buffers[outs[0]].dtype),
-                                rows, K, N, dev[in[2]], false, dev[in[1]],
-                                false, dev[outs[0]], 0.f));
+    if (workspaceBytes)
+      return Status::ok();
+    MM_RETURN_IF_ERROR(
+        lt->gemm(stream, t, cudaType(plan.buffers[outs[0]].dtype), rows, K, N,
+                 dev[in[2]], false, dev[in[1]], false, dev[outs[0]], 0.f));
     return lt->gemm(stream, t, CUDA_R_32F, N, K, rows, dev[in[2]], true,
                     dev[in[0]], false, dev[outs[1]], 0.f);
   }
   case Kernel::SiluGrad:
   case Kernel::SigmoidGrad: {
     k::ActGradArgs a{d(in[0]), d(in[1]), d(outs[0]), elems(in[0])};
-    const int n = s.kernel == Kernel::SiluGrad
-                      ? k::siluGradPlan(a, 0, sms, l)
-                      : k::sigmoidGradPlan(a, 0, sms, l);
-    return launchPlan(fn, l, n, &a);
+    return issue(a, none, [&](auto &x) {
+      return s.kernel == Kernel::SiluGrad ? k::siluGradPlan(x, 0, sms, l)
+                                          : k::sigmoidGradPlan(x, 0, sms, l);
+    });
   }
   case Kernel::RopeGrad: {
-    k::RopeGradArgs a{d(in[0]),   d(outs[0]), x[0],       x[1],
+    k::RopeGradArgs a{d(in[0]),   d(outs[0]), x[0],        x[1],
                       p.numHeads, p.headDim,  p.rotaryDim, p.theta};
-    return launchPlan(fn, l, k::ropeGradPlan(a, 0, sms, l), &a);
+    return issue(a, none,
+                 [&](auto &x) { return k::ropeGradPlan(x, 0, sms, l); });
   }
   case Kernel::LightningAttentionGrad: {
-    k::LightningGradArgs a{};
-    a.qkv = d(in[0]);
-    a.dout = d(in[1]);
-    a.dqkv = d(outs[0]);
-    a.workspace = ws;
-    a.batch = x[0];
-    a.seq = x[1];
-    a.heads = p.numHeads;
-    a.layer = p.layerIndex;
-    a.num_layers = p.numLayers;
+    k::LightningGradArgs a{d(in[0]), d(in[1]),   d(outs[0]),   ws,         x[0],
+                           x[1],     p.numHeads, p.layerIndex, p.numLayers};
+    if (workspaceBytes) {
+      *workspaceBytes = k::lightningAttentionGradWorkspaceBytes(a, D, sms);
+      return Status::ok();
+    }
     const int n = k::lightningAttentionGradPlan(a, D, sms, l);
     if (n == 0 && a.batch * a.seq > 0)
       return unimplemented("head_dim " + std::to_string(D) +
@@ -428,45 +382,29 @@ Status CudaExecutor::Impl::runTrainStep(
     return launchPlan(fn, l, n, &a);
   }
   case Kernel::SoftmaxAttentionGrad: {
-    k::SoftmaxAttentionGradArgs a{};
-    a.q = d(in[0]);
-    a.k = d(in[1]);
-    a.v = d(in[2]);
-    a.dout = d(in[3]);
-    a.dq = d(outs[0]);
-    a.dk = d(outs[1]);
-    a.dv = d(outs[2]);
-    a.workspace = ws;
-    a.batch = x[0];
-    a.seq = x[1];
-    a.heads = p.numHeads;
-    a.kv_heads = p.numKvHeads;
-    a.scale = p.scale;
-    return launchPlan(fn, l, k::softmaxAttentionGradPlan(a, D, sms, l), &a);
+    k::SoftmaxAttentionGradArgs a{
+        d(in[0]),   d(in[1]),     d(in[2]), d(in[3]), d(outs[0]),
+        d(outs[1]), d(outs[2]),   ws,       x[0],     x[1],
+        p.numHeads, p.numKvHeads, p.scale};
+    return issue(
+        a,
+        [&](const auto &x) {
+          return k::softmaxAttentionGradWorkspaceBytes(x, D, sms);
+        },
+        [&](auto &x) { return k::softmaxAttentionGradPlan(x, D, sms, l); });
   }
   case Kernel::MoeGrad: {
-    k::MoeGradArgs a{};
-    a.x = d(in[0]);
-    a.router = d(in[1]);
-    a.w1 = d(in[2]);
-    a.w2 = d(in[3]);
-    a.w3 = d(in[4]);
-    a.dy = d(in[5]);
-    a.dx = d(outs[0]);
-    a.drouter = d(outs[1]);
-    a.dw1 = d(outs[2]);
-    a.dw2 = d(outs[3]);
-    a.dw3 = d(outs[4]);
-    a.workspace = ws;
-    a.rows = x[0] * x[1];
-    a.hidden = x[2];
-    a.experts = dims(in[2])[0];
-    a.inter = dims(in[2])[1];
-    a.top_k = p.topK;
+    k::MoeGradArgs a{d(in[0]),    d(in[1]),   d(in[2]),       d(in[3]),
+                     d(in[4]),    d(in[5]),   d(outs[0]),     d(outs[1]),
+                     d(outs[2]),  d(outs[3]), d(outs[4]),     ws,
+                     x[0] * x[1], x[2],       dims(in[2])[0], dims(in[2])[1],
+                     p.topK};
     // Only the GEMM form the device will run: wgmma in an sm_90a cubin.
     a.elem_bytes = static_cast<long long>(dtypeSize(plan.buffers[in[0]].dtype));
     a.wgmma = plan.target == "sm_90a" ? 1 : 2;
-    return launchPlan(fn, l, k::moeGradPlan(a, 0, sms, l), &a);
+    return issue(
+        a, [&](const auto &x) { return k::moeGradWorkspaceBytes(x, 0, sms); },
+        [&](auto &x) { return k::moeGradPlan(x, 0, sms, l); });
   }
   case Kernel::LmHeadLoss:
   case Kernel::LmHeadLossGrad: {
@@ -476,6 +414,10 @@ Status CudaExecutor::Impl::runTrainStep(
     const DType t = plan.buffers[in[0]].dtype;
     const uint64_t tb = dtypeSize(t);
     const LmHeadWorkspace lw = lmHeadWorkspace(chunk, V, rows, tb);
+    if (workspaceBytes) {
+      *workspaceBytes = lw.bytes;
+      return Status::ok();
+    }
     k::LmHeadArgs a{};
     a.logits = ws + lw.logits;
     a.labels = d(in[2]);
@@ -518,6 +460,8 @@ Status CudaExecutor::Impl::runTrainStep(
     return launchPlan(fn, l, k::lmHeadPlan(a, "_reduce", sms, l), &a);
   }
   case Kernel::GradNorm: {
+    if (workspaceBytes)
+      return Status::ok();
     k::GradNormArgs a{};
     a.acc = base + scalars + kScalarGradAcc;
     a.out = d(outs[0]);
@@ -532,21 +476,12 @@ Status CudaExecutor::Impl::runTrainStep(
     return launchPlan(fn, l, k::gradNormPlan(a, "_finalize", sms, l), &a);
   }
   case Kernel::AdamW: {
-    k::AdamWArgs a{};
-    a.p = d(in[0]);
-    a.g = d(in[1]);
-    a.m = d(in[2]);
-    a.v = d(in[3]);
-    a.norm = d(in[4]);
-    a.lr = d(in[5]);
-    a.step = d(in[6]);
-    a.n = elems(in[0]);
-    a.beta1 = p.beta1;
-    a.beta2 = p.beta2;
-    a.eps = p.eps;
-    a.weight_decay = p.weightDecay;
-    a.max_norm = p.maxNorm;
+    k::AdamWArgs a{d(in[0]), d(in[1]),      d(in[2]),     d(in[3]), d(in[4]),
+                   d(in[5]), d(in[6]),      elems(in[0]), p.beta1,  p.beta2,
+                   p.eps,    p.weightDecay, p.maxNorm};
     a.store = fusedStore[index] >= 0 ? d(fusedStore[index]) : 0;
+    if (workspaceBytes)
+      return Status::ok();
     if (adamGroupOf[index] >= 0) {
       const AdamGroup &g = adamGroups[adamGroupOf[index]];
       a.table = base + tables + g.tableOffset;
@@ -556,54 +491,30 @@ Status CudaExecutor::Impl::runTrainStep(
     return launchPlan(fn, l, k::adamWPlan(a, 0, sms, l), &a);
   }
   case Kernel::Came: {
-    k::CameArgs a{};
-    a.p = d(in[0]);
-    a.g = d(in[1]);
-    a.m = d(in[2]);
-    a.row = d(in[3]);
-    a.col = d(in[4]);
-    a.res_row = d(in[5]);
-    a.res_col = d(in[6]);
-    a.norm = d(in[7]);
-    a.lr = d(in[8]);
-    a.workspace = ws;
+    k::CameArgs a{d(in[0]), d(in[1]), d(in[2]), d(in[3]), d(in[4]),
+                  d(in[5]), d(in[6]), d(in[7]), d(in[8]), ws};
     const size_t rank = plan.buffers[in[0]].shape.size();
     a.rows = x[rank - 2];
     a.cols = x[rank - 1];
     a.count = elems(in[0]) / (a.rows * a.cols);
-    a.beta1 = p.beta1;
-    a.beta2 = p.beta2;
-    a.beta3 = p.beta3;
-    a.eps1 = p.eps;
-    a.eps2 = p.eps2;
-    a.clip_threshold = p.clipThreshold;
-    a.weight_decay = p.weightDecay;
-    a.max_norm = p.maxNorm;
-    return launchPlan(fn, l, k::camePlan(a, 0, sms, l), &a);
+    setCameParams(a, p);
+    return issue(
+        a, [&](const auto &x) { return k::cameWorkspaceBytes(x, 0, sms); },
+        [&](auto &x) { return k::camePlan(x, 0, sms, l); });
   }
   case Kernel::CameVector: {
-    k::CameVectorArgs a{};
-    a.p = d(in[0]);
-    a.g = d(in[1]);
-    a.m = d(in[2]);
-    a.v = d(in[3]);
-    a.norm = d(in[4]);
-    a.lr = d(in[5]);
-    a.workspace = ws;
-    a.n = elems(in[0]);
-    a.beta1 = p.beta1;
-    a.beta2 = p.beta2;
-    a.beta3 = p.beta3;
-    a.eps1 = p.eps;
-    a.eps2 = p.eps2;
-    a.clip_threshold = p.clipThreshold;
-    a.weight_decay = p.weightDecay;
-    a.max_norm = p.maxNorm;
-    return launchPlan(fn, l, k::cameVectorPlan(a, 0, sms, l), &a);
+    k::CameVectorArgs a{d(in[0]), d(in[1]), d(in[2]), d(in[3]),
+                        d(in[4]), d(in[5]), ws,       elems(in[0])};
+    setCameParams(a, p);
+    return issue(
+        a,
+        [&](const auto &x) { return k::cameVectorWorkspaceBytes(x, 0, sms); },
+        [&](auto &x) { return k::cameVectorPlan(x, 0, sms, l); });
   }
   case Kernel::StoreParam: {
     k::StoreParamArgs a{d(in[0]), d(in[1]), elems(in[0])};
-    return launchPlan(fn, l, k::storeParamPlan(a, 0, sms, l), &a);
+    return issue(a, none,
+                 [&](auto &x) { return k::storeParamPlan(x, 0, sms, l); });
   }
   default:
     return internalError("unhandled training kernel " + s.kernelName);
@@ -628,10 +539,9 @@ Status CudaExecutor::Impl::launchFiniteChecks(
     // The step that wrote it: a fused loss belongs to the step before.
     a.step = static_cast<long long>(
         o == static_cast<uint32_t>(fusedLoss[index]) ? index - 1 : index);
-    MM_RETURN_IF_ERROR(launchPlan(std::string("mm_finite_check_") +
-                                      dtypeName(t),
-                                  l, k::finiteCheckPlan(a, 0, multiprocessors, l),
-                                  &a));
+    MM_RETURN_IF_ERROR(
+        launchPlan(std::string("mm_finite_check_") + dtypeName(t), l,
+                   k::finiteCheckPlan(a, 0, multiprocessors, l), &a));
   }
   return Status::ok();
 }

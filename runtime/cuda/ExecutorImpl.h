@@ -77,6 +77,8 @@ struct CudaExecutor::Impl {
 
   Status open();
   Status allocate(const std::vector<void *> &hostData);
+  /// f(index, buffer) once per distinct weight/state storage, then a sync.
+  template <typename F> Status eachPersistent(F f);
   Status uploadPersistent(const std::vector<void *> &hostData);
   Status downloadPersistent(const std::vector<void *> &hostData);
   Status launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
@@ -89,14 +91,13 @@ struct CudaExecutor::Impl {
   /// One pass over the steps: inputs up, every step, outputs down. `scan`:
   /// NaN/Inf checks after every step, reported by name.
   Status pass(const std::vector<void *> &hostData,
-              const std::vector<ResolvedShape> &shapes, int64_t seq,
-              bool scan);
+              const std::vector<ResolvedShape> &shapes, int64_t seq, bool scan);
   Status runStep(size_t index, const std::vector<ResolvedShape> &shapes);
   Status checkErrorSlot(int64_t seq);
 
   // Training (CudaTrain.cpp).
-  bool checkFinite = false; // NaN/Inf detection (see CudaExecutor::run)
-  uint64_t scalars = 0;      // kScalarBytes of device scalars (below)
+  bool checkFinite = false;       // NaN/Inf detection (see CudaExecutor::run)
+  uint64_t scalars = 0;           // kScalarBytes of device scalars (below)
   std::vector<int64_t> fusedLoss; // per step: loss buffer its pass also writes
   std::vector<bool> skip; // per step: done by a neighbouring step's pass
   // per step: the bf16 weight an adamw step also stores (its store_param,
@@ -113,9 +114,9 @@ struct CudaExecutor::Impl {
   std::vector<AdamGroup> adamGroups;
   std::vector<int64_t> adamGroupOf; // per step: its group if it leads one
   uint64_t tables = 0;
-  void groupOptimizerSteps();         // at open()
-  uint64_t adamTableBytes() const;    // at allocate()
-  Status uploadAdamTables();          // at allocate(), after dev[] is known
+  void groupOptimizerSteps();      // at open()
+  uint64_t adamTableBytes() const; // at allocate()
+  Status uploadAdamTables();       // at allocate(), after dev[] is known
   std::map<std::string, CUfunction> fnCache;
   std::map<CUfunction, uint32_t> fnSmemSet;
   /// The entry `name` of the cubin, opted in to `smem` bytes of dynamic
@@ -124,9 +125,12 @@ struct CudaExecutor::Impl {
   /// Issues a kernels/launch.h plan: entries prefix + suffix, args by value.
   Status launchPlan(const std::string &prefix, const k::Launch *plan, int n,
                     void *args);
-  Status openTrainStep(size_t index); // validation, at open()
-  uint64_t trainWorkspaceBytes(const StepDesc &s) const; // at max shapes
-  Status runTrainStep(size_t index, const std::vector<ResolvedShape> &shapes);
+  Status openTrainStep(size_t index);         // validation, at open()
+  uint64_t trainWorkspaceBytes(size_t index); // at the compile-time maxima
+  /// Issues training step `index`; with `workspaceBytes`, only reports the
+  /// workspace its kernels need at `shapes` (nothing launched).
+  Status runTrainStep(size_t index, const std::vector<ResolvedShape> &shapes,
+                      uint64_t *workspaceBytes = nullptr);
   Status launchFiniteChecks(size_t index,
                             const std::vector<ResolvedShape> &shapes);
   Status checkFiniteSlot();
@@ -138,8 +142,6 @@ struct CudaExecutor::Impl {
 /// loss the fused pass does not return (f32).
 constexpr uint64_t kScalarGradAcc = 0, kScalarFinite = 8, kScalarCount = 16,
                    kScalarLoss = 20, kScalarBytes = 256;
-
-
 
 /// Whether the executor runs `k` through CudaTrain.cpp.
 bool isTrainKernel(Kernel k);
