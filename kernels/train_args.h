@@ -51,6 +51,11 @@ struct EmbeddingGradArgs {
 struct GradNormArgs {
   dptr g, acc, out;
   long long n;
+  /// Phase "_sumsq_multi" (the executor's multi-tensor form): `table` holds
+  /// `count` NormTensor entries; block b adds the squares of chunk b − first
+  /// (gradNormChunk() values) of the last entry whose first <= b.
+  dptr table;
+  long long count;
 };
 
 /// adamw (torch.optim.AdamW) in place on f32 p, m, v [n] from the f32
@@ -70,6 +75,15 @@ struct AdamWArgs {
   dptr table;
   long long count;
 };
+
+/// One gradient of a multi-tensor grad_norm: its values, size, first block.
+struct NormTensor {
+  dptr g;
+  long long n, first;
+};
+/// Values per block of the multi-tensor grad_norm (few blocks: each adds its
+/// sum into one f64 with an atomic).
+MM_HD constexpr long long gradNormChunk() { return 65536; }
 
 /// One tensor of a multi-tensor adamw: its buffers (store 0 when none), its
 /// size and its first block (AdamWArgs::table).

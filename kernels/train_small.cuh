@@ -576,6 +576,38 @@ __device__ __forceinline__ void gradNormSumsq(const GradNormArgs &a) {
     atomicAdd(mptr<double>(a.acc), s);
 }
 
+/// Multi-tensor form: one launch over a table of gradients (NormTensor).
+__device__ __forceinline__ void gradNormSumsqMulti(const GradNormArgs &a) {
+  const NormTensor *tab = cptr<NormTensor>(a.table);
+  const long long b = blockIdx.x;
+  int lo = 0, hi = static_cast<int>(a.count) - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tab[mid].first <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  const NormTensor t = tab[lo];
+  const long long c0 = (b - t.first) * gradNormChunk();
+  const long long c1 =
+      c0 + gradNormChunk() < t.n ? c0 + gradNormChunk() : t.n;
+  const float *g = cptr<float>(t.g);
+  double s = 0;
+  // Gradients are 256-byte aligned and c0 a multiple of 4.
+  const long long v1 = c0 + (c1 > c0 ? (c1 - c0) / 4 * 4 : 0);
+  for (long long i = c0 + 4 * threadIdx.x; i < v1; i += 4 * blockDim.x) {
+    const float4 x = ld4(g, i);
+    s += static_cast<double>(x.x * x.x + x.y * x.y) +
+         static_cast<double>(x.z * x.z + x.w * x.w);
+  }
+  for (long long i = v1 + threadIdx.x; i < c1; i += blockDim.x)
+    s += static_cast<double>(g[i]) * g[i];
+  s = blockSumD(s);
+  if (threadIdx.x == 0)
+    atomicAdd(mptr<double>(a.acc), s);
+}
+
 // ------------------------------------------------------------------ adamw
 
 struct AdamStep {
@@ -1252,6 +1284,9 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   }                                                                            \
   MM_TS_ENTRY(prefix, _sumsq, GradNormArgs, 256) {                             \
     mm::k::ts::gradNormSumsq(a);                                               \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _sumsq_multi, GradNormArgs, 256) {                       \
+    mm::k::ts::gradNormSumsqMulti(a);                                          \
   }                                                                            \
   MM_TS_ENTRY(prefix, _finalize, GradNormArgs, 32) {                           \
     if (threadIdx.x == 0 && blockIdx.x == 0)                                   \

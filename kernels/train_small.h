@@ -153,6 +153,10 @@ inline int gradNormPlan(GradNormArgs &a, const char *phase, int sms,
         "_sumsq", tsplan::strideGrid(tsplan::cdiv(a.n, 4), 256, sms, 8), 256);
     return 1;
   }
+  if (std::strcmp(phase, "_sumsq_multi") == 0) { // a.n: the table's blocks
+    out[0] = tsplan::launch("_sumsq_multi", a.n, 256);
+    return 1;
+  }
   if (std::strcmp(phase, "_finalize") == 0) {
     out[0] = tsplan::launch("_finalize", 1, 32);
     return 1;

@@ -327,7 +327,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   scalars = at;
   at += kScalarBytes;
   tables = at;
-  at += adamTableBytes();
+  at += tableBytes();
   totalBytes = at;
 
   size_t freeBytes = 0, deviceTotal = 0;
@@ -343,7 +343,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
              (b.kind == BufferKind::Activation ? arena + b.offset : offset[i]);
   }
   MM_RETURN_IF_ERROR(uploadPersistent(hostData));
-  MM_RETURN_IF_ERROR(uploadAdamTables());
+  MM_RETURN_IF_ERROR(uploadTables());
   MM_ASSIGN_OR_RETURN(lt,
                       LtGemm::create(base + ltWorkspace, kLtWorkspaceBytes));
   return Status::ok();

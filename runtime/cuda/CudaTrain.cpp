@@ -9,7 +9,8 @@
 // operands is done by the gradient's pass (one logits product per chunk
 // instead of two), and an adamw step directly followed by the store_param of
 // its master into a bf16 weight writes that weight itself; consecutive adamw
-// steps sharing their scalars are one multi-tensor launch.
+// steps sharing their scalars are one multi-tensor launch (and so are the
+// squares of a grad_norm over constant-shaped gradients).
 #include "runtime/cuda/ExecutorImpl.h"
 
 #include "kernels/lightning_attention_grad.h"
@@ -212,16 +213,29 @@ void CudaExecutor::Impl::groupOptimizerSteps() {
     }
     i = j - 1;
   }
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (plan.steps[i].kernel != Kernel::GradNorm)
+      continue;
+    bool constant = true;
+    for (uint32_t g : plan.steps[i].inputs)
+      for (const Dim &d : plan.buffers[g].shape)
+        constant = constant && d.kind == DimKind::Const;
+    if (constant)
+      normTables[i] = NormTable{};
+  }
 }
 
-uint64_t CudaExecutor::Impl::adamTableBytes() const {
+uint64_t CudaExecutor::Impl::tableBytes() const {
   uint64_t bytes = 0;
   for (const AdamGroup &g : adamGroups)
     bytes += alignUp(g.steps.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
+  for (const auto &[i, t] : normTables)
+    bytes += alignUp(plan.steps[i].inputs.size() * sizeof(k::NormTensor),
+                     kWorkspaceAlign);
   return bytes;
 }
 
-Status CudaExecutor::Impl::uploadAdamTables() {
+Status CudaExecutor::Impl::uploadTables() {
   uint64_t at = 0;
   for (AdamGroup &g : adamGroups) {
     std::vector<k::AdamWTensor> table;
@@ -245,6 +259,21 @@ Status CudaExecutor::Impl::uploadAdamTables() {
                table.size() * sizeof(k::AdamWTensor), stream);
     MM_CU_CALL(drv, streamSynchronize, stream);
     at += alignUp(table.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
+  }
+  for (auto &[i, nt] : normTables) {
+    std::vector<k::NormTensor> table;
+    unsigned long long blocks = 0;
+    for (uint32_t g : plan.steps[i].inputs) {
+      const long long n = static_cast<long long>(plan.buffers[g].maxBytes / 4);
+      table.push_back({dev[g], n, static_cast<long long>(blocks)});
+      blocks += (n + k::gradNormChunk() - 1) / k::gradNormChunk();
+    }
+    nt.tableOffset = at;
+    nt.blocks = blocks;
+    MM_CU_CALL(drv, memcpyHtoDAsync, base + tables + at, table.data(),
+               table.size() * sizeof(k::NormTensor), stream);
+    MM_CU_CALL(drv, streamSynchronize, stream);
+    at += alignUp(table.size() * sizeof(k::NormTensor), kWorkspaceAlign);
   }
   return Status::ok();
 }
@@ -467,6 +496,15 @@ CudaExecutor::Impl::runTrainStep(size_t index,
     a.out = d(outs[0]);
     MM_RETURN_IF_ERROR(
         launchPlan(fn, l, k::gradNormPlan(a, "_zero", sms, l), &a));
+    auto multi = normTables.find(index);
+    if (multi != normTables.end()) {
+      a.table = base + tables + multi->second.tableOffset;
+      a.count = static_cast<long long>(in.size());
+      a.n = static_cast<long long>(multi->second.blocks);
+      MM_RETURN_IF_ERROR(
+          launchPlan(fn, l, k::gradNormPlan(a, "_sumsq_multi", sms, l), &a));
+      return launchPlan(fn, l, k::gradNormPlan(a, "_finalize", sms, l), &a);
+    }
     for (uint32_t g : in) {
       a.g = d(g);
       a.n = elems(g);

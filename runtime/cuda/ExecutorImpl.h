@@ -113,10 +113,17 @@ struct CudaExecutor::Impl {
   };
   std::vector<AdamGroup> adamGroups;
   std::vector<int64_t> adamGroupOf; // per step: its group if it leads one
+  // Multi-tensor grad_norm: per grad_norm step whose gradients all have
+  // constant shapes, its NormTensor table (after the adamw tables).
+  struct NormTable {
+    uint64_t tableOffset = 0;
+    unsigned long long blocks = 0;
+  };
+  std::map<size_t, NormTable> normTables;
   uint64_t tables = 0;
-  void groupOptimizerSteps();      // at open()
-  uint64_t adamTableBytes() const; // at allocate()
-  Status uploadAdamTables();       // at allocate(), after dev[] is known
+  void groupOptimizerSteps(); // at open()
+  uint64_t tableBytes() const; // at allocate()
+  Status uploadTables();       // at allocate(), after dev[] is known
   std::map<std::string, CUfunction> fnCache;
   std::map<CUfunction, uint32_t> fnSmemSet;
   /// The entry `name` of the cubin, opted in to `smem` bytes of dynamic

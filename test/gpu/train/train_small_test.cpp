@@ -281,6 +281,23 @@ void testGradNorm(const std::vector<long long> &sizes, bool bench) {
   std::string tag = "grad_norm f32 " + std::to_string(sizes.size()) +
                     " tensors, last n=" + std::to_string(sizes.back());
   rep.check(tag, std::fabs(got - ref) / ref, 1e-5);
+  // The multi-tensor form: one "_sumsq_multi" launch over a NormTensor table.
+  std::vector<k::NormTensor> table;
+  long long blocks = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    table.push_back({gs[i]->ptr, sizes[i], blocks});
+    blocks += (sizes[i] + k::gradNormChunk() - 1) / k::gradNormChunk();
+  }
+  DevBuf dTable(table.size() * sizeof(k::NormTensor) / 4, false);
+  dTable.uploadRaw(table.data(), table.size() * sizeof(k::NormTensor));
+  k::GradNormArgs m{0, acc.ptr, out.ptr, blocks, dTable.ptr,
+                    static_cast<long long>(table.size())};
+  for (const char *phase : {"_zero", "_sumsq_multi", "_finalize"}) {
+    np = k::gradNormPlan(m, phase, gpu.sms(), plan);
+    gpu.run(prefix("grad_norm", false), plan, np, m);
+  }
+  rep.check(tag + " (_sumsq_multi)",
+            std::fabs(out.download()[0] - ref) / ref, 1e-5);
   if (bench) {
     k::Launch all[3];
     k::gradNormPlan(a, "_zero", gpu.sms(), all);
