@@ -43,8 +43,125 @@
 namespace mm {
 namespace k {
 
+/// Softmax and top-k of the E logits of token t (lane 0 of the token's warp
+/// picks, in expert order; the other lanes exponentiate).
+__device__ __forceinline__ void moeRouteTopK(const MoeArgs &p, long long t,
+                                             float *pr, int lane) {
+  const int E = static_cast<int>(p.experts);
+  float mx = -infinity();
+  for (int e = lane; e < E; e += 32)
+    mx = fmaxf(mx, pr[e]);
+  mx = warpMax(mx); // order-free, so the same as the sequential max
+  for (int e = lane; e < E; e += 32)
+    pr[e] = expf(pr[e] - mx);
+  __syncwarp();
+  if (lane != 0)
+    return;
+  float sum = 0.f;
+  for (int e = 0; e < E; ++e)
+    sum += pr[e];
+  const int K = static_cast<int>(p.top_k);
+  int *topE = mptr<int>(p.topk_expert) + t * K;
+  float *topW = mptr<float>(p.topk_weight) + t * K;
+  float kept = 0.f;
+  for (int j = 0; j < K; ++j) {
+    // A NaN probability (from a non-finite input, which the run reports)
+    // still yields an untaken expert index, never -1.
+    int best = -1;
+    for (int e = 0; e < E; ++e)
+      if (pr[e] != -1.f && (best < 0 || pr[e] > pr[best]))
+        best = e;
+    topE[j] = best;
+    topW[j] = pr[best] / sum;
+    kept += topW[j];
+    pr[best] = -1.f; // taken
+  }
+  for (int j = 0; j < K; ++j)
+    topW[j] /= kept;
+}
+
+/// moeRoute for bf16 with H % 8 == 0 and H <= 1024: the block's THREADS/32
+/// tokens are staged in shared memory as fp32 once; warp w then computes
+/// experts w, w + THREADS/32, ... for all of them, each router row unpacked
+/// into registers once. Lane l sums elements l·8 + 256 i + 0..7 in the order of
+/// the warp-per-token loop below and warpSum reduces, so the logits are
+/// bitwise the same (moe_grad recomputes them that way).
+template <int THREADS>
+__device__ void moeRouteStaged(const MoeArgs &p,
+                               float (&logits)[THREADS / 32][moeMaxExperts()]) {
+  constexpr int W = THREADS / 32, HMAX = 1024, CH = HMAX / 256;
+  // xs[tk][(2 i + half) · 32 + l] holds elements l·8 + 256 i + 4 half + 0..3,
+  // so a warp's float4 reads of one (i, half) are consecutive (no conflicts).
+  __shared__ float4 xs[W][HMAX / 4];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const long long t0 = static_cast<long long>(blockIdx.x) * W;
+  const int H = static_cast<int>(p.hidden), E = static_cast<int>(p.experts);
+  const int nTok =
+      p.rows - t0 < W ? static_cast<int>(p.rows > t0 ? p.rows - t0 : 0) : W;
+  const unsigned short *x = cptr<unsigned short>(p.x);
+  for (int i = threadIdx.x; i < nTok * (H / 8); i += THREADS) {
+    const int tk = i / (H / 8), c = (i % (H / 8)) * 8;
+    const uint4 v = *reinterpret_cast<const uint4 *>(x + (t0 + tk) * H + c);
+    const int at = (c >> 8) * 64 + ((c >> 3) & 31);
+    xs[tk][at] = make_float4(
+        __uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
+        __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
+    xs[tk][at + 32] = make_float4(
+        __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
+        __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
+  }
+  __syncthreads();
+  const unsigned short *router = cptr<unsigned short>(p.router);
+  for (int e = warp; e < E; e += W) {
+    float r[CH][8];
+#pragma unroll
+    for (int i = 0; i < CH; ++i) {
+      const int c = lane * 8 + 256 * i;
+      const uint4 v = c < H ? *reinterpret_cast<const uint4 *>(
+                                  router + static_cast<long long>(e) * H + c)
+                            : make_uint4(0, 0, 0, 0);
+      const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        r[i][2 * q] = __uint_as_float(u[q] << 16);
+        r[i][2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
+      }
+    }
+    for (int tk = 0; tk < nTok; ++tk) {
+      float s = 0.f;
+#pragma unroll
+      for (int i = 0; i < CH; ++i) {
+        const int c = lane * 8 + 256 * i;
+        if (c < H) {
+          const float4 a = xs[tk][i * 64 + lane], b = xs[tk][i * 64 + 32 + lane];
+          s = fmaf(a.x, r[i][0], s);
+          s = fmaf(a.y, r[i][1], s);
+          s = fmaf(a.z, r[i][2], s);
+          s = fmaf(a.w, r[i][3], s);
+          s = fmaf(b.x, r[i][4], s);
+          s = fmaf(b.y, r[i][5], s);
+          s = fmaf(b.z, r[i][6], s);
+          s = fmaf(b.w, r[i][7], s);
+        }
+      }
+      s = warpSum(s);
+      if (lane == 0)
+        logits[tk][e] = s;
+    }
+  }
+  __syncthreads();
+  if (warp < nTok)
+    moeRouteTopK(p, t0 + warp, logits[warp], lane);
+}
+
 template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   __shared__ float logits[THREADS / 32][moeMaxExperts()];
+  if constexpr (sizeof(T) == 2 && THREADS <= 256) {
+    if (p.hidden % 8 == 0 && p.hidden <= 1024) {
+      moeRouteStaged<THREADS>(p, logits);
+      return;
+    }
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long t =
       static_cast<long long>(blockIdx.x) * (THREADS / 32) + warp;
@@ -81,35 +198,7 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
       logits[warp][e] = s;
   }
   __syncwarp();
-  if (lane != 0)
-    return;
-  float *pr = logits[warp];
-  float mx = -infinity();
-  for (int e = 0; e < E; ++e)
-    mx = fmaxf(mx, pr[e]);
-  float sum = 0.f;
-  for (int e = 0; e < E; ++e) {
-    pr[e] = expf(pr[e] - mx);
-    sum += pr[e];
-  }
-  const int K = static_cast<int>(p.top_k);
-  int *topE = mptr<int>(p.topk_expert) + t * K;
-  float *topW = mptr<float>(p.topk_weight) + t * K;
-  float kept = 0.f;
-  for (int j = 0; j < K; ++j) {
-    // A NaN probability (from a non-finite input, which the run reports)
-    // still yields an untaken expert index, never -1.
-    int best = -1;
-    for (int e = 0; e < E; ++e)
-      if (pr[e] != -1.f && (best < 0 || pr[e] > pr[best]))
-        best = e;
-    topE[j] = best;
-    topW[j] = pr[best] / sum;
-    kept += topW[j];
-    pr[best] = -1.f; // taken
-  }
-  for (int j = 0; j < K; ++j)
-    topW[j] /= kept;
+  moeRouteTopK(p, t, logits[warp], lane);
 }
 
 template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
@@ -123,8 +212,25 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
     cursor[e] = 0;
   }
   __syncthreads();
-  for (long long s = threadIdx.x; s < slots; s += THREADS)
-    atomicAdd(&counts[topE[s]], 1);
+  // Batches of U slots per thread, loads issued together; the lanes of a warp
+  // that share an expert add to its count once (match.any).
+  constexpr int U = 8;
+  const int lane = threadIdx.x & 31;
+  const unsigned below = (1u << lane) - 1u;
+  for (long long s0 = 0; s0 < slots; s0 += U * THREADS) {
+    int ev[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const long long s = s0 + u * THREADS + threadIdx.x;
+      ev[u] = s < slots ? topE[s] : -1;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const unsigned m = __match_any_sync(0xffffffffu, ev[u]);
+      if (ev[u] >= 0 && (m & below) == 0)
+        atomicAdd(&counts[ev[u]], __popc(m));
+    }
+  }
   __syncthreads();
   if (threadIdx.x == 0) {
     int *offsets = mptr<int>(p.offsets), *tiles = mptr<int>(p.tile_offsets);
@@ -141,11 +247,28 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
   }
   __syncthreads();
   int *permSlot = mptr<int>(p.perm_slot), *slotPos = mptr<int>(p.slot_pos);
-  for (long long s = threadIdx.x; s < slots; s += THREADS) {
-    const int e = topE[s];
-    const int pos = offs[e] + atomicAdd(&cursor[e], 1);
-    permSlot[pos] = static_cast<int>(s);
-    slotPos[s] = pos;
+  for (long long s0 = 0; s0 < slots; s0 += U * THREADS) {
+    int ev[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const long long s = s0 + u * THREADS + threadIdx.x;
+      ev[u] = s < slots ? topE[s] : -1;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const long long s = s0 + u * THREADS + threadIdx.x;
+      const unsigned m = __match_any_sync(0xffffffffu, ev[u]);
+      const int leader = __ffs(m) - 1;
+      int base = 0;
+      if (ev[u] >= 0 && lane == leader)
+        base = atomicAdd(&cursor[ev[u]], __popc(m));
+      base = __shfl_sync(0xffffffffu, base, leader);
+      if (ev[u] >= 0) {
+        const int pos = offs[ev[u]] + base + __popc(m & below);
+        permSlot[pos] = static_cast<int>(s);
+        slotPos[s] = pos;
+      }
+    }
   }
 }
 
@@ -304,6 +427,12 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
+#ifndef MM_MOE_LAG
+#define MM_MOE_LAG 2
+#endif
+#ifndef MM_MOE_FAST_SILU
+#define MM_MOE_FAST_SILU 0
+#endif
 __device__ __forceinline__ void wgmmaBf16N128(float (&d)[64],
                                               unsigned long long da,
                                               unsigned long long db,
@@ -546,6 +675,17 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   unsigned short *out =
       GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
   long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  // Staggered consumers: warpgroup 2 starts once warpgroup 1 has issued its
+  // first LAG k-tiles (LAG <= S, so warpgroup 1 needs no released stage for
+  // them), so one warpgroup's epilogue overlaps the other's last wgmmas.
+  constexpr int LAG = MM_MOE_LAG;
+  static_assert(LAG >= 0 && LAG <= S, "the lag fits the ring");
+  const long long lagAt =
+      static_cast<long long>(myItems) * KT < LAG
+          ? static_cast<long long>(myItems) * KT
+          : LAG;
+  if (LAG > 0 && cw == 1 && lagAt > 0)
+    asm volatile("bar.sync 1, 256;\n" ::: "memory");
   for (int it = 0; it < myItems; ++it) {
     for (int kt = 0; kt < KT; ++kt, ++g) {
       const int slot = static_cast<int>(g % S);
@@ -570,6 +710,8 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
       // producer
       if (kt != 0 && l == 0)
         mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+      if (LAG > 0 && cw == 0 && g == lagAt - 1)
+        asm volatile("bar.arrive 1, 256;\n" ::: "memory");
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     fenceRegs(acc);
@@ -595,9 +737,17 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
         const long long n = cBase + 8 * j;
         float v0, v1;
         if constexpr (GATE_UP) {
+#if MM_MOE_FAST_SILU
+          const float g0 = acc[4 * j + 2 * h], g1 = acc[4 * j + 2 * h + 1];
+          v0 = __fdividef(g0, 1.0f + __expf(-g0)) *
+               acc[4 * (j + BN / 8) + 2 * h];
+          v1 = __fdividef(g1, 1.0f + __expf(-g1)) *
+               acc[4 * (j + BN / 8) + 2 * h + 1];
+#else
           v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
           v1 =
               siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
+#endif
         } else {
           v0 = acc[4 * j + 2 * h];
           v1 = acc[4 * j + 2 * h + 1];
@@ -714,6 +864,9 @@ __device__ void moeGemm(const MoeArgs &p) {
     moeGemmSimt<T, BM, BN, BK, THREADS, GATE_UP>(p);
 }
 
+#ifndef MM_MOE_COMBINE_WAVE
+#define MM_MOE_COMBINE_WAVE 0
+#endif
 template <typename T, int THREADS>
 __device__ void moeCombine(const MoeArgs &p) {
   const T *y = cptr<T>(p.y);
@@ -721,14 +874,46 @@ __device__ void moeCombine(const MoeArgs &p) {
     // 16-byte vectors of 8 bf16, same arithmetic; the rows·H/8 vectors spread
     // over all blocks.
     const long long vecs = p.rows * (p.hidden / 8);
+#if MM_MOE_COMBINE_WAVE
+    // One wave of blocks (2048 threads per multiprocessor) strides over the
+    // vectors; the others exit at once.
+    unsigned nsm;
+    asm("mov.u32 %0, %%nsmid;" : "=r"(nsm));
+    const unsigned used = min(gridDim.x, nsm * (2048u / THREADS));
+    if (blockIdx.x >= used)
+      return;
+#else
+    const unsigned used = gridDim.x;
+#endif
     for (long long v8 =
              blockIdx.x * static_cast<long long>(THREADS) + threadIdx.x;
-         v8 < vecs; v8 += static_cast<long long>(gridDim.x) * THREADS) {
+         v8 < vecs; v8 += static_cast<long long>(used) * THREADS) {
       const long long t = v8 / (p.hidden / 8), c = (v8 % (p.hidden / 8)) * 8;
       const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
       const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
       T *out = mptr<T>(p.out) + t * p.hidden;
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (p.top_k == 2) { // both rows in flight together, same arithmetic
+        const long long p0 = pos[0], p1 = pos[1];
+        const float w0 = w[0], w1 = w[1];
+        const uint4 a = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + p0 * p.hidden + c);
+        const uint4 b = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + p1 * p.hidden + c);
+        const unsigned ua[4] = {a.x, a.y, a.z, a.w}, ub[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(w0, __uint_as_float(ua[i] << 16), s[2 * i]);
+          s[2 * i + 1] =
+              fmaf(w0, __uint_as_float(ua[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(w1, __uint_as_float(ub[i] << 16), s[2 * i]);
+          s[2 * i + 1] =
+              fmaf(w1, __uint_as_float(ub[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+      } else
       for (long long j = 0; j < p.top_k; ++j) {
         const uint4 v = *reinterpret_cast<const uint4 *>(
             reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden +
