@@ -64,6 +64,32 @@ __device__ __forceinline__ void moeRouteTopK(const MoeArgs &p, long long t,
   int *topE = mptr<int>(p.topk_expert) + t * K;
   float *topW = mptr<float>(p.topk_weight) + t * K;
   float kept = 0.f;
+  if (K <= 8) { // the same picks and arithmetic, kept in registers
+    float wv[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j >= K)
+        break;
+      int best = -1;
+      float bv = 0.f; // pr[best]
+      for (int e = 0; e < E; ++e) {
+        const float v = pr[e];
+        if (v != -1.f && (best < 0 || v > bv)) {
+          best = e;
+          bv = v;
+        }
+      }
+      topE[j] = best;
+      wv[j] = pr[best] / sum;
+      kept += wv[j];
+      pr[best] = -1.f; // taken
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < K)
+        topW[j] = wv[j] / kept;
+    return;
+  }
   for (int j = 0; j < K; ++j) {
     // A NaN probability (from a non-finite input, which the run reports)
     // still yields an untaken expert index, never -1.
@@ -80,19 +106,21 @@ __device__ __forceinline__ void moeRouteTopK(const MoeArgs &p, long long t,
     topW[j] /= kept;
 }
 
-/// moeRoute for bf16 with H % 8 == 0 and H <= 1024: the block's THREADS/32
-/// tokens are staged in shared memory as fp32 once; warp w then computes
-/// experts w, w + THREADS/32, ... for all of them, each router row unpacked
-/// into registers once. Lane l sums elements l·8 + 256 i + 0..7 in the order of
-/// the warp-per-token loop below and warpSum reduces, so the logits are
-/// bitwise the same (moe_grad recomputes them that way).
-template <int THREADS>
+/// moeRoute for bf16 with H % 8 == 0 and H <= 1024: the block's W =
+/// THREADS/32 tokens are staged in shared memory (bf16) once; warp w then
+/// computes experts XE·w .. XE·w + XE - 1 (and every W·XE-th group after) for
+/// all of them, k-chunk by k-chunk, so each staged x chunk read serves XE
+/// experts and each router chunk W tokens. Lane l still sums its elements
+/// l·8 + 256 i + 0..7 in the order of the warp-per-token loop below and
+/// warpSum reduces, so the logits are bitwise the same (moe_grad recomputes
+/// them that way).
+template <int THREADS, int XE>
 __device__ void moeRouteStaged(const MoeArgs &p,
-                               float (&logits)[THREADS / 32][moeMaxExperts()]) {
+                               float (&logits)[THREADS / 32][moeMaxExperts()],
+                               uint4 (&xs)[THREADS / 32][128]) {
   constexpr int W = THREADS / 32, HMAX = 1024, CH = HMAX / 256;
-  // xs[tk][(2 i + half) · 32 + l] holds elements l·8 + 256 i + 4 half + 0..3,
-  // so a warp's float4 reads of one (i, half) are consecutive (no conflicts).
-  __shared__ float4 xs[W][HMAX / 4];
+  // xs[tk][q]: elements 8 q .. 8 q + 7 of token tk, i.e. chunk i = q / 32 of
+  // lane q % 32 (a warp's reads of one chunk are consecutive).
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long t0 = static_cast<long long>(blockIdx.x) * W;
   const int H = static_cast<int>(p.hidden), E = static_cast<int>(p.experts);
@@ -100,65 +128,83 @@ __device__ void moeRouteStaged(const MoeArgs &p,
       p.rows - t0 < W ? static_cast<int>(p.rows > t0 ? p.rows - t0 : 0) : W;
   const unsigned short *x = cptr<unsigned short>(p.x);
   for (int i = threadIdx.x; i < nTok * (H / 8); i += THREADS) {
-    const int tk = i / (H / 8), c = (i % (H / 8)) * 8;
-    const uint4 v = *reinterpret_cast<const uint4 *>(x + (t0 + tk) * H + c);
-    const int at = (c >> 8) * 64 + ((c >> 3) & 31);
-    xs[tk][at] = make_float4(
-        __uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u),
-        __uint_as_float(v.y << 16), __uint_as_float(v.y & 0xffff0000u));
-    xs[tk][at + 32] = make_float4(
-        __uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
-        __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
+    const int tk = i / (H / 8), q = i % (H / 8);
+    xs[tk][q] = *reinterpret_cast<const uint4 *>(x + (t0 + tk) * H + q * 8);
   }
   __syncthreads();
   const unsigned short *router = cptr<unsigned short>(p.router);
-  for (int e = warp; e < E; e += W) {
-    float r[CH][8];
+  for (int e0 = warp * XE; e0 < E; e0 += W * XE) {
+    float s[XE][W];
+#pragma unroll
+    for (int xe = 0; xe < XE; ++xe)
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk)
+        s[xe][tk] = 0.f;
 #pragma unroll
     for (int i = 0; i < CH; ++i) {
       const int c = lane * 8 + 256 * i;
-      const uint4 v = c < H ? *reinterpret_cast<const uint4 *>(
-                                  router + static_cast<long long>(e) * H + c)
+      if (c >= H)
+        break;
+      float r[XE][8];
+#pragma unroll
+      for (int xe = 0; xe < XE; ++xe) {
+        const uint4 v = e0 + xe < E
+                            ? *reinterpret_cast<const uint4 *>(
+                                  router + static_cast<long long>(e0 + xe) * H +
+                                  c)
                             : make_uint4(0, 0, 0, 0);
-      const unsigned u[4] = {v.x, v.y, v.z, v.w};
+        const unsigned u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        r[i][2 * q] = __uint_as_float(u[q] << 16);
-        r[i][2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
-      }
-    }
-    for (int tk = 0; tk < nTok; ++tk) {
-      float s = 0.f;
-#pragma unroll
-      for (int i = 0; i < CH; ++i) {
-        const int c = lane * 8 + 256 * i;
-        if (c < H) {
-          const float4 a = xs[tk][i * 64 + lane], b = xs[tk][i * 64 + 32 + lane];
-          s = fmaf(a.x, r[i][0], s);
-          s = fmaf(a.y, r[i][1], s);
-          s = fmaf(a.z, r[i][2], s);
-          s = fmaf(a.w, r[i][3], s);
-          s = fmaf(b.x, r[i][4], s);
-          s = fmaf(b.y, r[i][5], s);
-          s = fmaf(b.z, r[i][6], s);
-          s = fmaf(b.w, r[i][7], s);
+        for (int q = 0; q < 4; ++q) {
+          r[xe][2 * q] = __uint_as_float(u[q] << 16);
+          r[xe][2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
         }
       }
-      s = warpSum(s);
-      if (lane == 0)
-        logits[tk][e] = s;
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk) {
+        if (tk < nTok) {
+          const uint4 v = xs[tk][i * 32 + lane];
+          const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const float lo = __uint_as_float(u[q] << 16),
+                        hi = __uint_as_float(u[q] & 0xffff0000u);
+#pragma unroll
+            for (int xe = 0; xe < XE; ++xe) {
+              s[xe][tk] = fmaf(lo, r[xe][2 * q], s[xe][tk]);
+              s[xe][tk] = fmaf(hi, r[xe][2 * q + 1], s[xe][tk]);
+            }
+          }
+        }
+      }
     }
+#pragma unroll
+    for (int xe = 0; xe < XE; ++xe)
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk)
+        if (e0 + xe < E && tk < nTok) {
+          const float v = warpSum(s[xe][tk]);
+          if (lane == 0)
+            logits[tk][e0 + xe] = v;
+        }
   }
   __syncthreads();
   if (warp < nTok)
     moeRouteTopK(p, t0 + warp, logits[warp], lane);
 }
 
+#ifndef MM_MOE_ROUTE_XE
+#define MM_MOE_ROUTE_XE 2 // experts per warp and pass when E > THREADS / 32
+#endif
 template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   __shared__ float logits[THREADS / 32][moeMaxExperts()];
   if constexpr (sizeof(T) == 2 && THREADS <= 256) {
     if (p.hidden % 8 == 0 && p.hidden <= 1024) {
-      moeRouteStaged<THREADS>(p, logits);
+      __shared__ uint4 xs[THREADS / 32][128]; // 1024 bf16 per token
+      if (p.experts <= THREADS / 32)
+        moeRouteStaged<THREADS, 1>(p, logits, xs);
+      else
+        moeRouteStaged<THREADS, MM_MOE_ROUTE_XE>(p, logits, xs);
       return;
     }
   }
@@ -202,21 +248,21 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
 }
 
 template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
-  __shared__ int counts[moeMaxExperts()], cursor[moeMaxExperts()],
-      offs[moeMaxExperts()];
+  // Per-warp counters (wc[w][e]) keep the shared atomics of a block's warps
+  // apart; an exclusive scan over the warps turns them into each warp's first
+  // row inside its expert's group.
+  constexpr int NW = THREADS / 32;
+  __shared__ int counts[moeMaxExperts()], offs[moeMaxExperts()];
+  __shared__ int wc[NW][moeMaxExperts()];
   const int E = static_cast<int>(p.experts);
   const long long slots = p.rows * p.top_k;
   const int *topE = cptr<int>(p.topk_expert);
-  for (int e = threadIdx.x; e < E; e += THREADS) {
-    counts[e] = 0;
-    cursor[e] = 0;
-  }
+  const int warp = threadIdx.x >> 5;
+  for (int i = threadIdx.x; i < NW * E; i += THREADS)
+    wc[i / E][i % E] = 0;
   __syncthreads();
-  // Batches of U slots per thread, loads issued together; the lanes of a warp
-  // that share an expert add to its count once (match.any).
+  // Batches of U slots per thread, their loads issued together.
   constexpr int U = 8;
-  const int lane = threadIdx.x & 31;
-  const unsigned below = (1u << lane) - 1u;
   for (long long s0 = 0; s0 < slots; s0 += U * THREADS) {
     int ev[U];
 #pragma unroll
@@ -225,11 +271,19 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
       ev[u] = s < slots ? topE[s] : -1;
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const unsigned m = __match_any_sync(0xffffffffu, ev[u]);
-      if (ev[u] >= 0 && (m & below) == 0)
-        atomicAdd(&counts[ev[u]], __popc(m));
+    for (int u = 0; u < U; ++u)
+      if (ev[u] >= 0)
+        atomicAdd(&wc[warp][ev[u]], 1);
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += THREADS) {
+    int run = 0;
+    for (int w = 0; w < NW; ++w) {
+      const int c = wc[w][e];
+      wc[w][e] = run;
+      run += c;
     }
+    counts[e] = run;
   }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -255,20 +309,13 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
       ev[u] = s < slots ? topE[s] : -1;
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const long long s = s0 + u * THREADS + threadIdx.x;
-      const unsigned m = __match_any_sync(0xffffffffu, ev[u]);
-      const int leader = __ffs(m) - 1;
-      int base = 0;
-      if (ev[u] >= 0 && lane == leader)
-        base = atomicAdd(&cursor[ev[u]], __popc(m));
-      base = __shfl_sync(0xffffffffu, base, leader);
+    for (int u = 0; u < U; ++u)
       if (ev[u] >= 0) {
-        const int pos = offs[ev[u]] + base + __popc(m & below);
+        const long long s = s0 + u * THREADS + threadIdx.x;
+        const int pos = offs[ev[u]] + atomicAdd(&wc[warp][ev[u]], 1);
         permSlot[pos] = static_cast<int>(s);
         slotPos[s] = pos;
       }
-    }
   }
 }
 
@@ -427,11 +474,11 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
-#ifndef MM_MOE_LAG
-#define MM_MOE_LAG 2
+#ifndef MM_MOE_SMEM_EPILOGUE
+#define MM_MOE_SMEM_EPILOGUE 0
 #endif
 #ifndef MM_MOE_FAST_SILU
-#define MM_MOE_FAST_SILU 0
+#define MM_MOE_FAST_SILU 1
 #endif
 __device__ __forceinline__ void wgmmaBf16N128(float (&d)[64],
                                               unsigned long long da,
@@ -563,6 +610,9 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+#if MM_MOE_SMEM_EPILOGUE
+  __shared__ __align__(16) unsigned epi[CONSUMER_WARPS][16 * 32];
+#endif
   const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
@@ -675,17 +725,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   unsigned short *out =
       GATE_UP ? mptr<unsigned short>(p.h) : mptr<unsigned short>(p.y);
   long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
-  // Staggered consumers: warpgroup 2 starts once warpgroup 1 has issued its
-  // first LAG k-tiles (LAG <= S, so warpgroup 1 needs no released stage for
-  // them), so one warpgroup's epilogue overlaps the other's last wgmmas.
-  constexpr int LAG = MM_MOE_LAG;
-  static_assert(LAG >= 0 && LAG <= S, "the lag fits the ring");
-  const long long lagAt =
-      static_cast<long long>(myItems) * KT < LAG
-          ? static_cast<long long>(myItems) * KT
-          : LAG;
-  if (LAG > 0 && cw == 1 && lagAt > 0)
-    asm volatile("bar.sync 1, 256;\n" ::: "memory");
   for (int it = 0; it < myItems; ++it) {
     for (int kt = 0; kt < KT; ++kt, ++g) {
       const int slot = static_cast<int>(g % S);
@@ -710,8 +749,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
       // producer
       if (kt != 0 && l == 0)
         mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
-      if (LAG > 0 && cw == 0 && g == lagAt - 1)
-        asm volatile("bar.arrive 1, 256;\n" ::: "memory");
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     fenceRegs(acc);
@@ -724,6 +761,49 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
     // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
     // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
     // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
+    auto value = [&](int j, int h, int q) -> float {
+      if constexpr (GATE_UP) {
+        const float g = acc[4 * j + 2 * h + q],
+                    u = acc[4 * (j + BN / 8) + 2 * h + q];
+#if MM_MOE_FAST_SILU
+        return __fdividef(g, 1.0f + __expf(-g)) * u;
+#else
+        return siluF(g) * u;
+#endif
+      } else {
+        return acc[4 * j + 2 * h + q];
+      }
+    };
+#if MM_MOE_SMEM_EPILOGUE
+    // Through the warp's 16 × 64-column staging tile (16-byte chunks swizzled
+    // by row, conflict-free both ways): 8 lanes store one row's 128 bytes.
+    {
+      const long long rW = r0 + cw * 64 + w * 16;
+      const long long nItem = static_cast<long long>(item % NT) * BN;
+      unsigned *stage = epi[cw * 4 + w];
+      const int g = l >> 2, t = l & 3;
+#pragma unroll
+      for (int c = 0; c < BN / 64; ++c) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj)
+            stage[(g + 8 * h) * 32 + ((jj ^ g) << 2) + t] =
+                packBf16(value(8 * c + jj, h, 0), value(8 * c + jj, h, 1));
+        __syncwarp();
+#pragma unroll
+        for (int it = 0; it < 4; ++it) {
+          const int id = it * 32 + l, row = id >> 3, ch = id & 7;
+          const uint4 v = *reinterpret_cast<const uint4 *>(
+              &stage[row * 32 + ((ch ^ (row & 7)) << 2)]);
+          const long long r = rW + row, n = nItem + c * 64 + ch * 8;
+          if (r < r1 && n < N) // N % 8 == 0: a chunk is in or out
+            *reinterpret_cast<uint4 *>(out + r * N + n) = v;
+        }
+        __syncwarp();
+      }
+    }
+#else
     const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
     const long long cBase =
         static_cast<long long>(item % NT) * BN + 2 * (l & 3);
@@ -735,29 +815,14 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
         const long long n = cBase + 8 * j;
-        float v0, v1;
-        if constexpr (GATE_UP) {
-#if MM_MOE_FAST_SILU
-          const float g0 = acc[4 * j + 2 * h], g1 = acc[4 * j + 2 * h + 1];
-          v0 = __fdividef(g0, 1.0f + __expf(-g0)) *
-               acc[4 * (j + BN / 8) + 2 * h];
-          v1 = __fdividef(g1, 1.0f + __expf(-g1)) *
-               acc[4 * (j + BN / 8) + 2 * h + 1];
-#else
-          v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
-          v1 =
-              siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
-#endif
-        } else {
-          v0 = acc[4 * j + 2 * h];
-          v1 = acc[4 * j + 2 * h + 1];
-        }
+        const float v0 = value(j, h, 0), v1 = value(j, h, 1);
         if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
           *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
         else if (n < N)
           out[r * N + n] = static_cast<unsigned short>(packBf16(v0, v1));
       }
     }
+#endif
   }
 #endif
 }
@@ -865,7 +930,7 @@ __device__ void moeGemm(const MoeArgs &p) {
 }
 
 #ifndef MM_MOE_COMBINE_WAVE
-#define MM_MOE_COMBINE_WAVE 0
+#define MM_MOE_COMBINE_WAVE 1
 #endif
 template <typename T, int THREADS>
 __device__ void moeCombine(const MoeArgs &p) {
