@@ -16,6 +16,10 @@
 //   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (stored in T, like h)
 //   5. moeCombine   out[t] = Σ_k topk_weight[t,k] · y[slot_pos[t,k]] in k order
 //   (deterministic).
+// bf16 route with H % 8 == 0 and H <= 1024 (moeRouteStaged): the block's tokens
+// are staged in shared memory and each warp computes a group of experts for all
+// of them (same per-lane sums, so the same logits bitwise); bf16 combine: one
+// wave of blocks strides over the 16-byte vectors, the rest exit at once.
 // The order of rows inside an expert's group depends on atomics, but each row's
 // arithmetic does not, so results are bitwise reproducible.
 //
@@ -33,8 +37,10 @@
 // persistent warp-specialised CTAs (one per multiprocessor, 384 threads) over
 // (M-tile, N-tile) work items: a producer warpgroup fills a 4-stage cp.async
 // ring of 128-byte-swizzled shared memory (full/empty mbarriers), two consumer
-// warpgroups multiply with wgmma m64n256k16; the other bf16 shapes and targets
-// keep the mma.sync form.
+// warpgroups multiply with wgmma m64n256k16, and each consumer warp writes its
+// 16 output rows through a 2 KB swizzled staging tile as full 128-byte rows
+// (SwiGLU there with __fdividef, MM_MOE_FAST_SILU; 0 gives siluF, bitwise the
+// mma.sync form's h); the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -148,11 +154,10 @@ __device__ void moeRouteStaged(const MoeArgs &p,
       float r[XE][8];
 #pragma unroll
       for (int xe = 0; xe < XE; ++xe) {
-        const uint4 v = e0 + xe < E
-                            ? *reinterpret_cast<const uint4 *>(
-                                  router + static_cast<long long>(e0 + xe) * H +
-                                  c)
-                            : make_uint4(0, 0, 0, 0);
+        const uint4 v =
+            e0 + xe < E ? *reinterpret_cast<const uint4 *>(
+                              router + static_cast<long long>(e0 + xe) * H + c)
+                        : make_uint4(0, 0, 0, 0);
         const unsigned u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
@@ -193,9 +198,6 @@ __device__ void moeRouteStaged(const MoeArgs &p,
     moeRouteTopK(p, t0 + warp, logits[warp], lane);
 }
 
-#ifndef MM_MOE_ROUTE_XE
-#define MM_MOE_ROUTE_XE 2 // experts per warp and pass when E > THREADS / 32
-#endif
 template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   __shared__ float logits[THREADS / 32][moeMaxExperts()];
   if constexpr (sizeof(T) == 2 && THREADS <= 256) {
@@ -204,7 +206,7 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
       if (p.experts <= THREADS / 32)
         moeRouteStaged<THREADS, 1>(p, logits, xs);
       else
-        moeRouteStaged<THREADS, MM_MOE_ROUTE_XE>(p, logits, xs);
+        moeRouteStaged<THREADS, 2>(p, logits, xs); // 4: slower (moe3.md)
       return;
     }
   }
@@ -248,43 +250,18 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
 }
 
 template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
-  // Per-warp counters (wc[w][e]) keep the shared atomics of a block's warps
-  // apart; an exclusive scan over the warps turns them into each warp's first
-  // row inside its expert's group.
-  constexpr int NW = THREADS / 32;
-  __shared__ int counts[moeMaxExperts()], offs[moeMaxExperts()];
-  __shared__ int wc[NW][moeMaxExperts()];
+  __shared__ int counts[moeMaxExperts()], cursor[moeMaxExperts()],
+      offs[moeMaxExperts()];
   const int E = static_cast<int>(p.experts);
   const long long slots = p.rows * p.top_k;
   const int *topE = cptr<int>(p.topk_expert);
-  const int warp = threadIdx.x >> 5;
-  for (int i = threadIdx.x; i < NW * E; i += THREADS)
-    wc[i / E][i % E] = 0;
-  __syncthreads();
-  // Batches of U slots per thread, their loads issued together.
-  constexpr int U = 8;
-  for (long long s0 = 0; s0 < slots; s0 += U * THREADS) {
-    int ev[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const long long s = s0 + u * THREADS + threadIdx.x;
-      ev[u] = s < slots ? topE[s] : -1;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (ev[u] >= 0)
-        atomicAdd(&wc[warp][ev[u]], 1);
-  }
-  __syncthreads();
   for (int e = threadIdx.x; e < E; e += THREADS) {
-    int run = 0;
-    for (int w = 0; w < NW; ++w) {
-      const int c = wc[w][e];
-      wc[w][e] = run;
-      run += c;
-    }
-    counts[e] = run;
+    counts[e] = 0;
+    cursor[e] = 0;
   }
+  __syncthreads();
+  for (long long s = threadIdx.x; s < slots; s += THREADS)
+    atomicAdd(&counts[topE[s]], 1);
   __syncthreads();
   if (threadIdx.x == 0) {
     int *offsets = mptr<int>(p.offsets), *tiles = mptr<int>(p.tile_offsets);
@@ -301,21 +278,11 @@ template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
   }
   __syncthreads();
   int *permSlot = mptr<int>(p.perm_slot), *slotPos = mptr<int>(p.slot_pos);
-  for (long long s0 = 0; s0 < slots; s0 += U * THREADS) {
-    int ev[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const long long s = s0 + u * THREADS + threadIdx.x;
-      ev[u] = s < slots ? topE[s] : -1;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (ev[u] >= 0) {
-        const long long s = s0 + u * THREADS + threadIdx.x;
-        const int pos = offs[ev[u]] + atomicAdd(&wc[warp][ev[u]], 1);
-        permSlot[pos] = static_cast<int>(s);
-        slotPos[s] = pos;
-      }
+  for (long long s = threadIdx.x; s < slots; s += THREADS) {
+    const int e = topE[s];
+    const int pos = offs[e] + atomicAdd(&cursor[e], 1);
+    permSlot[pos] = static_cast<int>(s);
+    slotPos[s] = pos;
   }
 }
 
@@ -469,14 +436,12 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 // B tile holds 128 rows of w1 then the same rows of w3, so gate and up come out
 // side by side and the SwiGLU is applied in registers. setmaxnreg gives the
 // producer 104 and the consumers 200 registers. No __syncthreads after the
-// set-up. Needs K % 8 == 0 (H and I), which the tile pass checks before it
-// picks this form.
+// set-up. Epilogue: 16 KB of static shared memory (8 warps × 16 rows × 64
+// columns bf16) on top of moeWgmmaSmemBytes (216 KB in all). Needs K % 8 == 0
+// (H and I), which the tile pass checks before it picks this form.
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
-#ifndef MM_MOE_SMEM_EPILOGUE
-#define MM_MOE_SMEM_EPILOGUE 0
-#endif
 #ifndef MM_MOE_FAST_SILU
 #define MM_MOE_FAST_SILU 1
 #endif
@@ -610,9 +575,7 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
-#if MM_MOE_SMEM_EPILOGUE
   __shared__ __align__(16) unsigned epi[CONSUMER_WARPS][16 * 32];
-#endif
   const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
@@ -774,7 +737,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
         return acc[4 * j + 2 * h + q];
       }
     };
-#if MM_MOE_SMEM_EPILOGUE
     // Through the warp's 16 × 64-column staging tile (16-byte chunks swizzled
     // by row, conflict-free both ways): 8 lanes store one row's 128 bytes.
     {
@@ -803,26 +765,6 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
         __syncwarp();
       }
     }
-#else
-    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
-    const long long cBase =
-        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const long long r = rBase + 8 * h;
-      if (r >= r1)
-        continue;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const long long n = cBase + 8 * j;
-        const float v0 = value(j, h, 0), v1 = value(j, h, 1);
-        if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
-          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
-        else if (n < N)
-          out[r * N + n] = static_cast<unsigned short>(packBf16(v0, v1));
-      }
-    }
-#endif
   }
 #endif
 }
@@ -929,9 +871,6 @@ __device__ void moeGemm(const MoeArgs &p) {
     moeGemmSimt<T, BM, BN, BK, THREADS, GATE_UP>(p);
 }
 
-#ifndef MM_MOE_COMBINE_WAVE
-#define MM_MOE_COMBINE_WAVE 1
-#endif
 template <typename T, int THREADS>
 __device__ void moeCombine(const MoeArgs &p) {
   const T *y = cptr<T>(p.y);
@@ -939,7 +878,6 @@ __device__ void moeCombine(const MoeArgs &p) {
     // 16-byte vectors of 8 bf16, same arithmetic; the rows·H/8 vectors spread
     // over all blocks.
     const long long vecs = p.rows * (p.hidden / 8);
-#if MM_MOE_COMBINE_WAVE
     // One wave of blocks (2048 threads per multiprocessor) strides over the
     // vectors; the others exit at once.
     unsigned nsm;
@@ -947,9 +885,6 @@ __device__ void moeCombine(const MoeArgs &p) {
     const unsigned used = min(gridDim.x, nsm * (2048u / THREADS));
     if (blockIdx.x >= used)
       return;
-#else
-    const unsigned used = gridDim.x;
-#endif
     for (long long v8 =
              blockIdx.x * static_cast<long long>(THREADS) + threadIdx.x;
          v8 < vecs; v8 += static_cast<long long>(used) * THREADS) {
@@ -965,7 +900,8 @@ __device__ void moeCombine(const MoeArgs &p) {
             reinterpret_cast<const unsigned short *>(y) + p0 * p.hidden + c);
         const uint4 b = *reinterpret_cast<const uint4 *>(
             reinterpret_cast<const unsigned short *>(y) + p1 * p.hidden + c);
-        const unsigned ua[4] = {a.x, a.y, a.z, a.w}, ub[4] = {b.x, b.y, b.z, b.w};
+        const unsigned ua[4] = {a.x, a.y, a.z, a.w},
+                       ub[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           s[2 * i] = fmaf(w0, __uint_as_float(ua[i] << 16), s[2 * i]);
@@ -979,18 +915,18 @@ __device__ void moeCombine(const MoeArgs &p) {
               fmaf(w1, __uint_as_float(ub[i] & 0xffff0000u), s[2 * i + 1]);
         }
       } else
-      for (long long j = 0; j < p.top_k; ++j) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(
-            reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden +
-            c);
-        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+        for (long long j = 0; j < p.top_k; ++j) {
+          const uint4 v = *reinterpret_cast<const uint4 *>(
+              reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden +
+              c);
+          const unsigned u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
-          s[2 * i + 1] =
-              fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+          for (int i = 0; i < 4; ++i) {
+            s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
+            s[2 * i + 1] =
+                fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+          }
         }
-      }
       *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(out) + c) =
           make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]),
                      packBf16(s[4], s[5]), packBf16(s[6], s[7]));
