@@ -16,6 +16,10 @@
 //   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (stored in T, like h)
 //   5. moeCombine   out[t] = Σ_k topk_weight[t,k] · y[slot_pos[t,k]] in k order
 //   (deterministic).
+// bf16 route with H % 8 == 0 and H <= 1024 (moeRouteStaged): the block's tokens
+// are staged in shared memory and each warp computes a group of experts for all
+// of them (same per-lane sums, so the same logits bitwise); bf16 combine: one
+// wave of blocks strides over the 16-byte vectors, the rest exit at once.
 // The order of rows inside an expert's group depends on atomics, but each row's
 // arithmetic does not, so results are bitwise reproducible.
 //
@@ -33,8 +37,10 @@
 // persistent warp-specialised CTAs (one per multiprocessor, 384 threads) over
 // (M-tile, N-tile) work items: a producer warpgroup fills a 4-stage cp.async
 // ring of 128-byte-swizzled shared memory (full/empty mbarriers), two consumer
-// warpgroups multiply with wgmma m64n256k16; the other bf16 shapes and targets
-// keep the mma.sync form.
+// warpgroups multiply with wgmma m64n256k16, and each consumer warp writes its
+// 16 output rows through a 2 KB swizzled staging tile as full 128-byte rows
+// (SwiGLU there with __fdividef, MM_MOE_FAST_SILU; 0 gives siluF, bitwise the
+// mma.sync form's h); the other bf16 shapes and targets keep the mma.sync form.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -43,8 +49,167 @@
 namespace mm {
 namespace k {
 
+/// Softmax and top-k of the E logits of token t (lane 0 of the token's warp
+/// picks, in expert order; the other lanes exponentiate).
+__device__ __forceinline__ void moeRouteTopK(const MoeArgs &p, long long t,
+                                             float *pr, int lane) {
+  const int E = static_cast<int>(p.experts);
+  float mx = -infinity();
+  for (int e = lane; e < E; e += 32)
+    mx = fmaxf(mx, pr[e]);
+  mx = warpMax(mx); // order-free, so the same as the sequential max
+  for (int e = lane; e < E; e += 32)
+    pr[e] = expf(pr[e] - mx);
+  __syncwarp();
+  if (lane != 0)
+    return;
+  float sum = 0.f;
+  for (int e = 0; e < E; ++e)
+    sum += pr[e];
+  const int K = static_cast<int>(p.top_k);
+  int *topE = mptr<int>(p.topk_expert) + t * K;
+  float *topW = mptr<float>(p.topk_weight) + t * K;
+  float kept = 0.f;
+  if (K <= 8) { // the same picks and arithmetic, kept in registers
+    float wv[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (j >= K)
+        break;
+      int best = -1;
+      float bv = 0.f; // pr[best]
+      for (int e = 0; e < E; ++e) {
+        const float v = pr[e];
+        if (v != -1.f && (best < 0 || v > bv)) {
+          best = e;
+          bv = v;
+        }
+      }
+      topE[j] = best;
+      wv[j] = pr[best] / sum;
+      kept += wv[j];
+      pr[best] = -1.f; // taken
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      if (j < K)
+        topW[j] = wv[j] / kept;
+    return;
+  }
+  for (int j = 0; j < K; ++j) {
+    // A NaN probability (from a non-finite input, which the run reports)
+    // still yields an untaken expert index, never -1.
+    int best = -1;
+    for (int e = 0; e < E; ++e)
+      if (pr[e] != -1.f && (best < 0 || pr[e] > pr[best]))
+        best = e;
+    topE[j] = best;
+    topW[j] = pr[best] / sum;
+    kept += topW[j];
+    pr[best] = -1.f; // taken
+  }
+  for (int j = 0; j < K; ++j)
+    topW[j] /= kept;
+}
+
+/// moeRoute for bf16 with H % 8 == 0 and H <= 1024: the block's W =
+/// THREADS/32 tokens are staged in shared memory (bf16) once; warp w then
+/// computes experts XE·w .. XE·w + XE - 1 (and every W·XE-th group after) for
+/// all of them, k-chunk by k-chunk, so each staged x chunk read serves XE
+/// experts and each router chunk W tokens. Lane l still sums its elements
+/// l·8 + 256 i + 0..7 in the order of the warp-per-token loop below and
+/// warpSum reduces, so the logits are bitwise the same (moe_grad recomputes
+/// them that way).
+template <int THREADS, int XE>
+__device__ void moeRouteStaged(const MoeArgs &p,
+                               float (&logits)[THREADS / 32][moeMaxExperts()],
+                               uint4 (&xs)[THREADS / 32][128]) {
+  constexpr int W = THREADS / 32, HMAX = 1024, CH = HMAX / 256;
+  // xs[tk][q]: elements 8 q .. 8 q + 7 of token tk, i.e. chunk i = q / 32 of
+  // lane q % 32 (a warp's reads of one chunk are consecutive).
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const long long t0 = static_cast<long long>(blockIdx.x) * W;
+  const int H = static_cast<int>(p.hidden), E = static_cast<int>(p.experts);
+  const int nTok =
+      p.rows - t0 < W ? static_cast<int>(p.rows > t0 ? p.rows - t0 : 0) : W;
+  const unsigned short *x = cptr<unsigned short>(p.x);
+  for (int i = threadIdx.x; i < nTok * (H / 8); i += THREADS) {
+    const int tk = i / (H / 8), q = i % (H / 8);
+    xs[tk][q] = *reinterpret_cast<const uint4 *>(x + (t0 + tk) * H + q * 8);
+  }
+  __syncthreads();
+  const unsigned short *router = cptr<unsigned short>(p.router);
+  for (int e0 = warp * XE; e0 < E; e0 += W * XE) {
+    float s[XE][W];
+#pragma unroll
+    for (int xe = 0; xe < XE; ++xe)
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk)
+        s[xe][tk] = 0.f;
+#pragma unroll
+    for (int i = 0; i < CH; ++i) {
+      const int c = lane * 8 + 256 * i;
+      if (c >= H)
+        break;
+      float r[XE][8];
+#pragma unroll
+      for (int xe = 0; xe < XE; ++xe) {
+        const uint4 v =
+            e0 + xe < E ? *reinterpret_cast<const uint4 *>(
+                              router + static_cast<long long>(e0 + xe) * H + c)
+                        : make_uint4(0, 0, 0, 0);
+        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          r[xe][2 * q] = __uint_as_float(u[q] << 16);
+          r[xe][2 * q + 1] = __uint_as_float(u[q] & 0xffff0000u);
+        }
+      }
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk) {
+        if (tk < nTok) {
+          const uint4 v = xs[tk][i * 32 + lane];
+          const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const float lo = __uint_as_float(u[q] << 16),
+                        hi = __uint_as_float(u[q] & 0xffff0000u);
+#pragma unroll
+            for (int xe = 0; xe < XE; ++xe) {
+              s[xe][tk] = fmaf(lo, r[xe][2 * q], s[xe][tk]);
+              s[xe][tk] = fmaf(hi, r[xe][2 * q + 1], s[xe][tk]);
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int xe = 0; xe < XE; ++xe)
+#pragma unroll
+      for (int tk = 0; tk < W; ++tk)
+        if (e0 + xe < E && tk < nTok) {
+          const float v = warpSum(s[xe][tk]);
+          if (lane == 0)
+            logits[tk][e0 + xe] = v;
+        }
+  }
+  __syncthreads();
+  if (warp < nTok)
+    moeRouteTopK(p, t0 + warp, logits[warp], lane);
+}
+
 template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
   __shared__ float logits[THREADS / 32][moeMaxExperts()];
+  if constexpr (sizeof(T) == 2 && THREADS <= 256) {
+    if (p.hidden % 8 == 0 && p.hidden <= 1024) {
+      __shared__ uint4 xs[THREADS / 32][128]; // 1024 bf16 per token
+      if (p.experts <= THREADS / 32)
+        moeRouteStaged<THREADS, 1>(p, logits, xs);
+      else
+        moeRouteStaged<THREADS, 2>(p, logits, xs); // 4: slower (moe3.md)
+      return;
+    }
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long t =
       static_cast<long long>(blockIdx.x) * (THREADS / 32) + warp;
@@ -81,35 +246,7 @@ template <typename T, int THREADS> __device__ void moeRoute(const MoeArgs &p) {
       logits[warp][e] = s;
   }
   __syncwarp();
-  if (lane != 0)
-    return;
-  float *pr = logits[warp];
-  float mx = -infinity();
-  for (int e = 0; e < E; ++e)
-    mx = fmaxf(mx, pr[e]);
-  float sum = 0.f;
-  for (int e = 0; e < E; ++e) {
-    pr[e] = expf(pr[e] - mx);
-    sum += pr[e];
-  }
-  const int K = static_cast<int>(p.top_k);
-  int *topE = mptr<int>(p.topk_expert) + t * K;
-  float *topW = mptr<float>(p.topk_weight) + t * K;
-  float kept = 0.f;
-  for (int j = 0; j < K; ++j) {
-    // A NaN probability (from a non-finite input, which the run reports)
-    // still yields an untaken expert index, never -1.
-    int best = -1;
-    for (int e = 0; e < E; ++e)
-      if (pr[e] != -1.f && (best < 0 || pr[e] > pr[best]))
-        best = e;
-    topE[j] = best;
-    topW[j] = pr[best] / sum;
-    kept += topW[j];
-    pr[best] = -1.f; // taken
-  }
-  for (int j = 0; j < K; ++j)
-    topW[j] /= kept;
+  moeRouteTopK(p, t, logits[warp], lane);
 }
 
 template <int BM, int THREADS> __device__ void moeDispatch(const MoeArgs &p) {
@@ -299,11 +436,15 @@ __device__ void moeGemmTensorCores(const MoeArgs &p) {
 // B tile holds 128 rows of w1 then the same rows of w3, so gate and up come out
 // side by side and the SwiGLU is applied in registers. setmaxnreg gives the
 // producer 104 and the consumers 200 registers. No __syncthreads after the
-// set-up. Needs K % 8 == 0 (H and I), which the tile pass checks before it
-// picks this form.
+// set-up. Epilogue: 16 KB of static shared memory (8 warps × 16 rows × 64
+// columns bf16) on top of moeWgmmaSmemBytes (216 KB in all). Needs K % 8 == 0
+// (H and I), which the tile pass checks before it picks this form.
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MM_MOE_WGMMA 1
+#ifndef MM_MOE_FAST_SILU
+#define MM_MOE_FAST_SILU 1
+#endif
 __device__ __forceinline__ void wgmmaBf16N128(float (&d)[64],
                                               unsigned long long da,
                                               unsigned long long db,
@@ -434,6 +575,7 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+  __shared__ __align__(16) unsigned epi[CONSUMER_WARPS][16 * 32];
   const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
 
   const int E = static_cast<int>(p.experts);
@@ -582,30 +724,45 @@ template <bool GATE_UP> __device__ void moeGemmWgmma(const MoeArgs &p) {
     // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
     // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
     // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
-    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
-    const long long cBase =
-        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
+    auto value = [&](int j, int h, int q) -> float {
+      if constexpr (GATE_UP) {
+        const float g = acc[4 * j + 2 * h + q],
+                    u = acc[4 * (j + BN / 8) + 2 * h + q];
+#if MM_MOE_FAST_SILU
+        return __fdividef(g, 1.0f + __expf(-g)) * u;
+#else
+        return siluF(g) * u;
+#endif
+      } else {
+        return acc[4 * j + 2 * h + q];
+      }
+    };
+    // Through the warp's 16 × 64-column staging tile (16-byte chunks swizzled
+    // by row, conflict-free both ways): 8 lanes store one row's 128 bytes.
+    {
+      const long long rW = r0 + cw * 64 + w * 16;
+      const long long nItem = static_cast<long long>(item % NT) * BN;
+      unsigned *stage = epi[cw * 4 + w];
+      const int g = l >> 2, t = l & 3;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const long long r = rBase + 8 * h;
-      if (r >= r1)
-        continue;
+      for (int c = 0; c < BN / 64; ++c) {
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const long long n = cBase + 8 * j;
-        float v0, v1;
-        if constexpr (GATE_UP) {
-          v0 = siluF(acc[4 * j + 2 * h]) * acc[4 * (j + BN / 8) + 2 * h];
-          v1 =
-              siluF(acc[4 * j + 2 * h + 1]) * acc[4 * (j + BN / 8) + 2 * h + 1];
-        } else {
-          v0 = acc[4 * j + 2 * h];
-          v1 = acc[4 * j + 2 * h + 1];
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj)
+            stage[(g + 8 * h) * 32 + ((jj ^ g) << 2) + t] =
+                packBf16(value(8 * c + jj, h, 0), value(8 * c + jj, h, 1));
+        __syncwarp();
+#pragma unroll
+        for (int it = 0; it < 4; ++it) {
+          const int id = it * 32 + l, row = id >> 3, ch = id & 7;
+          const uint4 v = *reinterpret_cast<const uint4 *>(
+              &stage[row * 32 + ((ch ^ (row & 7)) << 2)]);
+          const long long r = rW + row, n = nItem + c * 64 + ch * 8;
+          if (r < r1 && n < N) // N % 8 == 0: a chunk is in or out
+            *reinterpret_cast<uint4 *>(out + r * N + n) = v;
         }
-        if (n + 1 < N) // N % 8 == 0 keeps the pair 4-byte aligned
-          *reinterpret_cast<unsigned *>(out + r * N + n) = packBf16(v0, v1);
-        else if (n < N)
-          out[r * N + n] = static_cast<unsigned short>(packBf16(v0, v1));
+        __syncwarp();
       }
     }
   }
@@ -721,26 +878,55 @@ __device__ void moeCombine(const MoeArgs &p) {
     // 16-byte vectors of 8 bf16, same arithmetic; the rows·H/8 vectors spread
     // over all blocks.
     const long long vecs = p.rows * (p.hidden / 8);
+    // One wave of blocks (2048 threads per multiprocessor) strides over the
+    // vectors; the others exit at once.
+    unsigned nsm;
+    asm("mov.u32 %0, %%nsmid;" : "=r"(nsm));
+    const unsigned used = min(gridDim.x, nsm * (2048u / THREADS));
+    if (blockIdx.x >= used)
+      return;
     for (long long v8 =
              blockIdx.x * static_cast<long long>(THREADS) + threadIdx.x;
-         v8 < vecs; v8 += static_cast<long long>(gridDim.x) * THREADS) {
+         v8 < vecs; v8 += static_cast<long long>(used) * THREADS) {
       const long long t = v8 / (p.hidden / 8), c = (v8 % (p.hidden / 8)) * 8;
       const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
       const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
       T *out = mptr<T>(p.out) + t * p.hidden;
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      for (long long j = 0; j < p.top_k; ++j) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(
-            reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden +
-            c);
-        const unsigned u[4] = {v.x, v.y, v.z, v.w};
+      if (p.top_k == 2) { // both rows in flight together, same arithmetic
+        const long long p0 = pos[0], p1 = pos[1];
+        const float w0 = w[0], w1 = w[1];
+        const uint4 a = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + p0 * p.hidden + c);
+        const uint4 b = *reinterpret_cast<const uint4 *>(
+            reinterpret_cast<const unsigned short *>(y) + p1 * p.hidden + c);
+        const unsigned ua[4] = {a.x, a.y, a.z, a.w},
+                       ub[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
+          s[2 * i] = fmaf(w0, __uint_as_float(ua[i] << 16), s[2 * i]);
           s[2 * i + 1] =
-              fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+              fmaf(w0, __uint_as_float(ua[i] & 0xffff0000u), s[2 * i + 1]);
         }
-      }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = fmaf(w1, __uint_as_float(ub[i] << 16), s[2 * i]);
+          s[2 * i + 1] =
+              fmaf(w1, __uint_as_float(ub[i] & 0xffff0000u), s[2 * i + 1]);
+        }
+      } else
+        for (long long j = 0; j < p.top_k; ++j) {
+          const uint4 v = *reinterpret_cast<const uint4 *>(
+              reinterpret_cast<const unsigned short *>(y) + pos[j] * p.hidden +
+              c);
+          const unsigned u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            s[2 * i] = fmaf(w[j], __uint_as_float(u[i] << 16), s[2 * i]);
+            s[2 * i + 1] =
+                fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
+          }
+        }
       *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(out) + c) =
           make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]),
                      packBf16(s[4], s[5]), packBf16(s[6], s[7]));
