@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU half of test/gpu/train/prepare_train.sh: usage run_train_gpu.sh DIR OUT_DIR [--no-hf].
+# GOLDENS="tiny ..." limits section 2 to some goldens.
 # 1. the training-kernel tests (SKIP_KERNELS=1 skips them) (every backward/optimizer kernel vs the CPU reference, f32 and bf16);
 # 2. gradients on cuda: fp32 artifacts vs PyTorch autograd through transformers (<= 1e-4); bf16
 #    artifacts vs PyTorch fp32 on the same bf16 weights and vs the CPU backend's bf16 run (<= 2e-2 on
 #    the dense-routing goldens; reported for top-2 routing, where bf16 rounding flips near-tie expert
 #    choices — PyTorch's own bf16 error on each golden is printed as the yardstick); 3 AdamW steps
 #    (fp32) vs torch.optim.AdamW;
+# 2b. activation recomputation (gradients vs torch) and CAME (losses vs the CPU backend) on cuda;
 # 3. mm-run train on cuda: resume (same losses?), NaN reporting;
 # 4. throughput: `small`, bf16, B=1 T=8192, AdamW, per-kernel profile; HF transformers eager training
-#    in the same run. Every section runs even if an earlier one failed; a summary comes last.
+#    in the same run (SKIP_THROUGHPUT=1 skips this). Every section runs even if an earlier one failed; a summary comes last.
 set -uo pipefail
 dir=$(cd "$1" && pwd)
 out=${2:-$dir/results}
@@ -40,7 +42,7 @@ for t in ${ONLY_KERNELS:-train_small lightning_attention_grad softmax_attention_
 done
 
 echo; echo "== 2. gradients on cuda"
-for g in tiny d64 tiny-dense d64-dense; do
+for g in ${GOLDENS:-tiny d64 tiny-dense d64-dense}; do
   gd=golden/$g
   ./mm-run grad $g-grad-f32.mmb --backend cuda --weights $gd/weights.safetensors --input-ids $gd/ids.npy \
     --labels $gd/labels.npy -o $w/$g-f32.safetensors > $w/$g-f32.log 2>&1 || cat $w/$g-f32.log
@@ -83,6 +85,28 @@ PY
   sums+=("$g: $(tail -1 $out/adamw_$g.log)")
 done
 
+echo; echo "== 2b. recomputation (gradients vs torch) and CAME (10 steps, losses vs the CPU backend) on cuda"
+gd=golden/tiny
+./mm-run grad tiny-grad-f32-recompute.mmb --backend cuda --weights $gd/weights.safetensors \
+  --input-ids $gd/ids.npy --labels $gd/labels.npy -o $w/tiny-recompute.safetensors > $w/recompute.log 2>&1 \
+  || cat $w/recompute.log
+$py compare_grads.py $w/tiny-recompute.safetensors $gd/grads.safetensors --tol 1e-4 --loss-tol 1e-5 \
+  --label "tiny f32 recompute=true cuda vs torch" > $out/grads_tiny_recompute.log 2>&1
+sums+=("$(tail -1 $out/grads_tiny_recompute.log)")
+rm -rf $w/came
+./mm-run train tiny-came-f32.mmb --backend cuda --data $gd/tokens.bin --batch 2 --seq 24 --lr 1e-3 \
+  --steps 10 --checkpoint $w/came --weights $gd/weights.safetensors > $out/came_cuda.log 2>&1
+$py - $out/came_cuda.log $gd/came-cpu.log > $out/came.log 2>&1 <<'PY'
+import re, sys
+get = lambda f: [float(x) for x in re.findall(r"^step \d+ loss (\S+)", open(f).read(), re.M)]
+gpu, cpu = get(sys.argv[1]), get(sys.argv[2])
+e = max(abs(a - b) / abs(b) for a, b in zip(gpu, cpu)) if gpu and len(gpu) == len(cpu) else float("inf")
+ok = e <= 1e-4 and gpu[-1] < gpu[0]
+print(f"{'ok  ' if ok else 'FAIL'} came 10 steps on cuda vs the CPU backend: losses rel {e:.2e} (tol 1e-4), "
+      f"loss {gpu[0]:.4f} -> {gpu[-1]:.4f}" if gpu else "FAIL came: no loss lines")
+PY
+sums+=("$(tail -1 $out/came.log)")
+
 echo; echo "== 3. mm-run train on cuda: resume and NaN"
 gd=golden/tiny
 args="--data $gd/tokens.bin --batch 2 --seq 24 --lr 3e-3 --backend cuda"
@@ -105,6 +129,11 @@ PY
 ./mm-run train tiny-adamw-f32.mmb $args --steps 1 --checkpoint $w/nan --weights $w/nan.safetensors > $out/nan.log 2>&1
 sums+=("NaN on cuda: exit $? — $(tail -1 $out/nan.log)")
 
+if [ -n "${SKIP_THROUGHPUT:-}" ]; then
+  echo; echo "== summary"
+  for s in "${sums[@]}"; do echo "$s"; done
+  exit 0
+fi
 echo; echo "== 4. throughput: small, bf16, B=1 T=8192, AdamW"
 $py gen_weights.py --config small/config.json --dtype bf16 -o $w/small.safetensors
 $py -c "import numpy as np; np.random.default_rng(2).integers(0, 32000, 8192 * 16 + 1).astype('<u2').tofile('$w/small-tokens.bin')"
