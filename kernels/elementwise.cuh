@@ -67,8 +67,8 @@ __device__ void elementwise(const ElementwiseArgs &p) {
       y.u = second ? bv[i] : x.u;
 #pragma unroll
       for (int j = 0; j < V; ++j)
-        o.e[j] = fromF32<T>(elementwiseOp<OP>(toF32(x.e[j]), toF32(y.e[j]),
-                                              alpha, beta));
+        o.e[j] = fromF32<T>(
+            elementwiseOp<OP>(toF32(x.e[j]), toF32(y.e[j]), alpha, beta));
       ov[i] = o.u;
     }
     return;

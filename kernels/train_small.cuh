@@ -590,8 +590,7 @@ __device__ __forceinline__ void gradNormSumsqMulti(const GradNormArgs &a) {
   }
   const NormTensor t = tab[lo];
   const long long c0 = (b - t.first) * gradNormChunk();
-  const long long c1 =
-      c0 + gradNormChunk() < t.n ? c0 + gradNormChunk() : t.n;
+  const long long c1 = c0 + gradNormChunk() < t.n ? c0 + gradNormChunk() : t.n;
   const float *g = cptr<float>(t.g);
   double s = 0;
   // Gradients are 256-byte aligned and c0 a multiple of 4.
@@ -1313,8 +1312,7 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   }                                                                            \
   MM_TS_ENTRY(prefix, _vfac, CameArgs, 256) {                                  \
     if (mm::k::ts::normFinite(a.norm))                                         \
-      mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean,           \
-                             a.beta2);                                         \
+      mm::k::ts::cameFactors(a, a.col, a.col_sum, a.row, a.row_mean, a.beta2); \
   }                                                                            \
   MM_TS_ENTRY(prefix, _u, CameArgs, 256) {                                     \
     if (mm::k::ts::normFinite(a.norm))                                         \

@@ -171,8 +171,7 @@ inline unsigned long long adamWWorkspaceBytes(const AdamWArgs &, int, int) {
 }
 /// The multi-tensor form: one launch of `blocks` blocks (the table's last
 /// first + its chunks), phase "_multi".
-inline int adamWMultiPlan(AdamWArgs &, unsigned long long blocks,
-                          Launch *out) {
+inline int adamWMultiPlan(AdamWArgs &, unsigned long long blocks, Launch *out) {
   out[0] = tsplan::launch("_multi", blocks, 256);
   return 1;
 }

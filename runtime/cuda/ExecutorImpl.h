@@ -121,7 +121,7 @@ struct CudaExecutor::Impl {
   };
   std::map<size_t, NormTable> normTables;
   uint64_t tables = 0;
-  void groupOptimizerSteps(); // at open()
+  void groupOptimizerSteps();  // at open()
   uint64_t tableBytes() const; // at allocate()
   Status uploadTables();       // at allocate(), after dev[] is known
   std::map<std::string, CUfunction> fnCache;

@@ -21,9 +21,10 @@ LtGemm::~LtGemm() {
   lt_.destroy(handle_);
 }
 
-StatusOr<LtGemm::Shape *>
-LtGemm::shape(cudaDataType_t inType, cudaDataType_t outType, int64_t m,
-              int64_t n, int64_t k, int64_t ldx, bool transA, bool transB) {
+StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
+                                        cudaDataType_t outType, int64_t m,
+                                        int64_t n, int64_t k, int64_t ldx,
+                                        bool transA, bool transB) {
   auto key =
       std::make_tuple(static_cast<int>(inType), static_cast<int>(outType), m, n,
                       k, ldx, int(transA) * 2 + int(transB));
@@ -95,8 +96,8 @@ Status LtGemm::gemm(CUstream stream, cudaDataType_t inType,
                     cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                     CUdeviceptr a, bool transA, CUdeviceptr b, bool transB,
                     CUdeviceptr c, float beta) {
-  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k,
-                                       transA ? m : k, transA, transB));
+  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k, transA ? m : k,
+                                       transA, transB));
   const float alpha = 1.f;
   MM_LT_CALL(
       lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(b),

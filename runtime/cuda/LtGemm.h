@@ -59,8 +59,7 @@ private:
   cublasLtHandle_t handle_;
   CUdeviceptr workspace_;
   size_t workspaceBytes_;
-  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int>,
-           Shape>
+  std::map<std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int>, Shape>
       shapes_;
 };
 

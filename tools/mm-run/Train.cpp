@@ -350,8 +350,7 @@ int trainCommand(int argc, char **argv) {
               "B=%lld T=%lld, steps %lld..%lld, %.3g GFLOP per token "
               "(fwd+bwd)\n",
               args.artifact.c_str(), session->deviceName().c_str(),
-              dataPath.c_str(),
-              static_cast<unsigned long long>(data.size()),
+              dataPath.c_str(), static_cast<unsigned long long>(data.size()),
               static_cast<unsigned long long>(windows),
               static_cast<long long>(seq), static_cast<long long>(batch),
               static_cast<long long>(seq), startStep, steps,

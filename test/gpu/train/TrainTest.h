@@ -76,8 +76,8 @@ inline double relErr(const std::vector<float> &a, const std::vector<float> &b) {
 
 /// Uniform values in [-scale, scale); rounded to bf16 when `bf16` (so the CPU
 /// reference sees exactly the GPU's inputs).
-inline std::vector<float> randomVec(std::mt19937_64 &rng, size_t n,
-                                    float scale, bool bf16) {
+inline std::vector<float> randomVec(std::mt19937_64 &rng, size_t n, float scale,
+                                    bool bf16) {
   std::uniform_real_distribution<float> u(-scale, scale);
   std::vector<float> v(n);
   for (float &x : v)
@@ -171,9 +171,9 @@ public:
         std::exit(1);
       }
       if (plan[i].smem > 48 * 1024)
-        MM_CU(cuFuncSetAttribute(fn,
-                                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                 static_cast<int>(plan[i].smem)));
+        MM_CU(cuFuncSetAttribute(
+            fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            static_cast<int>(plan[i].smem)));
       Args copy = args;
       void *params[] = {&copy};
       MM_CU(cuLaunchKernel(fn, plan[i].gx, plan[i].gy, plan[i].gz,

@@ -290,14 +290,14 @@ void testGradNorm(const std::vector<long long> &sizes, bool bench) {
   }
   DevBuf dTable(table.size() * sizeof(k::NormTensor) / 4, false);
   dTable.uploadRaw(table.data(), table.size() * sizeof(k::NormTensor));
-  k::GradNormArgs m{0, acc.ptr, out.ptr, blocks, dTable.ptr,
-                    static_cast<long long>(table.size())};
+  k::GradNormArgs m{0,      acc.ptr,    out.ptr,
+                    blocks, dTable.ptr, static_cast<long long>(table.size())};
   for (const char *phase : {"_zero", "_sumsq_multi", "_finalize"}) {
     np = k::gradNormPlan(m, phase, gpu.sms(), plan);
     gpu.run(prefix("grad_norm", false), plan, np, m);
   }
-  rep.check(tag + " (_sumsq_multi)",
-            std::fabs(out.download()[0] - ref) / ref, 1e-5);
+  rep.check(tag + " (_sumsq_multi)", std::fabs(out.download()[0] - ref) / ref,
+            1e-5);
   if (bench) {
     k::Launch all[3];
     k::gradNormPlan(a, "_zero", gpu.sms(), all);
