@@ -167,9 +167,7 @@ Status CudaExecutor::Impl::open() {
   MM_CU_CALL(drv, streamCreate, &stream, CU_STREAM_NON_BLOCKING);
 
   launches.resize(plan.steps.size());
-  fusedLoss.assign(plan.steps.size(), -1);
-  fusedStore.assign(plan.steps.size(), -1);
-  skip.assign(plan.steps.size(), false);
+  sched = planTrainSchedule(plan);
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const StepDesc &s = plan.steps[i];
     auto where = [&] {
@@ -263,7 +261,6 @@ Status CudaExecutor::Impl::open() {
       L.fns.push_back(fn);
     }
   }
-  groupOptimizerSteps();
   return Status::ok();
 }
 
@@ -622,7 +619,7 @@ Status CudaExecutor::Impl::pass(const std::vector<void *> &hostData,
   for (size_t i = 0; i < n; ++i) {
     if (profiling)
       MM_CU_CALL(drv, eventRecord, events[i], stream);
-    if (skip[i])
+    if (sched.skip[i])
       continue;
     Status st = isTrainKernel(plan.steps[i].kernel) ? runTrainStep(i, shapes)
                                                     : runStep(i, shapes);

@@ -161,75 +161,14 @@ Status CudaExecutor::Impl::openTrainStep(size_t index) {
                         " experts; the kernels support up to " +
                         std::to_string(k::moeMaxExperts()));
   }
-  // adamw then store_param of its master into a bf16 weight: one pass.
-  if (s.kernel == Kernel::StoreParam && index > 0) {
-    const StepDesc &prev = plan.steps[index - 1];
-    if (prev.kernel == Kernel::AdamW && prev.inputs[0] == s.inputs[0] &&
-        plan.buffers[s.inputs[1]].dtype == DType::BF16) {
-      fusedStore[index - 1] = s.inputs[1];
-      skip[index] = true;
-    }
-  }
-  // lm_head_loss then lm_head_loss_grad of the same h, w, labels: one pass.
-  if (s.kernel == Kernel::LmHeadLossGrad && index > 0) {
-    const StepDesc &prev = plan.steps[index - 1];
-    if (prev.kernel == Kernel::LmHeadLoss && prev.inputs == s.inputs &&
-        prev.params.chunkRows == s.params.chunkRows) {
-      fusedLoss[index] = prev.outputs[0];
-      skip[index - 1] = true;
-    }
-  }
   return Status::ok();
-}
-
-void CudaExecutor::Impl::groupOptimizerSteps() {
-  adamGroupOf.assign(plan.steps.size(), -1);
-  auto same = [&](const StepDesc &a, const StepDesc &b) {
-    const KernelParams &x = a.params, &y = b.params;
-    return a.inputs[4] == b.inputs[4] && a.inputs[5] == b.inputs[5] &&
-           a.inputs[6] == b.inputs[6] && x.beta1 == y.beta1 &&
-           x.beta2 == y.beta2 && x.eps == y.eps &&
-           x.weightDecay == y.weightDecay && x.maxNorm == y.maxNorm;
-  };
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    if (plan.steps[i].kernel != Kernel::AdamW)
-      continue;
-    AdamGroup g;
-    g.steps.push_back(i);
-    size_t j = i + 1;
-    for (; j < plan.steps.size(); ++j) {
-      const StepDesc &s = plan.steps[j];
-      if (s.kernel == Kernel::StoreParam && skip[j])
-        continue; // fused into the adamw before it
-      if (s.kernel != Kernel::AdamW || !same(plan.steps[i], s))
-        break;
-      g.steps.push_back(j);
-    }
-    if (g.steps.size() > 1) {
-      for (size_t k = 1; k < g.steps.size(); ++k)
-        skip[g.steps[k]] = true;
-      adamGroupOf[i] = static_cast<int64_t>(adamGroups.size());
-      adamGroups.push_back(std::move(g));
-    }
-    i = j - 1;
-  }
-  for (size_t i = 0; i < plan.steps.size(); ++i) {
-    if (plan.steps[i].kernel != Kernel::GradNorm)
-      continue;
-    bool constant = true;
-    for (uint32_t g : plan.steps[i].inputs)
-      for (const Dim &d : plan.buffers[g].shape)
-        constant = constant && d.kind == DimKind::Const;
-    if (constant)
-      normTables[i] = NormTable{};
-  }
 }
 
 uint64_t CudaExecutor::Impl::tableBytes() const {
   uint64_t bytes = 0;
-  for (const AdamGroup &g : adamGroups)
-    bytes += alignUp(g.steps.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
-  for (const auto &[i, t] : normTables)
+  for (const std::vector<size_t> &g : sched.adamGroups)
+    bytes += alignUp(g.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
+  for (size_t i : sched.multiNorm)
     bytes += alignUp(plan.steps[i].inputs.size() * sizeof(k::NormTensor),
                      kWorkspaceAlign);
   return bytes;
@@ -237,43 +176,41 @@ uint64_t CudaExecutor::Impl::tableBytes() const {
 
 Status CudaExecutor::Impl::uploadTables() {
   uint64_t at = 0;
-  for (AdamGroup &g : adamGroups) {
-    std::vector<k::AdamWTensor> table;
-    unsigned long long blocks = 0;
-    for (size_t i : g.steps) {
-      const StepDesc &s = plan.steps[i];
-      k::AdamWTensor t{};
-      t.p = dev[s.inputs[0]];
-      t.g = dev[s.inputs[1]];
-      t.m = dev[s.inputs[2]];
-      t.v = dev[s.inputs[3]];
-      t.store = fusedStore[i] >= 0 ? dev[fusedStore[i]] : 0;
-      t.n = static_cast<long long>(plan.buffers[s.inputs[0]].maxBytes / 4);
-      t.first = static_cast<long long>(blocks);
-      blocks += (t.n + k::adamWChunk() - 1) / k::adamWChunk();
-      table.push_back(t);
-    }
-    g.tableOffset = at;
-    g.blocks = blocks;
-    MM_CU_CALL(drv, memcpyHtoDAsync, base + tables + at, table.data(),
-               table.size() * sizeof(k::AdamWTensor), stream);
+  auto upload = [&](const void *data, size_t bytes) -> Status {
+    MM_CU_CALL(drv, memcpyHtoDAsync, base + tables + at, data, bytes, stream);
     MM_CU_CALL(drv, streamSynchronize, stream);
-    at += alignUp(table.size() * sizeof(k::AdamWTensor), kWorkspaceAlign);
+    at += alignUp(bytes, kWorkspaceAlign);
+    return Status::ok();
+  };
+  adamTables.clear();
+  for (const std::vector<size_t> &g : sched.adamGroups) {
+    std::vector<k::AdamWTensor> table;
+    Table t{at, 0};
+    for (size_t i : g) {
+      const StepDesc &s = plan.steps[i];
+      const long long n =
+          static_cast<long long>(plan.buffers[s.inputs[0]].maxBytes / 4);
+      table.push_back({dev[s.inputs[0]], dev[s.inputs[1]], dev[s.inputs[2]],
+                       dev[s.inputs[3]],
+                       sched.fusedStore[i] >= 0 ? dev[sched.fusedStore[i]] : 0,
+                       n, static_cast<long long>(t.blocks)});
+      t.blocks += (n + k::adamWChunk() - 1) / k::adamWChunk();
+    }
+    adamTables.push_back(t);
+    MM_RETURN_IF_ERROR(
+        upload(table.data(), table.size() * sizeof(k::AdamWTensor)));
   }
-  for (auto &[i, nt] : normTables) {
+  for (size_t i : sched.multiNorm) {
     std::vector<k::NormTensor> table;
-    unsigned long long blocks = 0;
+    Table t{at, 0};
     for (uint32_t g : plan.steps[i].inputs) {
       const long long n = static_cast<long long>(plan.buffers[g].maxBytes / 4);
-      table.push_back({dev[g], n, static_cast<long long>(blocks)});
-      blocks += (n + k::gradNormChunk() - 1) / k::gradNormChunk();
+      table.push_back({dev[g], n, static_cast<long long>(t.blocks)});
+      t.blocks += (n + k::gradNormChunk() - 1) / k::gradNormChunk();
     }
-    nt.tableOffset = at;
-    nt.blocks = blocks;
-    MM_CU_CALL(drv, memcpyHtoDAsync, base + tables + at, table.data(),
-               table.size() * sizeof(k::NormTensor), stream);
-    MM_CU_CALL(drv, streamSynchronize, stream);
-    at += alignUp(table.size() * sizeof(k::NormTensor), kWorkspaceAlign);
+    normTables[i] = t;
+    MM_RETURN_IF_ERROR(
+        upload(table.data(), table.size() * sizeof(k::NormTensor)));
   }
   return Status::ok();
 }
@@ -452,8 +389,8 @@ CudaExecutor::Impl::runTrainStep(size_t index,
     a.labels = d(in[2]);
     a.row_loss = ws + lw.rowLoss;
     a.count = base + scalars + kScalarCount;
-    a.loss = grad ? (fusedLoss[index] >= 0 ? d(fusedLoss[index])
-                                           : base + scalars + kScalarLoss)
+    a.loss = grad ? (sched.fusedLoss[index] >= 0 ? d(sched.fusedLoss[index])
+                                                 : base + scalars + kScalarLoss)
                   : d(outs[0]);
     a.error = base + errorSlot;
     a.total_rows = rows;
@@ -498,7 +435,7 @@ CudaExecutor::Impl::runTrainStep(size_t index,
         launchPlan(fn, l, k::gradNormPlan(a, "_zero", sms, l), &a));
     auto multi = normTables.find(index);
     if (multi != normTables.end()) {
-      a.table = base + tables + multi->second.tableOffset;
+      a.table = base + tables + multi->second.offset;
       a.count = static_cast<long long>(in.size());
       a.n = static_cast<long long>(multi->second.blocks);
       MM_RETURN_IF_ERROR(
@@ -517,14 +454,15 @@ CudaExecutor::Impl::runTrainStep(size_t index,
     k::AdamWArgs a{d(in[0]), d(in[1]),      d(in[2]),     d(in[3]), d(in[4]),
                    d(in[5]), d(in[6]),      elems(in[0]), p.beta1,  p.beta2,
                    p.eps,    p.weightDecay, p.maxNorm};
-    a.store = fusedStore[index] >= 0 ? d(fusedStore[index]) : 0;
+    a.store = sched.fusedStore[index] >= 0 ? d(sched.fusedStore[index]) : 0;
     if (workspaceBytes)
       return Status::ok();
-    if (adamGroupOf[index] >= 0) {
-      const AdamGroup &g = adamGroups[adamGroupOf[index]];
-      a.table = base + tables + g.tableOffset;
-      a.count = static_cast<long long>(g.steps.size());
-      return launchPlan(fn, l, k::adamWMultiPlan(a, g.blocks, l), &a);
+    if (sched.adamGroupOf[index] >= 0) {
+      const size_t g = static_cast<size_t>(sched.adamGroupOf[index]);
+      a.table = base + tables + adamTables[g].offset;
+      a.count = static_cast<long long>(sched.adamGroups[g].size());
+      return launchPlan(fn, l, k::adamWMultiPlan(a, adamTables[g].blocks, l),
+                        &a);
     }
     return launchPlan(fn, l, k::adamWPlan(a, 0, sms, l), &a);
   }
@@ -563,8 +501,8 @@ Status CudaExecutor::Impl::launchFiniteChecks(
     size_t index, const std::vector<ResolvedShape> &shapes) {
   const StepDesc &s = plan.steps[index];
   std::vector<uint32_t> checked = s.outputs;
-  if (fusedLoss[index] >= 0)
-    checked.push_back(static_cast<uint32_t>(fusedLoss[index]));
+  if (sched.fusedLoss[index] >= 0)
+    checked.push_back(static_cast<uint32_t>(sched.fusedLoss[index]));
   k::Launch l[k::kMaxLaunches];
   for (uint32_t o : checked) {
     const DType t = plan.buffers[o].dtype;
@@ -576,7 +514,7 @@ Status CudaExecutor::Impl::launchFiniteChecks(
     a.n = shapes[o].elements;
     // The step that wrote it: a fused loss belongs to the step before.
     a.step = static_cast<long long>(
-        o == static_cast<uint32_t>(fusedLoss[index]) ? index - 1 : index);
+        o == static_cast<uint32_t>(sched.fusedLoss[index]) ? index - 1 : index);
     MM_RETURN_IF_ERROR(
         launchPlan(std::string("mm_finite_check_") + dtypeName(t), l,
                    k::finiteCheckPlan(a, 0, multiprocessors, l), &a));

@@ -8,6 +8,7 @@
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/CudaExecutor.h"
 #include "runtime/cuda/KernelLaunch.h"
+#include "runtime/TrainSchedule.h"
 #include "runtime/cuda/LtGemm.h"
 
 #include <map>
@@ -96,32 +97,20 @@ struct CudaExecutor::Impl {
   Status checkErrorSlot(int64_t seq);
 
   // Training (CudaTrain.cpp).
-  bool checkFinite = false;       // NaN/Inf detection (see CudaExecutor::run)
-  uint64_t scalars = 0;           // kScalarBytes of device scalars (below)
-  std::vector<int64_t> fusedLoss; // per step: loss buffer its pass also writes
-  std::vector<bool> skip; // per step: done by a neighbouring step's pass
-  // per step: the bf16 weight an adamw step also stores (its store_param,
-  // fused), or -1.
-  std::vector<int64_t> fusedStore;
-  // Multi-tensor adamw: runs of adamw steps with the same scalars and
-  // hyper-parameters become one launch at the run's first step (the others
-  // skipped); each group's AdamWTensor table lives at `tables`.
-  struct AdamGroup {
-    std::vector<size_t> steps;
-    uint64_t tableOffset = 0; // bytes from `tables`
+  bool checkFinite = false; // NaN/Inf detection (see CudaExecutor::run)
+  uint64_t scalars = 0;     // kScalarBytes of device scalars (below)
+  // Fusions and multi-tensor groups (runtime/TrainSchedule.h).
+  TrainSchedule sched;
+  // Device tables of the multi-tensor adamw groups and grad_norm steps, at
+  // `tables`: per adamw group / grad_norm step, the table's byte offset and
+  // its blocks.
+  struct Table {
+    uint64_t offset = 0;
     unsigned long long blocks = 0;
   };
-  std::vector<AdamGroup> adamGroups;
-  std::vector<int64_t> adamGroupOf; // per step: its group if it leads one
-  // Multi-tensor grad_norm: per grad_norm step whose gradients all have
-  // constant shapes, its NormTensor table (after the adamw tables).
-  struct NormTable {
-    uint64_t tableOffset = 0;
-    unsigned long long blocks = 0;
-  };
-  std::map<size_t, NormTable> normTables;
+  std::vector<Table> adamTables;
+  std::map<size_t, Table> normTables;
   uint64_t tables = 0;
-  void groupOptimizerSteps();  // at open()
   uint64_t tableBytes() const; // at allocate()
   Status uploadTables();       // at allocate(), after dev[] is known
   std::map<std::string, CUfunction> fnCache;

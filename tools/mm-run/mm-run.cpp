@@ -6,6 +6,7 @@
 #include "runtime/Npy.h"
 #include "runtime/Safetensors.h"
 #include "runtime/Session.h"
+#include "runtime/TrainSchedule.h"
 #include "tools/mm-run/Train.h"
 
 #include <algorithm>
@@ -61,7 +62,9 @@ options:
   --help                  this text
 
 `mm-run inspect MODEL.mmb` verifies the artifact and prints its version, target, limits, arena
-size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params [function=entry]".
+size, buffers, bindings and one line per step: "kernel in=[...] out=[...] params [function=entry]";
+for a GPU target, then "cuda: ..." lines on how the CUDA backend fuses training steps and groups
+optimizer steps into multi-tensor launches.
 
 `mm-run train` trains with an artifact compiled by `--mm-compile="mode=train ..."` (docs/training.md):
   --data FILE             header-less little-endian token ids (the whole file is the corpus)
@@ -171,6 +174,12 @@ int inspect(const std::string &path) {
                 listText(plan, s.inputs).c_str(),
                 listText(plan, s.outputs).c_str(), params.c_str());
   }
+  // How the CUDA backend issues a training plan (fusions, multi-tensor
+  // launches).
+  if (plan.target != "cpu")
+    std::fputs(
+        mm::describeTrainSchedule(plan, mm::planTrainSchedule(plan)).c_str(),
+        stdout);
   return 0;
 }
 

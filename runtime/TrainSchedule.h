@@ -1,0 +1,42 @@
+// How the CUDA backend issues a training plan beyond one launch plan per step
+// (runtime/cuda/CudaTrain.cpp): which neighbouring steps share one pass and
+// which adamw / grad_norm steps become multi-tensor launches. Plain C++ on the
+// Plan (no CUDA), so `mm-run inspect` can print it and CI can test it on
+// machines without a GPU.
+#pragma once
+
+#include "runtime/Artifact.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mm {
+
+struct TrainSchedule {
+  /// Per step: done by a neighbouring step's pass (not issued itself).
+  std::vector<bool> skip;
+  /// Per lm_head_loss_grad step: the loss buffer it also writes (the
+  /// lm_head_loss of the same h, w, labels just before it), or -1.
+  std::vector<int64_t> fusedLoss;
+  /// Per adamw step: the bf16 weight it also stores (the store_param of its
+  /// master just after it), or -1.
+  std::vector<int64_t> fusedStore;
+  /// Runs of adamw steps with the same grad_norm, lr and step inputs and the
+  /// same hyper-parameters (store_param steps fused into them may sit in
+  /// between): one multi-tensor launch at the first step. Runs of 2 or more.
+  std::vector<std::vector<size_t>> adamGroups;
+  /// Per step: the index in adamGroups of the group it leads, or -1.
+  std::vector<int64_t> adamGroupOf;
+  /// grad_norm steps whose gradients all have constant shapes: one
+  /// multi-tensor launch over a table of them.
+  std::vector<size_t> multiNorm;
+};
+
+TrainSchedule planTrainSchedule(const Plan &plan);
+
+/// One line per fusion and multi-tensor group ("" for a plan without
+/// training steps), for `mm-run inspect`.
+std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &s);
+
+} // namespace mm
