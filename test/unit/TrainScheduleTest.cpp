@@ -1,0 +1,113 @@
+// TrainSchedule (runtime/TrainSchedule.h): which training steps the CUDA
+// backend fuses and groups, decided from the plan alone.
+#include "runtime/TrainSchedule.h"
+#include "test/unit/TestSupport.h"
+
+#include <gtest/gtest.h>
+
+namespace mm {
+namespace {
+
+using test::C;
+
+uint32_t buffer(Plan &p, BufferKind kind, const std::string &name, DType t,
+                std::vector<Dim> shape) {
+  BufferDesc b;
+  b.kind = kind;
+  b.name = name;
+  b.dtype = t;
+  b.shape = std::move(shape);
+  p.buffers.push_back(b);
+  return static_cast<uint32_t>(p.buffers.size() - 1);
+}
+
+void step(Plan &p, Kernel k, std::vector<uint32_t> in,
+          std::vector<uint32_t> out, KernelParams params = {}) {
+  StepDesc s;
+  s.kernel = k;
+  s.inputs = std::move(in);
+  s.outputs = std::move(out);
+  s.params = params;
+  p.steps.push_back(s);
+}
+
+TEST(TrainSchedule, FusesAndGroups) {
+  Plan p;
+  p.target = "sm_90a";
+  const auto A = BufferKind::Activation, W = BufferKind::Weight,
+             S = BufferKind::State, I = BufferKind::Input;
+  const uint32_t h = buffer(p, A, "h", DType::BF16, {test::kB, test::kT, C(8)});
+  const uint32_t head = buffer(p, W, "lm_head", DType::BF16, {C(16), C(8)});
+  const uint32_t labels =
+      buffer(p, I, "labels", DType::I32, {test::kB, test::kT});
+  const uint32_t loss = buffer(p, A, "loss", DType::F32, {});
+  const uint32_t dh =
+      buffer(p, A, "dh", DType::BF16, {test::kB, test::kT, C(8)});
+  const uint32_t g1 = buffer(p, A, "g1", DType::F32, {C(16), C(8)});
+  const uint32_t g2 = buffer(p, A, "g2", DType::F32, {C(8)});
+  const uint32_t gDyn = buffer(p, A, "gdyn", DType::F32, {test::kB, C(8)});
+  const uint32_t norm = buffer(p, A, "norm", DType::F32, {});
+  const uint32_t norm2 = buffer(p, A, "norm2", DType::F32, {});
+  const uint32_t lr = buffer(p, I, "lr", DType::F32, {});
+  const uint32_t lr2 = buffer(p, I, "lr2", DType::F32, {});
+  const uint32_t stepIn = buffer(p, I, "step", DType::F32, {});
+  const uint32_t w2 = buffer(p, W, "w2", DType::BF16, {C(8)});
+  const uint32_t w3 = buffer(p, W, "w3", DType::F32, {C(8)});
+  auto states = [&](const std::string &n, std::vector<Dim> shape) {
+    return std::vector<uint32_t>{
+        buffer(p, S, "master:" + n, DType::F32, shape),
+        buffer(p, S, "adamw.m:" + n, DType::F32, shape),
+        buffer(p, S, "adamw.v:" + n, DType::F32, shape)};
+  };
+  const auto s1 = states("lm_head", {C(16), C(8)}), s2 = states("w2", {C(8)});
+  const auto s3 = states("w3", {C(8)});
+  KernelParams chunk;
+  chunk.chunkRows = 64;
+  step(p, Kernel::LmHeadLoss, {h, head, labels}, {loss}, chunk);       // 0
+  step(p, Kernel::LmHeadLossGrad, {h, head, labels}, {dh, g1}, chunk); // 1
+  step(p, Kernel::GradNorm, {g1, g2}, {norm});                         // 2
+  step(p, Kernel::GradNorm, {g1, gDyn}, {norm2});                      // 3
+  auto adamw = [&](const std::vector<uint32_t> &st, uint32_t g, uint32_t l) {
+    step(p, Kernel::AdamW, {st[0], g, st[1], st[2], norm, l, stepIn},
+         {st[0], st[1], st[2]});
+  };
+  adamw(s1, g1, lr);                                  // 4
+  step(p, Kernel::StoreParam, {s1[0], head}, {head}); // 5
+  adamw(s2, g2, lr);                                  // 6
+  step(p, Kernel::StoreParam, {s2[0], w2}, {w2});     // 7
+  adamw(s3, g2, lr2);                                 // 8: other lr
+  step(p, Kernel::StoreParam, {s3[0], w3}, {w3});     // 9: f32 weight
+
+  const TrainSchedule t = planTrainSchedule(p);
+  EXPECT_EQ(t.skip, (std::vector<bool>{true, false, false, false, false, true,
+                                       true, true, false, false}));
+  EXPECT_EQ(t.fusedLoss[1], static_cast<int64_t>(loss));
+  EXPECT_EQ(t.fusedStore[4], static_cast<int64_t>(head));
+  EXPECT_EQ(t.fusedStore[6], static_cast<int64_t>(w2));
+  EXPECT_EQ(t.fusedStore[8], -1); // f32 weights keep their store_param step
+  ASSERT_EQ(t.adamGroups.size(), 1u);
+  EXPECT_EQ(t.adamGroups[0], (std::vector<size_t>{4, 6}));
+  EXPECT_EQ(t.adamGroupOf[4], 0);
+  EXPECT_EQ(t.adamGroupOf[8], -1);
+  EXPECT_EQ(t.multiNorm, (std::vector<size_t>{2})); // step 3 has a [B, 8]
+  const std::string d = describeTrainSchedule(p, t);
+  EXPECT_NE(
+      d.find("step 1 (lm_head_loss_grad) also computes the loss of step 0"),
+      std::string::npos)
+      << d;
+  EXPECT_NE(d.find("adamw steps 4..6 (2 tensors)"), std::string::npos) << d;
+}
+
+TEST(TrainSchedule, NothingForInference) {
+  Plan p;
+  p.buffers.push_back({BufferKind::Activation, "x", DType::F32, {C(4)}});
+  step(p, Kernel::Silu, {0}, {0});
+  const TrainSchedule t = planTrainSchedule(p);
+  EXPECT_EQ(t.skip, std::vector<bool>{false});
+  EXPECT_TRUE(t.adamGroups.empty());
+  EXPECT_TRUE(t.multiNorm.empty());
+  EXPECT_EQ(describeTrainSchedule(p, t), "");
+}
+
+} // namespace
+} // namespace mm
