@@ -4,7 +4,8 @@
 // The final mm.logits is replaced by the fused, chunked mm.lm_head_loss, then
 // the ops are walked in reverse and each states its backward (the table in
 // MMTrainOps.td); gradients of a value used several times are summed with
-// mm.scaled_add. With an optimizer, the global gradient norm and one update
+// mm.scaled_add, whose own backward only records factors that fold into those
+// sums (a residual junction costs one scaled_add, not a scaled copy and a sum). With an optimizer, the global gradient norm and one update
 // per weight (on zero-initialised mm.state tensors) follow, and the function
 // returns (loss, grad_norm); without, it returns the loss and every weight's
 // gradient as "grad:<weight name>".
@@ -100,6 +101,11 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
   // --- state of one run ---------------------------------------------------
   OpBuilder *b = nullptr;
   llvm::DenseMap<Value, Value> grads;
+  // A pending factor of a gradient: grads[v] · gradScale[v] is the gradient
+  // of v (1 when absent). The backward of mm.scaled_add leaves its factors
+  // pending instead of emitting scaled copies; they fold into the next sum
+  // (one scaled_add instead of two) or are applied when the gradient is read.
+  llvm::DenseMap<Value, double> gradScale;
   IRMapping recomputed; // forward value -> its clone in the backward pass
   std::set<int64_t> recomputedLayers;
   std::vector<Operation *> forwardOps;
@@ -114,15 +120,32 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     return NameLoc::get(b->getStringAttr(name + ".grad"));
   }
 
-  void accumulate(Value v, Value g, Location loc) {
+  /// Adds factor · g to the gradient of v.
+  void accumulate(Value v, Value g, Location loc, double factor = 1.0) {
     auto it = grads.find(v);
     if (it == grads.end()) {
       grads[v] = g;
+      if (factor != 1.0)
+        gradScale[v] = factor;
       return;
     }
+    const double mine = gradScale.count(v) ? gradScale.lookup(v) : 1.0;
     it->second = mm::ScaledAddOp::create(*b, loc, g.getType(), it->second, g,
-                                         b->getF64FloatAttr(1.0),
-                                         b->getF64FloatAttr(1.0));
+                                         b->getF64FloatAttr(mine),
+                                         b->getF64FloatAttr(factor));
+    gradScale.erase(v);
+  }
+
+  /// The gradient of v with any pending factor applied (a scaled copy).
+  Value gradOf(Value v, Location loc) {
+    Value g = grads.lookup(v);
+    auto it = gradScale.find(v);
+    if (!g || it == gradScale.end())
+      return g;
+    g = scaled(g, it->second, loc);
+    grads[v] = g;
+    gradScale.erase(it);
+    return g;
   }
 
   Value scaled(Value dy, double factor, Location loc) {
@@ -153,7 +176,17 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
       if (auto it = layerOf.find(op); it != layerOf.end())
         recomputeLayer(it->second);
     Location loc = gradLoc(op);
-    Value dy = grads.lookup(op->getResult(0));
+    if (auto a = dyn_cast<mm::ScaledAddOp>(op)) {
+      // y = α·lhs + β·rhs: dlhs = α·dy, drhs = β·dy, with dy's own pending
+      // factor multiplied in and nothing emitted yet.
+      Value y = a.getResult();
+      const double f = gradScale.count(y) ? gradScale.lookup(y) : 1.0;
+      Value dy = grads.lookup(y);
+      accumulate(a.getLhs(), dy, loc, f * a.getAlpha().convertToDouble());
+      accumulate(a.getRhs(), dy, loc, f * a.getBeta().convertToDouble());
+      return success();
+    }
+    Value dy = gradOf(op->getResult(0), loc);
     auto t = [](Value v) { return v.getType(); };
     if (auto e = dyn_cast<mm::EmbeddingOp>(op)) {
       accumulate(
@@ -187,11 +220,6 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
       Value db = mm::MulOp::create(*b, loc, dy.getType(), dy, fwd(m.getLhs()));
       accumulate(m.getLhs(), da, loc);
       accumulate(m.getRhs(), db, loc);
-    } else if (auto a = dyn_cast<mm::ScaledAddOp>(op)) {
-      accumulate(a.getLhs(), scaled(dy, a.getAlpha().convertToDouble(), loc),
-                 loc);
-      accumulate(a.getRhs(), scaled(dy, a.getBeta().convertToDouble(), loc),
-                 loc);
     } else if (auto r = dyn_cast<mm::RopeOp>(op)) {
       accumulate(r.getInput(),
                  mm::RopeGradOp::create(*b, loc, t(r.getInput()), dy,
@@ -293,7 +321,7 @@ struct AutodiffPass : mm::impl::AutodiffPassBase<AutodiffPass> {
     std::vector<std::pair<mm::ParamOp, Value>> params;
     for (Operation *op : forwardOps)
       if (auto p = dyn_cast<mm::ParamOp>(op))
-        if (Value g = grads.lookup(p.getResult()))
+        if (Value g = gradOf(p.getResult(), p.getLoc()))
           params.push_back({p, g});
 
     SmallVector<Value> results{loss};
