@@ -2,6 +2,8 @@
 // (Verify.cpp).
 #include "runtime/Artifact.h"
 
+#include <cmath>
+
 #include <mm/schema/mm_artifact_generated.h>
 
 #include <cerrno>
@@ -118,6 +120,22 @@ const char *kernelName(Kernel k) {
     return "store_param";
   }
   return "?";
+}
+
+std::string nonFiniteMessage(const Plan &plan, const StepDesc &step,
+                             const BufferDesc &tensor, float value,
+                             uint64_t index) {
+  std::string weights;
+  for (uint32_t i : step.inputs)
+    if (plan.buffers[i].kind == BufferKind::Weight)
+      weights += (weights.empty() ? " reading weight '" : "', '") +
+                 plan.buffers[i].name;
+  if (!weights.empty())
+    weights += "'";
+  return std::string("non-finite value ") +
+         (std::isnan(value) ? "NaN" : "Inf") + " in tensor '" + tensor.name +
+         "' at flat index " + std::to_string(index) + ", written by " +
+         step.kernelName + weights;
 }
 
 std::string formatShape(const std::vector<Dim> &shape) {

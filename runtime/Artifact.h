@@ -183,6 +183,13 @@ const char *kernelName(Kernel k);
 /// "[B, T, 64]" for messages and `inspect`.
 std::string formatShape(const std::vector<Dim> &shape);
 
+/// "non-finite value NaN in tensor 't32' at flat index 0, written by linear
+/// reading weight 'w'": the NaN/Inf report of both backends (activations
+/// have only debug names, so the weights the step read are named too).
+std::string nonFiniteMessage(const Plan &plan, const StepDesc &step,
+                             const BufferDesc &tensor, float value,
+                             uint64_t index);
+
 /// Resolves a symbolic shape for the actual batch `b` and sequence length `t`.
 std::vector<int64_t> resolveShape(const std::vector<Dim> &shape, int64_t b,
                                   int64_t t);

@@ -60,14 +60,6 @@ std::vector<PersistentTensor> Session::persistentTensors() {
 
 Status Session::checkStepFinite(size_t index) const {
   const StepDesc &step = plan_.steps[index];
-  // Activations have only debug names, so name the weights the step read too.
-  std::string weights;
-  for (uint32_t i : step.inputs)
-    if (plan_.buffers[i].kind == BufferKind::Weight)
-      weights += (weights.empty() ? " reading weight '" : "', '") +
-                 plan_.buffers[i].name;
-  if (!weights.empty())
-    weights += "'";
   for (uint32_t o : step.outputs) {
     const BufferDesc &b = plan_.buffers[o];
     if (b.dtype != DType::F32)
@@ -76,10 +68,7 @@ Status Session::checkStepFinite(size_t index) const {
     const int64_t n = shapes_[o].elements;
     for (int64_t j = 0; j < n; ++j)
       if (!std::isfinite(d[j]))
-        return outOfRange(std::string("non-finite value ") +
-                          (std::isnan(d[j]) ? "NaN" : "Inf") + " in tensor '" +
-                          b.name + "' at flat index " + std::to_string(j) +
-                          ", written by " + step.kernelName + weights);
+        return outOfRange(nonFiniteMessage(plan_, step, b, d[j], j));
   }
   return Status::ok();
 }

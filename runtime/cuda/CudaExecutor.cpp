@@ -284,6 +284,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   const uint64_t arena = at;
   at = alignUp(at + plan.arenaBytes, kWorkspaceAlign);
   uint64_t wsBytes = 0;
+  const std::vector<ResolvedShape> atMax = maxShapes();
   for (size_t si = 0; si < plan.steps.size(); ++si) {
     const StepDesc &s = plan.steps[si];
     const auto &x = plan.buffers[s.inputs[0]];
@@ -297,7 +298,7 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     } else if (s.kernel == Kernel::CrossEntropy) {
       wsBytes = std::max(wsBytes, crossEntropyWorkspaceBytes(rows));
     } else if (isTrainKernel(s.kernel)) {
-      wsBytes = std::max(wsBytes, trainWorkspaceBytes(si));
+      wsBytes = std::max(wsBytes, trainWorkspaceBytes(si, atMax));
     } else if (s.kernel == Kernel::LightningAttention &&
                s.params.tileChunk == 1) {
       // fp32 [D, D] states of every segment but the last, per sequence and

@@ -227,20 +227,25 @@ CudaExecutor::Impl::checkStepInputs(const std::vector<void *> &hostData) {
   return Status::ok();
 }
 
-uint64_t CudaExecutor::Impl::trainWorkspaceBytes(size_t index) {
-  // The step's arguments at the compile-time maxima (no device memory yet:
-  // every address is 0), asked for their workspace instead of launched.
-  std::vector<ResolvedShape> maxShapes(plan.buffers.size());
+std::vector<ResolvedShape> CudaExecutor::Impl::maxShapes() const {
+  std::vector<ResolvedShape> shapes(plan.buffers.size());
   for (size_t i = 0; i < plan.buffers.size(); ++i) {
     const std::vector<int64_t> dims =
         resolveShape(plan.buffers[i].shape, plan.maxBatch, plan.maxSeq);
     for (size_t d = 0; d < dims.size(); ++d) {
-      maxShapes[i].dims[d] = dims[d];
-      maxShapes[i].elements *= dims[d];
+      shapes[i].dims[d] = dims[d];
+      shapes[i].elements *= dims[d];
     }
   }
+  return shapes;
+}
+
+uint64_t CudaExecutor::Impl::trainWorkspaceBytes(
+    size_t index, const std::vector<ResolvedShape> &shapes) {
+  // The step's arguments at these shapes (no device memory yet: every address
+  // is 0), asked for their workspace instead of launched.
   uint64_t bytes = 0;
-  Status st = runTrainStep(index, maxShapes, &bytes);
+  Status st = runTrainStep(index, shapes, &bytes);
   return st.isOk() ? bytes : 0;
 }
 
@@ -554,18 +559,8 @@ Status CudaExecutor::Impl::checkFiniteSlot() {
     MM_CU_CALL(drv, streamSynchronize, stream);
     if (std::isfinite(v))
       continue;
-    std::string weights;
-    for (uint32_t i : s.inputs)
-      if (plan.buffers[i].kind == BufferKind::Weight)
-        weights += (weights.empty() ? " reading weight '" : "', '") +
-                   plan.buffers[i].name;
-    if (!weights.empty())
-      weights += "'";
-    return outOfRange("step " + std::to_string(stepIndex) +
-                      ": non-finite value " + (std::isnan(v) ? "NaN" : "Inf") +
-                      " in tensor '" + b.name + "' at flat index " +
-                      std::to_string(at) + ", written by " + s.kernelName +
-                      weights);
+    return outOfRange("step " + std::to_string(stepIndex) + ": " +
+                      nonFiniteMessage(plan, s, b, v, at));
   }
   return outOfRange("step " + std::to_string(stepIndex) + " (" + s.kernelName +
                     "): non-finite value at flat index " + std::to_string(at));

@@ -121,8 +121,11 @@ struct CudaExecutor::Impl {
   /// Issues a kernels/launch.h plan: entries prefix + suffix, args by value.
   Status launchPlan(const std::string &prefix, const k::Launch *plan, int n,
                     void *args);
-  Status openTrainStep(size_t index);         // validation, at open()
-  uint64_t trainWorkspaceBytes(size_t index); // at the compile-time maxima
+  Status openTrainStep(size_t index); // validation, at open()
+  /// Every buffer's shape at the compile-time maxima.
+  std::vector<ResolvedShape> maxShapes() const;
+  uint64_t trainWorkspaceBytes(size_t index,
+                               const std::vector<ResolvedShape> &shapes);
   /// Issues training step `index`; with `workspaceBytes`, only reports the
   /// workspace its kernels need at `shapes` (nothing launched).
   Status runTrainStep(size_t index, const std::vector<ResolvedShape> &shapes,

@@ -80,25 +80,26 @@ StatusOr<LtGemm::Shape *> LtGemm::shape(cudaDataType_t inType,
 Status LtGemm::run(CUstream stream, cudaDataType_t inType,
                    cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                    CUdeviceptr x, int64_t ldx, CUdeviceptr w, CUdeviceptr out) {
-  MM_ASSIGN_OR_RETURN(Shape * s,
-                      shape(inType, outType, m, n, k, ldx, false, true));
-  const float alpha = 1.f, beta = 0.f;
-  MM_LT_CALL(
-      lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(w),
-      s->a, reinterpret_cast<const void *>(x), s->b, &beta,
-      reinterpret_cast<const void *>(out), s->c, reinterpret_cast<void *>(out),
-      s->c, &s->algo, reinterpret_cast<void *>(workspace_), workspaceBytes_,
-      reinterpret_cast<cudaStream_t>(stream));
-  return Status::ok();
+  return matmul(stream, inType, outType, m, n, k, x, ldx, false, w, true, out,
+                0.f);
 }
 
 Status LtGemm::gemm(CUstream stream, cudaDataType_t inType,
                     cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                     CUdeviceptr a, bool transA, CUdeviceptr b, bool transB,
                     CUdeviceptr c, float beta) {
-  MM_ASSIGN_OR_RETURN(Shape * s, shape(inType, outType, m, n, k, transA ? m : k,
-                                       transA, transB));
+  return matmul(stream, inType, outType, m, n, k, a, transA ? m : k, transA, b,
+                transB, c, beta);
+}
+
+Status LtGemm::matmul(CUstream stream, cudaDataType_t inType,
+                      cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
+                      CUdeviceptr a, int64_t lda, bool transA, CUdeviceptr b,
+                      bool transB, CUdeviceptr c, float beta) {
+  MM_ASSIGN_OR_RETURN(Shape * s,
+                      shape(inType, outType, m, n, k, lda, transA, transB));
   const float alpha = 1.f;
+  // cuBLAS's first operand is b, its second a (see shape()).
   MM_LT_CALL(
       lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(b),
       s->a, reinterpret_cast<const void *>(a), s->b, &beta,

@@ -51,6 +51,11 @@ private:
   };
   LtGemm(const CublasLt &lt, cublasLtHandle_t h, CUdeviceptr ws, size_t wsBytes)
       : lt_(lt), handle_(h), workspace_(ws), workspaceBytes_(wsBytes) {}
+  // Both public forms: c = op(a) · op(b) + beta · c, a's rows lda apart.
+  Status matmul(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
+                int64_t m, int64_t n, int64_t k, CUdeviceptr a, int64_t lda,
+                bool transA, CUdeviceptr b, bool transB, CUdeviceptr c,
+                float beta);
   StatusOr<Shape *> shape(cudaDataType_t inType, cudaDataType_t outType,
                           int64_t m, int64_t n, int64_t k, int64_t ldx,
                           bool transA, bool transB);
