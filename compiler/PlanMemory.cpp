@@ -5,6 +5,12 @@
 // free offset (greedy by size, as in TFLite's arena planner) keeps the peak
 // close to the largest set of simultaneously live buffers.
 //
+// On GPU targets a scaled_add right after the linear / linear_grad whose
+// product it reads is folded into that product's cuBLASLt epilogue
+// (runtime/TrainSchedule.h, fusedAdd), which writes the sum while the product's
+// operands are still being read. The operands of such a product stay live
+// through the scaled_add, so the sum never takes their memory.
+//
 //===----------------------------------------------------------------------===//
 
 #include "mm/Compiler/Passes.h"
@@ -53,6 +59,25 @@ struct PlanMemoryPass : mm::impl::PlanMemoryPassBase<PlanMemoryPass> {
     for (auto [i, op] : llvm::enumerate(body))
       position[&op] = i;
 
+    // Lifetimes extended to a folded scaled_add (see the file comment).
+    llvm::DenseMap<Value, int64_t> extended;
+    if (program.getTarget() != "cpu") {
+      mmx::LaunchOp prev;
+      for (Operation &op : body) {
+        auto launch = dyn_cast<mmx::LaunchOp>(op);
+        if (!launch)
+          continue;
+        if (prev && launch.getKernel() == "scaled_add" &&
+            (prev.getKernel() == "linear" ||
+             prev.getKernel() == "linear_grad") &&
+            !prev.getOuts().empty() &&
+            llvm::is_contained(launch.getIns(), prev.getOuts()[0]))
+          for (Value v : llvm::concat<Value>(prev.getIns(), prev.getOuts()))
+            extended[v] = position[launch];
+        prev = launch;
+      }
+    }
+
     std::vector<Interval> intervals;
     int64_t unplanned = 0;
     for (auto alloc : body.getOps<mmx::AllocOp>()) {
@@ -67,6 +92,8 @@ struct PlanMemoryPass : mm::impl::PlanMemoryPassBase<PlanMemoryPass> {
       for (Operation *user : alloc.getResult().getUsers())
         end = isa<mmx::OutputOp>(user) ? std::numeric_limits<int64_t>::max()
                                        : std::max(end, position[user]);
+      if (auto it = extended.find(alloc.getResult()); it != extended.end())
+        end = std::max(end, it->second);
       intervals.push_back({alloc, start, end, bytes});
       unplanned += bytes;
     }

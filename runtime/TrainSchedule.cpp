@@ -2,6 +2,63 @@
 #include "runtime/TrainSchedule.h"
 
 namespace mm {
+namespace {
+
+/// Activations whose arena ranges intersect (weights, inputs and states have
+/// their own allocations, so they overlap only themselves).
+bool overlaps(const Plan &plan, uint32_t a, uint32_t b) {
+  if (a == b)
+    return true;
+  const BufferDesc &x = plan.buffers[a], &y = plan.buffers[b];
+  if (x.kind != BufferKind::Activation || y.kind != BufferKind::Activation)
+    return false;
+  return x.offset < y.offset + y.maxBytes && y.offset < x.offset + x.maxBytes;
+}
+
+} // namespace
+
+bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
+  const StepDesc &l = plan.steps[lin], &s = plan.steps[add];
+  if ((l.kernel != Kernel::Linear && l.kernel != Kernel::LinearGrad) ||
+      l.params.lastPosition || s.kernel != Kernel::ScaledAdd ||
+      s.inputs.size() != 2)
+    return false;
+  const uint32_t prod = l.outputs[0], sum = s.outputs[0];
+  const int which = s.inputs[0] == prod ? 0 : s.inputs[1] == prod ? 1 : -1;
+  if (which < 0 || s.inputs[0] == s.inputs[1])
+    return false;
+  const uint32_t other = s.inputs[1 - which];
+  for (uint32_t o : l.outputs)
+    if (o == other)
+      return false;
+  const BufferDesc &pb = plan.buffers[prod];
+  if (pb.kind != BufferKind::Activation ||
+      plan.buffers[sum].dtype != pb.dtype ||
+      plan.buffers[other].dtype != pb.dtype ||
+      (l.kernel == Kernel::Linear &&
+       plan.buffers[l.inputs[0]].dtype != pb.dtype))
+    return false;
+  // Nothing but the scaled_add reads the product (it is never written).
+  for (size_t i = 0; i < plan.steps.size(); ++i)
+    for (uint32_t b : plan.steps[i].inputs)
+      if (b == prod && i != add)
+        return false;
+  for (const Binding &b : plan.outputs)
+    if (b.buffer == prod)
+      return false;
+  // cuBLASLt reads `other` while writing `sum`: the same memory (in place) or
+  // apart. The products' operands are read while `sum` is written, and the
+  // weight gradient of linear_grad after it.
+  if (sum != other && overlaps(plan, sum, other))
+    return false;
+  for (uint32_t b : l.inputs)
+    if (overlaps(plan, sum, b))
+      return false;
+  for (size_t o = 1; o < l.outputs.size(); ++o)
+    if (overlaps(plan, sum, l.outputs[o]))
+      return false;
+  return true;
+}
 
 TrainSchedule planTrainSchedule(const Plan &plan) {
   const size_t n = plan.steps.size();
@@ -10,6 +67,13 @@ TrainSchedule planTrainSchedule(const Plan &plan) {
   t.fusedLoss.assign(n, -1);
   t.fusedStore.assign(n, -1);
   t.adamGroupOf.assign(n, -1);
+  t.fusedAdd.assign(n, -1);
+  for (size_t i = 0; i + 1 < n; ++i)
+    if (fuseLinearAdd(plan, i, i + 1)) {
+      t.fusedAdd[i] = static_cast<int64_t>(i + 1);
+      t.skip[i + 1] = true;
+      ++i;
+    }
   for (size_t i = 1; i < n; ++i) {
     const StepDesc &s = plan.steps[i], &prev = plan.steps[i - 1];
     // lm_head_loss then lm_head_loss_grad of the same h, w, labels: one pass.
@@ -70,14 +134,24 @@ TrainSchedule planTrainSchedule(const Plan &plan) {
 
 std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &t) {
   std::string out;
-  size_t stores = 0;
+  size_t stores = 0, adds[2] = {0, 0};
   for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (t.fusedAdd[i] >= 0)
+      ++adds[plan.steps[i].kernel == Kernel::LinearGrad];
     if (t.fusedLoss[i] >= 0)
       out += "cuda: step " + std::to_string(i) +
              " (lm_head_loss_grad) also computes the loss of step " +
              std::to_string(i - 1) + " (one logits product per chunk)\n";
     stores += t.fusedStore[i] >= 0;
   }
+  if (adds[0])
+    out += "cuda: " + std::to_string(adds[0]) +
+           " scaled_add steps fused into the linear before them (cuBLASLt "
+           "epilogue)\n";
+  if (adds[1])
+    out += "cuda: " + std::to_string(adds[1]) +
+           " scaled_add steps fused into the linear_grad before them "
+           "(cuBLASLt epilogue)\n";
   if (stores)
     out += "cuda: " + std::to_string(stores) +
            " store_param steps fused into the adamw before them\n";

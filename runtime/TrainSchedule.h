@@ -31,7 +31,17 @@ struct TrainSchedule {
   /// grad_norm steps whose gradients all have constant shapes: one
   /// multi-tensor launch over a table of them.
   std::vector<size_t> multiNorm;
+  /// Per linear / linear_grad step: the scaled_add step right after it that
+  /// adds its (input-)gradient or output to another tensor, done by
+  /// cuBLASLt's epilogue (out = coef·product + other·coef'), or -1. Only when
+  /// nothing else reads the product and the sum's memory does not overlap
+  /// what the products read (see fuseLinearAdd).
+  std::vector<int64_t> fusedAdd;
 };
+
+/// Whether scaled_add step `add` can be folded into linear / linear_grad step
+/// `lin` (see TrainSchedule::fusedAdd).
+bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add);
 
 TrainSchedule planTrainSchedule(const Plan &plan);
 

@@ -404,6 +404,16 @@ CudaExecutor::Impl::downloadPersistent(const std::vector<void *> &hostData) {
   });
 }
 
+CudaExecutor::Impl::FusedAdd
+CudaExecutor::Impl::fusedAdd(size_t index) const {
+  const StepDesc &add = plan.steps[static_cast<size_t>(sched.fusedAdd[index])];
+  const bool first = add.inputs[0] == plan.steps[index].outputs[0];
+  const float a = static_cast<float>(add.params.alpha),
+              b = static_cast<float>(add.params.beta);
+  return {dev[add.outputs[0]], dev[add.inputs[first ? 1 : 0]], first ? a : b,
+          first ? b : a};
+}
+
 Status CudaExecutor::Impl::runStep(size_t index,
                                    const std::vector<ResolvedShape> &shapes) {
   const StepDesc &s = plan.steps[index];
@@ -444,6 +454,12 @@ Status CudaExecutor::Impl::runStep(size_t index,
       return lt->run(stream, inType, outType, x[0], shapes[in[1]].dims[0], x[2],
                      dev[in[0]] + (x[1] - 1) * x[2] * dtypeSize(xt),
                      x[1] * x[2], dev[in[1]], out);
+    if (sched.fusedAdd[index] >= 0) { // + the residual of the scaled_add
+      const FusedAdd f = fusedAdd(index);
+      return lt->runAdd(stream, inType, x[0] * x[1], shapes[in[1]].dims[0],
+                        x[2], dev[in[0]], dev[in[1]], f.sum, f.alpha, f.other,
+                        f.beta);
+    }
     return lt->run(stream, inType, outType, x[0] * x[1], shapes[in[1]].dims[0],
                    x[2], dev[in[0]], x[2], dev[in[1]], out);
   }

@@ -318,9 +318,16 @@ CudaExecutor::Impl::runTrainStep(size_t index,
     const cudaDataType_t t = cudaType(plan.buffers[in[0]].dtype);
     if (workspaceBytes)
       return Status::ok();
-    MM_RETURN_IF_ERROR(
-        lt->gemm(stream, t, cudaType(plan.buffers[outs[0]].dtype), rows, K, N,
-                 dev[in[2]], false, dev[in[1]], false, dev[outs[0]], 0.f));
+    const cudaDataType_t dxType = cudaType(plan.buffers[outs[0]].dtype);
+    if (sched.fusedAdd[index] >= 0) { // dx lands in the scaled_add's sum
+      const FusedAdd f = fusedAdd(index);
+      MM_RETURN_IF_ERROR(lt->gemmAdd(stream, t, dxType, rows, K, N, dev[in[2]],
+                                     false, dev[in[1]], false, f.sum, f.alpha,
+                                     f.other, f.beta));
+    } else {
+      MM_RETURN_IF_ERROR(lt->gemm(stream, t, dxType, rows, K, N, dev[in[2]],
+                                  false, dev[in[1]], false, dev[outs[0]], 0.f));
+    }
     return lt->gemm(stream, t, CUDA_R_32F, N, K, rows, dev[in[2]], true,
                     dev[in[0]], false, dev[outs[1]], 0.f);
   }
@@ -506,6 +513,9 @@ Status CudaExecutor::Impl::launchFiniteChecks(
     size_t index, const std::vector<ResolvedShape> &shapes) {
   const StepDesc &s = plan.steps[index];
   std::vector<uint32_t> checked = s.outputs;
+  if (sched.fusedAdd[index] >= 0) // the product is the scaled_add's sum
+    checked[0] = plan.steps[static_cast<size_t>(sched.fusedAdd[index])]
+                     .outputs[0];
   if (sched.fusedLoss[index] >= 0)
     checked.push_back(static_cast<uint32_t>(sched.fusedLoss[index]));
   k::Launch l[k::kMaxLaunches];
@@ -517,9 +527,13 @@ Status CudaExecutor::Impl::launchFiniteChecks(
     a.x = dev[o];
     a.slot = base + scalars + kScalarFinite;
     a.n = shapes[o].elements;
-    // The step that wrote it: a fused loss belongs to the step before.
+    // The step that wrote it: a fused loss belongs to the step before, a
+    // fused sum to the scaled_add after.
     a.step = static_cast<long long>(
-        o == static_cast<uint32_t>(sched.fusedLoss[index]) ? index - 1 : index);
+        o == static_cast<uint32_t>(sched.fusedLoss[index]) ? index - 1
+        : sched.fusedAdd[index] >= 0 && o == checked[0]
+            ? static_cast<size_t>(sched.fusedAdd[index])
+            : index);
     MM_RETURN_IF_ERROR(
         launchPlan(std::string("mm_finite_check_") + dtypeName(t), l,
                    k::finiteCheckPlan(a, 0, multiprocessors, l), &a));

@@ -130,6 +130,13 @@ struct CudaExecutor::Impl {
   /// workspace its kernels need at `shapes` (nothing launched).
   Status runTrainStep(size_t index, const std::vector<ResolvedShape> &shapes,
                       uint64_t *workspaceBytes = nullptr);
+  /// A scaled_add folded into linear / linear_grad step `index`
+  /// (TrainSchedule::fusedAdd): sum = alpha · product + beta · other.
+  struct FusedAdd {
+    CUdeviceptr sum, other;
+    float alpha, beta;
+  };
+  FusedAdd fusedAdd(size_t index) const;
   Status launchFiniteChecks(size_t index,
                             const std::vector<ResolvedShape> &shapes);
   Status checkFiniteSlot();

@@ -81,7 +81,7 @@ Status LtGemm::run(CUstream stream, cudaDataType_t inType,
                    cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                    CUdeviceptr x, int64_t ldx, CUdeviceptr w, CUdeviceptr out) {
   return matmul(stream, inType, outType, m, n, k, x, ldx, false, w, true, out,
-                0.f);
+                1.f, out, 0.f);
 }
 
 Status LtGemm::gemm(CUstream stream, cudaDataType_t inType,
@@ -89,21 +89,21 @@ Status LtGemm::gemm(CUstream stream, cudaDataType_t inType,
                     CUdeviceptr a, bool transA, CUdeviceptr b, bool transB,
                     CUdeviceptr c, float beta) {
   return matmul(stream, inType, outType, m, n, k, a, transA ? m : k, transA, b,
-                transB, c, beta);
+                transB, c, 1.f, c, beta);
 }
 
 Status LtGemm::matmul(CUstream stream, cudaDataType_t inType,
                       cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
                       CUdeviceptr a, int64_t lda, bool transA, CUdeviceptr b,
-                      bool transB, CUdeviceptr c, float beta) {
+                      bool transB, CUdeviceptr d, float alpha, CUdeviceptr c,
+                      float beta) {
   MM_ASSIGN_OR_RETURN(Shape * s,
                       shape(inType, outType, m, n, k, lda, transA, transB));
-  const float alpha = 1.f;
   // cuBLAS's first operand is b, its second a (see shape()).
   MM_LT_CALL(
       lt_, matmul, handle_, s->desc, &alpha, reinterpret_cast<const void *>(b),
       s->a, reinterpret_cast<const void *>(a), s->b, &beta,
-      reinterpret_cast<const void *>(c), s->c, reinterpret_cast<void *>(c),
+      reinterpret_cast<const void *>(c), s->c, reinterpret_cast<void *>(d),
       s->c, &s->algo, reinterpret_cast<void *>(workspace_), workspaceBytes_,
       reinterpret_cast<cudaStream_t>(stream));
   return Status::ok();

@@ -34,6 +34,15 @@ public:
   Status run(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
              int64_t m, int64_t n, int64_t k, CUdeviceptr x, int64_t ldx,
              CUdeviceptr w, CUdeviceptr out);
+  /// out = alpha · x · wᵀ + beta · c (c of out's type and shape; c == out
+  /// runs in place, else they must not overlap): a residual sum folded into
+  /// the product's epilogue.
+  Status runAdd(CUstream stream, cudaDataType_t type, int64_t m, int64_t n,
+                int64_t k, CUdeviceptr x, CUdeviceptr w, CUdeviceptr out,
+                float alpha, CUdeviceptr c, float beta) {
+    return matmul(stream, type, type, m, n, k, x, k, false, w, true, out, alpha,
+                  c, beta);
+  }
 
   /// Any transposition (the training products), row-major throughout:
   /// c[m, n] = op(a) · op(b) + beta · c, op(a) [m, k] (a stored [k, m] when
@@ -42,6 +51,15 @@ public:
   Status gemm(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
               int64_t m, int64_t n, int64_t k, CUdeviceptr a, bool transA,
               CUdeviceptr b, bool transB, CUdeviceptr c, float beta);
+  /// d = alpha · op(a) · op(b) + beta · c, d and c of `outType` (c == d in
+  /// place, else apart).
+  Status gemmAdd(CUstream stream, cudaDataType_t inType,
+                 cudaDataType_t outType, int64_t m, int64_t n, int64_t k,
+                 CUdeviceptr a, bool transA, CUdeviceptr b, bool transB,
+                 CUdeviceptr d, float alpha, CUdeviceptr c, float beta) {
+    return matmul(stream, inType, outType, m, n, k, a, transA ? m : k, transA,
+                  b, transB, d, alpha, c, beta);
+  }
 
 private:
   struct Shape {
@@ -51,11 +69,12 @@ private:
   };
   LtGemm(const CublasLt &lt, cublasLtHandle_t h, CUdeviceptr ws, size_t wsBytes)
       : lt_(lt), handle_(h), workspace_(ws), workspaceBytes_(wsBytes) {}
-  // Both public forms: c = op(a) · op(b) + beta · c, a's rows lda apart.
+  // Every public form: d = alpha · op(a) · op(b) + beta · c, a's rows lda
+  // apart.
   Status matmul(CUstream stream, cudaDataType_t inType, cudaDataType_t outType,
                 int64_t m, int64_t n, int64_t k, CUdeviceptr a, int64_t lda,
-                bool transA, CUdeviceptr b, bool transB, CUdeviceptr c,
-                float beta);
+                bool transA, CUdeviceptr b, bool transB, CUdeviceptr d,
+                float alpha, CUdeviceptr c, float beta);
   StatusOr<Shape *> shape(cudaDataType_t inType, cudaDataType_t outType,
                           int64_t m, int64_t n, int64_t k, int64_t ldx,
                           bool transA, bool transB);

@@ -98,6 +98,86 @@ TEST(TrainSchedule, FusesAndGroups) {
   EXPECT_NE(d.find("adamw steps 4..6 (2 tensors)"), std::string::npos) << d;
 }
 
+/// An activation [B, T, n] at arena offset `at` (maxBytes set as the
+/// verifier would, for B·T ≤ 64).
+uint32_t act(Plan &p, const std::string &name, uint64_t at, int64_t n = 8,
+             DType t = DType::BF16) {
+  const uint32_t b = buffer(p, BufferKind::Activation, name, t,
+                            {test::kB, test::kT, C(n)});
+  p.buffers[b].offset = at;
+  p.buffers[b].maxBytes = 64 * n * dtypeSize(t);
+  return b;
+}
+
+TEST(TrainSchedule, FoldsScaledAddIntoLinear) {
+  Plan p;
+  const uint32_t w = buffer(p, BufferKind::Weight, "w", DType::BF16,
+                            {C(8), C(8)});
+  const uint32_t x = act(p, "x", 0), r = act(p, "r", 1024),
+                 y = act(p, "y", 2048), sum = act(p, "sum", 3072),
+                 dy = act(p, "dy", 4096), dx = act(p, "dx", 5120),
+                 dsum = act(p, "dsum", 6144), z = act(p, "z", 7168);
+  const uint32_t dw = buffer(p, BufferKind::Activation, "dw", DType::F32,
+                             {C(8), C(8)});
+  p.buffers[dw].offset = 8192;
+  p.buffers[dw].maxBytes = 256;
+  KernelParams add;
+  add.alpha = 2;
+  add.beta = 1;
+  step(p, Kernel::Linear, {x, w}, {y});              // 0
+  step(p, Kernel::ScaledAdd, {r, y}, {sum}, add);    // 1: folded into 0
+  step(p, Kernel::LinearGrad, {x, w, dy}, {dx, dw}); // 2
+  step(p, Kernel::ScaledAdd, {dx, r}, {dsum}, add);  // 3: folded into 2
+  step(p, Kernel::Silu, {sum}, {z});                 // 4
+  TrainSchedule t = planTrainSchedule(p);
+  EXPECT_EQ(t.fusedAdd,
+            (std::vector<int64_t>{1, -1, 3, -1, -1}));
+  EXPECT_EQ(t.skip, (std::vector<bool>{false, true, false, true, false}));
+  const std::string d = describeTrainSchedule(p, t);
+  EXPECT_NE(d.find("1 scaled_add steps fused into the linear before them"),
+            std::string::npos)
+      << d;
+  EXPECT_NE(d.find("1 scaled_add steps fused into the linear_grad before"),
+            std::string::npos)
+      << d;
+
+  // In place on the other operand is fine.
+  p.steps[1].outputs = {r};
+  p.steps[4].inputs = {r};
+  EXPECT_TRUE(fuseLinearAdd(p, 0, 1));
+  p.steps[1].outputs = {sum};
+  p.steps[4].inputs = {sum};
+
+  // The sum would overwrite what the products still read: dy (dx, then dw),
+  // x, or only partly overlap the other operand.
+  p.buffers[dsum].offset = p.buffers[dy].offset + 16;
+  EXPECT_FALSE(fuseLinearAdd(p, 2, 3));
+  p.buffers[dsum].offset = p.buffers[x].offset;
+  EXPECT_FALSE(fuseLinearAdd(p, 2, 3));
+  p.buffers[dsum].offset = p.buffers[r].offset + 2;
+  EXPECT_FALSE(fuseLinearAdd(p, 2, 3));
+  p.buffers[dsum].offset = 6144;
+  EXPECT_TRUE(fuseLinearAdd(p, 2, 3));
+
+  // Another reader of the product keeps the product (and the scaled_add).
+  p.steps[4].inputs = {y};
+  EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
+  p.steps[4].inputs = {sum};
+  // A returned product too.
+  p.outputs.push_back({"y", y});
+  EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
+  p.outputs.clear();
+  // Only the step right after, and only the last-position form's absence.
+  EXPECT_FALSE(fuseLinearAdd(p, 0, 3));
+  p.steps[0].params.lastPosition = true;
+  EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
+  p.steps[0].params.lastPosition = false;
+  // A bf16 product summed into an f32 tensor is not one cuBLASLt epilogue.
+  const uint32_t r32 = act(p, "r32", 9000, 8, DType::F32);
+  p.steps[1].inputs = {r32, y};
+  EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
+}
+
 TEST(TrainSchedule, NothingForInference) {
   Plan p;
   p.buffers.push_back({BufferKind::Activation, "x", DType::F32, {C(4)}});
