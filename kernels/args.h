@@ -74,10 +74,17 @@ struct LightningChunkArgs {
 };
 
 /// softmax_attention: q [B,T,Hq*D], k and v [B,T,Hkv*D] -> out [B,T,Hq*D].
+/// Appended, 0 unless a training step's backward reuses them
+/// (runtime/TrainSchedule.h, savedAttention): `lse` gets each query row's
+/// base-2 log-sum-exp of the scaled scores, m·scale·log2e + log2 Σ 2^(...),
+/// f32 at lse[(b·Hq + h)·lse_stride + t] for t < T (the layout of
+/// softmax_attention_grad's workspace), and `out_copy` a second copy of out.
 struct SoftmaxAttentionArgs {
   dptr q, k, v, out;
   long long batch, seq, heads, kv_heads;
   double scale;
+  dptr lse, out_copy;
+  long long lse_stride;
 };
 
 /// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace

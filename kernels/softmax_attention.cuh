@@ -53,6 +53,21 @@ __device__ __forceinline__ void ldMatrix4Trans(unsigned (&r)[4],
       : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
       : "r"(addr));
 }
+/// The backward's row statistic (SoftmaxAttentionArgs::lse) of the two rows a
+/// quad of lanes holds: scaled max ms (base 2) and the quad-reduced sum l.
+__device__ __forceinline__ void saveRowLse(const SoftmaxAttentionArgs &p,
+                                           long long b, long long h,
+                                           long long rowA, long long rowB,
+                                           int t, float msA, float lA,
+                                           float msB, float lB) {
+  if (!p.lse || t != 0)
+    return;
+  float *lse = mptr<float>(p.lse) + (b * p.heads + h) * p.lse_stride;
+  if (rowA < p.seq)
+    lse[rowA] = msA + log2f(lA);
+  if (rowB < p.seq)
+    lse[rowB] = msB + log2f(lB);
+}
 __device__ __forceinline__ float exp2Approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -251,16 +266,25 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p,
     lB += __shfl_xor_sync(0xffffffffu, lB, off);
   }
   const float iA = 1.f / lA, iB = 1.f / lB;
-  unsigned *out = mptr<unsigned>(p.out);
+  saveRowLse(p, b, h, rowA, rowB, t, mA * sl, lA, mB * sl, lB);
+  unsigned *out = mptr<unsigned>(p.out), *copy = mptr<unsigned>(p.out_copy);
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
-    if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] =
-          packBf16(o[nd][0] * iA, o[nd][1] * iA);
-    if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] =
-          packBf16(o[nd][2] * iB, o[nd][3] * iB);
+    const unsigned vA = packBf16(o[nd][0] * iA, o[nd][1] * iA),
+                   vB = packBf16(o[nd][2] * iB, o[nd][3] * iB);
+    const long long atA = ((b * T_ + rowA) * rowQ + c) / 2,
+                    atB = ((b * T_ + rowB) * rowQ + c) / 2;
+    if (rowA < T_) {
+      out[atA] = vA;
+      if (copy)
+        copy[atA] = vA;
+    }
+    if (rowB < T_) {
+      out[atB] = vB;
+      if (copy)
+        copy[atB] = vB;
+    }
   }
 }
 
@@ -516,16 +540,25 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
     lB += __shfl_xor_sync(0xffffffffu, lB, off);
   }
   const float iA = 1.f / lA, iB = 1.f / lB;
-  unsigned *out = mptr<unsigned>(p.out);
+  saveRowLse(p, b, h, rowA, rowB, t, mA * sl, lA, mB * sl, lB);
+  unsigned *out = mptr<unsigned>(p.out), *copy = mptr<unsigned>(p.out_copy);
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) {
     const long long c = h * D + nd * 8 + 2 * t;
-    if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] =
-          packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
-    if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] =
-          packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
+    const unsigned vA = packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA),
+                   vB = packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
+    const long long atA = ((b * T_ + rowA) * rowQ + c) / 2,
+                    atB = ((b * T_ + rowB) * rowQ + c) / 2;
+    if (rowA < T_) {
+      out[atA] = vA;
+      if (copy)
+        copy[atA] = vA;
+    }
+    if (rowB < T_) {
+      out[atB] = vB;
+      if (copy)
+        copy[atB] = vB;
+    }
   }
 }
 #endif
@@ -619,11 +652,20 @@ __device__ void softmaxAttentionSimt(const SoftmaxAttentionArgs &p,
         accO, BK, [&](int i, int j) { return Ps[i * LP + j]; },
         [&](int d, int j) { return Vs[j * LD + d]; });
   }
-  T *out = mptr<T>(p.out);
+  T *out = mptr<T>(p.out), *copy = mptr<T>(p.out_copy);
   MapO::each(accO, [&](int i, int d, float &o) {
-    if (q0 + i < T_)
-      st(out, (b * T_ + q0 + i) * rowQ + h * D + d, o / rowL[i]);
+    if (q0 + i < T_) {
+      const long long at = (b * T_ + q0 + i) * rowQ + h * D + d;
+      st(out, at, o / rowL[i]);
+      if (copy)
+        st(copy, at, o / rowL[i]);
+    }
   });
+  if (p.lse) // natural-log units here (scores scaled by `scale`)
+    for (int i = threadIdx.x; i < BQ; i += THREADS)
+      if (q0 + i < T_)
+        mptr<float>(p.lse)[(b * H + h) * p.lse_stride + q0 + i] =
+            (rowM[i] + logf(rowL[i])) * 1.4426950408889634f;
 }
 
 /// f32 and bf16 share one entry signature; `smem` is the dynamic shared memory

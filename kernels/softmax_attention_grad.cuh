@@ -4,7 +4,10 @@
 //   dv_u = Σ_t p_tu dO_t, dP_tu = dO_t·v_u, dS_tu = p_tu (dP_tu − delta_t),
 //   dk_u = scale Σ_t dS_tu q_t, dq_t = scale Σ_u dS_tu k_u,
 // delta_t = Σ_u p_tu dP_tu (= rowsum(dO ∘ O)); dk, dv summed over the query
-// heads of a kv head. Neither O nor the log-sum-exp is an input, so:
+// heads of a kv head. Neither O nor the log-sum-exp is an operand of the op;
+// when the CUDA executor saved them from the forward step (saved_lse,
+// saved_out; runtime/TrainSchedule.h) "_delta" (delta = rowsum(dO ∘ O)) runs
+// instead of "_stats", else:
 //
 //  "_stats" (grid (Tpad/128, Hq, B)): per 128 query rows, walk the key tiles up
 //    to the diagonal with an online softmax in base 2 (scores scaled by
@@ -675,6 +678,39 @@ __device__ void sagDkdv(const SoftmaxAttentionGradArgs &a, float *smem) {
   else
     sagDkdvSimt<T, D, sagDkdvKeys(D), sagDkdvThreads(D)>(a, smem);
 }
+/// "_delta" (the forward's lse and O at hand): per 128 query rows of one
+/// head, delta = rowsum(dO ∘ O) (a warp per row, fp32), lse and delta of
+/// the padding rows T..Tpad zeroed, and the rows' dq accumulator zeroed.
+template <typename T, int D>
+__device__ void sagDelta(const SoftmaxAttentionGradArgs &a) {
+  const long long T_ = a.seq, H = a.heads, h = blockIdx.y, b = blockIdx.z;
+  const long long rowQ = H * D, blk0 = static_cast<long long>(blockIdx.x) * 128;
+  const T *o = cptr<T>(a.saved_out), *dO = cptr<T>(a.dout);
+  float *acc = mptr<float>(a.dq_acc);
+  float *lse = mptr<float>(a.lse) + (b * H + h) * a.tpad;
+  float *delta = mptr<float>(a.delta) + (b * H + h) * a.tpad;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = warp; r < 128; r += 8) {
+    const long long row = blk0 + r;
+    if (row >= T_) {
+      if (lane == 0) {
+        lse[row] = 0.f;
+        delta[row] = 0.f;
+      }
+      continue;
+    }
+    const long long at = (b * T_ + row) * rowQ + h * D;
+    float w = 0.f;
+    for (int d = lane; d < D; d += 32) {
+      w += ld(o, at + d) * ld(dO, at + d);
+      acc[at + d] = 0.f;
+    }
+    w = warpSum(w);
+    if (lane == 0)
+      delta[row] = w;
+  }
+}
+
 template <typename T, int D>
 __device__ void sagDq(const SoftmaxAttentionGradArgs &a) {
   const long long n = a.batch * a.seq * a.heads * D;
@@ -702,6 +738,10 @@ __device__ void sagDq(const SoftmaxAttentionGradArgs &a) {
       prefix##_dkdv(mm::k::SoftmaxAttentionGradArgs a) {                       \
     extern __shared__ __align__(16) float mmSagSmem[];                         \
     mm::k::sagDkdv<T, D>(a, mmSagSmem);                                        \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(256)                            \
+      prefix##_delta(mm::k::SoftmaxAttentionGradArgs a) {                      \
+    mm::k::sagDelta<T, D>(a);                                                  \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256)                            \
       prefix##_dq(mm::k::SoftmaxAttentionGradArgs a) {                         \

@@ -3,7 +3,10 @@
 // (the ABI of kernels/launch.h). Host and device includable; NVRTC compiles it
 // as part of the generated unit.
 //
-// Three launches over one argument block:
+// Three launches over one argument block (with the forward's saved_lse and
+// saved_out, "_delta" (grid (Tpad/128, Hq, B), 256 threads: delta =
+// rowsum(dO ∘ O), lse of the padding rows zeroed, dq accumulator rows zeroed)
+// runs instead of "_stats" and lse is the forward's):
 //   "_stats" grid (Tpad/128, Hq, B), 256 threads: per query row the base-2
 //            log-sum-exp of the scaled scores (lse) and delta = Σ_u
 //            p_u·(dO·v_u)
@@ -36,6 +39,12 @@ struct SoftmaxAttentionGradArgs {
   double scale;
   dptr lse, delta, dq_acc;
   long long tpad;
+  // Set by the executor (0 = recompute): the forward's row statistics in the
+  // layout of `lse` (SoftmaxAttentionArgs::lse, lse_stride = tpad) and a copy
+  // of its output O [B, T, Hq*D]. With them "_delta" replaces "_stats":
+  // delta = rowsum(dO ∘ O), one read of dO and O instead of a pass over the
+  // keys.
+  dptr saved_lse, saved_out;
 };
 
 /// Query rows per "_stats" block (and the padding of T), threads of "_stats".
@@ -108,8 +117,9 @@ inline int softmaxAttentionGradPlan(SoftmaxAttentionGradArgs &a, int D, int sms,
   a.tpad = sagPad(a.seq);
   const unsigned long long rows =
       static_cast<unsigned long long>(a.batch) * a.heads * a.tpad;
-  a.lse = a.workspace;
-  a.delta = a.lse + sagAlign(rows * 4);
+  const bool saved = a.saved_lse && a.saved_out;
+  a.lse = saved ? a.saved_lse : a.workspace;
+  a.delta = a.workspace + sagAlign(rows * 4);
   a.dq_acc = a.delta + sagAlign(rows * 4);
   long long statsSmem = sagSimtStatsSmem(D), dkdvSmem = sagSimtDkdvSmem(D);
   if (sagFastHeadDim(D)) {
@@ -119,12 +129,12 @@ inline int softmaxAttentionGradPlan(SoftmaxAttentionGradArgs &a, int D, int sms,
     dkdvSmem = fd > dkdvSmem ? fd : dkdvSmem;
   }
   const unsigned tiles = static_cast<unsigned>(a.tpad / sagBlockRows());
-  out[0] = {"_stats",
+  out[0] = {saved ? "_delta" : "_stats",
             tiles,
             static_cast<unsigned>(a.heads),
             static_cast<unsigned>(a.batch),
             static_cast<unsigned>(sagThreads()),
-            static_cast<unsigned>(statsSmem)};
+            static_cast<unsigned>(saved ? 0 : statsSmem)};
   out[1] = {"_dkdv",
             static_cast<unsigned>(a.tpad / sagDkdvKeys(D)),
             static_cast<unsigned>(a.kv_heads),

@@ -1,6 +1,8 @@
 // See TrainSchedule.h.
 #include "runtime/TrainSchedule.h"
 
+#include <algorithm>
+
 namespace mm {
 namespace {
 
@@ -68,6 +70,32 @@ TrainSchedule planTrainSchedule(const Plan &plan) {
   t.fusedStore.assign(n, -1);
   t.adamGroupOf.assign(n, -1);
   t.fusedAdd.assign(n, -1);
+  t.savedAttention.assign(n, -1);
+  t.savedFor.assign(n, -1);
+  for (size_t j = 0; j < n; ++j) {
+    const StepDesc &g = plan.steps[j];
+    if (g.kernel != Kernel::SoftmaxAttentionGrad)
+      continue;
+    for (size_t i = j; i-- > 0;) {
+      const StepDesc &f = plan.steps[i];
+      bool rewritten = false;
+      for (uint32_t o : f.outputs)
+        for (size_t q = 0; q < 3; ++q)
+          rewritten = rewritten || o == g.inputs[q];
+      if (f.kernel == Kernel::SoftmaxAttention && t.savedFor[i] < 0 &&
+          std::equal(f.inputs.begin(), f.inputs.end(), g.inputs.begin()) &&
+          f.params.numHeads == g.params.numHeads &&
+          f.params.numKvHeads == g.params.numKvHeads &&
+          f.params.headDim == g.params.headDim &&
+          f.params.scale == g.params.scale) {
+        t.savedAttention[j] = static_cast<int64_t>(i);
+        t.savedFor[i] = static_cast<int64_t>(j);
+        break;
+      }
+      if (rewritten)
+        break;
+    }
+  }
   for (size_t i = 0; i + 1 < n; ++i)
     if (fuseLinearAdd(plan, i, i + 1)) {
       t.fusedAdd[i] = static_cast<int64_t>(i + 1);
@@ -144,6 +172,12 @@ std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &t) {
              std::to_string(i - 1) + " (one logits product per chunk)\n";
     stores += t.fusedStore[i] >= 0;
   }
+  for (size_t j = 0; j < plan.steps.size(); ++j)
+    if (t.savedAttention[j] >= 0)
+      out += "cuda: step " + std::to_string(j) +
+             " (softmax_attention_grad) reuses the row log-sum-exp and output "
+             "of step " +
+             std::to_string(t.savedAttention[j]) + "\n";
   if (adds[0])
     out += "cuda: " + std::to_string(adds[0]) +
            " scaled_add steps fused into the linear before them (cuBLASLt "

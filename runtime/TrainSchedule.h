@@ -37,6 +37,11 @@ struct TrainSchedule {
   /// nothing else reads the product and the sum's memory does not overlap
   /// what the products read (see fuseLinearAdd).
   std::vector<int64_t> fusedAdd;
+  /// Per softmax_attention_grad step: the softmax_attention step of the same
+  /// q, k, v (not rewritten in between) whose row log-sum-exp and output the
+  /// executor keeps for it (kernels/args.h SoftmaxAttentionArgs::lse), or -1;
+  /// savedFor is the inverse (per forward step, its gradient step or -1).
+  std::vector<int64_t> savedAttention, savedFor;
 };
 
 /// Whether scaled_add step `add` can be folded into linear / linear_grad step

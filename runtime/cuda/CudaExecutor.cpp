@@ -3,6 +3,7 @@
 #include "runtime/cuda/ExecutorImpl.h"
 
 #include "kernels/args.h"
+#include "kernels/softmax_attention_grad.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
@@ -326,6 +327,20 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
   at += kScalarBytes;
   tables = at;
   at += tableBytes();
+  // The forward statistics softmax_attention_grad steps reuse.
+  std::vector<uint64_t> lseAt(plan.steps.size(), 0), outAt(lseAt);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const StepDesc &s = plan.steps[i];
+    if (sched.savedFor[i] < 0)
+      continue;
+    at = alignUp(at, kWorkspaceAlign);
+    lseAt[i] = at;
+    at += static_cast<uint64_t>(plan.maxBatch) * s.params.numHeads *
+          k::sagPad(plan.maxSeq) * 4;
+    at = alignUp(at, kWorkspaceAlign);
+    outAt[i] = at;
+    at += plan.buffers[s.outputs[0]].maxBytes;
+  }
   totalBytes = at;
 
   size_t freeBytes = 0, deviceTotal = 0;
@@ -340,6 +355,13 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
     dev[i] = base +
              (b.kind == BufferKind::Activation ? arena + b.offset : offset[i]);
   }
+  savedLse.assign(plan.steps.size(), 0);
+  savedOut.assign(plan.steps.size(), 0);
+  for (size_t i = 0; i < plan.steps.size(); ++i)
+    if (lseAt[i]) {
+      savedLse[i] = base + lseAt[i];
+      savedOut[i] = base + outAt[i];
+    }
   MM_RETURN_IF_ERROR(uploadPersistent(hostData));
   MM_RETURN_IF_ERROR(uploadTables());
   MM_ASSIGN_OR_RETURN(lt,
@@ -509,8 +531,21 @@ Status CudaExecutor::Impl::runStep(size_t index,
                   static_cast<unsigned>(x[0]), threads, L.smemBytes, &a);
   }
   case Kernel::SoftmaxAttention: {
-    k::SoftmaxAttentionArgs a{d(0), d(1),       d(2),         out,    x[0],
-                              x[1], p.numHeads, p.numKvHeads, p.scale};
+    k::SoftmaxAttentionArgs a{};
+    a.q = d(0);
+    a.k = d(1);
+    a.v = d(2);
+    a.out = out;
+    a.batch = x[0];
+    a.seq = x[1];
+    a.heads = p.numHeads;
+    a.kv_heads = p.numKvHeads;
+    a.scale = p.scale;
+    if (savedLse[index]) { // kept for the backward (sched.savedFor)
+      a.lse = savedLse[index];
+      a.out_copy = savedOut[index];
+      a.lse_stride = k::sagPad(x[1]);
+    }
     return launch(L.fns[0],
                   static_cast<unsigned>((x[1] + p.tileQ - 1) / p.tileQ),
                   static_cast<unsigned>(p.numHeads),

@@ -364,6 +364,11 @@ CudaExecutor::Impl::runTrainStep(size_t index,
         d(in[0]),   d(in[1]),     d(in[2]), d(in[3]), d(outs[0]),
         d(outs[1]), d(outs[2]),   ws,       x[0],     x[1],
         p.numHeads, p.numKvHeads, p.scale};
+    if (sched.savedAttention[index] >= 0 && !workspaceBytes) {
+      const size_t f = static_cast<size_t>(sched.savedAttention[index]);
+      a.saved_lse = savedLse[f];
+      a.saved_out = savedOut[f];
+    }
     return issue(
         a,
         [&](const auto &x) {

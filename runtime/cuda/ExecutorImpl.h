@@ -101,6 +101,10 @@ struct CudaExecutor::Impl {
   uint64_t scalars = 0;     // kScalarBytes of device scalars (below)
   // Fusions and multi-tensor groups (runtime/TrainSchedule.h).
   TrainSchedule sched;
+  // Per softmax_attention step whose backward reuses its statistics
+  // (sched.savedFor): device addresses of the kept row log-sum-exp (f32 [B,
+  // Hq, Tpad]) and output copy; 0 elsewhere.
+  std::vector<CUdeviceptr> savedLse, savedOut;
   // Device tables of the multi-tensor adamw groups and grad_norm steps, at
   // `tables`: per adamw group / grad_norm step, the table's byte offset and
   // its blocks.

@@ -1,6 +1,7 @@
 // The softmax_attention_grad entries the GPU test loads, expanded exactly as
 // mm-codegen-cuda emits them: MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_<kernel>_
 // <f32|bf16>_d<D>, T, D) for every (element type, head dim) under test.
+#include "kernels/softmax_attention.cuh"
 #include "kernels/softmax_attention_grad.cuh"
 
 MM_SOFTMAX_ATTENTION_GRAD_ENTRIES(mm_softmax_attention_grad_f32_d8, float, 8)
@@ -35,3 +36,19 @@ SAGX(mm_sagx_d128_k128q32_dkdv, (256, 1),
      (mm::k::sagDkdvFast<128, 32, 128>(a, smem)))
 SAGX(mm_sagx_d64_s64_stats, (256, 1), (mm::k::sagStatsFast<64, 64>(a, smem)))
 SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))
+
+// The forward kernel at the tiles mm-tile picks (compiler/Tile.cpp: bf16 with
+// D % 16 == 0 128×64 on 256 threads, 128×128 for D = 128 on sm_90a (wgmma);
+// else square SIMT tiles), for the saved-statistics check: it writes the row
+// log-sum-exp and an output copy that "_delta" reuses.
+#define SAX(name, T, D, BQ, BK)                                                \
+  extern "C" __global__ void __launch_bounds__(256) name(                      \
+      mm::k::SoftmaxAttentionArgs a) {                                         \
+    extern __shared__ __align__(16) float smem[];                              \
+    mm::k::softmaxAttention<T, D, BQ, BK, 256>(a, smem);                       \
+  }
+SAX(mm_sax_f32_d16, float, 16, 64, 64)
+SAX(mm_sax_f32_d64, float, 64, 32, 32)
+SAX(mm_sax_bf16_d8, mm::k::bf16, 8, 64, 64)
+SAX(mm_sax_bf16_d64, mm::k::bf16, 64, 128, 64)
+SAX(mm_sax_bf16_d128, mm::k::bf16, 128, 128, 128)

@@ -158,6 +158,108 @@ void bench(Gpu &gpu, const Shape &s, Report *rep = nullptr,
   }
 }
 
+/// The forward (test entry mm_sax_<t>_d<D>, tile BQ×BK as mm-tile picks)
+/// keeps its row log-sum-exp and output; the backward's plan then runs
+/// "_delta" on them instead of "_stats". Checks: the kept output equals the
+/// output bit for bit, the kept lse matches the one "_stats" recomputes, and
+/// the gradients match the CPU reference as in check().
+void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
+                uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
+  const std::vector<float> q = randomVec(rng, nq, 3.f, s.bf16),
+                           k = randomVec(rng, nkv, 1.f, s.bf16),
+                           v = randomVec(rng, nkv, 1.f, s.bf16),
+                           dout = randomVec(rng, nq, 1.f, s.bf16);
+  Run r(gpu, s);
+  r.q.upload(q);
+  r.k.upload(k);
+  r.v.upload(v);
+  r.dout.upload(dout);
+  const long long tpad = k::sagPad(s.T);
+  DevBuf out(nq, s.bf16), copy(nq, s.bf16), lse(s.B * s.Hq * tpad, false);
+  k::SoftmaxAttentionArgs f{};
+  f.q = r.q.ptr;
+  f.k = r.k.ptr;
+  f.v = r.v.ptr;
+  f.out = out.ptr;
+  f.batch = s.B;
+  f.seq = s.T;
+  f.heads = s.Hq;
+  f.kv_heads = s.Hkv;
+  f.scale = r.args.scale;
+  f.lse = lse.ptr;
+  f.out_copy = copy.ptr;
+  f.lse_stride = tpad;
+  const long long smem =
+      s.bf16 && s.D % 16 == 0 ? k::attentionBf16SmemBytes(s.D, BK)
+                              : 4 * k::attentionSmemFloats(s.D, BQ, BK);
+  const k::Launch fwd = {"", static_cast<unsigned>((s.T + BQ - 1) / BQ),
+                         static_cast<unsigned>(s.Hq),
+                         static_cast<unsigned>(s.B), 256,
+                         static_cast<unsigned>(smem)};
+  const std::string fname = std::string("mm_sax_") +
+                            (s.bf16 ? "bf16" : "f32") + "_d" +
+                            std::to_string(s.D);
+  gpu.run(fname, &fwd, 1, f);
+  const std::string name = nameOf(s) + " [saved lse, O]";
+  rep.check(name + " O copy", relErr(copy.download(), out.download()), 0.0);
+  // The lse "_stats" computes (workspace head), rows < T.
+  runPlan(gpu, s, r, Override());
+  const std::vector<float> ws = r.ws.download(), kept = lse.download();
+  std::vector<float> a, b;
+  for (long long bh = 0; bh < s.B * s.Hq; ++bh)
+    for (long long t = 0; t < s.T; ++t) {
+      a.push_back(kept[bh * tpad + t]);
+      b.push_back(ws[bh * tpad + t]);
+    }
+  rep.check(name + " lse", relErr(a, b), s.bf16 ? 1e-3 : 1e-5);
+  // The backward on the kept statistics.
+  r.args.saved_lse = lse.ptr;
+  r.args.saved_out = copy.ptr;
+  r.n = k::softmaxAttentionGradPlan(r.args, s.D, gpu.sms(), r.plan);
+  if (std::string(r.plan[0].suffix) != "_delta")
+    rep.check(name + " plan runs _delta", 1.0, 0.0);
+  runPlan(gpu, s, r, Override());
+  runPlan(gpu, s, r, Override());
+  std::vector<float> dq(nq), dk(nkv), dv(nkv);
+  cpu::Scratch scratch;
+  cpu::softmaxAttentionGrad(q.data(), k.data(), v.data(), dout.data(),
+                            dq.data(), dk.data(), dv.data(), s.B, s.T, s.Hq,
+                            s.Hkv, s.D, r.args.scale, scratch);
+  const double tol = s.bf16 ? 2e-2 : 1e-4;
+  rep.check(name + " dq", relErr(r.dq.download(), dq), tol);
+  rep.check(name + " dk", relErr(r.dk.download(), dk), tol);
+  rep.check(name + " dv", relErr(r.dv.download(), dv), tol);
+}
+
+/// The plan on kept forward statistics (as the executor runs it after a
+/// forward step): "_delta" instead of "_stats".
+void benchSaved(Gpu &gpu, const Shape &s) {
+  std::mt19937_64 rng(7);
+  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
+  Run r(gpu, s);
+  r.q.upload(randomVec(rng, nq, 3.f, s.bf16));
+  r.k.upload(randomVec(rng, nkv, 1.f, s.bf16));
+  r.v.upload(randomVec(rng, nkv, 1.f, s.bf16));
+  r.dout.upload(randomVec(rng, nq, 1.f, s.bf16));
+  runPlan(gpu, s, r, Override()); // lse in the workspace: reuse it
+  DevBuf lse(s.B * s.Hq * k::sagPad(s.T), false);
+  std::vector<float> ws = r.ws.download();
+  ws.resize(lse.count);
+  lse.upload(ws);
+  r.args.saved_lse = lse.ptr;
+  r.args.saved_out = r.dout.ptr; // any O: timing only
+  r.n = k::softmaxAttentionGradPlan(r.args, s.D, gpu.sms(), r.plan);
+  const std::string prefix = prefixOf(s);
+  const float all = gpu.time(prefix, r.plan, r.n, r.args);
+  std::printf("bench %-50s %8.3f ms  (kept lse and O: %s)\n",
+              nameOf(s).c_str(), all, r.plan[0].suffix);
+  for (int i = 0; i < r.n; ++i)
+    std::printf("      phase %-8s %8.3f ms\n", r.plan[i].suffix,
+                gpu.time(prefix, r.plan + i, 1, r.args));
+}
+
 Override variant(int phase, const char *entry, unsigned rows, unsigned threads,
                  unsigned smem) {
   Override o;
@@ -196,6 +298,8 @@ int main(int argc, char **argv) {
          variant(0, "mm_sagx_d128_s64", 128, 256, sagFastStatsSmem(128, 64))});
     bench(gpu, {true, 128, 1, 8192, 16, 8});
     bench(gpu, {false, 64, 1, 2048, 16, 8});
+    benchSaved(gpu, {true, 64, 1, 8192, 16, 8});
+    benchSaved(gpu, {true, 128, 1, 16384, 16, 16});
     return rep.finish();
   }
   Report rep;
@@ -222,5 +326,12 @@ int main(int argc, char **argv) {
   uint64_t seed = 1;
   for (const Shape &s : shapes)
     check(gpu, rep, s, seed++);
+  // The backward on the forward's kept statistics (every forward form).
+  checkSaved(gpu, rep, {false, 16, 2, 37, 3, 1}, 64, 64, seed++);
+  checkSaved(gpu, rep, {false, 64, 1, 300, 4, 2}, 32, 32, seed++);
+  checkSaved(gpu, rep, {true, 8, 2, 200, 2, 1}, 64, 64, seed++);
+  checkSaved(gpu, rep, {true, 64, 2, 257, 4, 2}, 128, 64, seed++);
+  checkSaved(gpu, rep, {true, 64, 1, 2048, 16, 8}, 128, 64, seed++);
+  checkSaved(gpu, rep, {true, 128, 1, 1000, 3, 3}, 128, 128, seed++);
   return rep.finish();
 }
