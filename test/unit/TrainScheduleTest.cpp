@@ -178,6 +178,39 @@ TEST(TrainSchedule, FoldsScaledAddIntoLinear) {
   EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
 }
 
+TEST(TrainSchedule, AttentionBackwardKeepsForwardStatistics) {
+  Plan p;
+  const uint32_t q = act(p, "q", 0), k = act(p, "k", 1024),
+                 v = act(p, "v", 2048), o = act(p, "o", 3072),
+                 o2 = act(p, "o2", 4096), dO = act(p, "do", 5120),
+                 dq = act(p, "dq", 6144), dk = act(p, "dk", 7168),
+                 dv = act(p, "dv", 8192), y = act(p, "y", 9216);
+  KernelParams a;
+  a.numHeads = 2;
+  a.numKvHeads = 1;
+  a.headDim = 4;
+  a.scale = 0.5;
+  step(p, Kernel::SoftmaxAttention, {q, k, v}, {o}, a);             // 0
+  step(p, Kernel::Silu, {o}, {y});                                  // 1
+  step(p, Kernel::SoftmaxAttentionGrad, {q, k, v, dO}, {dq, dk, dv}, // 2
+       a);
+  TrainSchedule t = planTrainSchedule(p);
+  EXPECT_EQ(t.savedAttention[2], 0);
+  EXPECT_EQ(t.savedFor[0], 2);
+  EXPECT_NE(describeTrainSchedule(p, t).find(
+                "step 2 (softmax_attention_grad) reuses the row log-sum-exp "
+                "and output of step 0"),
+            std::string::npos);
+  // Another scale, or k rewritten in between: recompute.
+  p.steps[2].params.scale = 0.25;
+  EXPECT_EQ(planTrainSchedule(p).savedAttention[2], -1);
+  p.steps[2].params.scale = 0.5;
+  p.steps[1].outputs = {k};
+  EXPECT_EQ(planTrainSchedule(p).savedAttention[2], -1);
+  p.steps[1].outputs = {o2};
+  EXPECT_EQ(planTrainSchedule(p).savedAttention[2], 0);
+}
+
 TEST(TrainSchedule, NothingForInference) {
   Plan p;
   p.buffers.push_back({BufferKind::Activation, "x", DType::F32, {C(4)}});
