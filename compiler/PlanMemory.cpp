@@ -5,10 +5,10 @@
 // free offset (greedy by size, as in TFLite's arena planner) keeps the peak
 // close to the largest set of simultaneously live buffers.
 //
-// On GPU targets a scaled_add right after the linear / linear_grad whose
-// product it reads is folded into that product's cuBLASLt epilogue
-// (runtime/TrainSchedule.h, fusedAdd), which writes the sum while the product's
-// operands are still being read. The operands of such a product stay live
+// On GPU targets a scaled_add right after the linear / linear_grad / moe whose
+// product it reads is folded into that step (cuBLASLt's epilogue, the MoE
+// combine; runtime/TrainSchedule.h, fusedAdd), which writes the sum while the
+// product's operands are still being read. The operands of such a product stay live
 // through the scaled_add, so the sum never takes their memory.
 //
 //===----------------------------------------------------------------------===//
@@ -69,7 +69,7 @@ struct PlanMemoryPass : mm::impl::PlanMemoryPassBase<PlanMemoryPass> {
           continue;
         if (prev && launch.getKernel() == "scaled_add" &&
             (prev.getKernel() == "linear" ||
-             prev.getKernel() == "linear_grad") &&
+             prev.getKernel() == "linear_grad" || prev.getKernel() == "moe") &&
             !prev.getOuts().empty() &&
             llvm::is_contained(launch.getIns(), prev.getOuts()[0]))
           for (Value v : llvm::concat<Value>(prev.getIns(), prev.getOuts()))

@@ -92,11 +92,16 @@ struct SoftmaxAttentionArgs {
 /// topk_expert, topk_weight, slot_pos [rows*top_k]; perm_slot [rows*top_k];
 /// offsets, tile_offsets [experts+1]; h [rows*top_k, I] (element type of x); y
 /// [rows*top_k, H] (element type of x; sized for f32).
+/// Appended: with `add` != 0 the combine writes out = out_scale·Σ + add_scale·add
+/// (add of out's type and shape, in place or apart): a residual scaled_add
+/// folded into the layer (runtime/TrainSchedule.h, fusedAdd).
 struct MoeArgs {
   dptr x, router, w1, w2, w3, out;
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h,
       y;
   long long rows, hidden, experts, inter, top_k;
+  dptr add;
+  double out_scale, add_scale;
 };
 
 /// cross_entropy: per-row losses into `row_loss` (f32 workspace [rows], -1

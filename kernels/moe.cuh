@@ -15,6 +15,7 @@
 //                   epilogue)
 //   4. moeGemm<!GATE_UP> y[pos] = h[pos] w2[e]ᵀ (stored in T, like h)
 //   5. moeCombine   out[t] = Σ_k topk_weight[t,k] · y[slot_pos[t,k]] in k order
+//                   (with MoeArgs::add: out_scale·that + add_scale·add[t])
 //   (deterministic).
 // bf16 route with H % 8 == 0 and H <= 1024 (moeRouteStaged): the block's tokens
 // are staged in shared memory and each warp computes a group of experts for all
@@ -927,6 +928,19 @@ __device__ void moeCombine(const MoeArgs &p) {
                 fmaf(w[j], __uint_as_float(u[i] & 0xffff0000u), s[2 * i + 1]);
           }
         }
+      if (p.add) { // out = out_scale·Σ + add_scale·add
+        const uint4 r = *reinterpret_cast<const uint4 *>(
+            cptr<unsigned short>(p.add) + t * p.hidden + c);
+        const unsigned ur[4] = {r.x, r.y, r.z, r.w};
+        const float so = static_cast<float>(p.out_scale),
+                    sa = static_cast<float>(p.add_scale);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[2 * i] = so * s[2 * i] + sa * __uint_as_float(ur[i] << 16);
+          s[2 * i + 1] =
+              so * s[2 * i + 1] + sa * __uint_as_float(ur[i] & 0xffff0000u);
+        }
+      }
       *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(out) + c) =
           make_uint4(packBf16(s[0], s[1]), packBf16(s[2], s[3]),
                      packBf16(s[4], s[5]), packBf16(s[6], s[7]));
@@ -939,10 +953,14 @@ __device__ void moeCombine(const MoeArgs &p) {
   const float *w = cptr<float>(p.topk_weight) + t * p.top_k;
   const int *pos = cptr<int>(p.slot_pos) + t * p.top_k;
   T *out = mptr<T>(p.out) + t * p.hidden;
+  const T *add = p.add ? cptr<T>(p.add) + t * p.hidden : nullptr;
   for (long long c = threadIdx.x; c < p.hidden; c += THREADS) {
     float s = 0.f;
     for (long long j = 0; j < p.top_k; ++j)
       s = fmaf(w[j], ld(y, static_cast<long long>(pos[j]) * p.hidden + c), s);
+    if (add)
+      s = static_cast<float>(p.out_scale) * s +
+          static_cast<float>(p.add_scale) * ld(add, c);
     st(out, c, s);
   }
 }

@@ -21,7 +21,8 @@ bool overlaps(const Plan &plan, uint32_t a, uint32_t b) {
 
 bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
   const StepDesc &l = plan.steps[lin], &s = plan.steps[add];
-  if ((l.kernel != Kernel::Linear && l.kernel != Kernel::LinearGrad) ||
+  if ((l.kernel != Kernel::Linear && l.kernel != Kernel::LinearGrad &&
+       l.kernel != Kernel::Moe) ||
       l.params.lastPosition || s.kernel != Kernel::ScaledAdd ||
       s.inputs.size() != 2)
     return false;
@@ -37,7 +38,7 @@ bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
   if (pb.kind != BufferKind::Activation ||
       plan.buffers[sum].dtype != pb.dtype ||
       plan.buffers[other].dtype != pb.dtype ||
-      (l.kernel == Kernel::Linear &&
+      (l.kernel != Kernel::LinearGrad &&
        plan.buffers[l.inputs[0]].dtype != pb.dtype))
     return false;
   // Nothing but the scaled_add reads the product (it is never written).
@@ -162,10 +163,12 @@ TrainSchedule planTrainSchedule(const Plan &plan) {
 
 std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &t) {
   std::string out;
-  size_t stores = 0, adds[2] = {0, 0};
+  size_t stores = 0, adds[3] = {0, 0, 0};
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     if (t.fusedAdd[i] >= 0)
-      ++adds[plan.steps[i].kernel == Kernel::LinearGrad];
+      ++adds[plan.steps[i].kernel == Kernel::LinearGrad ? 1
+             : plan.steps[i].kernel == Kernel::Moe      ? 2
+                                                        : 0];
     if (t.fusedLoss[i] >= 0)
       out += "cuda: step " + std::to_string(i) +
              " (lm_head_loss_grad) also computes the loss of step " +
@@ -186,6 +189,9 @@ std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &t) {
     out += "cuda: " + std::to_string(adds[1]) +
            " scaled_add steps fused into the linear_grad before them "
            "(cuBLASLt epilogue)\n";
+  if (adds[2])
+    out += "cuda: " + std::to_string(adds[2]) +
+           " scaled_add steps fused into the moe before them (its combine)\n";
   if (stores)
     out += "cuda: " + std::to_string(stores) +
            " store_param steps fused into the adamw before them\n";

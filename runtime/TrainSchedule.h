@@ -31,11 +31,11 @@ struct TrainSchedule {
   /// grad_norm steps whose gradients all have constant shapes: one
   /// multi-tensor launch over a table of them.
   std::vector<size_t> multiNorm;
-  /// Per linear / linear_grad step: the scaled_add step right after it that
-  /// adds its (input-)gradient or output to another tensor, done by
-  /// cuBLASLt's epilogue (out = coef·product + other·coef'), or -1. Only when
-  /// nothing else reads the product and the sum's memory does not overlap
-  /// what the products read (see fuseLinearAdd).
+  /// Per linear / linear_grad / moe step: the scaled_add step right after it
+  /// that adds its (input-)gradient or output to another tensor, done by
+  /// cuBLASLt's epilogue or the MoE combine (out = coef·product +
+  /// other·coef'), or -1. Only when nothing else reads the product and the
+  /// sum's memory does not overlap what the step reads (see fuseLinearAdd).
   std::vector<int64_t> fusedAdd;
   /// Per softmax_attention_grad step: the softmax_attention step of the same
   /// q, k, v (not rewritten in between) whose row log-sum-exp and output the

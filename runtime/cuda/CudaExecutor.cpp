@@ -565,6 +565,13 @@ Status CudaExecutor::Impl::runStep(size_t index,
     a.experts = w1[0];
     a.inter = w1[1];
     a.top_k = p.topK;
+    if (sched.fusedAdd[index] >= 0) { // the residual sum in the combine
+      const FusedAdd f = fusedAdd(index);
+      a.out = f.sum;
+      a.add = f.other;
+      a.out_scale = f.alpha;
+      a.add_scale = f.beta;
+    }
     bindMoeWorkspace(a, base + workspace,
                      moeWorkspace(a.rows, a.hidden, a.experts, a.inter, a.top_k,
                                   dtypeSize(plan.buffers[in[0]].dtype)));

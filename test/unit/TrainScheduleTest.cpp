@@ -172,6 +172,16 @@ TEST(TrainSchedule, FoldsScaledAddIntoLinear) {
   p.steps[0].params.lastPosition = true;
   EXPECT_FALSE(fuseLinearAdd(p, 0, 1));
   p.steps[0].params.lastPosition = false;
+  // The MoE layer's combine takes the sum too.
+  {
+    Plan m = p;
+    m.steps[0].kernel = Kernel::Moe;
+    m.steps[0].inputs = {x, w, w, w, w};
+    EXPECT_TRUE(fuseLinearAdd(m, 0, 1));
+    EXPECT_NE(describeTrainSchedule(m, planTrainSchedule(m))
+                  .find("1 scaled_add steps fused into the moe before them"),
+              std::string::npos);
+  }
   // A bf16 product summed into an f32 tensor is not one cuBLASLt epilogue.
   const uint32_t r32 = act(p, "r32", 9000, 8, DType::F32);
   p.steps[1].inputs = {r32, y};
