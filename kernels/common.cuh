@@ -84,6 +84,37 @@ __device__ __forceinline__ float sigmoidF(float x) {
   return 1.0f / (1.0f + __expf(-x));
 }
 
+__device__ __forceinline__ float4 f4(float a, float b, float c, float d) {
+  float4 r;
+  r.x = a;
+  r.y = b;
+  r.z = c;
+  r.w = d;
+  return r;
+}
+/// Four consecutive elements from p + i (i a multiple of 4, p aligned).
+__device__ __forceinline__ float4 ld4(const float *p, long long i) {
+  return *reinterpret_cast<const float4 *>(p + i);
+}
+__device__ __forceinline__ float4 ld4(const bf16 *p, long long i) {
+  const uint2 u = *reinterpret_cast<const uint2 *>(p + i);
+  return f4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+            __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ void st4(float *p, long long i, float4 v) {
+  *reinterpret_cast<float4 *>(p + i) = v;
+}
+__device__ __forceinline__ void st4(bf16 *p, long long i, float4 v) {
+  uint2 u;
+  u.x = packBf16(v.x, v.y);
+  u.y = packBf16(v.z, v.w);
+  *reinterpret_cast<uint2 *>(p + i) = u;
+}
+/// True when every address is a multiple of 16 bytes (f32 groups) / 8 (bf16).
+template <typename T> __device__ __forceinline__ bool aligned4(dptr p) {
+  return (p & (sizeof(T) * 4 - 1)) == 0;
+}
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1)
     v += __shfl_xor_sync(0xffffffffu, v, o);
