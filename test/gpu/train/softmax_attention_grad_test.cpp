@@ -88,44 +88,53 @@ void runPlan(Gpu &gpu, const Shape &s, const Run &r, const Override &ov) {
   }
 }
 
-void check(Gpu &gpu, Report &rep, const Shape &s, uint64_t seed,
-           const Override &ov = Override()) {
-  std::mt19937_64 rng(seed);
-  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
-  const std::vector<float> q = randomVec(rng, nq, 3.f, s.bf16),
-                           k = randomVec(rng, nkv, 1.f, s.bf16),
-                           v = randomVec(rng, nkv, 1.f, s.bf16),
-                           dout = randomVec(rng, nq, 1.f, s.bf16);
-  Run r(gpu, s);
-  r.q.upload(q);
-  r.k.upload(k);
-  r.v.upload(v);
-  r.dout.upload(dout);
-  // Twice: the second run sees the first's workspace (accumulators re-zeroed).
+/// Random q, k, v, dout (bf16-rounded for bf16) uploaded into a Run.
+struct Inputs {
+  std::vector<float> q, k, v, dout;
+  Inputs(const Shape &s, uint64_t seed, Run &r) {
+    std::mt19937_64 rng(seed);
+    const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
+    q = randomVec(rng, nq, 3.f, s.bf16);
+    k = randomVec(rng, nkv, 1.f, s.bf16);
+    v = randomVec(rng, nkv, 1.f, s.bf16);
+    dout = randomVec(rng, nq, 1.f, s.bf16);
+    r.q.upload(q);
+    r.k.upload(k);
+    r.v.upload(v);
+    r.dout.upload(dout);
+  }
+};
+
+/// Runs the plan twice (the second run sees the first's workspace, its
+/// accumulators re-zeroed) and compares dq, dk, dv with the CPU reference.
+void checkGrads(Gpu &gpu, Report &rep, const Shape &s, Run &r,
+                const Inputs &in, const std::string &name,
+                const Override &ov = Override()) {
   runPlan(gpu, s, r, ov);
   runPlan(gpu, s, r, ov);
-  std::vector<float> dq(nq), dk(nkv), dv(nkv);
+  std::vector<float> dq(in.q.size()), dk(in.k.size()), dv(in.v.size());
   cpu::Scratch scratch;
-  cpu::softmaxAttentionGrad(q.data(), k.data(), v.data(), dout.data(),
-                            dq.data(), dk.data(), dv.data(), s.B, s.T, s.Hq,
-                            s.Hkv, s.D, r.args.scale, scratch);
+  cpu::softmaxAttentionGrad(in.q.data(), in.k.data(), in.v.data(),
+                            in.dout.data(), dq.data(), dk.data(), dv.data(),
+                            s.B, s.T, s.Hq, s.Hkv, s.D, r.args.scale, scratch);
   const double tol = s.bf16 ? 2e-2 : 1e-4;
-  const std::string name =
-      nameOf(s) + (ov.phase >= 0 ? " [" + ov.entry + "]" : "");
   rep.check(name + " dq", relErr(r.dq.download(), dq), tol);
   rep.check(name + " dk", relErr(r.dk.download(), dk), tol);
   rep.check(name + " dv", relErr(r.dv.download(), dv), tol);
 }
 
+void check(Gpu &gpu, Report &rep, const Shape &s, uint64_t seed,
+           const Override &ov = Override()) {
+  Run r(gpu, s);
+  const Inputs in(s, seed, r);
+  checkGrads(gpu, rep, s, r, in,
+             nameOf(s) + (ov.phase >= 0 ? " [" + ov.entry + "]" : ""), ov);
+}
+
 void bench(Gpu &gpu, const Shape &s, Report *rep = nullptr,
            const std::vector<Override> &variants = {}) {
-  std::mt19937_64 rng(7);
-  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
   Run r(gpu, s);
-  r.q.upload(randomVec(rng, nq, 3.f, s.bf16));
-  r.k.upload(randomVec(rng, nkv, 1.f, s.bf16));
-  r.v.upload(randomVec(rng, nkv, 1.f, s.bf16));
-  r.dout.upload(randomVec(rng, nq, 1.f, s.bf16));
+  const Inputs in(s, 7, r);
   const std::string prefix = prefixOf(s);
   const float all = gpu.time(prefix, r.plan, r.n, r.args);
   const double flops = 2.5 * 2.0 * double(s.T) * s.T * s.D * s.Hq * s.B;
@@ -165,17 +174,9 @@ void bench(Gpu &gpu, const Shape &s, Report *rep = nullptr,
 /// the gradients match the CPU reference as in check().
 void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
                 uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
-  const std::vector<float> q = randomVec(rng, nq, 3.f, s.bf16),
-                           k = randomVec(rng, nkv, 1.f, s.bf16),
-                           v = randomVec(rng, nkv, 1.f, s.bf16),
-                           dout = randomVec(rng, nq, 1.f, s.bf16);
+  const size_t nq = s.B * s.T * s.Hq * s.D;
   Run r(gpu, s);
-  r.q.upload(q);
-  r.k.upload(k);
-  r.v.upload(v);
-  r.dout.upload(dout);
+  const Inputs in(s, seed, r);
   const long long tpad = k::sagPad(s.T);
   DevBuf out(nq, s.bf16), copy(nq, s.bf16), lse(s.B * s.Hq * tpad, false);
   k::SoftmaxAttentionArgs f{};
@@ -220,29 +221,14 @@ void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
   r.n = k::softmaxAttentionGradPlan(r.args, s.D, gpu.sms(), r.plan);
   if (std::string(r.plan[0].suffix) != "_delta")
     rep.check(name + " plan runs _delta", 1.0, 0.0);
-  runPlan(gpu, s, r, Override());
-  runPlan(gpu, s, r, Override());
-  std::vector<float> dq(nq), dk(nkv), dv(nkv);
-  cpu::Scratch scratch;
-  cpu::softmaxAttentionGrad(q.data(), k.data(), v.data(), dout.data(),
-                            dq.data(), dk.data(), dv.data(), s.B, s.T, s.Hq,
-                            s.Hkv, s.D, r.args.scale, scratch);
-  const double tol = s.bf16 ? 2e-2 : 1e-4;
-  rep.check(name + " dq", relErr(r.dq.download(), dq), tol);
-  rep.check(name + " dk", relErr(r.dk.download(), dk), tol);
-  rep.check(name + " dv", relErr(r.dv.download(), dv), tol);
+  checkGrads(gpu, rep, s, r, in, name);
 }
 
 /// The plan on kept forward statistics (as the executor runs it after a
 /// forward step): "_delta" instead of "_stats".
 void benchSaved(Gpu &gpu, const Shape &s) {
-  std::mt19937_64 rng(7);
-  const size_t nq = s.B * s.T * s.Hq * s.D, nkv = s.B * s.T * s.Hkv * s.D;
   Run r(gpu, s);
-  r.q.upload(randomVec(rng, nq, 3.f, s.bf16));
-  r.k.upload(randomVec(rng, nkv, 1.f, s.bf16));
-  r.v.upload(randomVec(rng, nkv, 1.f, s.bf16));
-  r.dout.upload(randomVec(rng, nq, 1.f, s.bf16));
+  const Inputs in(s, 7, r);
   runPlan(gpu, s, r, Override()); // lse in the workspace: reuse it
   DevBuf lse(s.B * s.Hq * k::sagPad(s.T), false);
   std::vector<float> ws = r.ws.download();
