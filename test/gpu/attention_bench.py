@@ -18,7 +18,8 @@ lib.attn_bf16.restype = ctypes.c_int
 lib.attn_bf16.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_longlong] * 4 + [
     ctypes.c_int, ctypes.c_double, ctypes.c_void_p]
 variants = [int(v) for v in sys.argv[2:]] or [0]
-names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128"}
+names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128",
+         5: "fa3s2", 6: "fa3s2pp", 7: "fa3s3pp", 8: "fa3s3"}
 dev = torch.device("cuda")
 print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 
@@ -100,7 +101,8 @@ def timed(fn, reps=10):
 
 print("\n== speed (median of 10, CUDA events), TFLOP/s = 2*2*B*Hq*T^2*D/2 / time")
 rows = []
-for (T, H, HKV) in [(4096, 16, 16), (16384, 16, 16), (65536, 16, 16), (16384, 16, 8)]:
+for (T, H, HKV) in [(4096, 16, 16), (16384, 16, 16), (65536, 16, 16), (131072, 16, 16),
+                    (16384, 16, 8)]:
     B, D = 1, 128
     q, k, v = inputs(B, T, H, HKV, D)
     qh = heads(q, B, T, H, D).contiguous()
