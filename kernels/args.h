@@ -117,8 +117,10 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 MM_HD constexpr bool attentionFa3Tile(int D, int BQ, int BK, int THREADS) {
   return D == 128 && BQ == 128 && BK == 128 && THREADS == 3 * BQ;
 }
-MM_HD constexpr int attentionFa3Stages() { return 2; }
+MM_HD constexpr int attentionFa3Stages() { return 3; }
 MM_HD constexpr bool attentionFa3PingPong() { return true; }
+MM_HD constexpr bool attentionFa3EarlyK() { return true; }
+MM_HD constexpr bool attentionFa3PackEarly() { return false; }
 MM_HD constexpr long long attentionFa3SmemBytes(int stages) {
   return 1024ll + (1ll + 2 * stages) * 128 * 128 * 2;
 }

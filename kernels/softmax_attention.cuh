@@ -609,17 +609,23 @@ __device__ __forceinline__ void wgmmaM64N128K16SS(float (&d)[64],
 }
 
 template <int BQ, int BK, int THREADS, int STAGES = attentionFa3Stages(),
-          bool PINGPONG = attentionFa3PingPong()>
+          bool PINGPONG = attentionFa3PingPong(),
+          bool EARLY_K = attentionFa3EarlyK(),
+          bool PACK_EARLY = attentionFa3PackEarly()>
 __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
                                     float *smem) {
   constexpr int D = 128;
   static_assert(BQ == 128 && BK == 128 && THREADS == 3 * BQ,
                 "FA3 form: a producer and two consumer warpgroups");
+  // At key tile j a consumer waits for K(j+1) before it releases V(j-1) (and,
+  // without EARLY_K, K(j-1)); the producer loads K(j+1) after V(j-1).
+  static_assert(STAGES >= 2 && (EARLY_K || STAGES >= 3),
+                "stages the consumers' waits need");
   constexpr unsigned HALF = 128 * 128, TILE = 2 * HALF; // [128][64] bf16
   // Q at smBase, stage s: K at smBase + TILE + 2s·TILE, V one TILE further.
   const unsigned smBase = (sharedAddr(smem) + 1023u) & ~1023u;
-  __shared__ __align__(8) unsigned long long fullBar[STAGES], emptyBar[STAGES],
-      qBar;
+  __shared__ __align__(8) unsigned long long fullK[STAGES], fullV[STAGES],
+      emptyK[STAGES], emptyV[STAGES], qBar;
 
   const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
   const long long lin = blockIdx.x + static_cast<long long>(gridDim.x) *
@@ -635,8 +641,10 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      attnMbarInit(sharedAddr(&fullBar[s]), 128); // every producer thread
-      attnMbarInit(sharedAddr(&emptyBar[s]), 8);  // lane 0 of consumer warps
+      attnMbarInit(sharedAddr(&fullK[s]), 128); // every producer thread
+      attnMbarInit(sharedAddr(&fullV[s]), 128);
+      attnMbarInit(sharedAddr(&emptyK[s]), 8); // lane 0 of consumer warps
+      attnMbarInit(sharedAddr(&emptyV[s]), 8);
     }
     attnMbarInit(sharedAddr(&qBar), 128);
   }
@@ -644,7 +652,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   const int wg = threadIdx.x >> 7;
 
   if (wg == 0) {
-    // ---- producer ----
+    // ---- producer: Q, K(0), then K(t+1) and V(t) for t = 0, 1, ... ----
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     const int tid = threadIdx.x, c = tid & 15, r = tid >> 4;
     const unsigned at =
@@ -661,23 +669,28 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       attnMbarArriveCpAsync(sharedAddr(&qBar));
     }
     const long long base = (b * T_) * rowKV + kvh * D + c * 8;
-    const unsigned short *kSrc = cptr<unsigned short>(p.k) + base,
-                         *vSrc = cptr<unsigned short>(p.v) + base;
-    for (int t = 0; t < nTiles; ++t) {
+    auto load = [&](int t, bool isV) {
       const int slot = t % STAGES;
       if (t >= STAGES)
-        attnMbarWait(sharedAddr(&emptyBar[slot]),
+        attnMbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
                      static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
-      const unsigned kDst = smBase + TILE + slot * (2 * TILE) + at;
+      const unsigned dst =
+          smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
+      const unsigned short *src =
+          cptr<unsigned short>(isV ? p.v : p.k) + base;
 #pragma unroll 4
       for (int i = 0; i < 16; ++i) {
         const long long key = static_cast<long long>(t) * BK + r + 8 * i;
         const bool in = key < T_;
-        const long long off = (in ? key : 0) * rowKV;
-        cpAsync16(kDst + 1024 * i, kSrc + off, in);
-        cpAsync16(kDst + TILE + 1024 * i, vSrc + off, in);
+        cpAsync16(dst + 1024 * i, src + (in ? key : 0) * rowKV, in);
       }
-      attnMbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+      attnMbarArriveCpAsync(sharedAddr(isV ? &fullV[slot] : &fullK[slot]));
+    };
+    load(0, false);
+    for (int t = 0; t < nTiles; ++t) {
+      if (t + 1 < nTiles)
+        load(t + 1, false);
+      load(t, true);
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     return;
@@ -706,8 +719,16 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
     if (cw == 1)
       asm volatile("bar.arrive 1, 256;\n" ::: "memory"); // consumer 0 first
 
-  auto issueS = [&](float (&s)[64], int slot) {
-    const unsigned kBase = smBase + TILE + slot * (2 * TILE);
+  auto waitFull = [&](unsigned long long *bar, int tile) {
+    attnMbarWait(sharedAddr(&bar[tile % STAGES]),
+                 static_cast<unsigned>((tile / STAGES) & 1));
+  };
+  auto release = [&](unsigned long long *bar, int tile) {
+    if (lane == 0)
+      attnMbarArrive(sharedAddr(&bar[tile % STAGES]));
+  };
+  auto issueS = [&](float (&s)[64], int tile) {
+    const unsigned kBase = smBase + TILE + (tile % STAGES) * (2 * TILE);
     wgmmaFence();
 #pragma unroll
     for (int kd = 0; kd < D / 16; ++kd)
@@ -720,8 +741,9 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 #pragma unroll
   for (int i = 0; i < D / 2; ++i)
     o[i] = 0.f;
-  auto issuePV = [&](const unsigned (&pa)[BK / 16][4], int slot) {
-    const unsigned vBase = smBase + 2 * TILE + slot * (2 * TILE);
+  using PFrag = unsigned[BK / 16][4];
+  auto issuePV = [&](const PFrag &pa, int tile) {
+    const unsigned vBase = smBase + 2 * TILE + (tile % STAGES) * (2 * TILE);
     wgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) // V N-major: halves HALF apart
@@ -729,20 +751,30 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
                          1);
     wgmmaCommit();
   };
+  auto keepLive = [](PFrag &pa) { // P stays in registers until its wgmma ends
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk)
+      asm volatile("" : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]),
+                   "+r"(pa[kk][3])::"memory");
+  };
   float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
   // Softmax of key tile `tile` in place (s becomes 2^(s·sl − m·sl)); returns
   // the rescale factors of the running output in rA, rB.
   auto softmax = [&](float (&s)[64], int tile, float &rA, float &rB) {
     const long long k0 = static_cast<long long>(tile) * BK;
     if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
+      // Keys k0 + j with j < lim are visible to the row: key <= row, key < T.
+      auto lim = [&](long long row) {
+        const long long end = (row + 1 < T_ ? row + 1 : T_) - k0;
+        return static_cast<int>(end < 0 ? 0 : end > BK ? BK : end);
+      };
+      const int limA = lim(rowA), limB = lim(rowB);
 #pragma unroll
       for (int nt = 0; nt < BK / 8; ++nt)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const long long key = k0 + nt * 8 + 2 * t4 + (c & 1);
-          if (key > (c < 2 ? rowA : rowB) || key >= T_)
+        for (int c = 0; c < 4; ++c)
+          if (nt * 8 + 2 * t4 + (c & 1) >= (c < 2 ? limA : limB))
             s[nt * 4 + c] = -infinity();
-        }
     }
     float mxA = mA, mxB = mB;
 #pragma unroll
@@ -775,7 +807,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
     lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the
     lB = lB * rB + sumB; // end
   };
-  auto pack = [&](const float (&s)[64], unsigned (&pa)[BK / 16][4]) {
+  auto pack = [&](const float (&s)[64], PFrag &pa) {
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       pa[kk][0] = packBf16(s[8 * kk + 0], s[8 * kk + 1]);
@@ -784,48 +816,62 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       pa[kk][3] = packBf16(s[8 * kk + 6], s[8 * kk + 7]);
     }
   };
-  auto release = [&](int slot) {
-    if (lane == 0)
-      attnMbarArrive(sharedAddr(&emptyBar[slot]));
-  };
 
+  float s[BK / 2];
+  PFrag paA, paB;
   attnMbarWait(sharedAddr(&qBar), 0);
-  attnMbarWait(sharedAddr(&fullBar[0]), 0);
+  waitFull(fullK, 0);
   // the cp.async (generic proxy) writes, seen through the barrier, before
   // wgmma reads them (async proxy)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-  float s[BK / 2];
-  unsigned pa[BK / 16][4];
   windowOpen();
   issueS(s, 0);
   windowClose(false);
   wgmmaWait0();
   wgmmaFenceRegs(s);
+  if constexpr (EARLY_K)
+    release(emptyK, 0);
   {
     float rA, rB;
     softmax(s, 0, rA, rB); // o is zero: no rescale
-    pack(s, pa);
+    pack(s, paA);
   }
-  for (int tile = 1; tile < nTiles; ++tile) {
-    const int slot = tile % STAGES, prev = (tile - 1) % STAGES;
-    attnMbarWait(sharedAddr(&fullBar[slot]),
-                 static_cast<unsigned>((tile / STAGES) & 1));
+  // Key tile `tile`: S(tile) and P(tile-1) V(tile-1) in flight, softmax of
+  // S(tile) under the second; P(tile-1) is in pin, P(tile) goes to pout (the
+  // same array unless PACK_EARLY, which packs before the wait).
+  auto step = [&](int tile, PFrag &pin, PFrag &pout) {
+    waitFull(fullK, tile); // (already seen at the end of the last step)
+    waitFull(fullV, tile - 1);
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     windowOpen();
-    issueS(s, slot);
-    issuePV(pa, prev);
+    issueS(s, tile);
+    issuePV(pin, tile - 1);
     windowClose(false);
     wgmmaWait1(); // S(tile) is done, P(tile-1) V(tile-1) may still run
     wgmmaFenceRegs(s);
+    if constexpr (EARLY_K)
+      release(emptyK, tile);
     float rA, rB;
     softmax(s, tile, rA, rB);
+    if constexpr (PACK_EARLY) {
+      pack(s, pout);
+      keepLive(pout);
+    } else {
+      wgmmaFenceRegs(s);
+    }
+    // The softmax must run under P(tile-1) V(tile-1), but ptxas hoists a
+    // wgmma wait to the top of its basic block: with the softmax results
+    // pinned, wait for the next K tile here (the branch and the spin loop end
+    // the block; the next step needs that tile anyway), then for the wgmma.
+    asm volatile("" : "+f"(rA), "+f"(rB), "+f"(lA), "+f"(lB)::"memory");
+    if (tile + 1 < nTiles)
+      waitFull(fullK, tile + 1);
     wgmmaWait0();
     wgmmaFenceRegs(o);
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) // P(tile-1) stays live until here
-      asm volatile("" ::"r"(pa[kk][0]), "r"(pa[kk][1]), "r"(pa[kk][2]),
-                   "r"(pa[kk][3]));
-    release(prev);
+    keepLive(pin);
+    release(emptyV, tile - 1);
+    if constexpr (!EARLY_K)
+      release(emptyK, tile - 1);
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       o[nd * 4 + 0] *= rA;
@@ -833,18 +879,39 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       o[nd * 4 + 2] *= rB;
       o[nd * 4 + 3] *= rB;
     }
-    pack(s, pa);
+    if constexpr (!PACK_EARLY)
+      pack(s, pout);
+  };
+  auto finish = [&](PFrag &pa) {
+    waitFull(fullV, nTiles - 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    windowOpen();
+    issuePV(pa, nTiles - 1);
+    windowClose(true);
+    wgmmaWait0();
+    wgmmaFenceRegs(o);
+    keepLive(pa);
+    release(emptyV, nTiles - 1);
+    if constexpr (!EARLY_K)
+      release(emptyK, nTiles - 1);
+  };
+  if constexpr (PACK_EARLY) {
+    int tile = 1;
+    for (; tile + 1 < nTiles; tile += 2) {
+      step(tile, paA, paB);
+      step(tile + 1, paB, paA);
+    }
+    if (tile < nTiles) {
+      step(tile, paA, paB);
+      finish(paB);
+    } else {
+      finish(paA);
+    }
+  } else {
+    for (int tile = 1; tile < nTiles; ++tile)
+      step(tile, paA, paA);
+    finish(paA);
   }
-  windowOpen();
-  issuePV(pa, (nTiles - 1) % STAGES);
-  windowClose(true);
-  wgmmaWait0();
-  wgmmaFenceRegs(o);
-#pragma unroll
-  for (int kk = 0; kk < BK / 16; ++kk)
-    asm volatile("" ::"r"(pa[kk][0]), "r"(pa[kk][1]), "r"(pa[kk][2]),
-                 "r"(pa[kk][3]));
-  release((nTiles - 1) % STAGES);
 
 #pragma unroll
   for (int off = 1; off <= 2; off <<= 1) {
