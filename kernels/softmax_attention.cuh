@@ -14,17 +14,21 @@
 // (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
 // registers, P rounded to bf16 and fed from the S registers into P V, softmax
 // in base 2.
-//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma,
-//  one warpgroup per
+//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128}: wgmma, one warpgroup per
 //    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64]
 //    halves), K read K-major for S = Q Kᵀ, V N-major for O += P V.
 //  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query
 //  rows; K and V as
 //    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
-// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key
-// tiles past a warp's (warpgroup's) diagonal are skipped and only tiles
-// crossing it or T are masked. Keys past T or past the diagonal are -inf in
-// both forms.
+// bf16 on sm_90a with D = 128, BQ = BK = 128 and THREADS = 3·BQ (mm-tile's
+// pick there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
+// filling an mbarrier ring of K and V tiles, two wgmma consumer warpgroups with
+// the softmax of one key tile under the P V product of the previous one, and
+// ping-pong between them.
+// All three: query tiles run heaviest first (block n takes tile
+// nQ-1-n/(Hq·B)); key tiles past a warp's (warpgroup's) diagonal are skipped
+// and only tiles crossing it or T are masked. Keys past T or past the diagonal
+// are -inf.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -531,26 +535,32 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 
 // ---- The FA3 form (sm_90a, D = 128, BQ = BK = 128, THREADS = 3·BQ = 384) ----
 //
-// Warp-specialised. Warpgroup 0 is the producer (setmaxnreg 40): its 128
-// threads copy Q once, then K and V tile after tile, with 16-byte cp.async
+// Warp-specialised, one CTA per 128 query rows. Warpgroup 0 is the producer
+// (setmaxnreg 40): its 128 threads copy Q once, then K(0), then K(t+1) and V(t)
+// for t = 0, 1, ... (the order the consumers need them), with 16-byte cp.async
 // into the 128-byte-swizzled layout wgmma reads (thread tid copies chunk
 // c = tid % 16 of rows tid / 16 + 8 i; the chunk lands at (c % 8) ^ (row % 8)
-// of the half c / 8), into an attentionFa3Stages()-deep ring of K+V stages.
-// Each thread's copies of a stage arrive on the stage's full mbarrier
-// (cp.async.mbarrier.arrive.noinc, 128 arrivals); the producer refills a stage
-// once its empty mbarrier has seen lane 0 of all 8 consumer warps. (Bulk TMA
-// would need a tensor map for the 128-byte swizzle; the argument block only
-// carries raw pointers, so the swizzled copies are cp.async.)
+// of the 64-column half c / 8). K and V tiles live in an attentionFa3Stages()-
+// deep ring; each has a full mbarrier (128 producer arrivals through
+// cp.async.mbarrier.arrive.noinc, i.e. once the thread's copies have landed)
+// and an empty one (lane 0 of the 8 consumer warps). Bulk TMA would need a
+// tensor map for the 128-byte swizzle, and the argument block carries raw
+// pointers only, so the swizzled copies are cp.async.
 // Warpgroups 1 and 2 (setmaxnreg 232) own query rows q0..q0+63 and
-// q0+64..q0+127: S = Q Kᵀ with Q and K both from shared memory (SS wgmma),
-// O += P V with P from registers (RS wgmma). Intra-warpgroup overlap: at key
-// tile j a consumer issues S(j) = Q K(j)ᵀ and then O += P(j-1) V(j-1), waits
-// for S(j) only (wait_group 1), does the softmax of S(j) (mask, row max, exp2,
-// row sum) while P(j-1) V(j-1) runs, then waits for it, releases stage j-1,
-// rescales O and packs P(j). Optional ping-pong (PINGPONG): named barriers 1
-// and 2 let the two consumers take turns issuing their GEMMs, so one's
-// softmax runs under the other's tensor-core work. Dynamic shared memory:
-// attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB per stage).
+// q0+64..q0+127: S = Q Kᵀ with Q and K from shared memory (SS wgmma), O += P V
+// with P from registers (RS wgmma), online softmax in base 2 as above.
+// Intra-warpgroup overlap: at key tile j a consumer issues S(j) and then
+// O += P(j-1) V(j-1), waits for S(j) only (wait_group 1), releases K(j)
+// (EARLY_K), does the softmax of S(j) while P(j-1) V(j-1) runs, then waits for
+// it, releases V(j-1), rescales O and packs P(j) to bf16. ptxas hoists a wgmma
+// wait to the top of its basic block (it would run before the softmax), so the
+// consumer waits for the full barrier of K(j+1) between the softmax and the
+// wait: that spin loop ends the block. Ping-pong (PINGPONG): named barriers 1
+// and 2 make the consumers take turns issuing their GEMMs, so one's softmax
+// runs under the other's tensor-core work. PACK_EARLY packs P(j) before the
+// wait into a second register buffer (measured slower: it spills). Dynamic
+// shared memory: attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB
+// per stage: 225 KB at 3 stages); the mbarriers are static.
 __device__ __forceinline__ void attnMbarInit(unsigned bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar),
                "r"(count)
@@ -676,8 +686,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
                      static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
       const unsigned dst =
           smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
-      const unsigned short *src =
-          cptr<unsigned short>(isV ? p.v : p.k) + base;
+      const unsigned short *src = cptr<unsigned short>(isV ? p.v : p.k) + base;
 #pragma unroll 4
       for (int i = 0; i < 16; ++i) {
         const long long key = static_cast<long long>(t) * BK + r + 8 * i;
@@ -727,7 +736,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
     if (lane == 0)
       attnMbarArrive(sharedAddr(&bar[tile % STAGES]));
   };
-  auto issueS = [&](float (&s)[64], int tile) {
+  auto issueS = [&](float(&s)[64], int tile) {
     const unsigned kBase = smBase + TILE + (tile % STAGES) * (2 * TILE);
     wgmmaFence();
 #pragma unroll
@@ -754,13 +763,14 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   auto keepLive = [](PFrag &pa) { // P stays in registers until its wgmma ends
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
-      asm volatile("" : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]),
-                   "+r"(pa[kk][3])::"memory");
+      asm volatile(""
+                   : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]),
+                     "+r"(pa[kk][3])::"memory");
   };
   float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
   // Softmax of key tile `tile` in place (s becomes 2^(s·sl − m·sl)); returns
   // the rescale factors of the running output in rA, rB.
-  auto softmax = [&](float (&s)[64], int tile, float &rA, float &rB) {
+  auto softmax = [&](float(&s)[64], int tile, float &rA, float &rB) {
     const long long k0 = static_cast<long long>(tile) * BK;
     if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
       // Keys k0 + j with j < lim are visible to the row: key <= row, key < T.
@@ -807,7 +817,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
     lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the
     lB = lB * rB + sumB; // end
   };
-  auto pack = [&](const float (&s)[64], PFrag &pa) {
+  auto pack = [&](const float(&s)[64], PFrag &pa) {
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
       pa[kk][0] = packBf16(s[8 * kk + 0], s[8 * kk + 1]);

@@ -462,8 +462,7 @@ void testLightningFast(long long B, long long T_, long long H, long long layer,
                download<bf16>(dOut, nOut), ref);
 }
 
-template <typename T, int D, int BQ, int BK,
-          int THREADS = attnThreads<T, BQ>()>
+template <typename T, int D, int BQ, int BK, int THREADS = attnThreads<T, BQ>()>
 void testAttention(long long B, long long T_, long long H, long long HKV) {
   const long long nq = B * T_ * H * D, nkv = B * T_ * HKV * D;
   auto q = randomVec<T>(nq), kk = randomVec<T>(nkv), v = randomVec<T>(nkv);
