@@ -100,17 +100,18 @@ struct TilePass : mm::impl::TilePassBase<TilePass> {
       tiles.append({{"tile_block", block}, {"tile_dv", dv}});
     } else if (kind == "softmax_attention" && isBf16(l.getOuts()[0]) &&
                d % 16 == 0) {
-      // The tensor-core forms (kernels/softmax_attention.cuh), 128 query rows
-      // on 256 threads, K and V double-buffered in dynamic shared memory: on
-      // sm_90a with D = 128 the wgmma form, whose best key tile is 128
-      // (measured 2026-11-22, bench/results/attn.md); elsewhere mma.sync
-      // with 64.
+      // The tensor-core forms (kernels/softmax_attention.cuh), 128 query rows:
+      // on sm_90a with D = 128 the FA3 form, 128×128 tiles on 384 threads (a
+      // producer and two consumer warpgroups; bench/results/fa3.md);
+      // elsewhere mma.sync, 256 threads, with 64 keys per tile.
       if (d > 128)
         return l.emitOpError() << "expects a bf16 head_dim of at most 128 but "
                                   "got "
                                << d;
-      const int64_t tk = target == "sm_90a" && d == 128 ? 128 : 64;
-      tiles = {{"tile_threads", 256}, {"tile_q", 128}, {"tile_k", tk}};
+      const bool fa3 = target == "sm_90a" && d == 128;
+      tiles = {{"tile_threads", fa3 ? 384 : 256},
+               {"tile_q", 128},
+               {"tile_k", fa3 ? 128 : 64}};
     } else if (kind == "softmax_attention") {
       int64_t t = 64;
       while (t > 16 && 4 * mm::k::attentionSmemFloats(d, t, t) > budget)

@@ -121,10 +121,29 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
   return 1ll * BQ * (D + 1) + 2ll * BK * (D + 1) + 1ll * BQ * (BK + 1) +
          3ll * BQ;
 }
+/// The FA3 form of the bf16 attention (sm_90a, kernels/softmax_attention.cuh):
+/// D = 128, 128×128 tiles on a producer and two consumer warpgroups (THREADS =
+/// 3·BQ); K+V stages in its ring, whether the consumers ping-pong, and its
+/// dynamic shared memory (1 KB alignment slack, Q and each stage's K and V as
+/// 128×128 bf16).
+MM_HD constexpr bool attentionFa3Tile(int D, int BQ, int BK, int THREADS) {
+  return D == 128 && BQ == 128 && BK == 128 && THREADS == 3 * BQ;
+}
+MM_HD constexpr int attentionFa3Stages() { return 3; }
+MM_HD constexpr bool attentionFa3PingPong() { return true; }
+MM_HD constexpr bool attentionFa3EarlyK() { return true; }
+MM_HD constexpr bool attentionFa3PackEarly() { return false; }
+MM_HD constexpr long long attentionFa3SmemBytes(int stages) {
+  return 1024ll + (1ll + 2 * stages) * 128 * 128 * 2;
+}
 /// Dynamic shared memory (bytes) of the bf16 tensor-core attention: two stages
-/// of K and V tiles, [BK][D+8] bf16 each.
-MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK) {
-  return 2ll * 2 * BK * (D + 8) * 2;
+/// of K and V tiles, [BK][D+8] bf16 each; the FA3 tile (BQ and THREADS given)
+/// attentionFa3SmemBytes.
+MM_HD constexpr long long attentionBf16SmemBytes(int D, int BK, int BQ = 0,
+                                                 int THREADS = 0) {
+  return attentionFa3Tile(D, BQ, BK, THREADS)
+             ? attentionFa3SmemBytes(attentionFa3Stages())
+             : 2ll * 2 * BK * (D + 8) * 2;
 }
 /// Chunk-parallel lightning attention (bf16, D = 64 or 128;
 /// lightningChunkHeadDim): tokens per sub-chunk, threads per block,

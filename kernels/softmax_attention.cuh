@@ -14,17 +14,21 @@
 // (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
 // registers, P rounded to bf16 and fed from the S registers into P V, softmax
 // in base 2.
-//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128} (mm-tile: 128×128): wgmma,
-//  one warpgroup per
+//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128}: wgmma, one warpgroup per
 //    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64]
 //    halves), K read K-major for S = Q Kᵀ, V N-major for O += P V.
 //  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query
 //  rows; K and V as
 //    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
-// Both: query tiles run heaviest first (block n takes tile nQ-1-n/(Hq·B)); key
-// tiles past a warp's (warpgroup's) diagonal are skipped and only tiles
-// crossing it or T are masked. Keys past T or past the diagonal are -inf in
-// both forms.
+// bf16 on sm_90a with D = 128, BQ = BK = 128 and THREADS = 3·BQ (mm-tile's
+// pick there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
+// filling an mbarrier ring of K and V tiles, two wgmma consumer warpgroups with
+// the softmax of one key tile under the P V product of the previous one, and
+// ping-pong between them.
+// All three: query tiles run heaviest first (block n takes tile
+// nQ-1-n/(Hq·B)); key tiles past a warp's (warpgroup's) diagonal are skipped
+// and only tiles crossing it or T are masked. Keys past T or past the diagonal
+// are -inf.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -561,6 +565,415 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
     }
   }
 }
+
+// ---- The FA3 form (sm_90a, D = 128, BQ = BK = 128, THREADS = 3·BQ = 384) ----
+//
+// Warp-specialised, one CTA per 128 query rows. Warpgroup 0 is the producer
+// (setmaxnreg 40): its 128 threads copy Q once, then K(0), then K(t+1) and V(t)
+// for t = 0, 1, ... (the order the consumers need them), with 16-byte cp.async
+// into the 128-byte-swizzled layout wgmma reads (thread tid copies chunk
+// c = tid % 16 of rows tid / 16 + 8 i; the chunk lands at (c % 8) ^ (row % 8)
+// of the 64-column half c / 8). K and V tiles live in an attentionFa3Stages()-
+// deep ring; each has a full mbarrier (128 producer arrivals through
+// cp.async.mbarrier.arrive.noinc, i.e. once the thread's copies have landed)
+// and an empty one (lane 0 of the 8 consumer warps). Bulk TMA would need a
+// tensor map for the 128-byte swizzle, and the argument block carries raw
+// pointers only, so the swizzled copies are cp.async.
+// Warpgroups 1 and 2 (setmaxnreg 232) own query rows q0..q0+63 and
+// q0+64..q0+127: S = Q Kᵀ with Q and K from shared memory (SS wgmma), O += P V
+// with P from registers (RS wgmma), online softmax in base 2 as above.
+// Intra-warpgroup overlap: at key tile j a consumer issues S(j) and then
+// O += P(j-1) V(j-1), waits for S(j) only (wait_group 1), releases K(j)
+// (EARLY_K), does the softmax of S(j) while P(j-1) V(j-1) runs, then waits for
+// it, releases V(j-1), rescales O and packs P(j) to bf16. ptxas hoists a wgmma
+// wait to the top of its basic block (it would run before the softmax), so the
+// consumer waits for the full barrier of K(j+1) between the softmax and the
+// wait: that spin loop ends the block. Ping-pong (PINGPONG): named barriers 1
+// and 2 make the consumers take turns issuing their GEMMs, so one's softmax
+// runs under the other's tensor-core work. PACK_EARLY packs P(j) before the
+// wait into a second register buffer (measured slower: it spills). Dynamic
+// shared memory: attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB
+// per stage: 225 KB at 3 stages); the mbarriers are static.
+__device__ __forceinline__ void attnMbarInit(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar),
+               "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void attnMbarWait(unsigned bar, unsigned parity) {
+  asm volatile("{\n.reg .pred done;\nWAIT_%=:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
+               "r"(parity)
+               : "memory");
+}
+__device__ __forceinline__ void attnMbarArrive(unsigned bar) {
+  asm volatile(
+      "{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(
+          bar)
+      : "memory");
+}
+/// One arrival on `bar` once all of this thread's earlier cp.async have landed.
+__device__ __forceinline__ void attnMbarArriveCpAsync(unsigned bar) {
+  asm volatile(
+      "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void wgmmaWait1() {
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
+/// d (+)= A·B, both from shared memory, K-major, 128-byte swizzle: A 64×16
+/// (descA), B 16×128 (descB); scaleD 0 overwrites d.
+__device__ __forceinline__ void wgmmaM64N128K16SS(float (&d)[64],
+                                                  unsigned long long descA,
+                                                  unsigned long long descB,
+                                                  int scaleD) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
+      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
+      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
+      "56,%57,%58,%59,%60,%61,%62,%63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
+        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
+        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
+        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+        "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(descA), "l"(descB), "r"(scaleD));
+}
+
+template <int BQ, int BK, int THREADS, int STAGES = attentionFa3Stages(),
+          bool PINGPONG = attentionFa3PingPong(),
+          bool EARLY_K = attentionFa3EarlyK(),
+          bool PACK_EARLY = attentionFa3PackEarly()>
+__device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
+                                    float *smem) {
+  constexpr int D = 128;
+  static_assert(BQ == 128 && BK == 128 && THREADS == 3 * BQ,
+                "FA3 form: a producer and two consumer warpgroups");
+  // At key tile j a consumer waits for K(j+1) before it releases V(j-1) (and,
+  // without EARLY_K, K(j-1)); the producer loads K(j+1) after V(j-1).
+  static_assert(STAGES >= 2 && (EARLY_K || STAGES >= 3),
+                "stages the consumers' waits need");
+  constexpr unsigned HALF = 128 * 128, TILE = 2 * HALF; // [128][64] bf16
+  // Q at smBase, stage s: K at smBase + TILE + 2s·TILE, V one TILE further.
+  const unsigned smBase = (sharedAddr(smem) + 1023u) & ~1023u;
+  __shared__ __align__(8) unsigned long long fullK[STAGES], fullV[STAGES],
+      emptyK[STAGES], emptyV[STAGES], qBar;
+
+  const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
+  const long long lin = blockIdx.x + static_cast<long long>(gridDim.x) *
+                                         (blockIdx.y + gridDim.y * blockIdx.z);
+  const long long hb = lin % HB;
+  const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
+  const long long h = hb % gridDim.y, b = hb / gridDim.y;
+  const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
+  const long long kvh = h / (H / HKV);
+  const long long rowQ = H * D, rowKV = HKV * D;
+  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
+  const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      attnMbarInit(sharedAddr(&fullK[s]), 128); // every producer thread
+      attnMbarInit(sharedAddr(&fullV[s]), 128);
+      attnMbarInit(sharedAddr(&emptyK[s]), 8); // lane 0 of consumer warps
+      attnMbarInit(sharedAddr(&emptyV[s]), 8);
+    }
+    attnMbarInit(sharedAddr(&qBar), 128);
+  }
+  __syncthreads();
+  const int wg = threadIdx.x >> 7;
+
+  if (wg == 0) {
+    // ---- producer: Q, K(0), then K(t+1) and V(t) for t = 0, 1, ... ----
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    const int tid = threadIdx.x, c = tid & 15, r = tid >> 4;
+    const unsigned at =
+        (c >> 3) * HALF + r * 128 + (((c & 7) ^ r) << 4); // + 1024 i
+    {
+      const unsigned short *src =
+          cptr<unsigned short>(p.q) + (b * T_) * rowQ + h * D + c * 8;
+#pragma unroll 4
+      for (int i = 0; i < 16; ++i) {
+        const long long row = q0 + r + 8 * i;
+        const bool in = row < T_;
+        cpAsync16(smBase + at + 1024 * i, src + (in ? row : 0) * rowQ, in);
+      }
+      attnMbarArriveCpAsync(sharedAddr(&qBar));
+    }
+    const long long base = (b * T_) * rowKV + kvh * D + c * 8;
+    auto load = [&](int t, bool isV) {
+      const int slot = t % STAGES;
+      if (t >= STAGES)
+        attnMbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
+                     static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
+      const unsigned dst =
+          smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
+      const unsigned short *src = cptr<unsigned short>(isV ? p.v : p.k) + base;
+#pragma unroll 4
+      for (int i = 0; i < 16; ++i) {
+        const long long key = static_cast<long long>(t) * BK + r + 8 * i;
+        const bool in = key < T_;
+        cpAsync16(dst + 1024 * i, src + (in ? key : 0) * rowKV, in);
+      }
+      attnMbarArriveCpAsync(sharedAddr(isV ? &fullV[slot] : &fullK[slot]));
+    };
+    load(0, false);
+    for (int t = 0; t < nTiles; ++t) {
+      if (t + 1 < nTiles)
+        load(t + 1, false);
+      load(t, true);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // ---- consumers: warpgroup 1 rows q0..q0+63, warpgroup 2 q0+64..q0+127 ----
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int cw = wg - 1, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31,
+            g = lane >> 2, t4 = lane & 3;
+  const long long warpRow = q0 + cw * 64 + warp * 16;
+  const long long rowA = warpRow + g, rowB = rowA + 8;
+  const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
+  const unsigned qBase = smBase + cw * (64 * 128);
+  // Ping-pong: named barrier 1 + cw opens this warpgroup's GEMM window; the
+  // other warpgroup arrives on it when it has issued its own GEMMs.
+  auto windowOpen = [&] {
+    if constexpr (PINGPONG)
+      asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+  };
+  auto windowClose = [&](bool last) {
+    if constexpr (PINGPONG)
+      if (!(last && cw == 1)) // keeps the arrivals on barrier 1 equal to syncs
+        asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+  };
+  if constexpr (PINGPONG)
+    if (cw == 1)
+      asm volatile("bar.arrive 1, 256;\n" ::: "memory"); // consumer 0 first
+
+  auto waitFull = [&](unsigned long long *bar, int tile) {
+    attnMbarWait(sharedAddr(&bar[tile % STAGES]),
+                 static_cast<unsigned>((tile / STAGES) & 1));
+  };
+  auto release = [&](unsigned long long *bar, int tile) {
+    if (lane == 0)
+      attnMbarArrive(sharedAddr(&bar[tile % STAGES]));
+  };
+  auto issueS = [&](float(&s)[64], int tile) {
+    const unsigned kBase = smBase + TILE + (tile % STAGES) * (2 * TILE);
+    wgmmaFence();
+#pragma unroll
+    for (int kd = 0; kd < D / 16; ++kd)
+      wgmmaM64N128K16SS(
+          s, wgmmaDesc(qBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024),
+          wgmmaDesc(kBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024), kd);
+    wgmmaCommit();
+  };
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i)
+    o[i] = 0.f;
+  using PFrag = unsigned[BK / 16][4];
+  auto issuePV = [&](const PFrag &pa, int tile) {
+    const unsigned vBase = smBase + 2 * TILE + (tile % STAGES) * (2 * TILE);
+    wgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) // V N-major: halves HALF apart
+      wgmmaM64N128K16<1>(o, pa[kk], wgmmaDesc(vBase + kk * 2048, HALF, 1024),
+                         1);
+    wgmmaCommit();
+  };
+  auto keepLive = [](PFrag &pa) { // P stays in registers until its wgmma ends
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk)
+      asm volatile(""
+                   : "+r"(pa[kk][0]), "+r"(pa[kk][1]), "+r"(pa[kk][2]),
+                     "+r"(pa[kk][3])::"memory");
+  };
+  float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
+  // Softmax of key tile `tile` in place (s becomes 2^(s·sl − m·sl)); returns
+  // the rescale factors of the running output in rA, rB.
+  auto softmax = [&](float(&s)[64], int tile, float &rA, float &rB) {
+    const long long k0 = static_cast<long long>(tile) * BK;
+    if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
+      // Keys k0 + j with j < lim are visible to the row: key <= row, key < T.
+      auto lim = [&](long long row) {
+        const long long end = (row + 1 < T_ ? row + 1 : T_) - k0;
+        return static_cast<int>(end < 0 ? 0 : end > BK ? BK : end);
+      };
+      const int limA = lim(rowA), limB = lim(rowB);
+#pragma unroll
+      for (int nt = 0; nt < BK / 8; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          if (nt * 8 + 2 * t4 + (c & 1) >= (c < 2 ? limA : limB))
+            s[nt * 4 + c] = -infinity();
+    }
+    float mxA = mA, mxB = mB;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      mxA = fmaxf(mxA, fmaxf(s[nt * 4], s[nt * 4 + 1]));
+      mxB = fmaxf(mxB, fmaxf(s[nt * 4 + 2], s[nt * 4 + 3]));
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
+      mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
+    }
+    // Tile 0 shows key 0 to every row, so the maxima are finite from the first
+    // tile on; the first rescale is 2^(-inf) = 0.
+    rA = exp2Approx((mA - mxA) * sl);
+    rB = exp2Approx((mB - mxB) * sl);
+    mA = mxA;
+    mB = mxB;
+    const float nA = -mA * sl, nB = -mB * sl;
+    float sumA = 0.f, sumB = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < BK / 8; ++nt) {
+      s[nt * 4 + 0] = exp2Approx(fmaf(s[nt * 4 + 0], sl, nA));
+      s[nt * 4 + 1] = exp2Approx(fmaf(s[nt * 4 + 1], sl, nA));
+      s[nt * 4 + 2] = exp2Approx(fmaf(s[nt * 4 + 2], sl, nB));
+      s[nt * 4 + 3] = exp2Approx(fmaf(s[nt * 4 + 3], sl, nB));
+      sumA += s[nt * 4 + 0] + s[nt * 4 + 1];
+      sumB += s[nt * 4 + 2] + s[nt * 4 + 3];
+    }
+    lA = lA * rA + sumA; // per-thread partial sums; the quad is reduced at the
+    lB = lB * rB + sumB; // end
+  };
+  auto pack = [&](const float(&s)[64], PFrag &pa) {
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      pa[kk][0] = packBf16(s[8 * kk + 0], s[8 * kk + 1]);
+      pa[kk][1] = packBf16(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = packBf16(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = packBf16(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  };
+
+  float s[BK / 2];
+  PFrag paA, paB;
+  attnMbarWait(sharedAddr(&qBar), 0);
+  waitFull(fullK, 0);
+  // the cp.async (generic proxy) writes, seen through the barrier, before
+  // wgmma reads them (async proxy)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  windowOpen();
+  issueS(s, 0);
+  windowClose(false);
+  wgmmaWait0();
+  wgmmaFenceRegs(s);
+  if constexpr (EARLY_K)
+    release(emptyK, 0);
+  {
+    float rA, rB;
+    softmax(s, 0, rA, rB); // o is zero: no rescale
+    pack(s, paA);
+  }
+  // Key tile `tile`: S(tile) and P(tile-1) V(tile-1) in flight, softmax of
+  // S(tile) under the second; P(tile-1) is in pin, P(tile) goes to pout (the
+  // same array unless PACK_EARLY, which packs before the wait).
+  auto step = [&](int tile, PFrag &pin, PFrag &pout) {
+    waitFull(fullK, tile); // (already seen at the end of the last step)
+    waitFull(fullV, tile - 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    windowOpen();
+    issueS(s, tile);
+    issuePV(pin, tile - 1);
+    windowClose(false);
+    wgmmaWait1(); // S(tile) is done, P(tile-1) V(tile-1) may still run
+    wgmmaFenceRegs(s);
+    if constexpr (EARLY_K)
+      release(emptyK, tile);
+    float rA, rB;
+    softmax(s, tile, rA, rB);
+    if constexpr (PACK_EARLY) {
+      pack(s, pout);
+      keepLive(pout);
+    } else {
+      wgmmaFenceRegs(s);
+    }
+    // The softmax must run under P(tile-1) V(tile-1), but ptxas hoists a
+    // wgmma wait to the top of its basic block: with the softmax results
+    // pinned, wait for the next K tile here (the branch and the spin loop end
+    // the block; the next step needs that tile anyway), then for the wgmma.
+    asm volatile("" : "+f"(rA), "+f"(rB), "+f"(lA), "+f"(lB)::"memory");
+    if (tile + 1 < nTiles)
+      waitFull(fullK, tile + 1);
+    wgmmaWait0();
+    wgmmaFenceRegs(o);
+    keepLive(pin);
+    release(emptyV, tile - 1);
+    if constexpr (!EARLY_K)
+      release(emptyK, tile - 1);
+#pragma unroll
+    for (int nd = 0; nd < D / 8; ++nd) {
+      o[nd * 4 + 0] *= rA;
+      o[nd * 4 + 1] *= rA;
+      o[nd * 4 + 2] *= rB;
+      o[nd * 4 + 3] *= rB;
+    }
+    if constexpr (!PACK_EARLY)
+      pack(s, pout);
+  };
+  auto finish = [&](PFrag &pa) {
+    waitFull(fullV, nTiles - 1);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    windowOpen();
+    issuePV(pa, nTiles - 1);
+    windowClose(true);
+    wgmmaWait0();
+    wgmmaFenceRegs(o);
+    keepLive(pa);
+    release(emptyV, nTiles - 1);
+    if constexpr (!EARLY_K)
+      release(emptyK, nTiles - 1);
+  };
+  if constexpr (PACK_EARLY) {
+    int tile = 1;
+    for (; tile + 1 < nTiles; tile += 2) {
+      step(tile, paA, paB);
+      step(tile + 1, paB, paA);
+    }
+    if (tile < nTiles) {
+      step(tile, paA, paB);
+      finish(paB);
+    } else {
+      finish(paA);
+    }
+  } else {
+    for (int tile = 1; tile < nTiles; ++tile)
+      step(tile, paA, paA);
+    finish(paA);
+  }
+
+#pragma unroll
+  for (int off = 1; off <= 2; off <<= 1) {
+    lA += __shfl_xor_sync(0xffffffffu, lA, off);
+    lB += __shfl_xor_sync(0xffffffffu, lB, off);
+  }
+  const float iA = 1.f / lA, iB = 1.f / lB;
+  unsigned *out = mptr<unsigned>(p.out);
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) {
+    const long long c = h * D + nd * 8 + 2 * t4;
+    if (rowA < T_)
+      out[((b * T_ + rowA) * rowQ + c) / 2] =
+          packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
+    if (rowB < T_)
+      out[((b * T_ + rowB) * rowQ + c) / 2] =
+          packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
+  }
+}
 #endif
 
 template <typename T, int D, int BQ, int BK, int THREADS>
@@ -677,11 +1090,17 @@ __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
   // f32 form.
   if constexpr (sizeof(T) == 2 && D % 16 == 0) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
+    if constexpr (attentionFa3Tile(D, BQ, BK, THREADS))
+      softmaxAttentionFa3<BQ, BK, THREADS>(p, smem);
+    else if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
       softmaxAttentionWgmma<BQ, BK, THREADS>(p, smem);
     else
 #endif
+    {
+      static_assert(!attentionFa3Tile(D, BQ, BK, THREADS),
+                    "the FA3 tile (THREADS = 3*BQ) needs the sm_90a target");
       softmaxAttentionTensorCores<D, BQ, BK, THREADS>(p, smem);
+    }
   } else
     softmaxAttentionSimt<T, D, BQ, BK, THREADS>(p, smem);
 }

@@ -225,8 +225,9 @@ Status CudaExecutor::Impl::open() {
     else if (s.kernel == Kernel::SoftmaxAttention)
       L.smemBytes = static_cast<uint32_t>(
           plan.buffers[s.outputs[0]].dtype == DType::BF16 && p.headDim % 16 == 0
-              ? k::attentionBf16SmemBytes(static_cast<int>(p.headDim),
-                                          static_cast<int>(p.tileK))
+              ? k::attentionBf16SmemBytes(
+                    static_cast<int>(p.headDim), static_cast<int>(p.tileK),
+                    static_cast<int>(p.tileQ), static_cast<int>(p.tileThreads))
               : 4 * k::attentionSmemFloats(static_cast<int>(p.headDim),
                                            static_cast<int>(p.tileQ),
                                            static_cast<int>(p.tileK)));

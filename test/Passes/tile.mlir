@@ -76,10 +76,10 @@ mmx.program @huge attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "
 
 // -----
 
-// Tests that bf16 softmax attention gets the tensor-core tiles: 128 query rows on 256 threads,
-// 128 keys for the wgmma form (sm_90a, head_dim 128), 64 for mma.sync otherwise.
+// Tests that bf16 softmax attention gets the tensor-core tiles: 128 query rows, 128 keys on 384
+// threads for the FA3 form (sm_90a, head_dim 128), 64 keys on 256 threads for mma.sync otherwise.
 // CHECK-LABEL: mmx.program @bf16
-// CHECK: "softmax_attention"{{.*}}tile_k = 128 : i64, tile_q = 128 : i64, tile_threads = 256 : i64
+// CHECK: "softmax_attention"{{.*}}tile_k = 128 : i64, tile_q = 128 : i64, tile_threads = 384 : i64
 mmx.program @bf16 attributes {max_batch = 1 : i64, max_seq = 8 : i64, target = "sm_90a"} {
   %q = mmx.input "q" {dtype = bf16, shape = ["B", "T", 128]}
   %a = mmx.alloc {dtype = bf16, shape = ["B", "T", 128]}

@@ -238,16 +238,23 @@ int deviceSms() {
 template <typename T, int BQ> __host__ __device__ constexpr int attnThreads() {
   return sizeof(T) == 2 ? 2 * BQ : 256;
 }
-template <typename T, int BQ> constexpr int attnSmem(int D, int BK) {
+/// Threads of the 128×128 attention tile mm-tile picks on sm_90a (D = 128):
+/// the FA3 form for bf16.
+template <typename T> constexpr int attnPickThreads() {
+  return sizeof(T) == 2 ? 384 : attnThreads<T, 128>();
+}
+template <typename T, int BQ>
+constexpr int attnSmem(int D, int BK, int THREADS) {
   return static_cast<int>(sizeof(T) == 2
-                              ? k::attentionBf16SmemBytes(D, BK)
+                              ? k::attentionBf16SmemBytes(D, BK, BQ, THREADS)
                               : 4 * k::attentionSmemFloats(D, BQ, BK));
 }
-template <typename T, int D, int BQ, int BK>
-__global__ void __launch_bounds__(attnThreads<T, BQ>())
+/// THREADS = 3·BQ with D = BQ = BK = 128 is the FA3 form (sm_90a).
+template <typename T, int D, int BQ, int BK, int THREADS>
+__global__ void __launch_bounds__(THREADS)
     gAttention(k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
-  k::softmaxAttention<T, D, BQ, BK, attnThreads<T, BQ>()>(a, smem);
+  k::softmaxAttention<T, D, BQ, BK, THREADS>(a, smem);
 }
 template <typename T>
 __global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
@@ -455,20 +462,20 @@ void testLightningFast(long long B, long long T_, long long H, long long layer,
                download<bf16>(dOut, nOut), ref);
 }
 
-template <typename T, int D, int BQ, int BK>
+template <typename T, int D, int BQ, int BK, int THREADS = attnThreads<T, BQ>()>
 void testAttention(long long B, long long T_, long long H, long long HKV) {
   const long long nq = B * T_ * H * D, nkv = B * T_ * HKV * D;
   auto q = randomVec<T>(nq), kk = randomVec<T>(nkv), v = randomVec<T>(nkv);
   Dev dq = upload<T>(q), dk = upload<T>(kk), dv = upload<T>(v),
       dOut = outputBuf<T>(nq);
-  const int smem = attnSmem<T, BQ>(D, BK);
-  CK(cudaFuncSetAttribute(gAttention<T, D, BQ, BK>,
+  const int smem = attnSmem<T, BQ>(D, BK, THREADS);
+  CK(cudaFuncSetAttribute(gAttention<T, D, BQ, BK, THREADS>,
                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const double scale = 1.0 / std::sqrt(double(D));
   k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), B,
                             T_,     H,      HKV,    scale};
-  gAttention<T, D, BQ, BK>
-      <<<dim3((T_ + BQ - 1) / BQ, H, B), attnThreads<T, BQ>(), smem>>>(a);
+  gAttention<T, D, BQ, BK, THREADS>
+      <<<dim3((T_ + BQ - 1) / BQ, H, B), THREADS, smem>>>(a);
   CK_LAUNCH();
   std::vector<float> ref(nq);
   cpu::Scratch s;
@@ -480,7 +487,8 @@ void testAttention(long long B, long long T_, long long H, long long HKV) {
                   {"Hq", H},
                   {"Hkv", HKV},
                   {"D", D},
-                  {"tile", BQ}}),
+                  {"tile", BQ},
+                  {"threads", THREADS}}),
             download<T>(dOut, nq), ref);
 }
 
@@ -688,13 +696,14 @@ void bench(cuda::LtGemm &lt) {
     k::SoftmaxAttentionArgs a{
         dq.d(), dkv.d(), dkv.d() + T_ * H * D * sizeof(T), dOut.d(), 1, T_, H,
         H,      0.088};
-    // The tile mm-tile picks for bf16 (compiler/Tile.cpp).
-    const int smem = attnSmem<T, 128>(128, 128);
-    CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128>,
+    // The tile mm-tile picks for bf16 on sm_90a (compiler/Tile.cpp).
+    constexpr int TH = attnPickThreads<T>();
+    const int smem = attnSmem<T, 128>(128, 128, TH);
+    CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128, TH>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     double ms = medianMs([&] {
-      gAttention<T, 128, 128, 128>
-          <<<dim3((T_ + 127) / 128, H, 1), attnThreads<T, 128>(), smem>>>(a);
+      gAttention<T, 128, 128, 128, TH>
+          <<<dim3((T_ + 127) / 128, H, 1), TH, smem>>>(a);
     });
     benchLine("softmax_attention causal", dims({{"T", T_}, {"H", H}, {"D", D}}),
               ms, 4.0 * T_ * T_ * D * H / 2, 0);
@@ -782,6 +791,9 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
                 2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
     testAttention<T, 128, 128, 64>(2, 300, 4, 2);
     testAttention<T, 128, 128, 128>(2, 300, 4, 2);
+    // the FA3 form (mm-tile's sm_90a pick): ragged, GQA, B = 2, T < 64
+    testAttention<T, 128, 128, 128, 384>(2, 300, 4, 2);
+    testAttention<T, 128, 128, 128, 384>(1, 37, 2, 1);
   }
   testMoe<T>(37, 64, 4, 96, 2);
   testMoe<T>(45, 60, 4, 100, 2); // K % 8 != 0: the scalar staging path
@@ -819,7 +831,12 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
   if constexpr (sizeof(T) ==
                 2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
+  {
     testAttention<T, 128, 128, 128>(1, 1000, 8, 8);
+    testAttention<T, 128, 128, 128, 384>(1, 1000, 8, 8);
+    testAttention<T, 128, 128, 128, 384>(1, 1000, 8, 1);
+    testAttention<T, 128, 128, 128, 384>(2, 2049, 4, 2);
+  }
   testMoe<T>(300, 256, 8, 512, 2);
   testMoe<T>(130, 128, 32, 256, 4);
   if constexpr (sizeof(T) == 2) { // the sm_90a wgmma form: ragged rows, H and I
@@ -876,8 +893,9 @@ void benchSweep() {
                 T_, H, D, ms, seg);
     std::fflush(stdout);
   }
-  const int smem = attnSmem<bf16, 128>(128, 128);
-  CK(cudaFuncSetAttribute(gAttention<bf16, 128, 128, 128>,
+  constexpr int TH = attnPickThreads<bf16>();
+  const int smem = attnSmem<bf16, 128>(128, 128, TH);
+  CK(cudaFuncSetAttribute(gAttention<bf16, 128, 128, 128, TH>,
                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   for (long long T_ : {4096LL, 16384LL, 65536LL, 131072LL}) {
     Dev dq = randomDev(T_ * H * D, 2), dk = randomDev(T_ * H * D, 3),
@@ -886,8 +904,8 @@ void benchSweep() {
     k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(),           1,
                               T_,     H,      H,      0.08838834764831845};
     const double ms = medianMs([&] {
-      gAttention<bf16, 128, 128, 128>
-          <<<dim3((T_ + 127) / 128, H, 1), attnThreads<bf16, 128>(), smem>>>(a);
+      gAttention<bf16, 128, 128, 128, TH>
+          <<<dim3((T_ + 127) / 128, H, 1), TH, smem>>>(a);
     });
     std::printf("BENCH {\"kernel\": \"softmax_attention\", \"T\": %lld, \"H\": "
                 "%lld, \"D\": %lld, "

@@ -24,6 +24,28 @@ __global__ void __launch_bounds__(2 * BQ) gAttnMma(k::SoftmaxAttentionArgs a) {
   k::softmaxAttentionTensorCores<D, BQ, BK, 2 * BQ>(a, smem);
 }
 
+/// The FA3 form with given settings (the dispatch takes attentionFa3Stages(),
+/// attentionFa3PingPong(), attentionFa3EarlyK(), attentionFa3PackEarly()).
+template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY>
+__global__ void __launch_bounds__(384) gAttnFa3(k::SoftmaxAttentionArgs a) {
+  extern __shared__ float smem[];
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  k::softmaxAttentionFa3<128, 128, 384, STAGES, PINGPONG, EARLY_K, PACK_EARLY>(
+      a, smem);
+#endif
+}
+template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY>
+static int launchFa3(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
+  const int smem = static_cast<int>(k::attentionFa3SmemBytes(STAGES));
+  auto fn = gAttnFa3<STAGES, PINGPONG, EARLY_K, PACK_EARLY>;
+  cudaError_t e = cudaFuncSetAttribute(
+      fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess)
+    return static_cast<int>(e);
+  fn<<<dim3((a.seq + 127) / 128, a.heads, a.batch), 384, smem, stream>>>(a);
+  return static_cast<int>(cudaGetLastError());
+}
+
 template <int D, int BQ, int BK, bool MMA = false>
 static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
   const int smem = static_cast<int>(k::attentionBf16SmemBytes(D, BK));
@@ -38,8 +60,10 @@ static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
 }
 
 /// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64, 2 = dispatch (wgmma)
-/// 128×128, 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; D = 64
-/// (0, 1) or 128.
+/// 128×128, 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; the
+/// FA3 form (stages, ping-pong, early K release, pack early): 5 = 3,0,0,0,
+/// 6 = 3,1,0,0, 7 = 3,1,1,0, 8 = 2,1,1,0, 9 = 3,1,1,1, 10 = 3,0,1,1,
+/// 11 = 3,0,1,0; D = 64 (0, 1) or 128.
 extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
                          long long B, long long T, long long H, long long HKV,
                          int D, double scale, void *stream) {
@@ -65,6 +89,20 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
       return launch<128, 128, 64>(a, s);
     case 4:
       return launch<128, 192, 128>(a, s);
+    case 5:
+      return launchFa3<3, false, false, false>(a, s);
+    case 6:
+      return launchFa3<3, true, false, false>(a, s);
+    case 7:
+      return launchFa3<3, true, true, false>(a, s);
+    case 8:
+      return launchFa3<2, true, true, false>(a, s);
+    case 9:
+      return launchFa3<3, true, true, true>(a, s);
+    case 10:
+      return launchFa3<3, false, true, true>(a, s);
+    case 11:
+      return launchFa3<3, false, true, false>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {

@@ -1,13 +1,15 @@
 """Checks and times the bf16 softmax attention kernel (test/gpu/attention_bench.cu, built as a
 shared library) next to torch SDPA (is_causal=True) in one run on one GPU.
 
-usage: python3 attention_bench.py LIB [variant ...]
+usage: python3 attention_bench.py LIB [variant ...]   (ATTN_QUICK=1: the small correctness shapes
+only, e.g. under compute-sanitizer)
 Correctness: relative Frobenius error against float64 attention (small shapes) or against fp32
 SDPA (large shapes), fresh random inputs, output poisoned with NaN first. Timing: CUDA events,
 median of 10 after 3 warm-ups; causal FLOPs = 2·2·B·Hq·T²·D / 2.
 """
 import ctypes
 import math
+import os
 import sys
 
 import torch
@@ -18,8 +20,11 @@ lib.attn_bf16.restype = ctypes.c_int
 lib.attn_bf16.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_longlong] * 4 + [
     ctypes.c_int, ctypes.c_double, ctypes.c_void_p]
 variants = [int(v) for v in sys.argv[2:]] or [0]
-names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128"}
+names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128",
+         5: "fa3", 6: "fa3pp", 7: "fa3ppK", 8: "fa3s2ppK", 9: "fa3ppKP", 10: "fa3KP",
+         11: "fa3K"}
 dev = torch.device("cuda")
+QUICK = os.environ.get("ATTN_QUICK") == "1"
 print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
 
 
@@ -61,6 +66,8 @@ print("\n== correctness (rel err vs reference; bf16 tolerance 1e-2)")
 for (B, T, H, HKV, D) in [(2, 37, 4, 2, 128), (1, 257, 4, 4, 128), (1, 1000, 8, 1, 128),
                           (2, 300, 4, 2, 64), (1, 333, 8, 2, 64), (2, 1, 2, 1, 128),
                           (1, 4096, 16, 8, 128), (1, 16384, 16, 16, 128)]:
+    if QUICK and T > 1000:
+        continue
     q, k, v = inputs(B, T, H, HKV, D)
     ref = reference(q, k, v, B, T, H, HKV, D, torch.float64 if T <= 1000 else torch.float32)
     ref = ref.double()
@@ -98,9 +105,13 @@ def timed(fn, reps=10):
     return ts[len(ts) // 2]
 
 
+if QUICK:
+    print(f"\ncorrectness failures: {fails}")
+    sys.exit(1 if fails else 0)
 print("\n== speed (median of 10, CUDA events), TFLOP/s = 2*2*B*Hq*T^2*D/2 / time")
 rows = []
-for (T, H, HKV) in [(4096, 16, 16), (16384, 16, 16), (65536, 16, 16), (16384, 16, 8)]:
+for (T, H, HKV) in [(4096, 16, 16), (16384, 16, 16), (65536, 16, 16), (131072, 16, 16),
+                    (16384, 16, 8)]:
     B, D = 1, 128
     q, k, v = inputs(B, T, H, HKV, D)
     qh = heads(q, B, T, H, D).contiguous()
