@@ -72,6 +72,28 @@ __device__ __forceinline__ void saveRowLse(const SoftmaxAttentionArgs &p,
   if (rowB < p.seq)
     lse[rowB] = msB + log2f(lB);
 }
+/// The tensor-core epilogue's store: rows A's and B's packed bf16 pairs at
+/// column c (elements; rows rowQ elements apart) of out, and of out_copy when
+/// the backward keeps it; rows past T are skipped.
+__device__ __forceinline__ void storeRowPair(const SoftmaxAttentionArgs &p,
+                                             long long b, long long rowQ,
+                                             long long rowA, long long rowB,
+                                             long long c, unsigned vA,
+                                             unsigned vB) {
+  unsigned *out = mptr<unsigned>(p.out), *copy = mptr<unsigned>(p.out_copy);
+  if (rowA < p.seq) {
+    const long long at = ((b * p.seq + rowA) * rowQ + c) / 2;
+    out[at] = vA;
+    if (copy)
+      copy[at] = vA;
+  }
+  if (rowB < p.seq) {
+    const long long at = ((b * p.seq + rowB) * rowQ + c) / 2;
+    out[at] = vB;
+    if (copy)
+      copy[at] = vB;
+  }
+}
 __device__ __forceinline__ float exp2Approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -271,25 +293,11 @@ __device__ void softmaxAttentionTensorCores(const SoftmaxAttentionArgs &p,
   }
   const float iA = 1.f / lA, iB = 1.f / lB;
   saveRowLse(p, b, h, rowA, rowB, t, mA * sl, lA, mB * sl, lB);
-  unsigned *out = mptr<unsigned>(p.out), *copy = mptr<unsigned>(p.out_copy);
 #pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) {
-    const long long c = h * D + nd * 8 + 2 * t;
-    const unsigned vA = packBf16(o[nd][0] * iA, o[nd][1] * iA),
-                   vB = packBf16(o[nd][2] * iB, o[nd][3] * iB);
-    const long long atA = ((b * T_ + rowA) * rowQ + c) / 2,
-                    atB = ((b * T_ + rowB) * rowQ + c) / 2;
-    if (rowA < T_) {
-      out[atA] = vA;
-      if (copy)
-        copy[atA] = vA;
-    }
-    if (rowB < T_) {
-      out[atB] = vB;
-      if (copy)
-        copy[atB] = vB;
-    }
-  }
+  for (int nd = 0; nd < D / 8; ++nd)
+    storeRowPair(p, b, rowQ, rowA, rowB, h * D + nd * 8 + 2 * t,
+                 packBf16(o[nd][0] * iA, o[nd][1] * iA),
+                 packBf16(o[nd][2] * iB, o[nd][3] * iB));
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -545,25 +553,11 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
   }
   const float iA = 1.f / lA, iB = 1.f / lB;
   saveRowLse(p, b, h, rowA, rowB, t, mA * sl, lA, mB * sl, lB);
-  unsigned *out = mptr<unsigned>(p.out), *copy = mptr<unsigned>(p.out_copy);
 #pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) {
-    const long long c = h * D + nd * 8 + 2 * t;
-    const unsigned vA = packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA),
-                   vB = packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
-    const long long atA = ((b * T_ + rowA) * rowQ + c) / 2,
-                    atB = ((b * T_ + rowB) * rowQ + c) / 2;
-    if (rowA < T_) {
-      out[atA] = vA;
-      if (copy)
-        copy[atA] = vA;
-    }
-    if (rowB < T_) {
-      out[atB] = vB;
-      if (copy)
-        copy[atB] = vB;
-    }
-  }
+  for (int nd = 0; nd < D / 8; ++nd)
+    storeRowPair(p, b, rowQ, rowA, rowB, h * D + nd * 8 + 2 * t,
+                 packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA),
+                 packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB));
 }
 
 // ---- The FA3 form (sm_90a, D = 128, BQ = BK = 128, THREADS = 3·BQ = 384) ----
@@ -962,17 +956,12 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
     lB += __shfl_xor_sync(0xffffffffu, lB, off);
   }
   const float iA = 1.f / lA, iB = 1.f / lB;
-  unsigned *out = mptr<unsigned>(p.out);
+  saveRowLse(p, b, h, rowA, rowB, t4, mA * sl, lA, mB * sl, lB);
 #pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) {
-    const long long c = h * D + nd * 8 + 2 * t4;
-    if (rowA < T_)
-      out[((b * T_ + rowA) * rowQ + c) / 2] =
-          packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA);
-    if (rowB < T_)
-      out[((b * T_ + rowB) * rowQ + c) / 2] =
-          packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB);
-  }
+  for (int nd = 0; nd < D / 8; ++nd)
+    storeRowPair(p, b, rowQ, rowA, rowB, h * D + nd * 8 + 2 * t4,
+                 packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA),
+                 packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB));
 }
 #endif
 

@@ -38,17 +38,19 @@ SAGX(mm_sagx_d64_s64_stats, (256, 1), (mm::k::sagStatsFast<64, 64>(a, smem)))
 SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))
 
 // The forward kernel at the tiles mm-tile picks (compiler/Tile.cpp: bf16 with
-// D % 16 == 0 128×64 on 256 threads, 128×128 for D = 128 on sm_90a (wgmma);
-// else square SIMT tiles), for the saved-statistics check: it writes the row
+// D % 16 == 0 128×64 on 256 threads, 128×128 on 384 threads for D = 128 on
+// sm_90a (the FA3 form); else square SIMT tiles) and the older 128×128 wgmma
+// form, for the saved-statistics check: it writes the row
 // log-sum-exp and an output copy that "_delta" reuses.
-#define SAX(name, T, D, BQ, BK)                                                \
-  extern "C" __global__ void __launch_bounds__(256) name(                      \
+#define SAX(name, T, D, BQ, BK, TH)                                            \
+  extern "C" __global__ void __launch_bounds__(TH) name(                       \
       mm::k::SoftmaxAttentionArgs a) {                                         \
     extern __shared__ __align__(16) float smem[];                              \
-    mm::k::softmaxAttention<T, D, BQ, BK, 256>(a, smem);                       \
+    mm::k::softmaxAttention<T, D, BQ, BK, TH>(a, smem);                        \
   }
-SAX(mm_sax_f32_d16, float, 16, 64, 64)
-SAX(mm_sax_f32_d64, float, 64, 32, 32)
-SAX(mm_sax_bf16_d8, mm::k::bf16, 8, 64, 64)
-SAX(mm_sax_bf16_d64, mm::k::bf16, 64, 128, 64)
-SAX(mm_sax_bf16_d128, mm::k::bf16, 128, 128, 128)
+SAX(mm_sax_f32_d16_t256, float, 16, 64, 64, 256)
+SAX(mm_sax_f32_d64_t256, float, 64, 32, 32, 256)
+SAX(mm_sax_bf16_d8_t256, mm::k::bf16, 8, 64, 64, 256)
+SAX(mm_sax_bf16_d64_t256, mm::k::bf16, 64, 128, 64, 256)
+SAX(mm_sax_bf16_d128_t256, mm::k::bf16, 128, 128, 128, 256) // wgmma
+SAX(mm_sax_bf16_d128_t384, mm::k::bf16, 128, 128, 128, 384) // FA3 form

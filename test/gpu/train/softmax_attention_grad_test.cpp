@@ -173,7 +173,7 @@ void bench(Gpu &gpu, const Shape &s, Report *rep = nullptr,
 /// output bit for bit, the kept lse matches the one "_stats" recomputes, and
 /// the gradients match the CPU reference as in check().
 void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
-                uint64_t seed) {
+                uint64_t seed, int threads = 256) {
   const size_t nq = s.B * s.T * s.Hq * s.D;
   Run r(gpu, s);
   const Inputs in(s, seed, r);
@@ -193,17 +193,21 @@ void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
   f.out_copy = copy.ptr;
   f.lse_stride = tpad;
   const long long smem =
-      s.bf16 && s.D % 16 == 0 ? k::attentionBf16SmemBytes(s.D, BK)
-                              : 4 * k::attentionSmemFloats(s.D, BQ, BK);
+      s.bf16 && s.D % 16 == 0
+          ? k::attentionBf16SmemBytes(s.D, BK, BQ, threads)
+          : 4 * k::attentionSmemFloats(s.D, BQ, BK);
   const k::Launch fwd = {"", static_cast<unsigned>((s.T + BQ - 1) / BQ),
                          static_cast<unsigned>(s.Hq),
-                         static_cast<unsigned>(s.B), 256,
+                         static_cast<unsigned>(s.B),
+                         static_cast<unsigned>(threads),
                          static_cast<unsigned>(smem)};
   const std::string fname = std::string("mm_sax_") +
                             (s.bf16 ? "bf16" : "f32") + "_d" +
-                            std::to_string(s.D);
+                            std::to_string(s.D) + "_t" +
+                            std::to_string(threads);
   gpu.run(fname, &fwd, 1, f);
-  const std::string name = nameOf(s) + " [saved lse, O]";
+  const std::string name =
+      nameOf(s) + " [saved lse, O; forward " + fname + "]";
   rep.check(name + " O copy", relErr(copy.download(), out.download()), 0.0);
   // The lse "_stats" computes (workspace head), rows < T.
   runPlan(gpu, s, r, Override());
@@ -319,5 +323,7 @@ int main(int argc, char **argv) {
   checkSaved(gpu, rep, {true, 64, 2, 257, 4, 2}, 128, 64, seed++);
   checkSaved(gpu, rep, {true, 64, 1, 2048, 16, 8}, 128, 64, seed++);
   checkSaved(gpu, rep, {true, 128, 1, 1000, 3, 3}, 128, 128, seed++);
+  checkSaved(gpu, rep, {true, 128, 2, 300, 4, 2}, 128, 128, seed++, 384);
+  checkSaved(gpu, rep, {true, 128, 1, 37, 2, 1}, 128, 128, seed++, 384);
   return rep.finish();
 }
