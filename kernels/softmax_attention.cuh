@@ -588,63 +588,9 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 // wait into a second register buffer (measured slower: it spills). Dynamic
 // shared memory: attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB
 // per stage: 225 KB at 3 stages); the mbarriers are static.
-__device__ __forceinline__ void attnMbarInit(unsigned bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar),
-               "r"(count)
-               : "memory");
-}
-__device__ __forceinline__ void attnMbarWait(unsigned bar, unsigned parity) {
-  asm volatile("{\n.reg .pred done;\nWAIT_%=:\n"
-               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-               "@!done bra WAIT_%=;\n}\n" ::"r"(bar),
-               "r"(parity)
-               : "memory");
-}
-__device__ __forceinline__ void attnMbarArrive(unsigned bar) {
-  asm volatile(
-      "{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(
-          bar)
-      : "memory");
-}
-/// One arrival on `bar` once all of this thread's earlier cp.async have landed.
-__device__ __forceinline__ void attnMbarArriveCpAsync(unsigned bar) {
-  asm volatile(
-      "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar)
-      : "memory");
-}
 __device__ __forceinline__ void wgmmaWait1() {
   asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
-/// d (+)= A·B, both from shared memory, K-major, 128-byte swizzle: A 64×16
-/// (descA), B 16×128 (descB); scaleD 0 overwrites d.
-__device__ __forceinline__ void wgmmaM64N128K16SS(float (&d)[64],
-                                                  unsigned long long descA,
-                                                  unsigned long long descB,
-                                                  int scaleD) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
-      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
-      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
-      "56,%57,%58,%59,%60,%61,%62,%63}, "
-      "%64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
-        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
-        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
-        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
-        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
-        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
-        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
-        "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(descA), "l"(descB), "r"(scaleD));
-}
-
 template <int BQ, int BK, int THREADS, int STAGES = attentionFa3Stages(),
           bool PINGPONG = attentionFa3PingPong(),
           bool EARLY_K = attentionFa3EarlyK(),
@@ -678,12 +624,12 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      attnMbarInit(sharedAddr(&fullK[s]), 128); // every producer thread
-      attnMbarInit(sharedAddr(&fullV[s]), 128);
-      attnMbarInit(sharedAddr(&emptyK[s]), 8); // lane 0 of consumer warps
-      attnMbarInit(sharedAddr(&emptyV[s]), 8);
+      mbarInit(sharedAddr(&fullK[s]), 128); // every producer thread
+      mbarInit(sharedAddr(&fullV[s]), 128);
+      mbarInit(sharedAddr(&emptyK[s]), 8); // lane 0 of consumer warps
+      mbarInit(sharedAddr(&emptyV[s]), 8);
     }
-    attnMbarInit(sharedAddr(&qBar), 128);
+    mbarInit(sharedAddr(&qBar), 128);
   }
   __syncthreads();
   const int wg = threadIdx.x >> 7;
@@ -703,13 +649,13 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
         const bool in = row < T_;
         cpAsync16(smBase + at + 1024 * i, src + (in ? row : 0) * rowQ, in);
       }
-      attnMbarArriveCpAsync(sharedAddr(&qBar));
+      mbarArriveCpAsync(sharedAddr(&qBar));
     }
     const long long base = (b * T_) * rowKV + kvh * D + c * 8;
     auto load = [&](int t, bool isV) {
       const int slot = t % STAGES;
       if (t >= STAGES)
-        attnMbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
+        mbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
                      static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
       const unsigned dst =
           smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
@@ -720,7 +666,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
         const bool in = key < T_;
         cpAsync16(dst + 1024 * i, src + (in ? key : 0) * rowKV, in);
       }
-      attnMbarArriveCpAsync(sharedAddr(isV ? &fullV[slot] : &fullK[slot]));
+      mbarArriveCpAsync(sharedAddr(isV ? &fullV[slot] : &fullK[slot]));
     };
     load(0, false);
     for (int t = 0; t < nTiles; ++t) {
@@ -756,19 +702,19 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       asm volatile("bar.arrive 1, 256;\n" ::: "memory"); // consumer 0 first
 
   auto waitFull = [&](unsigned long long *bar, int tile) {
-    attnMbarWait(sharedAddr(&bar[tile % STAGES]),
+    mbarWait(sharedAddr(&bar[tile % STAGES]),
                  static_cast<unsigned>((tile / STAGES) & 1));
   };
   auto release = [&](unsigned long long *bar, int tile) {
     if (lane == 0)
-      attnMbarArrive(sharedAddr(&bar[tile % STAGES]));
+      mbarArrive(sharedAddr(&bar[tile % STAGES]));
   };
   auto issueS = [&](float(&s)[64], int tile) {
     const unsigned kBase = smBase + TILE + (tile % STAGES) * (2 * TILE);
     wgmmaFence();
 #pragma unroll
     for (int kd = 0; kd < D / 16; ++kd)
-      wgmmaM64N128K16SS(
+      wgmmaBf16N128(
           s, wgmmaDesc(qBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024),
           wgmmaDesc(kBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024), kd);
     wgmmaCommit();
@@ -856,7 +802,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 
   float s[BK / 2];
   PFrag paA, paB;
-  attnMbarWait(sharedAddr(&qBar), 0);
+  mbarWait(sharedAddr(&qBar), 0);
   waitFull(fullK, 0);
   // the cp.async (generic proxy) writes, seen through the barrier, before
   // wgmma reads them (async proxy)
