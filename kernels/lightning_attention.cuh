@@ -170,7 +170,9 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 // rounded to bf16) with fp32 accumulation; the state itself stays fp32. With
 // SILU_IN silu is applied in shared memory by the thread that copied each 16
 // bytes, before the barrier that publishes them. D is a template parameter: 128
-// (the large presets) and 64 (`small`); Geom<D> refuses others.
+// (the large presets) and 64 (`small`); Geom<D> refuses others. On sm_90a the
+// output launch at D = 128 runs on wgmma instead (lightningChunkOutWgmma below:
+// same grid, threads and shared-memory budget, 128-byte-swizzled tiles).
 
 namespace lfast {
 constexpr int C = 64, LP = C + 8, THREADS = 256;
@@ -495,32 +497,41 @@ MM_HD constexpr long long lightningFusedTicket(long long bh, long long nseg) {
 }
 
 #ifndef MM_LIGHTNING_WGMMA_VAR
-#define MM_LIGHTNING_WGMMA_VAR 0
+#define MM_LIGHTNING_WGMMA_VAR 26
 #endif
-/// The default form of the sm_90a output launch (lightningChunkOutWgmma VAR).
+/// The default form of the sm_90a output launch (lightningChunkOutWgmma VAR):
+/// 26 = PIPE | VSCALE | UPD_SS, the fastest of those measured on the H200
+/// (bench/results/lfuse.md).
 constexpr int kLightningWgmmaVar = MM_LIGHTNING_WGMMA_VAR;
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // ---- sm_90a output launch at D = 128: wgmma ----
 //
-// Same algorithm and grid as lightningChunkOut; the 8 warps are two
-// warpgroups, warpgroup w owning the value columns 64w..64w+63 of O and of the
-// fp32 state (S[0..127][64w..], 64 registers a thread: two m64 blocks of d_k).
-// Per sub-chunk each warpgroup issues, as one wgmma group,
-//   P   = Q Kᵀ          m64n64k16 ×8, A = Q, B = K (both K-major, shared memory)
-//   O   = Q bf16(S)     m64n64k16 ×8, A = Q, B = the bf16 state copy (N-major)
-//   S  += (K ⊙ λ^{m-j})ᵀ V   2 × m64n64k16 ×4, A = Kᵀ from registers
-//        (ldmatrix.trans, decay weights applied to the fragments), B = V
-//        (N-major); S was scaled by λ^m before the issue
-// then masks P (λ^{i-j} for j ≤ i, else 0) into bf16 A fragments, scales O by
-// λ^i and issues O += P V (m64n64k16 ×4, A = P from registers, B = V), while
-// it writes bf16(S) for the next sub-chunk. Both warpgroups compute the full
-// 64×64 P (P V needs all keys of a row; 1 of the 7 MFLOP a sub-chunk). Q, K, V
-// tiles (16 KB) and the state copy (32 KB) are in the 128-byte-swizzled layout
-// the tensor cores read: [rows][64] halves of 128-byte rows, 16-byte chunk c of
-// row r at chunk c ^ (r & 7), 8-row groups 1024 bytes apart; a warpgroup reads
-// and writes only its own half of the state copy. O goes through a padded
-// [64][D+8] tile so that each warpgroup writes 16-byte pieces of its columns.
+// Same algorithm and grid as lightningChunkOut (sm_80 and D = 64 keep the
+// mma.sync form above); the 8 warps are two warpgroups, warpgroup w owning the
+// value columns 64w..64w+63 of O and of the fp32 state (S[0..127][64w..], 64
+// registers a thread: two m64 blocks of d_k), so the warpgroups share only the
+// q|k|v stages. Per sub-chunk of m ≤ 64 rows, in the default form
+// (kLightningWgmmaVar = 26; the VAR bits below), each warpgroup
+//   1. issues P = Q Kᵀ (m64n64k16 ×8, A = Q, B = K, both K-major in shared
+//      memory) and O = Q bf16(S) (×8, B = the bf16 state copy, N-major) as two
+//      wgmma groups;
+//   2. while they run, scales its half of V in shared memory by the decay
+//      weights, V' = diag(λ^{m-j}) V, then issues S ← λ^m S + Kᵀ V' (2 m64
+//      blocks × 4, A = Kᵀ through an M-major descriptor of the K tile, B = V');
+//   3. masks P causally (no decay: it is on V') into bf16 A fragments, scales O
+//      by λ^m and issues O += mask(P) V' (×4, A = P from registers), so that
+//      O·λ^{i-m} = λ^i Q S + Σ_{j≤i} λ^{i-j} (q_i·k_j) v_j;
+//   4. once the update is done writes bf16(S) for the next sub-chunk (its own
+//      half of the copy), then scales O by λ^{i-m} and writes it through a
+//      padded [64][D+8] tile as 16-byte pieces of its columns.
+// Both warpgroups compute the full 64×64 P (P V needs all keys of a row; 1 of
+// the 7 MFLOP a sub-chunk). Q, K, V tiles (16 KB) and the state copy (32 KB)
+// are in the 128-byte-swizzled layout the tensor cores read: [rows][64] halves
+// of 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r & 7), 8-row groups
+// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). The
+// fused single launch (lightningChunkFused) is an experiment of the bench only:
+// slower than the three launches (bench/results/lfuse.md).
 namespace lwg {
 constexpr unsigned HALF = 64 * 128, TILE = 2 * HALF, SHALF = 128 * 128;
 
@@ -617,11 +628,10 @@ __device__ __forceinline__ void loadSub(unsigned stage, const bf16 *src,
     const bool valid = r0 + 16 * pass < m;
 #pragma unroll
     for (int part = P0; part < 3; ++part)
-      asm volatile(
-          "cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-              d + part * TILE + pass * 16 * 128),
-          "l"(valid ? g + part * D : any), "r"(valid ? 16 : 0)
-          : "memory");
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                       d + part * TILE + pass * 16 * 128),
+                   "l"(valid ? g + part * D : any), "r"(valid ? 16 : 0)
+                   : "memory");
     g += 16 * rowIn;
   }
 }
@@ -650,11 +660,11 @@ __device__ __forceinline__ void siluSub(unsigned char *stage, int m) {
 /// issues Q Kᵀ, Q·S and the state update as three wgmma groups and masks P
 /// while the last two run (then P V, and the state copy once the update is
 /// done); bit 2 feeds Q from registers (ldmatrix) instead of shared memory;
-/// bit 3 puts the decay weights on V in shared memory instead (V' = diag(λ^{m-j})
-/// V, each warpgroup its half, while Q Kᵀ and Q·S run), so that P needs only
-/// the causal mask and O = λ^{i-m} (λ^m Q·S + mask(Q Kᵀ) V'), no exponential
-/// per element; bit 4 (needs bit 3) reads A = Kᵀ of the update from shared
-/// memory (M-major descriptor) instead of ldmatrix.trans fragments.
+/// bit 3 puts the decay weights on V in shared memory instead (V' =
+/// diag(λ^{m-j}) V, each warpgroup its half, while Q Kᵀ and Q·S run), so that P
+/// needs only the causal mask and O = λ^{i-m} (λ^m Q·S + mask(Q Kᵀ) V'), no
+/// exponential per element; bit 4 (needs bit 3) reads A = Kᵀ of the update from
+/// shared memory (M-major descriptor) instead of ldmatrix.trans fragments.
 template <int STAGES, bool SILU_IN, int VAR, bool FUSED = false>
 __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
                                        unsigned char *smemRaw) {
@@ -830,12 +840,12 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-          const long long e = (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg +
-                              8 * nt + 2 * t;
+          const long long e =
+              (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt + 2 * t;
           float2 x = make_float2(0.f, 0.f);
           if (seg > 0)
-            x = __ldcg(reinterpret_cast<const float2 *>(slots + seg * D * D +
-                                                        e));
+            x = __ldcg(
+                reinterpret_cast<const float2 *>(slots + seg * D * D + e));
           if (publish)
             __stcg(reinterpret_cast<float2 *>(slots + (seg + 1) * D * D + e),
                    make_float2(decL * x.x + S[mb][4 * nt + 2 * hh],
@@ -880,9 +890,9 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh)
-          *reinterpret_cast<unsigned *>(
-              sb + wg * lwg::SHALF + (64 * mb + 16 * q4 + g + 8 * hh) * 128 +
-              ((nt ^ g) << 4) + 4 * t) =
+          *reinterpret_cast<unsigned *>(sb + wg * lwg::SHALF +
+                                        (64 * mb + 16 * q4 + g + 8 * hh) * 128 +
+                                        ((nt ^ g) << 4) + 4 * t) =
               packBf16(S[mb][4 * nt + 2 * hh], S[mb][4 * nt + 2 * hh + 1]);
     lwg::proxyFence(); // generic writes → the async proxy of wgmma
   };
@@ -893,8 +903,8 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
     for (int st = 0; st < STAGES - 1; ++st) {
       if (st < nsub) {
         const int m = len - st * C < C ? len - st * C : C;
-        lwg::loadSub(base + st * 3 * lwg::TILE, src + st * C * rowIn, rowIn,
-                     m, qkv);
+        lwg::loadSub(base + st * 3 * lwg::TILE, src + st * C * rowIn, rowIn, m,
+                     qkv);
       }
       cpCommit();
     }
@@ -915,8 +925,8 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
     const int nxt = it + STAGES - 1;
     if (nxt < nsub) {
       const int mn = len - nxt * C < C ? len - nxt * C : C;
-      lwg::loadSub(base + (nxt % STAGES) * 3 * lwg::TILE,
-                   src + nxt * C * rowIn, rowIn, mn, qkv);
+      lwg::loadSub(base + (nxt % STAGES) * 3 * lwg::TILE, src + nxt * C * rowIn,
+                   rowIn, mn, qkv);
     }
     cpCommit();
 
@@ -982,8 +992,9 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       const int r = 16 * q4 + (lane & 15);
 #pragma unroll
       for (int ks = 0; ks < 8; ++ks) {
-        const unsigned addr = qB + (ks >> 2) * lwg::HALF + r * 128 +
-                              ((((2 * ks + (lane >> 4)) & 7) ^ (lane & 7)) << 4);
+        const unsigned addr =
+            qB + (ks >> 2) * lwg::HALF + r * 128 +
+            ((((2 * ks + (lane >> 4)) & 7) ^ (lane & 7)) << 4);
         asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
                      "{%0,%1,%2,%3}, [%4];\n"
                      : "=r"(qa[ks][0]), "=r"(qa[ks][1]), "=r"(qa[ks][2]),
@@ -1022,9 +1033,9 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 #pragma unroll
       for (int pass = 0; pass < 4; ++pass) {
         const int x = tw + 128 * pass, j = x >> 3, cc = x & 7;
-        uint4 *ptr = reinterpret_cast<uint4 *>(
-            smem + (vB - base) + wg * lwg::HALF + j * 128 +
-            ((cc ^ (j & 7)) << 4));
+        uint4 *ptr =
+            reinterpret_cast<uint4 *>(smem + (vB - base) + wg * lwg::HALF +
+                                      j * 128 + ((cc ^ (j & 7)) << 4));
         const float w = ex(-s * (mf - static_cast<float>(j)));
         uint4 v = *ptr;
         v.x = scalePair(v.x, w, w);
@@ -1041,10 +1052,10 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks) {
         if constexpr (UPD_SS)
-          lwg::mmaSS<1, 1>(S[mb],
-                           lwg::desc(kB + mb * lwg::HALF + ks * 2048, lwg::HALF,
-                                     1024),
-                           dV0 + ((ks * 2048) >> 4), 1);
+          lwg::mmaSS<1, 1>(
+              S[mb],
+              lwg::desc(kB + mb * lwg::HALF + ks * 2048, lwg::HALF, 1024),
+              dV0 + ((ks * 2048) >> 4), 1);
         else
           lwg::mmaRS(S[mb], ka[mb][ks], dV0 + ((ks * 2048) >> 4));
       }
@@ -1073,9 +1084,9 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
           v0 = j <= i ? pacc[4 * nt + 2 * hh] : 0.f;
           v1 = j + 1 <= i ? pacc[4 * nt + 2 * hh + 1] : 0.f;
         } else {
-          v0 = j <= i ? pacc[4 * nt + 2 * hh] *
-                            ex(-s * static_cast<float>(i - j))
-                      : 0.f;
+          v0 = j <= i
+                   ? pacc[4 * nt + 2 * hh] * ex(-s * static_cast<float>(i - j))
+                   : 0.f;
           v1 = j + 1 <= i ? pacc[4 * nt + 2 * hh + 1] *
                                 ex(-s * static_cast<float>(i - j - 1))
                           : 0.f;

@@ -74,27 +74,38 @@ void launchOutVar(const k::LightningChunkArgs &a, int smem) {
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     once = true;
   }
-  gOut<D, SILU, VAR><<<dim3(static_cast<unsigned>(a.nseg),
-                            static_cast<unsigned>(a.heads),
-                            static_cast<unsigned>(a.batch)),
-                       256, smem>>>(a);
+  gOut<D, SILU, VAR>
+      <<<dim3(static_cast<unsigned>(a.nseg), static_cast<unsigned>(a.heads),
+              static_cast<unsigned>(a.batch)),
+         256, smem>>>(a);
 }
 template <int D, bool SILU>
 void launchOut(const k::LightningChunkArgs &a, int smem) {
   if constexpr (D != 128)
     return launchOutVar<D, SILU, k::kLightningWgmmaVar>(a, smem);
   switch (gVar) {
-  case 0: return launchOutVar<D, SILU, 0>(a, smem);
-  case 1: return launchOutVar<D, SILU, 1>(a, smem);
-  case 2: return launchOutVar<D, SILU, 2>(a, smem);
-  case 3: return launchOutVar<D, SILU, 3>(a, smem);
-  case 7: return launchOutVar<D, SILU, 7>(a, smem);
-  case 10: return launchOutVar<D, SILU, 10>(a, smem);
-  case 11: return launchOutVar<D, SILU, 11>(a, smem);
-  case 26: return launchOutVar<D, SILU, 26>(a, smem);
-  case 27: return launchOutVar<D, SILU, 27>(a, smem);
-  case 31: return launchOutVar<D, SILU, 31>(a, smem);
-  default: return launchOutVar<D, SILU, k::kLightningWgmmaVar>(a, smem);
+  case 0:
+    return launchOutVar<D, SILU, 0>(a, smem);
+  case 1:
+    return launchOutVar<D, SILU, 1>(a, smem);
+  case 2:
+    return launchOutVar<D, SILU, 2>(a, smem);
+  case 3:
+    return launchOutVar<D, SILU, 3>(a, smem);
+  case 7:
+    return launchOutVar<D, SILU, 7>(a, smem);
+  case 10:
+    return launchOutVar<D, SILU, 10>(a, smem);
+  case 11:
+    return launchOutVar<D, SILU, 11>(a, smem);
+  case 26:
+    return launchOutVar<D, SILU, 26>(a, smem);
+  case 27:
+    return launchOutVar<D, SILU, 27>(a, smem);
+  case 31:
+    return launchOutVar<D, SILU, 31>(a, smem);
+  default:
+    return launchOutVar<D, SILU, k::kLightningWgmmaVar>(a, smem);
   }
 }
 /// The sequential kernel with the tiles mm-tile picks for bf16 (block 64, dv
@@ -148,7 +159,8 @@ template <int D> struct Fast {
       : silu(silu_) {
     fused = D == 128 && gFusedSeg > 0;
     if (segLen <= 0)
-      segLen = fused ? gFusedSeg : k::lightningChunkSegLen(T, B * H, numSms(), D);
+      segLen =
+          fused ? gFusedSeg : k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
     flagInts = k::lightningFusedTicket(B * H, nseg) + 2;
     CK(cudaMalloc(&ws, (std::max<long long>(
@@ -196,10 +208,14 @@ template <int D> struct Fast {
   }
   template <bool S> void runFused() {
     switch (gVar) {
-    case 3: return runFusedVar<S, 3>();
-    case 11: return runFusedVar<S, 11>();
-    case 27: return runFusedVar<S, 27>();
-    default: return runFusedVar<S, k::kLightningWgmmaVar>();
+    case 3:
+      return runFusedVar<S, 3>();
+    case 11:
+      return runFusedVar<S, 11>();
+    case 27:
+      return runFusedVar<S, 27>();
+    default:
+      return runFusedVar<S, k::kLightningWgmmaVar>();
     }
   }
   /// The fused launch's error flag (a prefix wait that gave up).
@@ -515,8 +531,8 @@ int main(int argc, char **argv) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %d MB; output form %d (default %d)%s\n",
-              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20,
-              gVar, k::kLightningWgmmaVar,
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gVar,
+              k::kLightningWgmmaVar,
               gFusedSeg > 0 ? "; fused single launch" : "");
   if (d == 64)
     benchMain<64>(doCheck, maxT, ts, seqMaxT);
