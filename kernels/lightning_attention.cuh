@@ -170,7 +170,9 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 // rounded to bf16) with fp32 accumulation; the state itself stays fp32. With
 // SILU_IN silu is applied in shared memory by the thread that copied each 16
 // bytes, before the barrier that publishes them. D is a template parameter: 128
-// (the large presets) and 64 (`small`); Geom<D> refuses others.
+// (the large presets) and 64 (`small`); Geom<D> refuses others. On sm_90a the
+// output launch at D = 128 runs on wgmma instead (lightningChunkOutWgmma below:
+// same grid, threads and shared-memory budget, 128-byte-swizzled tiles).
 
 namespace lfast {
 constexpr int C = 64, LP = C + 8, THREADS = 256;
@@ -486,12 +488,721 @@ __device__ void lightningChunkScan(const LightningChunkArgs &p) {
   }
 }
 
+/// Fused single launch (experimental, sm_90a D = 128; lightningChunkFused):
+/// ints after the state slots: [B·H·nseg] prefix-ready flags, an error flag
+/// (a wait that gave up), then a 64-bit ticket counter at this int index; all
+/// zero before the launch. Ints to zero: lightningFusedTicket(..) + 2.
+MM_HD constexpr long long lightningFusedTicket(long long bh, long long nseg) {
+  return (bh * nseg + 2) & ~1ll;
+}
+
+#ifndef MM_LIGHTNING_WGMMA_VAR
+#define MM_LIGHTNING_WGMMA_VAR 26
+#endif
+/// The default form of the sm_90a output launch (lightningChunkOutWgmma VAR):
+/// 26 = PIPE | VSCALE | UPD_SS, the fastest of those measured on the H200
+/// (bench/results/lfuse.md).
+constexpr int kLightningWgmmaVar = MM_LIGHTNING_WGMMA_VAR;
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// ---- sm_90a output launch at D = 128: wgmma ----
+//
+// Same algorithm and grid as lightningChunkOut (sm_80 and D = 64 keep the
+// mma.sync form above); the 8 warps are two warpgroups, warpgroup w owning the
+// value columns 64w..64w+63 of O and of the fp32 state (S[0..127][64w..], 64
+// registers a thread: two m64 blocks of d_k), so the warpgroups share only the
+// q|k|v stages. Per sub-chunk of m ≤ 64 rows, in the default form
+// (kLightningWgmmaVar = 26; the VAR bits below), each warpgroup
+//   1. issues P = Q Kᵀ (m64n64k16 ×8, A = Q, B = K, both K-major in shared
+//      memory) and O = Q bf16(S) (×8, B = the bf16 state copy, N-major) as two
+//      wgmma groups;
+//   2. while they run, scales its half of V in shared memory by the decay
+//      weights, V' = diag(λ^{m-j}) V, then issues S ← λ^m S + Kᵀ V' (2 m64
+//      blocks × 4, A = Kᵀ through an M-major descriptor of the K tile, B = V');
+//   3. masks P causally (no decay: it is on V') into bf16 A fragments, scales O
+//      by λ^m and issues O += mask(P) V' (×4, A = P from registers), so that
+//      O·λ^{i-m} = λ^i Q S + Σ_{j≤i} λ^{i-j} (q_i·k_j) v_j;
+//   4. once the update is done writes bf16(S) for the next sub-chunk (its own
+//      half of the copy), then scales O by λ^{i-m} and writes it through a
+//      padded [64][D+8] tile as 16-byte pieces of its columns.
+// Both warpgroups compute the full 64×64 P (P V needs all keys of a row; 1 of
+// the 7 MFLOP a sub-chunk). Q, K, V tiles (16 KB) and the state copy (32 KB)
+// are in the 128-byte-swizzled layout the tensor cores read: [rows][64] halves
+// of 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r & 7), 8-row groups
+// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). The
+// fused single launch (lightningChunkFused) is an experiment of the bench only:
+// slower than the three launches (bench/results/lfuse.md).
+namespace lwg {
+constexpr unsigned HALF = 64 * 128, TILE = 2 * HALF, SHALF = 128 * 128;
+
+__device__ __forceinline__ unsigned long long desc(unsigned addr, unsigned lbo,
+                                                   unsigned sbo) {
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
+         (static_cast<unsigned long long>(lbo >> 4) << 16) |
+         (static_cast<unsigned long long>(sbo >> 4) << 32) | (1ull << 62);
+}
+/// K-major operand (128-byte rows), k16 step kd of a 128-wide K.
+__device__ __forceinline__ unsigned long long descK(unsigned base, int kd) {
+  return desc(base + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024);
+}
+__device__ __forceinline__ void fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N = 0> __device__ __forceinline__ void wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+template <int N> __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    asm volatile("" : "+f"(d[i])::"memory");
+}
+__device__ __forceinline__ void proxyFence() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/// Named barrier of one warpgroup (ids 1, 2).
+__device__ __forceinline__ void wgBarrier(int wg) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");
+}
+
+#define MM_LWG_D32                                                             \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),      \
+      "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),             \
+      "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),         \
+      "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),         \
+      "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),         \
+      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),         \
+      "+f"(d[31])
+/// d (+)= A·B, m64n64k16, A and B from shared memory (A K-major when TA = 0,
+/// M-major when TA = 1; B K-major when TB = 0, N-major when TB = 1); acc = 0
+/// overwrites d.
+template <int TB, int TA = 0>
+__device__ __forceinline__ void mmaSS(float (&d)[32], unsigned long long da,
+                                      unsigned long long db, int acc) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,"
+               "%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+               "%32, %33, p, 1, 1, %36, %35;\n}\n"
+               : MM_LWG_D32
+               : "l"(da), "l"(db), "r"(acc), "n"(TB), "n"(TA));
+}
+/// d (+)= A·B, m64n64k16, A from registers (each warp's mma.sync A fragment
+/// of its 16 rows), B from shared memory (TB as mmaSS); acc = 0 overwrites d.
+template <int TB = 1>
+__device__ __forceinline__ void mmaRS(float (&d)[32], const unsigned (&a)[4],
+                                      unsigned long long db, int acc = 1) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,"
+               "%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+               "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
+               : MM_LWG_D32
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc),
+                 "n"(TB));
+}
+#undef MM_LWG_D32
+
+/// Byte offset of 16-byte chunk c (0..15) of row r in a swizzled [rows][128]
+/// tile of `half` bytes a 64-column half.
+__device__ __forceinline__ unsigned swz(int r, int c, unsigned half) {
+  return (c >> 3) * half + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+}
+
+/// Copies of one sub-chunk (m valid rows from src, the q of its first token)
+/// into the swizzled q|k|v tiles at shared address `stage`; thread → chunk
+/// c = tid % 16 of rows r0 = tid / 16, +16, +32, +48 (r & 7 is the same for
+/// all four, so the addresses are a base plus immediates).
+template <int P0 = 0>
+__device__ __forceinline__ void loadSub(unsigned stage, const bf16 *src,
+                                        long long rowIn, int m,
+                                        const bf16 *any) {
+  constexpr int D = 128;
+  const int c = threadIdx.x & 15, r0 = threadIdx.x >> 4;
+  const bf16 *g = src + r0 * rowIn + c * 8;
+  const unsigned d = stage + swz(r0, c, HALF);
+#pragma unroll
+  for (int pass = 0; pass < 4; ++pass) {
+    const bool valid = r0 + 16 * pass < m;
+#pragma unroll
+    for (int part = P0; part < 3; ++part)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                       d + part * TILE + pass * 16 * 128),
+                   "l"(valid ? g + part * D : any), "r"(valid ? 16 : 0)
+                   : "memory");
+    g += 16 * rowIn;
+  }
+}
+/// silu on the pieces this thread copied by loadSub (visible after cpWait).
+template <int P0 = 0>
+__device__ __forceinline__ void siluSub(unsigned char *stage, int m) {
+  const int c = threadIdx.x & 15, r0 = threadIdx.x >> 4;
+#pragma unroll
+  for (int pass = 0; pass < 4; ++pass) {
+    if (r0 + 16 * pass >= m)
+      continue;
+#pragma unroll
+    for (int part = P0; part < 3; ++part) {
+      unsigned *x = reinterpret_cast<unsigned *>(
+          stage + part * TILE + swz(r0, c, HALF) + pass * 16 * 128);
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        x[e] = packBf16(siluF(lfast::lo(x[e])), siluF(lfast::hi(x[e])));
+    }
+  }
+}
+} // namespace lwg
+
+/// VAR (bit mask; lightningChunkOut uses kLightningWgmmaVar): bit 0 stores O
+/// from the accumulators straight to global memory (no staging tile); bit 1
+/// issues Q Kᵀ, Q·S and the state update as three wgmma groups and masks P
+/// while the last two run (then P V, and the state copy once the update is
+/// done); bit 2 feeds Q from registers (ldmatrix) instead of shared memory;
+/// bit 3 puts the decay weights on V in shared memory instead (V' =
+/// diag(λ^{m-j}) V, each warpgroup its half, while Q Kᵀ and Q·S run), so that P
+/// needs only the causal mask and O = λ^{i-m} (λ^m Q·S + mask(Q Kᵀ) V'), no
+/// exponential per element; bit 4 (needs bit 3) reads A = Kᵀ of the update from
+/// shared memory (M-major descriptor) instead of ldmatrix.trans fragments.
+template <int STAGES, bool SILU_IN, int VAR, bool FUSED = false>
+__device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
+                                       unsigned char *smemRaw) {
+  using namespace lfast;
+  constexpr int D = 128, LDO = D + 8;
+  static_assert(STAGES * 3 * lwg::TILE + 2 * lwg::SHALF + C * LDO * 2 + 1024 <=
+                    lightningChunkOutSmem(D, STAGES),
+                "the wgmma layout fits the bytes the runtime reserves");
+  const unsigned raw = smemAddr(smemRaw);
+  const unsigned base = (raw + 1023u) & ~1023u;
+  unsigned char *smem = smemRaw + (base - raw); // 1024-byte aligned
+  const unsigned sbBase = base + STAGES * 3 * lwg::TILE;
+  unsigned char *sb = smem + STAGES * 3 * lwg::TILE;
+  bf16 *Os = reinterpret_cast<bf16 *>(sb + 2 * lwg::SHALF); // [C][LDO]
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
+            t = lane & 3;
+  const int wg = warp >> 2, q4 = warp & 3;
+  const long long H = p.heads, T_ = p.seq, rowIn = H * 3 * D, rowOut = H * D;
+  long long seg = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  int *flags = nullptr; // FUSED: [B·H·nseg] prefix-ready flags, error, ticket
+  if constexpr (FUSED) {
+    // Items in ticket order (segment-major), so a block waits only on blocks
+    // that started before it.
+    flags = reinterpret_cast<int *>(mptr<float>(p.state) +
+                                    p.batch * H * p.nseg * D * D);
+    __shared__ unsigned long long ticket;
+    if (threadIdx.x == 0)
+      ticket = atomicAdd(reinterpret_cast<unsigned long long *>(
+                             flags + lightningFusedTicket(p.batch * H, p.nseg)),
+                         1ull);
+    __syncthreads();
+    const long long tk = static_cast<long long>(ticket);
+    const long long bh = tk % (p.batch * H);
+    seg = tk / (p.batch * H);
+    h = bh % H;
+    b = bh / H;
+  }
+  const float s = slope(h, H, p.layer, p.num_layers);
+  const long long t0 = seg * p.seg_len;
+  const long long rest = T_ - t0;
+  const int len = static_cast<int>(rest < p.seg_len ? rest : p.seg_len);
+  const int nsub = (len + C - 1) / C;
+  const bf16 *qkv = cptr<bf16>(p.qkv);
+  const bf16 *src = qkv + (b * T_ + t0) * rowIn + h * 3 * D;
+  bf16 *dst = mptr<bf16>(p.out) + (b * T_ + t0) * rowOut + h * D;
+
+  // This thread's state: S[mb][4nt + r] = S(d_k = 64mb + 16q4 + g + 8(r/2),
+  // d_v = 64wg + 8nt + 2t + r%2), the wgmma accumulator order.
+  float S[2][32];
+  if constexpr (FUSED) {
+    // Phase A (segments before the last): U = this segment's own state
+    // contribution, from S = 0 over its k, v (the update of the loop below).
+#pragma unroll
+    for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+      for (int e = 0; e < 32; ++e)
+        S[mb][e] = 0.f;
+    if (seg < p.nseg - 1) {
+#pragma unroll
+      for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < nsub)
+          lwg::loadSub<1>(base + st * 3 * lwg::TILE, src + st * C * rowIn,
+                          rowIn, C, qkv);
+        cpCommit();
+      }
+      const float dec = ex(-s * C);
+      for (int it = 0; it < nsub; ++it) {
+        const int stage = it % STAGES;
+        const unsigned kB = base + stage * 3 * lwg::TILE + lwg::TILE,
+                       vB = kB + lwg::TILE;
+        cpWait<STAGES - 2>();
+        if (SILU_IN)
+          lwg::siluSub<1>(smem + stage * 3 * lwg::TILE, C);
+        lwg::proxyFence();
+        __syncthreads();
+        const int nxt = it + STAGES - 1;
+        if (nxt < nsub)
+          lwg::loadSub<1>(base + (nxt % STAGES) * 3 * lwg::TILE,
+                          src + nxt * C * rowIn, rowIn, C, qkv);
+        cpCommit();
+        unsigned ka[2][4][4];
+        const int r = (lane & 7) + ((lane >> 4) << 3);
+        const int c = 2 * q4 + ((lane >> 3) & 1);
+#pragma unroll
+        for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks) {
+            const unsigned addr = kB + mb * lwg::HALF + (16 * ks + r) * 128 +
+                                  ((c ^ (lane & 7)) << 4);
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+                         "{%0,%1,%2,%3}, [%4];\n"
+                         : "=r"(ka[mb][ks][0]), "=r"(ka[mb][ks][1]),
+                           "=r"(ka[mb][ks][2]), "=r"(ka[mb][ks][3])
+                         : "r"(addr)
+                         : "memory");
+          }
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          const float j0 = static_cast<float>(16 * ks + 2 * t);
+          const float w00 = ex(-s * (C - j0)), w01 = ex(-s * (C - j0 - 1.f));
+          const float w10 = ex(-s * (C - j0 - 8.f)),
+                      w11 = ex(-s * (C - j0 - 9.f));
+#pragma unroll
+          for (int mb = 0; mb < 2; ++mb) {
+            ka[mb][ks][0] = scalePair(ka[mb][ks][0], w00, w01);
+            ka[mb][ks][1] = scalePair(ka[mb][ks][1], w00, w01);
+            ka[mb][ks][2] = scalePair(ka[mb][ks][2], w10, w11);
+            ka[mb][ks][3] = scalePair(ka[mb][ks][3], w10, w11);
+          }
+        }
+#pragma unroll
+        for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+          for (int e = 0; e < 32; ++e)
+            S[mb][e] *= dec;
+        lwg::fenceRegs(S[0]);
+        lwg::fenceRegs(S[1]);
+        lwg::fence();
+        const unsigned long long dV0 =
+            lwg::desc(vB + wg * lwg::HALF, lwg::HALF, 1024);
+#pragma unroll
+        for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+          for (int ks = 0; ks < 4; ++ks)
+            lwg::mmaRS(S[mb], ka[mb][ks], dV0 + ((ks * 2048) >> 4));
+        lwg::commit();
+        lwg::wait<0>();
+        lwg::fenceRegs(S[0]);
+        lwg::fenceRegs(S[1]);
+      }
+      cpWait<0>();
+      __syncthreads(); // every stage is free for phase B
+    }
+    // Phase B's first sub-chunks load while this block waits for its prefix.
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+      if (st < nsub) {
+        const int m = len - st * C < C ? len - st * C : C;
+        lwg::loadSub(base + st * 3 * lwg::TILE, src + st * C * rowIn, rowIn, m,
+                     qkv);
+      }
+      cpCommit();
+    }
+    // Look-back of one: wait for the prefix P(seg) (slot seg, published by the
+    // block of segment seg-1), publish P(seg+1) = λ^{seg_len} P(seg) + U into
+    // slot seg+1, and start phase B (the output loop below) from P(seg).
+    const long long bh = b * H + h;
+    float *slots = mptr<float>(p.state) + bh * p.nseg * D * D;
+    if (seg > 0) {
+      if (threadIdx.x == 0) {
+        const int *f = flags + bh * p.nseg + seg;
+        int v = 0;
+        for (long long spin = 0; spin < (1ll << 24); ++spin) {
+          asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+                       : "=r"(v)
+                       : "l"(f)
+                       : "memory");
+          if (v)
+            break;
+          __nanosleep(64);
+        }
+        if (!v) // bounded: a wrong result and an error flag instead of a hang
+          atomicExch(flags + p.batch * H * p.nseg, 1);
+      }
+      __syncthreads();
+    }
+    const float decL = expf(-s * static_cast<float>(p.seg_len));
+    const bool publish = seg < p.nseg - 1;
+#pragma unroll
+    for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          const long long e =
+              (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt + 2 * t;
+          float2 x = make_float2(0.f, 0.f);
+          if (seg > 0)
+            x = __ldcg(
+                reinterpret_cast<const float2 *>(slots + seg * D * D + e));
+          if (publish)
+            __stcg(reinterpret_cast<float2 *>(slots + (seg + 1) * D * D + e),
+                   make_float2(decL * x.x + S[mb][4 * nt + 2 * hh],
+                               decL * x.y + S[mb][4 * nt + 2 * hh + 1]));
+          S[mb][4 * nt + 2 * hh] = x.x;
+          S[mb][4 * nt + 2 * hh + 1] = x.y;
+        }
+    if (publish) {
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0)
+        asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(
+                         flags + bh * p.nseg + seg + 1),
+                     "r"(1)
+                     : "memory");
+    }
+  } else {
+    const float *slot =
+        seg == 0 ? nullptr
+                 : mptr<float>(p.state) + ((b * H + h) * p.nseg + seg) * D * D;
+#pragma unroll
+    for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float2 v = make_float2(0.f, 0.f);
+          if (slot)
+            v = *reinterpret_cast<const float2 *>(
+                slot + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt +
+                2 * t);
+          S[mb][4 * nt + 2 * hh] = v.x;
+          S[mb][4 * nt + 2 * hh + 1] = v.y;
+        }
+  }
+  // bf16(S) into this warpgroup's half of the state copy ([d_k][d_v], N-major
+  // B of Q·S); rows 64mb + 16q4 + g (+8) have r & 7 = g.
+  auto stateCopy = [&]() {
+#pragma unroll
+    for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh)
+          *reinterpret_cast<unsigned *>(sb + wg * lwg::SHALF +
+                                        (64 * mb + 16 * q4 + g + 8 * hh) * 128 +
+                                        ((nt ^ g) << 4) + 4 * t) =
+              packBf16(S[mb][4 * nt + 2 * hh], S[mb][4 * nt + 2 * hh + 1]);
+    lwg::proxyFence(); // generic writes → the async proxy of wgmma
+  };
+  stateCopy();
+
+  if constexpr (!FUSED) {
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+      if (st < nsub) {
+        const int m = len - st * C < C ? len - st * C : C;
+        lwg::loadSub(base + st * 3 * lwg::TILE, src + st * C * rowIn, rowIn, m,
+                     qkv);
+      }
+      cpCommit();
+    }
+  }
+  const int i0 = 16 * q4 + g; // this thread's output rows i0, i0 + 8
+  const float e0 = ex(-s * static_cast<float>(i0));
+  const float e1 = ex(-s * static_cast<float>(i0 + 8));
+  for (int it = 0; it < nsub; ++it) {
+    const int stage = it % STAGES;
+    const unsigned qB = base + stage * 3 * lwg::TILE, kB = qB + lwg::TILE,
+                   vB = kB + lwg::TILE;
+    const int m = len - it * C < C ? len - it * C : C;
+    cpWait<STAGES - 2>();
+    if (SILU_IN)
+      lwg::siluSub(smem + stage * 3 * lwg::TILE, m);
+    lwg::proxyFence();
+    __syncthreads(); // this stage landed; iteration it-1 is done with its stage
+    const int nxt = it + STAGES - 1;
+    if (nxt < nsub) {
+      const int mn = len - nxt * C < C ? len - nxt * C : C;
+      lwg::loadSub(base + (nxt % STAGES) * 3 * lwg::TILE, src + nxt * C * rowIn,
+                   rowIn, mn, qkv);
+    }
+    cpCommit();
+
+    constexpr bool DIRECT_O = VAR & 1, PIPE = VAR & 2, QREG = VAR & 4,
+                   VSCALE = VAR & 8, UPD_SS = VAR & 16;
+    static_assert(!UPD_SS || VSCALE, "the update from shared memory needs the "
+                                     "decay weights on V");
+    const float mf = static_cast<float>(m);
+    // (descriptor + (bytes >> 4) advances its start address)
+    const unsigned long long dS0 = lwg::desc(sbBase + wg * lwg::SHALF,
+                                             lwg::SHALF, 1024),
+                             dV0 = lwg::desc(vB + wg * lwg::HALF, lwg::HALF,
+                                             1024);
+    // A = Kᵀ (rows d_k 64mb + 16q4.., keys 16ks..) for the state update from
+    // registers: ldmatrix.trans of the swizzled K tile (the mapping of
+    // lfast::stateUpdate); without VSCALE the decay weights λ^{m-j} go on
+    // these fragments.
+    unsigned ka[UPD_SS ? 1 : 2][4][4];
+    if constexpr (!UPD_SS) {
+      const int r = (lane & 7) + ((lane >> 4) << 3);
+      const int c = 2 * q4 + ((lane >> 3) & 1);
+#pragma unroll
+      for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          const unsigned addr = kB + mb * lwg::HALF + (16 * ks + r) * 128 +
+                                ((c ^ (lane & 7)) << 4);
+          asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 "
+                       "{%0,%1,%2,%3}, [%4];\n"
+                       : "=r"(ka[mb][ks][0]), "=r"(ka[mb][ks][1]),
+                         "=r"(ka[mb][ks][2]), "=r"(ka[mb][ks][3])
+                       : "r"(addr)
+                       : "memory");
+        }
+      if constexpr (!VSCALE) {
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          const float j0 = static_cast<float>(16 * ks + 2 * t);
+          const float w00 = ex(-s * (mf - j0)), w01 = ex(-s * (mf - j0 - 1.f));
+          const float w10 = ex(-s * (mf - j0 - 8.f)),
+                      w11 = ex(-s * (mf - j0 - 9.f));
+#pragma unroll
+          for (int mb = 0; mb < 2; ++mb) {
+            ka[mb][ks][0] = scalePair(ka[mb][ks][0], w00, w01);
+            ka[mb][ks][1] = scalePair(ka[mb][ks][1], w00, w01);
+            ka[mb][ks][2] = scalePair(ka[mb][ks][2], w10, w11);
+            ka[mb][ks][3] = scalePair(ka[mb][ks][3], w10, w11);
+          }
+        }
+      }
+    }
+    {
+      const float dec = ex(-s * mf);
+#pragma unroll
+      for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+        for (int e = 0; e < 32; ++e)
+          S[mb][e] *= dec;
+    }
+    unsigned qa[QREG ? 8 : 1][4];
+    if constexpr (QREG) {
+      // A = Q rows 16q4.. of this warp, all of D (the mma.sync A fragments).
+      const int r = 16 * q4 + (lane & 15);
+#pragma unroll
+      for (int ks = 0; ks < 8; ++ks) {
+        const unsigned addr =
+            qB + (ks >> 2) * lwg::HALF + r * 128 +
+            ((((2 * ks + (lane >> 4)) & 7) ^ (lane & 7)) << 4);
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 "
+                     "{%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(qa[ks][0]), "=r"(qa[ks][1]), "=r"(qa[ks][2]),
+                       "=r"(qa[ks][3])
+                     : "r"(addr)
+                     : "memory");
+      }
+    }
+    float pacc[32], o[32];
+    lwg::fenceRegs(S[0]);
+    lwg::fenceRegs(S[1]);
+    lwg::fence();
+#pragma unroll
+    for (int kd = 0; kd < 8; ++kd) {
+      if constexpr (QREG)
+        lwg::mmaRS<0>(pacc, qa[kd], lwg::descK(kB, kd), kd);
+      else
+        lwg::mmaSS<0>(pacc, lwg::descK(qB, kd), lwg::descK(kB, kd), kd);
+    }
+    if constexpr (PIPE)
+      lwg::commit();
+#pragma unroll
+    for (int kd = 0; kd < 8; ++kd) {
+      if constexpr (QREG)
+        lwg::mmaRS<1>(o, qa[kd], dS0 + ((kd * 2048) >> 4), kd);
+      else
+        lwg::mmaSS<1>(o, lwg::descK(qB, kd), dS0 + ((kd * 2048) >> 4), kd);
+    }
+    if constexpr (PIPE)
+      lwg::commit();
+    if constexpr (VSCALE) {
+      // While Q Kᵀ and Q·S run: V ← diag(λ^{m-j}) V on this warpgroup's half
+      // (read by this warpgroup only). Then P V needs P only masked, and O =
+      // λ^{i-m} (λ^m Q·S + mask(Q Kᵀ) V').
+      const int tw = threadIdx.x & 127;
+#pragma unroll
+      for (int pass = 0; pass < 4; ++pass) {
+        const int x = tw + 128 * pass, j = x >> 3, cc = x & 7;
+        uint4 *ptr =
+            reinterpret_cast<uint4 *>(smem + (vB - base) + wg * lwg::HALF +
+                                      j * 128 + ((cc ^ (j & 7)) << 4));
+        const float w = ex(-s * (mf - static_cast<float>(j)));
+        uint4 v = *ptr;
+        v.x = scalePair(v.x, w, w);
+        v.y = scalePair(v.y, w, w);
+        v.z = scalePair(v.z, w, w);
+        v.w = scalePair(v.w, w, w);
+        *ptr = v;
+      }
+      lwg::proxyFence();
+      lwg::wgBarrier(wg);
+    }
+#pragma unroll
+    for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        if constexpr (UPD_SS)
+          lwg::mmaSS<1, 1>(
+              S[mb],
+              lwg::desc(kB + mb * lwg::HALF + ks * 2048, lwg::HALF, 1024),
+              dV0 + ((ks * 2048) >> 4), 1);
+        else
+          lwg::mmaRS(S[mb], ka[mb][ks], dV0 + ((ks * 2048) >> 4));
+      }
+    lwg::commit();
+    if constexpr (PIPE) {
+      lwg::wait<2>(); // Q Kᵀ done; Q·S and the update still run
+      lwg::fenceRegs(pacc);
+    } else {
+      lwg::wait<0>();
+      lwg::fenceRegs(pacc);
+      lwg::fenceRegs(o);
+      lwg::fenceRegs(S[0]);
+      lwg::fenceRegs(S[1]);
+    }
+
+    // P (⊙ Dm, or only the causal mask with VSCALE) into bf16 A fragments
+    // (rows i0, i0+8; keys 8nt + 2t (+1)).
+    unsigned pa[4][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int i = i0 + 8 * hh, j = 8 * nt + 2 * t;
+        float v0, v1;
+        if constexpr (VSCALE) {
+          v0 = j <= i ? pacc[4 * nt + 2 * hh] : 0.f;
+          v1 = j + 1 <= i ? pacc[4 * nt + 2 * hh + 1] : 0.f;
+        } else {
+          v0 = j <= i
+                   ? pacc[4 * nt + 2 * hh] * ex(-s * static_cast<float>(i - j))
+                   : 0.f;
+          v1 = j + 1 <= i ? pacc[4 * nt + 2 * hh + 1] *
+                                ex(-s * static_cast<float>(i - j - 1))
+                          : 0.f;
+        }
+        pa[nt >> 1][(nt & 1) * 2 + hh] = packBf16(v0, v1);
+      }
+    if constexpr (PIPE) {
+      lwg::wait<1>(); // Q·S done; the update may still run
+      lwg::fenceRegs(o);
+    }
+    {
+      const float a0 = VSCALE ? ex(-s * mf) : e0, a1 = VSCALE ? a0 : e1;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        o[4 * nt] *= a0;
+        o[4 * nt + 1] *= a0;
+        o[4 * nt + 2] *= a1;
+        o[4 * nt + 3] *= a1;
+      }
+    }
+    lwg::fenceRegs(o);
+    lwg::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      lwg::mmaRS(o, pa[kk], dV0 + ((kk * 2048) >> 4));
+    lwg::commit();
+    if constexpr (PIPE) {
+      lwg::wait<1>(); // the update is done (groups complete in order)
+      lwg::fenceRegs(S[0]);
+      lwg::fenceRegs(S[1]);
+    }
+    // While P V runs: the state copy for the next sub-chunk (this warpgroup's
+    // Q·S of this one is complete).
+    stateCopy();
+    lwg::wait<0>();
+    lwg::fenceRegs(o);
+    if constexpr (VSCALE) {
+      const float f0 = ex(-s * (static_cast<float>(i0) - mf)),
+                  f1 = ex(-s * (static_cast<float>(i0 + 8) - mf));
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        o[4 * nt] *= f0;
+        o[4 * nt + 1] *= f0;
+        o[4 * nt + 2] *= f1;
+        o[4 * nt + 3] *= f1;
+      }
+    }
+
+    if constexpr (DIRECT_O) {
+      // Rows i0, i0+8, columns 64wg + 8nt + 2t: 4-byte stores, a warp's 8
+      // row pieces of 16 bytes fill 32-byte sectors over nt, nt+1.
+      bf16 *op = dst + (it * C + i0) * rowOut + 64 * wg + 2 * t;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        if (i0 < m)
+          *reinterpret_cast<unsigned *>(op + 8 * nt) =
+              packBf16(o[4 * nt], o[4 * nt + 1]);
+        if (i0 + 8 < m)
+          *reinterpret_cast<unsigned *>(op + 8 * rowOut + 8 * nt) =
+              packBf16(o[4 * nt + 2], o[4 * nt + 3]);
+      }
+    } else {
+      // O → the padded tile → 16-byte stores of this warpgroup's 64 columns.
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        const int c = 64 * wg + 8 * nt + 2 * t;
+        *reinterpret_cast<unsigned *>(Os + i0 * LDO + c) =
+            packBf16(o[4 * nt], o[4 * nt + 1]);
+        *reinterpret_cast<unsigned *>(Os + (i0 + 8) * LDO + c) =
+            packBf16(o[4 * nt + 2], o[4 * nt + 3]);
+      }
+      lwg::wgBarrier(wg);
+      const int tw = threadIdx.x & 127, c = tw & 7, r0 = tw >> 3;
+      bf16 *op = dst + (it * C + r0) * rowOut + 64 * wg + c * 8;
+#pragma unroll
+      for (int pass = 0; pass < 4; ++pass)
+        if (r0 + 16 * pass < m)
+          *reinterpret_cast<uint4 *>(op + pass * 16 * rowOut) =
+              *reinterpret_cast<const uint4 *>(Os + (r0 + 16 * pass) * LDO +
+                                               64 * wg + c * 8);
+    }
+  }
+  cpWait<0>();
+}
+#endif
+
 /// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads,
 /// lightningChunkOutSmem(D, STAGES) bytes): the outputs of segment blockIdx.x
 /// from its start state.
-template <int D, int STAGES, bool SILU_IN>
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/// Experimental (test/gpu/LightningBench.cu --fused; not used by the runtime):
+/// states, scan and outputs in one launch of nseg·H·B blocks (1-D grid),
+/// lightningChunkOutSmem(128, STAGES) bytes, the flag/ticket ints after the
+/// state slots zeroed before (lightningFusedTicket). Block n takes ticket n
+/// (segment-major); phase A computes its segment's own state contribution U
+/// from k, v (segments before the last), then it waits for the prefix state
+/// of its segment from the block before it, publishes the next prefix
+/// (λ^{seg_len} P + U) with a release flag, and runs the output loop from its
+/// prefix (phase B reads k, v a second time, from L2 when the segment is
+/// short enough: 132 segments in flight at 512 B a token).
+template <int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
+__device__ void lightningChunkFused(const LightningChunkArgs &p,
+                                    unsigned char *smem) {
+  lightningChunkOutWgmma<STAGES, SILU_IN, VAR, true>(p, smem);
+}
+#endif
+
+template <int D, int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
 __device__ void lightningChunkOut(const LightningChunkArgs &p,
                                   unsigned char *smem) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (D == 128) {
+    lightningChunkOutWgmma<STAGES, SILU_IN, VAR>(p, smem);
+    return;
+  }
+#endif
   using namespace lfast;
   using G = Geom<D>;
   constexpr int LD = G::LD, TILE = G::TILE, HALF = D / 2;

@@ -9,7 +9,8 @@
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I.
 //   test/gpu/LightningBench.cu
 // Run: ./a.out [--d 64|128] [--no-check] [--max-t N] [--t T1,T2,..]
-// [--seq-max-t N]. Exit 1 on any failed check.
+// [--seq-max-t N] [--no-sweep] [--var N] [--fused SEG]. Exit 1 on any failed
+// check.
 #include "kernels/lightning_attention.cuh"
 
 #include <algorithm>
@@ -46,11 +47,66 @@ template <int D>
 __global__ void __launch_bounds__(256) gScan(k::LightningChunkArgs a) {
   k::lightningChunkScan<D>(a);
 }
-template <int D, bool SILU>
+template <int D, bool SILU, int VAR = k::kLightningWgmmaVar>
 __global__ void __launch_bounds__(256, D == 64 ? 2 : 1)
     gOut(k::LightningChunkArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  k::lightningChunkOut<D, kOutStages, SILU>(a, smem);
+  k::lightningChunkOut<D, kOutStages, SILU, VAR>(a, smem);
+}
+template <bool SILU, int VAR = k::kLightningWgmmaVar>
+__global__ void __launch_bounds__(256, 1) gFused(k::LightningChunkArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) unsigned char smem[];
+  k::lightningChunkFused<kOutStages, SILU, VAR>(a, smem);
+#endif
+}
+/// --fused N: D = 128 through the experimental single launch with segments of
+/// N tokens (0: the three launches).
+long long gFusedSeg = 0;
+/// --var N: the form of the sm_90a D = 128 output launch
+/// (lightningChunkOutWgmma VAR; -1 = the default).
+int gVar = -1;
+template <int D, bool SILU, int VAR>
+void launchOutVar(const k::LightningChunkArgs &a, int smem) {
+  static bool once = false;
+  if (!once) {
+    CK(cudaFuncSetAttribute(gOut<D, SILU, VAR>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    once = true;
+  }
+  gOut<D, SILU, VAR>
+      <<<dim3(static_cast<unsigned>(a.nseg), static_cast<unsigned>(a.heads),
+              static_cast<unsigned>(a.batch)),
+         256, smem>>>(a);
+}
+template <int D, bool SILU>
+void launchOut(const k::LightningChunkArgs &a, int smem) {
+  if constexpr (D != 128)
+    return launchOutVar<D, SILU, k::kLightningWgmmaVar>(a, smem);
+  switch (gVar) {
+  case 0:
+    return launchOutVar<D, SILU, 0>(a, smem);
+  case 1:
+    return launchOutVar<D, SILU, 1>(a, smem);
+  case 2:
+    return launchOutVar<D, SILU, 2>(a, smem);
+  case 3:
+    return launchOutVar<D, SILU, 3>(a, smem);
+  case 7:
+    return launchOutVar<D, SILU, 7>(a, smem);
+  case 10:
+    return launchOutVar<D, SILU, 10>(a, smem);
+  case 11:
+    return launchOutVar<D, SILU, 11>(a, smem);
+  case 26:
+    return launchOutVar<D, SILU, 26>(a, smem);
+  case 27:
+    return launchOutVar<D, SILU, 27>(a, smem);
+  case 31:
+    return launchOutVar<D, SILU, 31>(a, smem);
+  default:
+    return launchOutVar<D, SILU, k::kLightningWgmmaVar>(a, smem);
+  }
 }
 /// The sequential kernel with the tiles mm-tile picks for bf16 (block 64, dv
 /// 32).
@@ -96,14 +152,20 @@ template <int D> struct Fast {
   k::LightningChunkArgs a{};
   float *ws = nullptr;
   bool silu = false;
+  bool fused = false;
+  long long flagInts = 0;
   Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H,
        long long layer, long long layers, bool silu_, long long segLen = 0)
       : silu(silu_) {
+    fused = D == 128 && gFusedSeg > 0;
     if (segLen <= 0)
-      segLen = k::lightningChunkSegLen(T, B * H, numSms(), D);
+      segLen =
+          fused ? gFusedSeg : k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
-    CK(cudaMalloc(&ws, std::max<long long>(
-                           1, k::lightningChunkStateFloats(D, B, H, nseg)) *
+    flagInts = k::lightningFusedTicket(B * H, nseg) + 2;
+    CK(cudaMalloc(&ws, (std::max<long long>(
+                            1, k::lightningChunkStateFloats(D, B, H, nseg)) +
+                        flagInts) *
                            4));
     a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv),
                               reinterpret_cast<k::dptr>(out),
@@ -126,12 +188,47 @@ template <int D> struct Fast {
     if (!once) {
       CK(cudaFuncSetAttribute(gStates<D, S>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize, ss));
-      CK(cudaFuncSetAttribute(gOut<D, S>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize, so));
       once = true;
     }
   }
+  int *flags() const {
+    return reinterpret_cast<int *>(
+        ws + k::lightningChunkStateFloats(D, a.batch, a.heads, a.nseg));
+  }
+  template <bool S, int VAR> void runFusedVar() {
+    static bool once = false;
+    if (!once) {
+      CK(cudaFuncSetAttribute(gFused<S, VAR>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+      once = true;
+    }
+    CK(cudaMemsetAsync(flags(), 0, flagInts * 4));
+    gFused<S, VAR>
+        <<<static_cast<unsigned>(a.nseg * a.heads * a.batch), 256, so>>>(a);
+  }
+  template <bool S> void runFused() {
+    switch (gVar) {
+    case 3:
+      return runFusedVar<S, 3>();
+    case 11:
+      return runFusedVar<S, 11>();
+    case 27:
+      return runFusedVar<S, 27>();
+    default:
+      return runFusedVar<S, k::kLightningWgmmaVar>();
+    }
+  }
+  /// The fused launch's error flag (a prefix wait that gave up).
+  bool fusedError() const {
+    int e = 0;
+    if (fused)
+      CK(cudaMemcpy(&e, flags() + a.batch * a.heads * a.nseg, 4,
+                    cudaMemcpyDeviceToHost));
+    return e != 0;
+  }
   template <bool S> void run() {
+    if (fused)
+      return runFused<S>();
     setup<S>();
     const unsigned H = static_cast<unsigned>(a.heads),
                    B = static_cast<unsigned>(a.batch);
@@ -140,7 +237,7 @@ template <int D> struct Fast {
           <<<dim3(static_cast<unsigned>(a.nseg - 1), H, B), 256, ss>>>(a);
       gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, B), 256>>>(a);
     }
-    gOut<D, S><<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
+    launchOut<D, S>(a, so);
   }
   void run() { silu ? run<true>() : run<false>(); }
 };
@@ -206,6 +303,7 @@ std::vector<double> reference(const std::vector<float> &qkv, long long B,
 }
 
 int failures = 0;
+bool sweep = true; // --no-sweep: no other segment lengths
 double relErr(const std::vector<float> &got, const std::vector<double> &ref,
               bool &bad) {
   double num = 0, den = 0;
@@ -237,12 +335,14 @@ void check(long long B, long long T, long long H, long long layer,
   auto ref = reference(qkv, B, T, H, D, layer, layers, silu);
   bool bad;
   const double e = relErr(got, ref, bad);
-  const bool ok = !bad && e <= 1e-2;
+  const bool fe = f.fusedError();
+  const bool ok = !bad && e <= 1e-2 && !fe;
   failures += !ok;
   std::printf("%-4s fast vs f64  D=%d B=%lld T=%lld H=%lld layer=%lld/%lld "
-              "silu=%d seg=%lld nseg=%lld: rel err %.2e%s\n",
+              "silu=%d seg=%lld nseg=%lld: rel err %.2e%s%s\n",
               ok ? "ok" : "FAIL", D, B, T, H, layer, layers, silu, f.a.seg_len,
-              f.a.nseg, e, bad ? " (non-finite)" : "");
+              f.a.nseg, e, bad ? " (non-finite)" : "",
+              fe ? " (fused wait gave up)" : "");
   CK(cudaFree(in));
   CK(cudaFree(out));
 }
@@ -315,7 +415,7 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
       std::vector<double> bd(b.begin(), b.end());
       bool bad;
       const double e = relErr(a, bd, bad);
-      const bool ok = !bad && e <= 1e-2;
+      const bool ok = !bad && e <= 1e-2 && !f.fusedError();
       failures += !ok;
       std::printf("%-4s fast vs sequential kernel D=%d T=%lld H=16 seg=%lld "
                   "nseg=%lld: rel err %.2e\n",
@@ -363,8 +463,12 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
                 bytes / copyGBs / 1e6, seq,
                 seq > 0 ? (std::to_string(seq / ms).substr(0, 5) + "x").c_str()
                         : "-");
+    if (f.fusedError()) {
+      std::printf("FAIL fused wait gave up at T=%lld\n", T);
+      ++failures;
+    }
     // Per-launch split at this T (states+scan vs out).
-    if (f.a.nseg > 1) {
+    if (f.a.nseg > 1 && !f.fused) {
       f.template setup<false>();
       double m1 = medianMs([&] {
         gStates<D, false><<<dim3(static_cast<unsigned>(f.a.nseg - 1), H, 1),
@@ -373,22 +477,19 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
       double m2 = medianMs([&] {
         gScan<D><<<dim3(k::lightningChunkScanBlocks(D), H, 1), 256>>>(f.a);
       });
-      double m3 = medianMs([&] {
-        gOut<D, false>
-            <<<dim3(static_cast<unsigned>(f.a.nseg), H, 1), 256, Fast<D>::so>>>(
-                f.a);
-      });
+      double m3 = medianMs([&] { launchOut<D, false>(f.a, Fast<D>::so); });
       std::printf("         split: states %.3f ms, scan %.3f ms, out %.3f ms\n",
                   m1, m2, m3);
     }
     // Other segment lengths at this T (the cost model's choice is the row
     // above).
-    for (long long seg : {128ll, 256ll, 512ll, 1024ll}) {
-      if (seg == f.a.seg_len || seg >= T)
+    for (long long seg : {128ll, 256ll, 512ll, 1024ll, 2048ll}) {
+      if (!sweep || seg == f.a.seg_len || seg >= T)
         continue;
       Fast<D> g(in, out, 1, T, H, 0, 8, false, seg);
-      std::printf("         seg %5lld nseg %5lld: %.3f ms\n", seg, g.a.nseg,
-                  medianMs([&] { g.run(); }));
+      std::printf("         seg %5lld nseg %5lld: %.3f ms%s\n", seg, g.a.nseg,
+                  medianMs([&] { g.run(); }),
+                  g.fusedError() ? " (fused wait gave up)" : "");
     }
   }
   CK(cudaDeviceSynchronize());
@@ -406,6 +507,12 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--no-check"))
       doCheck = false;
+    else if (!std::strcmp(argv[i], "--no-sweep"))
+      sweep = false;
+    else if (!std::strcmp(argv[i], "--fused") && i + 1 < argc)
+      gFusedSeg = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--var") && i + 1 < argc)
+      gVar = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--max-t") && i + 1 < argc)
       maxT = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--seq-max-t") && i + 1 < argc)
@@ -423,8 +530,10 @@ int main(int argc, char **argv) {
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::printf("device: %s, %d SMs, L2 %d MB; output form %d (default %d)%s\n",
+              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gVar,
+              k::kLightningWgmmaVar,
+              gFusedSeg > 0 ? "; fused single launch" : "");
   if (d == 64)
     benchMain<64>(doCheck, maxT, ts, seqMaxT);
   else
