@@ -221,27 +221,26 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
     if (r >= t.r1 || col >= I)
       return 0.f;
     const float w = moeGradSlotWeight(p, r);
-    float *acf = mptr<float>(p.acf) + r * 2 * I + col;
+    T *acf = mptr<T>(p.acf) + r * 2 * I + col;
     T *hb = mptr<T>(p.hb) + r * I + col;
     float h[NV];
 #pragma unroll
     for (int i = 0; i < NV; ++i)
       h[i] = w * siluF(v[i]) * u[i];
     if (vec) {
-#pragma unroll
-      for (int i = 0; i < NV; i += 4) {
-        *reinterpret_cast<float4 *>(acf + i) =
-            make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
-        *reinterpret_cast<float4 *>(acf + I + i) =
-            make_float4(u[i], u[i + 1], u[i + 2], u[i + 3]);
-      }
+      *reinterpret_cast<uint4 *>(acf) =
+          make_uint4(packBf16(v[0], v[1]), packBf16(v[2], v[3]),
+                     packBf16(v[4], v[5]), packBf16(v[6], v[7]));
+      *reinterpret_cast<uint4 *>(acf + I) =
+          make_uint4(packBf16(u[0], u[1]), packBf16(u[2], u[3]),
+                     packBf16(u[4], u[5]), packBf16(u[6], u[7]));
       *reinterpret_cast<uint4 *>(hb) =
           make_uint4(packBf16(h[0], h[1]), packBf16(h[2], h[3]),
                      packBf16(h[4], h[5]), packBf16(h[6], h[7]));
     } else {
       for (int i = 0; i < NV; ++i) {
-        acf[i] = v[i];
-        acf[I + i] = u[i];
+        st(acf, i, v[i]);
+        st(acf, I + i, u[i]);
         st(hb, i, h[i]);
       }
     }
@@ -250,21 +249,25 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
     if (r >= t.r1 || col >= I)
       return 0.f;
     const float w = moeGradSlotWeight(p, r);
-    const float *acf = cptr<float>(p.acf) + r * 2 * I + col;
+    const T *acf = cptr<T>(p.acf) + r * 2 * I + col;
     T *dac = mptr<T>(p.dac) + r * 2 * I + col;
     float a[NV], cu[NV], da[NV], dc[NV], dot = 0.f;
     if (vec) {
+      const uint4 a4 = *reinterpret_cast<const uint4 *>(acf);
+      const uint4 c4 = *reinterpret_cast<const uint4 *>(acf + I);
+      const unsigned au[4] = {a4.x, a4.y, a4.z, a4.w},
+                     cv[4] = {c4.x, c4.y, c4.z, c4.w};
 #pragma unroll
-      for (int i = 0; i < NV; i += 4) {
-        const float4 a4 = *reinterpret_cast<const float4 *>(acf + i);
-        const float4 c4 = *reinterpret_cast<const float4 *>(acf + I + i);
-        a[i] = a4.x, a[i + 1] = a4.y, a[i + 2] = a4.z, a[i + 3] = a4.w;
-        cu[i] = c4.x, cu[i + 1] = c4.y, cu[i + 2] = c4.z, cu[i + 3] = c4.w;
+      for (int i = 0; i < 4; ++i) {
+        a[2 * i] = __uint_as_float(au[i] << 16);
+        a[2 * i + 1] = __uint_as_float(au[i] & 0xffff0000u);
+        cu[2 * i] = __uint_as_float(cv[i] << 16);
+        cu[2 * i + 1] = __uint_as_float(cv[i] & 0xffff0000u);
       }
     } else {
       for (int i = 0; i < NV; ++i) {
-        a[i] = acf[i];
-        cu[i] = acf[I + i];
+        a[i] = ld(acf, i);
+        cu[i] = ld(acf, I + i);
       }
     }
 #pragma unroll
@@ -663,12 +666,44 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
   }
 }
 
-// ---- sm_90a: the gate/up GEMM on wgmma -------------------------------------
-// moeGemmWgmma<GATE_UP = true> of kernels/moe.cuh (warp-specialised,
-// persistent, 128×128 work items, 4-stage cp.async ring, m64n256k16 with gate
-// and up side by side) with the backward's epilogue. Launched as _gateup_wg
-// (moeWgmmaThreads, moeWgmmaSmemBytes, moeWgmmaGrid CTAs) next to _gateup;
-// moeGradUseWgmma picks which of the two does the work (the other returns).
+// ---- sm_90a: the grouped GEMMs on wgmma (ping-pong) -------------------------
+// moeGradWgRun<W, M>: one persistent, warp-specialised launch (one CTA per
+// multiprocessor, moeWgmmaThreads = 3 warpgroups, moeGradWgSmemBytes) runs
+// the work items of the weight-gradient GEMM W (first; kNoGemm: none) and of
+// the slot-M GEMM M; item i of the launch is taken by CTA i % gridDim.x.
+// _gateup_wg is <kNoGemm, kGateUp>, _dh_dw2_wg <kDw2, kDh>, _dw13_dx_wg
+// <kDw13, kDx>. moeGradUseWgmma picks whether the wgmma or the mma.sync form
+// of a launch does the work (the other returns at once).
+//
+// A work item is a 128 (M) × 128 (N) output tile (gate/up: 128 rows × 64
+// columns of I, gate and up side by side), K in steps of 64. Warpgroup 0
+// (producer) stages the k-tiles of all the CTA's items, in item order, in a
+// moeGradWgStages()-deep ring of 32 KiB stages by 16-byte cp.async (full /
+// empty mbarriers). Ping-pong: the two consumer warpgroups take the CTA's
+// items alternately, each a whole item (two m64n128k16 wgmmas per k16 step,
+// 128 f32 accumulators), so one consumer's epilogue (global loads of a/c,
+// stores of da/dc, f32 weight gradients) runs while the other multiplies. A
+// consumer starts an item's main loop only once the other consumer has
+// issued the last k-tile of the previous item (named barriers 2 and 3):
+// the main loops take turns, and no consumer ever waits on a full barrier
+// more than one phase ahead.
+// Stage layout (128-byte swizzle, 16-byte chunk c of a 128-byte row r at
+// c ^ (r % 8)):
+//  - K-major A (slot-M GEMMs: x or dy gathered through perm_slot, or dac):
+//    128 rows of 64 k (16 KiB);
+//  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
+//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB;
+//  - K-major B (gate/up: 64 rows of w1 then the same 64 rows of w3);
+//  - MN-major B (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h] are
+//    all stored with N contiguous): two [64 k][64 n] blocks of 8 KiB.
+// wgmma reads MN-major operands with the transpose immediates and a
+// descriptor whose leading offset (LBO) is the step between 64-wide MN
+// blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
+// rows (1 KiB); a k16 step advances 16 rows (2 KiB). K-major operands use the
+// forward's descriptor (wgmmaDesc; a k16 step advances 32 bytes). The
+// weight-gradient items reduce over an expert's slots (K = count, possibly
+// 0: zeros). Needs H and I multiples of 8 (16-byte chunks never straddle a
+// limit).
 template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
   // wgmma == 2: the executor asks for the mma.sync forms (moe_grad.h)
@@ -680,272 +715,71 @@ template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #endif
 }
 
-__device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  constexpr bool GATE_UP = true;
-  // Warp-specialised: warpgroup 0 copies, warpgroups 1 and 2 multiply
-  // (moeWgmmaThreads()).
-  constexpr int BM = 128, BK = 64, S = moeWgmmaStages();
-  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
-  constexpr int BROWS = 256; // B rows per stage = wgmma N per warpgroup
-  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
-  constexpr unsigned CONSUMER_WARPS = 8;
-  extern __shared__ unsigned char moeSmemRaw[];
-  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
-  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
-  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
-
-  const int E = static_cast<int>(p.experts);
-  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
-    tilesS[i] = cptr<int>(p.tile_offsets)[i];
-    offsS[i] = cptr<int>(p.offsets)[i];
-  }
-  if (threadIdx.x == 0)
-    for (int s = 0; s < S; ++s) {
-      mbarInit(sharedAddr(&fullBar[s]),
-               128); // every producer thread, once its copies land
-      mbarInit(sharedAddr(&emptyBar[s]),
-               CONSUMER_WARPS); // lane 0 of every consumer warp
-    }
-  __syncthreads();
-  const long long K = GATE_UP ? p.hidden : p.inter;
-  const long long N = GATE_UP ? p.inter : p.hidden;
-  const int NT = static_cast<int>((N + BN - 1) / BN);
-  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
-  const int KT = static_cast<int>((K + BK - 1) / BK);
-  const int myItems =
-      blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-  // The M-tile's expert and rows [r0, r1) of the permuted order.
-  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
-    e = 0;
-    while (mt >= tilesS[e + 1])
-      ++e;
-    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
-    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
-  };
-  const int wg = threadIdx.x >> 7;
-
-  if (wg == 0) {
-    // ---- producer: stage k-tile g into slot g % S once the consumers released
-    // it ----------
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
-    // Thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 16 j (A
-    // rows 0..127, then B rows 0..255); the chunk lands at c ^ (row % 8) of its
-    // 128-byte row (the 128-byte swizzle wgmma reads).
-    const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
-    const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
-    const unsigned short *A = cptr<unsigned short>(p.x);
-    long long g = 0;
-    for (int it = 0; it < myItems; ++it) {
-      const int w = blockIdx.x + it * gridDim.x;
-      int e;
-      long long r0, r1;
-      locate(w / NT, e, r0, r1);
-      const long long n0 = static_cast<long long>(w % NT) * BN;
-      const unsigned short *aSrc[BM / 16];
-      bool aIn[BM / 16];
-#pragma unroll
-      for (int j = 0; j < BM / 16; ++j) {
-        const long long r = r0 + rs + 16 * j;
-        aIn[j] = r < r1;
-        const long long row =
-            !aIn[j]   ? 0
-            : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
-                      : r * p.inter;
-        aSrc[j] = A + row + c * 8;
-      }
-      // gate/up: B rows 0..127 from w1, then the same rows of w3; down: 256
-      // rows of w2
-      const unsigned short *B0 =
-          GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
-                  : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
-      const unsigned short *B1 =
-          GATE_UP ? cptr<unsigned short>(p.w3) + e * p.inter * p.hidden
-                  : B0 + 128 * K;
-      const long long bCol = n0 + rs; // output column of B row rs (j = 0)
-      for (int kt = 0; kt < KT; ++kt, ++g) {
-        const int slot = static_cast<int>(g % S);
-        if (g >= S)
-          mbarWait(sharedAddr(&emptyBar[slot]),
-                   static_cast<unsigned>(((g / S) & 1) ^ 1));
-        const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-        const long long k0 = static_cast<long long>(kt) * BK;
-        const bool kIn = k0 + c * 8 < K;
-#pragma unroll
-        for (int j = 0; j < BM / 16; ++j)
-          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
-                    aIn[j] && kIn);
-#pragma unroll
-        for (int j = 0; j < BROWS / 16; ++j) {
-          const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
-          const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
-          const bool in = kIn && col < N;
-          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
-                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
-                       : A,
-                    in);
-        }
-        mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
-      }
-    }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    return;
-  }
-
-  // ---- consumers: warpgroup 1 multiplies A rows 0..63, warpgroup 2
-  // rows 64..127 -------------
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
-  const int cw = wg - 1;
-  float acc[BROWS / 2];
-#pragma unroll
-  for (int i = 0; i < BROWS / 2; ++i)
-    acc[i] = 0.f;
-  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
-  for (int it = 0; it < myItems; ++it) {
-    for (int kt = 0; kt < KT; ++kt, ++g) {
-      const int slot = static_cast<int>(g % S);
-      mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
-      // the cp.async (generic proxy) writes, seen through the barrier, before
-      // wgmma reads them
-      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-      const unsigned a =
-          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + cw * (64 * 128);
-      const unsigned b =
-          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + A_BYTES;
-      fenceRegs(acc);
-      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-      for (int kk = 0; kk < BK / 16;
-           ++kk) // a work item's first product overwrites
-        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32),
-                      kt != 0 || kk != 0);
-      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-      // k-tile g - 1 (same item) is multiplied: its slot goes back to the
-      // producer
-      if (kt != 0 && l == 0)
-        mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
-    }
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    fenceRegs(acc);
-    if (l == 0)
-      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
-    const int item = blockIdx.x + it * gridDim.x;
-    int e;
-    long long r0, r1;
-    locate(item / NT, e, r0, r1);
-    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
-    // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
-    // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
-    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
-    const long long cBase =
-        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
-    // Epilogue (moe_grad): a and c in f32 (acf), hb = w_s·silu(a)·c.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const long long r = rBase + 8 * h;
-      if (r >= r1)
-        continue;
-      const float wr = moeGradSlotWeight(p, r);
-      float *acf = mptr<float>(p.acf) + r * 2 * N;
-      unsigned *hb =
-          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * N);
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const long long n = cBase + 8 * j; // N % 8 == 0: the pair is in
-        if (n >= N)
-          continue;
-        const float a0 = acc[4 * j + 2 * h], a1 = acc[4 * j + 2 * h + 1];
-        const float c0 = acc[4 * (j + BN / 8) + 2 * h],
-                    c1 = acc[4 * (j + BN / 8) + 2 * h + 1];
-        *reinterpret_cast<float2 *>(acf + n) = make_float2(a0, a1);
-        *reinterpret_cast<float2 *>(acf + N + n) = make_float2(c0, c1);
-        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
-      }
-    }
-  }
-#else
-  (void)p;
-#endif
-}
-
-#if defined(MM_MOE_WGMMA)
-/// wgmma m64n256k16 (bf16 in, f32 accumulators) with the operands' major-ness
-/// as immediates: TA / TB = 1 reads A / B MN-major from shared memory.
-template <int TA, int TB>
+/// wgmma m64n128k16 (bf16 in, f32 accumulators d[OFF..OFF+63]) with the
+/// operands' major-ness as immediates: TA / TB = 1 reads A / B MN-major.
+template <int TA, int TB, int OFF>
 __device__ __forceinline__ void
 moeGradWgmma(float (&d)[128], unsigned long long da, unsigned long long db,
              int accumulate) {
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
-      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
-      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
-      "56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%"
-      "74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%"
-      "92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%"
-      "108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%"
-      "122,%123,%124,%125,%126,%127"
-      "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
-        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
-        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
-        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
-        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
-        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
-        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
-        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
-        "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
-        "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-        "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]),
-        "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
-        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]),
-        "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
-        "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
-        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]),
-        "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]),
-        "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]),
-        "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
-        "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
-        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
-        "+f"(d[126]), "+f"(d[127])
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,"
+      "%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,"
+      "%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,"
+      "%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
+      "}, %64, %65, p, 1, 1, %67, %68;\n}\n"
+      : "+f"(d[OFF + 0]), "+f"(d[OFF + 1]), "+f"(d[OFF + 2]), "+f"(d[OFF + 3]),
+        "+f"(d[OFF + 4]), "+f"(d[OFF + 5]), "+f"(d[OFF + 6]), "+f"(d[OFF + 7]),
+        "+f"(d[OFF + 8]), "+f"(d[OFF + 9]), "+f"(d[OFF + 10]),
+        "+f"(d[OFF + 11]), "+f"(d[OFF + 12]), "+f"(d[OFF + 13]),
+        "+f"(d[OFF + 14]), "+f"(d[OFF + 15]), "+f"(d[OFF + 16]),
+        "+f"(d[OFF + 17]), "+f"(d[OFF + 18]), "+f"(d[OFF + 19]),
+        "+f"(d[OFF + 20]), "+f"(d[OFF + 21]), "+f"(d[OFF + 22]),
+        "+f"(d[OFF + 23]), "+f"(d[OFF + 24]), "+f"(d[OFF + 25]),
+        "+f"(d[OFF + 26]), "+f"(d[OFF + 27]), "+f"(d[OFF + 28]),
+        "+f"(d[OFF + 29]), "+f"(d[OFF + 30]), "+f"(d[OFF + 31]),
+        "+f"(d[OFF + 32]), "+f"(d[OFF + 33]), "+f"(d[OFF + 34]),
+        "+f"(d[OFF + 35]), "+f"(d[OFF + 36]), "+f"(d[OFF + 37]),
+        "+f"(d[OFF + 38]), "+f"(d[OFF + 39]), "+f"(d[OFF + 40]),
+        "+f"(d[OFF + 41]), "+f"(d[OFF + 42]), "+f"(d[OFF + 43]),
+        "+f"(d[OFF + 44]), "+f"(d[OFF + 45]), "+f"(d[OFF + 46]),
+        "+f"(d[OFF + 47]), "+f"(d[OFF + 48]), "+f"(d[OFF + 49]),
+        "+f"(d[OFF + 50]), "+f"(d[OFF + 51]), "+f"(d[OFF + 52]),
+        "+f"(d[OFF + 53]), "+f"(d[OFF + 54]), "+f"(d[OFF + 55]),
+        "+f"(d[OFF + 56]), "+f"(d[OFF + 57]), "+f"(d[OFF + 58]),
+        "+f"(d[OFF + 59]), "+f"(d[OFF + 60]), "+f"(d[OFF + 61]),
+        "+f"(d[OFF + 62]), "+f"(d[OFF + 63])
       : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
 }
-#endif
-
-// ---- sm_90a: the dh/dw2 and dx/dw13 GEMM pairs on wgmma -------------------
-// moeGradWgPair<W, M>: one persistent, warp-specialised launch (producer
-// warpgroup + 2 consumer warpgroups, moeWgmmaThreads, moeWgmmaSmemBytes, the
-// forward's 4-stage ring and mbarrier protocol) runs the work items of the
-// weight-gradient GEMM W (first) and of the slot-M GEMM M; item i of the
-// launch is taken by CTA i % gridDim.x. A work item is a 128 (M) × 256 (N)
-// output tile, K in steps of 64; each consumer warpgroup multiplies 64 of the
-// rows with m64n256k16.
-// Stage layout (128-byte swizzle, chunk c of a 128-byte row r at c ^ (r % 8)):
-//  - K-major A (the slot-M GEMMs: dy gathered through perm_slot, or dac):
-//    128 rows of 64 k, as the forward;
-//  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
-//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB (one per consumer);
-//  - B, always MN-major (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h]
-//    are all stored with N contiguous): four [64 k][64 n] blocks of 8 KiB.
-// wgmma reads MN-major operands with the transpose immediates and a
-// descriptor whose leading offset (LBO) is the step between 64-wide MN
-// blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
-// rows (1 KiB); a k16 step advances 16 rows (2 KiB). The weight-gradient
-// items reduce over an expert's slots (K = count, possibly 0: zeros).
-// Needs H and I multiples of 8 (16-byte chunks never straddle a limit).
-#if defined(MM_MOE_WGMMA)
 __device__ __forceinline__ unsigned long long moeGradDescMN(unsigned addr) {
   return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
          (512ull << 16) | (64ull << 32) | (1ull << 62);
 }
 #endif
+
+/// No GEMM (the first GEMM of _gateup_wg, which runs one).
+constexpr int kNoGemm = -1;
+
+template <int OP> struct WgTraits {
+  static constexpr bool A_MN = OP == kDw2 || OP == kDw13; // A stored [k][m]
+  static constexpr bool B_KM = OP == kGateUp;             // B stored [n][k]
+  static constexpr bool GATHER_K = OP == kDw2 || OP == kDw13;
+  static constexpr bool SLOT_M = !A_MN;
+};
+
+/// Work items of GEMM OP (slot-M GEMMs: over `tiles` M-tiles).
+template <int OP>
+MM_HD constexpr long long moeGradWgItems(long long H, long long I, long long E,
+                                         long long tiles) {
+  return OP == kNoGemm   ? 0
+         : OP == kGateUp ? tiles * ((I + 63) / 64)
+         : OP == kDh     ? tiles * ((I + 127) / 128)
+         : OP == kDx     ? tiles * ((H + 127) / 128)
+         : OP == kDw2    ? E * ((H + 127) / 128) * ((I + 127) / 128)
+                         : E * ((2 * I + 127) / 128) * ((H + 127) / 128);
+}
 
 /// Where a work item of GEMM OP lies (decoded the same by all warpgroups).
 struct WgItem {
@@ -958,10 +792,10 @@ template <int OP>
 __device__ __forceinline__ void
 moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
                 int w, WgItem &it) {
-  constexpr int BM = 128, BN = 256;
+  constexpr int BM = 128;
   const long long H = p.hidden, I = p.inter;
-  if (OP == kDh || OP == kDx) {
-    const long long N = OP == kDh ? I : H;
+  if (WgTraits<OP>::SLOT_M) {
+    const long long BN = OP == kGateUp ? 64 : 128, N = OP == kDx ? H : I;
     const int NT = static_cast<int>((N + BN - 1) / BN);
     const int mt = w / NT;
     int e = 0;
@@ -971,20 +805,32 @@ moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
     it.r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
     it.r1 = it.r0 + BM < offsS[e + 1] ? it.r0 + BM : offsS[e + 1];
     it.n0 = static_cast<long long>(w % NT) * BN;
-    it.K = OP == kDh ? H : 2 * I;
+    it.K = OP == kDx ? 2 * I : H;
     it.s0 = 0;
   } else {
     const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
     const int MT = static_cast<int>((M + BM - 1) / BM),
-              NT = static_cast<int>((N + BN - 1) / BN);
+              NT = static_cast<int>((N + 127) / 128);
     it.e = w / (MT * NT);
     const int rem = w % (MT * NT);
     it.r0 = static_cast<long long>(rem / NT) * BM;
     it.r1 = M;
-    it.n0 = static_cast<long long>(rem % NT) * BN;
+    it.n0 = static_cast<long long>(rem % NT) * 128;
     it.s0 = offsS[it.e];
     it.K = offsS[it.e + 1] - offsS[it.e];
   }
+}
+
+/// k-tiles of item w of GEMM OP.
+template <int OP>
+__device__ __forceinline__ int moeGradWgKT(const MoeGradArgs &p,
+                                           const int *offsS, int w) {
+  if (WgTraits<OP>::SLOT_M)
+    return static_cast<int>(((OP == kDx ? 2 * p.inter : p.hidden) + 63) / 64);
+  const long long H = p.hidden, I = p.inter;
+  const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+  const int e = w / static_cast<int>(((M + 127) / 128) * ((N + 127) / 128));
+  return (offsS[e + 1] - offsS[e] + 63) / 64;
 }
 
 /// Producer: the k-tiles of one item into the ring (g: k-tiles staged so far).
@@ -994,9 +840,9 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
                  unsigned long long *fullBar, unsigned long long *emptyBar,
                  int *gIdx, long long &g) {
 #if defined(MM_MOE_WGMMA)
-  constexpr int BK = 64, S = moeWgmmaStages();
-  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
-  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
+  using Tr = WgTraits<OP>;
+  constexpr int BK = 64, S = moeGradWgStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
   const long long H = p.hidden, I = p.inter, K = it.K;
   const int KK = static_cast<int>(p.top_k);
   const int tid = threadIdx.x;
@@ -1008,40 +854,47 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
   const unsigned short *w1 = cptr<unsigned short>(p.w1) + it.e * I * H,
                        *w3 = cptr<unsigned short>(p.w3) + it.e * I * H,
                        *w2 = cptr<unsigned short>(p.w2) + it.e * H * I;
-  // K-major A (slot-M): rows rs + 16 j, chunk c (as the forward)
+  // K-major tiles: rows rs + 16 j (j < 8), 16-byte chunk c
   const int c = tid & 7, rs = tid >> 3;
-  // the A rows (dh: tokens of dy, dx: slots of dac), -1 past the group
-  int aRow[8];
-  if (!A_MN) {
+  // K-major A rows (gate/up: tokens of x, dh: tokens of dy, dx: slots of
+  // dac), -1 past the group; K-major B rows (gate/up: w1 rows n0 + rs + 16 j
+  // for j < 4, then the same rows of w3), -1 past I.
+  int aRow[8], bRow[8];
+  if (!Tr::A_MN) {
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const long long r = it.r0 + rs + 16 * j;
       aRow[j] = r >= it.r1  ? -1
-                : OP == kDh ? perm[r] / KK
-                            : static_cast<int>(r);
+                : OP == kDx ? static_cast<int>(r)
+                            : perm[r] / KK;
     }
   }
-  // MN-major A: k rows (tid >> 4) + 8 j, 16-byte column cc = tid % 16;
-  // MN-major B: k rows (tid >> 5) + 4 j, column cc = tid % 32.
-  const int acc16 = tid & 15, akr = tid >> 4, bcc = tid & 31, bkr = tid >> 5;
-  const long long aM = it.r0 + acc16 * 8, bN = it.n0 + bcc * 8;
+  if (Tr::B_KM) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const long long n = it.n0 + rs + 16 * (j & 3);
+      bRow[j] = n < I ? static_cast<int>(n) : -1;
+    }
+  }
+  // MN-major tiles: k rows mk + 8 j (j < 8), 16-byte column mc (of 16)
+  const int mc = tid & 15, mk = tid >> 4;
+  const long long aM = it.r0 + mc * 8, bN = it.n0 + mc * 8;
   const bool aColIn = aM < (OP == kDw2 ? H : 2 * I);
   const bool bColIn = bN < (OP == kDh || OP == kDw2 ? I : H);
-  // The gathered rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
+  // The gathered k rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
   // token of k row t one k-tile ahead (nx) and publishes it in gIdx[slot]
   // (a barrier of the producer warpgroup), so the copies never wait on
   // perm_slot and the rows cost one register.
-  constexpr bool GATHER = OP == kDw2 || OP == kDw13;
   auto tokenOf = [&](long long k) {
     return tid < 64 && k < K ? perm[it.s0 + k] / KK : 0;
   };
-  int nx = GATHER ? tokenOf(tid) : 0;
+  int nx = Tr::GATHER_K ? tokenOf(tid) : 0;
   const int KT = static_cast<int>((K + BK - 1) / BK);
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const long long k0 = static_cast<long long>(kt) * BK;
     const int slot = static_cast<int>(g % S);
     const int *cur = gIdx + slot * 64;
-    if (GATHER) {
+    if (Tr::GATHER_K) {
       if (tid < 64)
         gIdx[slot * 64 + tid] = nx;
       asm volatile("bar.sync 1, 128;\n" ::: "memory");
@@ -1051,10 +904,10 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
       mbarWait(sharedAddr(&emptyBar[slot]),
                static_cast<unsigned>(((g / S) & 1) ^ 1));
     const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-    if (!A_MN) {
-      const bool kIn = k0 + c * 8 < K;
-      const unsigned short *a0 = OP == kDh ? dy : dac;
-      const long long ld = OP == kDh ? H : 2 * I;
+    const bool kIn = k0 + c * 8 < K;
+    if (!Tr::A_MN) {
+      const unsigned short *a0 = OP == kGateUp ? x : OP == kDh ? dy : dac;
+      const long long ld = OP == kDx ? 2 * I : H;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const bool in = aRow[j] >= 0 && kIn;
@@ -1064,32 +917,40 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
     } else {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const int kr = akr + 8 * j; // kr % 8 == akr
+        const int kr = mk + 8 * j; // kr % 8 == mk
         const long long k = k0 + kr;
         const bool in = aColIn && k < K;
         const unsigned short *src =
             !in          ? x
             : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
                          : dac + (it.s0 + k) * 2 * I + aM;
-        cpAsync16(base + (acc16 >> 3) * 8192 + kr * 128 +
-                      (((acc16 & 7) ^ akr) << 4),
+        cpAsync16(base + (mc >> 3) * 8192 + kr * 128 + (((mc & 7) ^ mk) << 4),
                   src, in);
       }
     }
-#pragma unroll 4
-    for (int j = 0; j < 16; ++j) {
-      const int kr = bkr + 4 * j;
-      const long long k = k0 + kr;
-      const bool in = bColIn && k < K;
-      const unsigned short *src =
-          !in          ? x
-          : OP == kDh  ? w2 + k * I + bN
-          : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
-          : OP == kDw2 ? hb + (it.s0 + k) * I + bN
-                       : x + static_cast<long long>(cur[kr]) * H + bN;
-      cpAsync16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
-                    (((bcc & 7) ^ (kr & 7)) << 4),
-                src, in);
+    if (Tr::B_KM) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const bool in = bRow[j] >= 0 && kIn;
+        cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
+                  in ? (j < 4 ? w1 : w3) + bRow[j] * H + k0 + c * 8 : x, in);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int kr = mk + 8 * j;
+        const long long k = k0 + kr;
+        const bool in = bColIn && k < K;
+        const unsigned short *src =
+            !in          ? x
+            : OP == kDh  ? w2 + k * I + bN
+            : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
+            : OP == kDw2 ? hb + (it.s0 + k) * I + bN
+                         : x + static_cast<long long>(cur[kr]) * H + bN;
+        cpAsync16(base + A_BYTES + (mc >> 3) * 8192 + kr * 128 +
+                      (((mc & 7) ^ mk) << 4),
+                  src, in);
+      }
     }
     mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
   }
@@ -1099,147 +960,186 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
 #endif
 }
 
-/// Consumer warpgroup cw: multiplies one item, then its epilogue.
+/// Consumer warpgroup: the main loop of item wi (KT k-tiles from ring
+/// position g) into acc, rows 0..63 in acc[0..63], 64..127 in acc[64..127].
+/// `seq` is the item's place among the CTA's items (the ping-pong turn).
 template <int OP>
 __device__ __forceinline__ void
-moeGradWgConsume(const MoeGradArgs &p, const int *tilesS, const int *offsS,
-                 int wi, unsigned smem0, unsigned long long *fullBar,
-                 unsigned long long *emptyBar, long long &g, float (&acc)[128],
-                 int cw) {
+moeGradWgMainLoop(int KT, int seq, bool last, unsigned smem0,
+                  unsigned long long *fullBar, unsigned long long *emptyBar,
+                  long long &g, float (&acc)[128]) {
 #if defined(MM_MOE_WGMMA)
-  constexpr int BK = 64, S = moeWgmmaStages();
-  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
-  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
-  const long long H = p.hidden, I = p.inter;
-  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  // K of the item (the rest of it is decoded after the main loop, so only
-  // the accumulators live through it)
-  const long long K0 = OP == kDh ? H : OP == kDx ? 2 * I : 0;
-  int KT;
-  if (OP == kDh || OP == kDx) {
-    KT = static_cast<int>((K0 + BK - 1) / BK);
-  } else {
-    const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
-    const int e = wi / static_cast<int>(((M + 127) / 128) * ((N + 255) / 256));
-    KT = (offsS[e + 1] - offsS[e] + BK - 1) / BK;
-  }
+  using Tr = WgTraits<OP>;
+  constexpr int BK = 64, S = moeGradWgStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
+  constexpr int TA = Tr::A_MN ? 1 : 0, TB = Tr::B_KM ? 0 : 1;
+  const int l = threadIdx.x & 31;
+  // wait for the other consumer to have issued the previous item's k-tiles
+  if (seq > 0)
+    asm volatile("bar.sync %0, 256;\n" ::"r"(2 + ((seq - 1) & 1)) : "memory");
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const int slot = static_cast<int>(g % S);
     mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const unsigned st = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-    const unsigned a = st + (A_MN ? cw * 8192 : cw * (64 * 128));
-    const unsigned b = st + A_BYTES;
+    const unsigned a = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+    const unsigned b = a + A_BYTES;
     fenceRegs(acc);
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk)
-      moeGradWgmma<A_MN ? 1 : 0, 1>(
-          acc, A_MN ? moeGradDescMN(a + kk * 2048) : wgmmaDesc(a + kk * 32),
-          moeGradDescMN(b + kk * 2048), kt != 0 || kk != 0);
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      const unsigned long long db =
+          Tr::B_KM ? wgmmaDesc(b + kk * 32) : moeGradDescMN(b + kk * 2048);
+      const int accum = kt != 0 || kk != 0;
+      if (Tr::A_MN) {
+        moeGradWgmma<TA, TB, 0>(acc, moeGradDescMN(a + kk * 2048), db, accum);
+        moeGradWgmma<TA, TB, 64>(acc, moeGradDescMN(a + 8192 + kk * 2048), db,
+                                 accum);
+      } else {
+        moeGradWgmma<TA, TB, 0>(acc, wgmmaDesc(a + kk * 32), db, accum);
+        moeGradWgmma<TA, TB, 64>(acc, wgmmaDesc(a + 64 * 128 + kk * 32), db,
+                                 accum);
+      }
+    }
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    // k-tile g - 1 (same item) is multiplied: its slot goes back
     if (kt != 0 && l == 0)
       mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
   }
+  // the next item's consumer may start issuing
+  if (!last)
+    asm volatile("bar.arrive %0, 256;\n" ::"r"(2 + (seq & 1)) : "memory");
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   fenceRegs(acc);
-  if (KT > 0) {
-    if (l == 0)
-      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
-  }
-  // an expert without slots (KT = 0): zero weight gradients (selected in the
-  // epilogue; zeroing acc here would make ptxas spill the accumulators)
-  const bool none = KT == 0;
-  WgItem it;
-  moeGradWgLocate<OP>(p, tilesS, offsS, wi, it);
-  // acc[4 j + q]: row 16 w + l / 4 + 8 (q / 2) of the warpgroup's 64, column
-  // 8 j + 2 (l % 4) + q % 2 of the item's 256.
-  const long long rBase = it.r0 + cw * 64 + w * 16 + (l >> 2);
-  const long long cBase = it.n0 + 2 * (l & 3);
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const long long r = rBase + 8 * h;
-    if (OP == kDh) {
-      const bool rIn = r < it.r1;
-      float dot = 0.f;
-      if (rIn) {
-        const float ws = moeGradSlotWeight(p, r);
-        const float *acf = cptr<float>(p.acf) + r * 2 * I;
-        unsigned *dac = reinterpret_cast<unsigned *>(
-            mptr<unsigned short>(p.dac) + r * 2 * I);
-#pragma unroll
-        for (int j = 0; j < 32; ++j) {
-          const long long n = cBase + 8 * j;
-          if (n >= I)
-            continue;
-          const float2 a2 = *reinterpret_cast<const float2 *>(acf + n);
-          const float2 c2 = *reinterpret_cast<const float2 *>(acf + I + n);
-          const float av[2] = {a2.x, a2.y}, cv[2] = {c2.x, c2.y};
-          float da[2], dc[2];
-#pragma unroll
-          for (int q = 0; q < 2; ++q) {
-            const float v = acc[4 * j + 2 * h + q];
-            const float sg = sigmoidF(av[q]);
-            dot = fmaf(av[q] * sg * cv[q], v, dot);
-            const float dh = ws * v;
-            da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
-            dc[q] = dh * av[q] * sg;
-          }
-          dac[n / 2] = packBf16(da[0], da[1]);
-          dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
-        }
-      }
-      dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-      dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-      if (rIn && (l & 3) == 0)
-        atomicAdd(mptr<float>(p.dot) + r, dot);
-    } else if (OP == kDx) {
-      if (r >= it.r1)
-        continue;
-      unsigned *dxs =
-          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.dxs) + r * H);
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        const long long n = cBase + 8 * j;
-        if (n < H)
-          dxs[n / 2] = packBf16(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-      }
-    } else {
-      const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
-      if (r >= M)
-        continue;
-      float *out = OP == kDw2 ? mptr<float>(p.dw2) + (it.e * H + r) * I
-                   : r < I    ? mptr<float>(p.dw1) + (it.e * I + r) * H
-                              : mptr<float>(p.dw3) + (it.e * I + r - I) * H;
-#pragma unroll
-      for (int j = 0; j < 32; ++j) {
-        const long long n = cBase + 8 * j;
-        if (n < N)
-          *reinterpret_cast<float2 *>(out + n) =
-              none ? make_float2(0.f, 0.f)
-                   : make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-      }
-    }
-  }
+  if (KT > 0 && l == 0)
+    mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
 #else
-  (void)p, (void)it, (void)smem0, (void)fullBar, (void)emptyBar, (void)g,
-      (void)acc, (void)cw;
+  (void)KT, (void)seq, (void)last, (void)smem0, (void)fullBar, (void)emptyBar,
+      (void)g, (void)acc;
 #endif
 }
 
-/// Work items of a GEMM pair: W's (all experts) then M's (over the actual
-/// M-tiles, tiles = tile_offsets[E]).
-template <int W>
-__device__ __host__ __forceinline__ long long
-moeGradWgItemsW(long long H, long long I, long long E) {
-  const long long M = W == kDw2 ? H : 2 * I, N = W == kDw2 ? I : H;
-  return E * ((M + 127) / 128) * ((N + 255) / 256);
+/// Consumer warpgroup: the epilogue of item `it` of GEMM OP (none: an expert
+/// without slots, zero weight gradients).
+template <int OP>
+__device__ __forceinline__ void moeGradWgEpilogue(const MoeGradArgs &p,
+                                                  const WgItem &it, bool none,
+                                                  float (&acc)[128]) {
+#if defined(MM_MOE_WGMMA)
+  const long long H = p.hidden, I = p.inter;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  // acc[64 hm + 4 j + q]: row 64 hm + 16 w + l / 4 + 8 (q / 2) of the item,
+  // column 8 j + 2 (l % 4) + q % 2 (gate/up: j < 8 gate, j + 8 up of the
+  // same column 8 j + ...).
+  const long long cBase = it.n0 + 2 * (l & 3);
+#pragma unroll
+  for (int hm = 0; hm < 2; ++hm)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const long long r = it.r0 + 64 * hm + 16 * w + (l >> 2) + 8 * h;
+      const float *v = acc + 64 * hm + 2 * h; // v[4 j], v[4 j + 1]
+      if (OP == kGateUp) {
+        if (r >= it.r1)
+          continue;
+        const float wr = moeGradSlotWeight(p, r);
+        unsigned *acf = reinterpret_cast<unsigned *>(
+            mptr<unsigned short>(p.acf) + r * 2 * I);
+        unsigned *hb =
+            reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * I);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const long long n = cBase + 8 * j; // I % 8 == 0: the pair is in
+          if (n >= I)
+            continue;
+          const float a0 = v[4 * j], a1 = v[4 * j + 1];
+          const float c0 = v[4 * (j + 8)], c1 = v[4 * (j + 8) + 1];
+          acf[n / 2] = packBf16(a0, a1);
+          acf[(I + n) / 2] = packBf16(c0, c1);
+          hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
+        }
+      } else if (OP == kDh) {
+        const bool rIn = r < it.r1;
+        float dot = 0.f;
+        if (rIn) {
+          const float ws = moeGradSlotWeight(p, r);
+          const unsigned *acf = reinterpret_cast<const unsigned *>(
+              cptr<unsigned short>(p.acf) + r * 2 * I);
+          unsigned *dac = reinterpret_cast<unsigned *>(
+              mptr<unsigned short>(p.dac) + r * 2 * I);
+#pragma unroll
+          for (int j0 = 0; j0 < 16; j0 += 8) { // loads 8 pairs ahead
+            unsigned au[8], cu[8];
+#pragma unroll
+            for (int jj = 0; jj < 8; ++jj) {
+              const long long n = cBase + 8 * (j0 + jj);
+              au[jj] = n < I ? acf[n / 2] : 0u;
+              cu[jj] = n < I ? acf[(I + n) / 2] : 0u;
+            }
+#pragma unroll
+            for (int jj = 0; jj < 8; ++jj) {
+              const int j = j0 + jj;
+              const long long n = cBase + 8 * j;
+              if (n >= I)
+                continue;
+              const float av[2] = {__uint_as_float(au[jj] << 16),
+                                   __uint_as_float(au[jj] & 0xffff0000u)};
+              const float cv[2] = {__uint_as_float(cu[jj] << 16),
+                                   __uint_as_float(cu[jj] & 0xffff0000u)};
+              float da[2], dc[2];
+#pragma unroll
+              for (int q = 0; q < 2; ++q) {
+                const float g = v[4 * j + q];
+                const float sg = sigmoidF(av[q]);
+                dot = fmaf(av[q] * sg * cv[q], g, dot);
+                const float dh = ws * g;
+                da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
+                dc[q] = dh * av[q] * sg;
+              }
+              dac[n / 2] = packBf16(da[0], da[1]);
+              dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
+            }
+          }
+        }
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        if (rIn && (l & 3) == 0)
+          atomicAdd(mptr<float>(p.dot) + r, dot);
+      } else if (OP == kDx) {
+        if (r >= it.r1)
+          continue;
+        unsigned *dxs =
+            reinterpret_cast<unsigned *>(mptr<unsigned short>(p.dxs) + r * H);
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          const long long n = cBase + 8 * j;
+          if (n < H)
+            dxs[n / 2] = packBf16(v[4 * j], v[4 * j + 1]);
+        }
+      } else {
+        const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+        if (r >= M)
+          continue;
+        float *out = OP == kDw2 ? mptr<float>(p.dw2) + (it.e * H + r) * I
+                     : r < I    ? mptr<float>(p.dw1) + (it.e * I + r) * H
+                                : mptr<float>(p.dw3) + (it.e * I + r - I) * H;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          const long long n = cBase + 8 * j;
+          if (n < N)
+            *reinterpret_cast<float2 *>(out + n) =
+                none ? make_float2(0.f, 0.f)
+                     : make_float2(v[4 * j], v[4 * j + 1]);
+        }
+      }
+    }
+#else
+  (void)p, (void)it, (void)none, (void)acc;
+#endif
 }
 
-template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
+template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  constexpr int S = moeWgmmaStages();
+  constexpr int S = moeGradWgStages();
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
@@ -1252,14 +1152,14 @@ template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
   }
   if (threadIdx.x == 0)
     for (int s = 0; s < S; ++s) {
-      mbarInit(sharedAddr(&fullBar[s]), 128);
-      mbarInit(sharedAddr(&emptyBar[s]), 8);
+      mbarInit(sharedAddr(&fullBar[s]), 128); // every producer thread
+      mbarInit(sharedAddr(&emptyBar[s]), 4);  // lane 0 of the consumer's warps
     }
   __syncthreads();
   const long long H = p.hidden, I = p.inter;
-  const int nW = static_cast<int>(moeGradWgItemsW<W>(H, I, p.experts));
-  const long long NM = M == kDh ? I : H;
-  const int items = nW + tilesS[E] * static_cast<int>((NM + 255) / 256);
+  const int nW = static_cast<int>(moeGradWgItems<W>(H, I, p.experts, 0));
+  const int items =
+      nW + static_cast<int>(moeGradWgItems<M>(H, I, p.experts, tilesS[E]));
   const int wg = threadIdx.x >> 7;
   long long g = 0;
   if (wg == 0) {
@@ -1267,8 +1167,10 @@ template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
     for (int i = blockIdx.x; i < items; i += gridDim.x) {
       WgItem it;
       if (i < nW) {
-        moeGradWgLocate<W>(p, tilesS, offsS, i, it);
-        moeGradWgProduce<W>(p, it, smem0, fullBar, emptyBar, gIdx, g);
+        if constexpr (W != kNoGemm) {
+          moeGradWgLocate<W>(p, tilesS, offsS, i, it);
+          moeGradWgProduce<W>(p, it, smem0, fullBar, emptyBar, gIdx, g);
+        }
       } else {
         moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
         moeGradWgProduce<M>(p, it, smem0, fullBar, emptyBar, gIdx, g);
@@ -1278,17 +1180,38 @@ template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  const int cw = wg - 1;
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i)
     acc[i] = 0.f;
-  for (int i = blockIdx.x; i < items; i += gridDim.x) {
-    if (i < nW)
-      moeGradWgConsume<W>(p, tilesS, offsS, i, smem0, fullBar, emptyBar, g, acc,
-                          wg - 1);
-    else
-      moeGradWgConsume<M>(p, tilesS, offsS, i - nW, smem0, fullBar, emptyBar, g,
-                          acc, wg - 1);
+  int seq = 0;
+  for (int i = blockIdx.x; i < items; i += gridDim.x, ++seq) {
+    const bool isW = i < nW;
+    int KT = 0;
+    if constexpr (W != kNoGemm) {
+      if (isW)
+        KT = moeGradWgKT<W>(p, offsS, i);
+    }
+    if (!isW)
+      KT = moeGradWgKT<M>(p, offsS, i - nW);
+    if ((seq & 1) != cw) { // the other consumer's item
+      g += KT;
+      continue;
+    }
+    const bool last = i + gridDim.x >= items;
+    WgItem it;
+    if (isW) {
+      if constexpr (W != kNoGemm) {
+        moeGradWgMainLoop<W>(KT, seq, last, smem0, fullBar, emptyBar, g, acc);
+        moeGradWgLocate<W>(p, tilesS, offsS, i, it);
+        moeGradWgEpilogue<W>(p, it, KT == 0, acc);
+      }
+    } else {
+      moeGradWgMainLoop<M>(KT, seq, last, smem0, fullBar, emptyBar, g, acc);
+      moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
+      moeGradWgEpilogue<M>(p, it, false, acc);
+    }
   }
 #else
   (void)p;
@@ -1480,7 +1403,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
-      mm::k::moeGradGateUpWgmma(a);                                            \
+      mm::k::moeGradWgRun<mm::k::kNoGemm, mm::k::kGateUp>(a);                  \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
@@ -1490,7 +1413,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_dh_dw2_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradDhWgmma() && mm::k::moeGradUseWgmma<T>(a))               \
-      mm::k::moeGradWgPair<mm::k::kDw2, mm::k::kDh>(a);                        \
+      mm::k::moeGradWgRun<mm::k::kDw2, mm::k::kDh>(a);                         \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dw13_dx(mm::k::MoeGradArgs a) {                                 \
@@ -1500,7 +1423,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_dw13_dx_wg(mm::k::MoeGradArgs a) {                              \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
-      mm::k::moeGradWgPair<mm::k::kDw13, mm::k::kDx>(a);                       \
+      mm::k::moeGradWgRun<mm::k::kDw13, mm::k::kDx>(a);                        \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256)                            \
       prefix##_router(mm::k::MoeGradArgs a) {                                  \

@@ -9,7 +9,7 @@
 //   tile_offsets [E+1] i32 (as the forward's MoeArgs);
 //   dot [S] f32       dy_t · y_s (the un-weighted expert output of slot s);
 //   hb [S, I] T       w_s·h, h = silu(a)·c (the B operand of dw2);
-//   acf [S, 2I] f32   a | c, the gate and up pre-activations;
+//   acf [S, 2I] T     a | c, the gate and up pre-activations (sized f32);
 //   dac [S, 2I] T     da | dc;
 //   dxs [S, H] T      each slot's da·w1 + dc·w3;
 //   z [rows, E] f32   the router-logit gradient of each token;
@@ -55,10 +55,23 @@ MM_HD constexpr int moeGradTileBytes() {
 MM_HD constexpr int moeGradSmemBytes() {
   return moeGradStages() * 2 * moeGradTileBytes();
 }
-/// Whether the dh/dw2 pair takes its wgmma form where wgmma is used (on an
-/// H200 at the preset the mma.sync form is faster: 0.343 vs 0.381 ms; the
-/// dx/dw13 pair is faster on wgmma: 0.548 vs 0.572 ms).
-MM_HD constexpr bool moeGradDhWgmma() { return false; }
+/// Whether the dh/dw2 pair takes its wgmma form where wgmma is used.
+#ifndef MM_MOE_GRAD_DH_WG
+#define MM_MOE_GRAD_DH_WG 1
+#endif
+MM_HD constexpr bool moeGradDhWgmma() { return MM_MOE_GRAD_DH_WG != 0; }
+/// The wgmma GEMMs (moeGradWgRun, kernels/moe_grad.cuh): ring stages of a
+/// 128-row A and a 128-row B tile of 64 bf16 (32 KiB), plus 1 KiB to align
+/// the 128-byte swizzle atoms to 1024 bytes; moeWgmmaThreads() threads, one
+/// CTA per multiprocessor.
+#ifndef MM_MOE_GRAD_WG_STAGES
+#define MM_MOE_GRAD_WG_STAGES 6
+#endif
+MM_HD constexpr int moeGradWgStages() { return MM_MOE_GRAD_WG_STAGES; }
+MM_HD constexpr int moeGradWgStageBytes() { return 2 * 128 * 64 * 2; }
+MM_HD constexpr int moeGradWgSmemBytes() {
+  return moeGradWgStages() * moeGradWgStageBytes() + 1024;
+}
 /// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
 /// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
 /// paired launches (moeGradPair) decode their grids with these.
@@ -152,19 +165,15 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
     return static_cast<unsigned>(items < nsm ? (items < 1 ? 1 : items) : nsm);
   };
   const unsigned wgT = static_cast<unsigned>(moeWgmmaThreads()),
-                 wgS = static_cast<unsigned>(moeWgmmaSmemBytes());
+                 wgS = static_cast<unsigned>(moeGradWgSmemBytes());
+  const long long H = a.hidden, I = a.inter, E = a.experts;
   int n = 0;
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
   if (launchMma)
     out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
   if (launchWg)
-    out[n++] = {"_gateup_wg",
-                static_cast<unsigned>(moeWgmmaGrid(nsm, mt, a.inter, true)),
-                1,
-                1,
-                wgT,
-                wgS};
+    out[n++] = {"_gateup_wg", wgGrid(mt * moeGradDivUp(I, 64)), 1, 1, wgT, wgS};
   // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
   const long long nDw2 = moeGradDivUp(a.hidden, TB) *
                          moeGradDivUp(a.inter, TB) * a.experts,
@@ -174,11 +183,10 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
                   nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
   if (launchMma || moeGradDhWgmma() == false)
     out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
-  if (launchWg && moeGradDhWgmma()) // 128 × 256 items (moeGradWgPair)
+  if (launchWg && moeGradDhWgmma()) // 128 × 128 items (moeGradWgRun)
     out[n++] = {"_dh_dw2_wg",
-                wgGrid(a.experts * moeGradDivUp(a.hidden, 128) *
-                           moeGradDivUp(a.inter, 256) +
-                       mt * moeGradDivUp(a.inter, 256)),
+                wgGrid(E * moeGradDivUp(H, 128) * moeGradDivUp(I, 128) +
+                       mt * moeGradDivUp(I, 128)),
                 1,
                 1,
                 wgT,
@@ -187,9 +195,8 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
     out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
   if (launchWg)
     out[n++] = {"_dw13_dx_wg",
-                wgGrid(a.experts * moeGradDivUp(2 * a.inter, 128) *
-                           moeGradDivUp(a.hidden, 256) +
-                       mt * moeGradDivUp(a.hidden, 256)),
+                wgGrid(E * moeGradDivUp(2 * I, 128) * moeGradDivUp(H, 128) +
+                       mt * moeGradDivUp(H, 128)),
                 1,
                 1,
                 wgT,
