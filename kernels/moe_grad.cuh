@@ -666,36 +666,31 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
   }
 }
 
-// ---- sm_90a: the grouped GEMMs on wgmma (ping-pong) -------------------------
+// ---- sm_90a: the grouped GEMMs on wgmma -------------------------------------
 // moeGradWgRun<W, M>: one persistent, warp-specialised launch (one CTA per
-// multiprocessor, moeWgmmaThreads = 3 warpgroups, moeGradWgSmemBytes) runs
-// the work items of the weight-gradient GEMM W (first; kNoGemm: none) and of
-// the slot-M GEMM M; item i of the launch is taken by CTA i % gridDim.x.
-// _gateup_wg is <kNoGemm, kGateUp>, _dh_dw2_wg <kDw2, kDh>, _dw13_dx_wg
-// <kDw13, kDx>. moeGradUseWgmma picks whether the wgmma or the mma.sync form
-// of a launch does the work (the other returns at once).
+// multiprocessor: moeGradWgProducers() producer threads, then 2 consumer
+// warpgroups; moeGradWgSmemBytes) runs the work items of the weight-gradient
+// GEMM W (first; kNoGemm: none) and of the slot-M GEMM M; item i of the
+// launch is taken by CTA i % gridDim.x. _gateup_wg is <kNoGemm, kGateUp>,
+// _dh_dw2_wg <kDw2, kDh>, _dw13_dx_wg <kDw13, kDx>. moeGradUseWgmma picks
+// whether the wgmma or the mma.sync form of a launch does the work (the other
+// returns at once).
 //
-// A work item is a 128 (M) × 128 (N) output tile (gate/up: 128 rows × 64
-// columns of I, gate and up side by side), K in steps of 64. Warpgroup 0
-// (producer) stages the k-tiles of all the CTA's items, in item order, in a
-// moeGradWgStages()-deep ring of 32 KiB stages by 16-byte cp.async (full /
-// empty mbarriers). Ping-pong: the two consumer warpgroups take the CTA's
-// items alternately, each a whole item (two m64n128k16 wgmmas per k16 step,
-// 128 f32 accumulators), so one consumer's epilogue (global loads of a/c,
-// stores of da/dc, f32 weight gradients) runs while the other multiplies. A
-// consumer starts an item's main loop only once the other consumer has
-// issued the last k-tile of the previous item (named barriers 2 and 3):
-// the main loops take turns, and no consumer ever waits on a full barrier
-// more than one phase ahead.
-// Stage layout (128-byte swizzle, 16-byte chunk c of a 128-byte row r at
-// c ^ (r % 8)):
+// A work item is a 128 (M) × 256 (N) output tile (gate/up: 128 rows × 128
+// columns of I, gate and up side by side, as the forward's moeGemmWgmma),
+// K in steps of 64; consumer warpgroup cw multiplies rows 64 cw .. 64 cw + 63
+// with m64n256k16 (128 f32 accumulators a thread). The producers stage the
+// k-tiles of all the CTA's items, in item order, in a moeGradWgStages()-deep
+// ring of 48 KiB stages by 16-byte cp.async (full / empty mbarriers, the
+// forward's protocol). Stage layout (128-byte swizzle, 16-byte chunk c of a
+// 128-byte row r at c ^ (r % 8)):
 //  - K-major A (slot-M GEMMs: x or dy gathered through perm_slot, or dac):
 //    128 rows of 64 k (16 KiB);
 //  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
-//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB;
-//  - K-major B (gate/up: 64 rows of w1 then the same 64 rows of w3);
+//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB (one per consumer);
+//  - K-major B (gate/up: 128 rows of w1 then the same 128 rows of w3);
 //  - MN-major B (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h] are
-//    all stored with N contiguous): two [64 k][64 n] blocks of 8 KiB.
+//    all stored with N contiguous): four [64 k][64 n] blocks of 8 KiB.
 // wgmma reads MN-major operands with the transpose immediates and a
 // descriptor whose leading offset (LBO) is the step between 64-wide MN
 // blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
@@ -716,41 +711,50 @@ template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 }
 
 #if defined(MM_MOE_WGMMA)
-/// wgmma m64n128k16 (bf16 in, f32 accumulators d[OFF..OFF+63]) with the
-/// operands' major-ness as immediates: TA / TB = 1 reads A / B MN-major.
-template <int TA, int TB, int OFF>
+/// wgmma m64n256k16 (bf16 in, f32 accumulators) with the operands' major-ness
+/// as immediates: TA / TB = 1 reads A / B MN-major from shared memory.
+template <int TA, int TB>
 __device__ __forceinline__ void
 moeGradWgmma(float (&d)[128], unsigned long long da, unsigned long long db,
              int accumulate) {
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,"
-      "%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,"
-      "%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,"
-      "%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63"
-      "}, %64, %65, p, 1, 1, %67, %68;\n}\n"
-      : "+f"(d[OFF + 0]), "+f"(d[OFF + 1]), "+f"(d[OFF + 2]), "+f"(d[OFF + 3]),
-        "+f"(d[OFF + 4]), "+f"(d[OFF + 5]), "+f"(d[OFF + 6]), "+f"(d[OFF + 7]),
-        "+f"(d[OFF + 8]), "+f"(d[OFF + 9]), "+f"(d[OFF + 10]),
-        "+f"(d[OFF + 11]), "+f"(d[OFF + 12]), "+f"(d[OFF + 13]),
-        "+f"(d[OFF + 14]), "+f"(d[OFF + 15]), "+f"(d[OFF + 16]),
-        "+f"(d[OFF + 17]), "+f"(d[OFF + 18]), "+f"(d[OFF + 19]),
-        "+f"(d[OFF + 20]), "+f"(d[OFF + 21]), "+f"(d[OFF + 22]),
-        "+f"(d[OFF + 23]), "+f"(d[OFF + 24]), "+f"(d[OFF + 25]),
-        "+f"(d[OFF + 26]), "+f"(d[OFF + 27]), "+f"(d[OFF + 28]),
-        "+f"(d[OFF + 29]), "+f"(d[OFF + 30]), "+f"(d[OFF + 31]),
-        "+f"(d[OFF + 32]), "+f"(d[OFF + 33]), "+f"(d[OFF + 34]),
-        "+f"(d[OFF + 35]), "+f"(d[OFF + 36]), "+f"(d[OFF + 37]),
-        "+f"(d[OFF + 38]), "+f"(d[OFF + 39]), "+f"(d[OFF + 40]),
-        "+f"(d[OFF + 41]), "+f"(d[OFF + 42]), "+f"(d[OFF + 43]),
-        "+f"(d[OFF + 44]), "+f"(d[OFF + 45]), "+f"(d[OFF + 46]),
-        "+f"(d[OFF + 47]), "+f"(d[OFF + 48]), "+f"(d[OFF + 49]),
-        "+f"(d[OFF + 50]), "+f"(d[OFF + 51]), "+f"(d[OFF + 52]),
-        "+f"(d[OFF + 53]), "+f"(d[OFF + 54]), "+f"(d[OFF + 55]),
-        "+f"(d[OFF + 56]), "+f"(d[OFF + 57]), "+f"(d[OFF + 58]),
-        "+f"(d[OFF + 59]), "+f"(d[OFF + 60]), "+f"(d[OFF + 61]),
-        "+f"(d[OFF + 62]), "+f"(d[OFF + 63])
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
+      "20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%"
+      "38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%"
+      "56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%"
+      "74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%"
+      "92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%"
+      "108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%"
+      "122,%123,%124,%125,%126,%127"
+      "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+        "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]),
+        "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+        "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+        "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),
+        "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]),
+        "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]),
+        "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]),
+        "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
+        "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]),
+        "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
+        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]),
+        "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+        "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]),
+        "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]),
+        "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]),
+        "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+        "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
+        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),
+        "+f"(d[126]), "+f"(d[127])
       : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
 }
 __device__ __forceinline__ unsigned long long moeGradDescMN(unsigned addr) {
@@ -774,11 +778,11 @@ template <int OP>
 MM_HD constexpr long long moeGradWgItems(long long H, long long I, long long E,
                                          long long tiles) {
   return OP == kNoGemm   ? 0
-         : OP == kGateUp ? tiles * ((I + 63) / 64)
-         : OP == kDh     ? tiles * ((I + 127) / 128)
-         : OP == kDx     ? tiles * ((H + 127) / 128)
-         : OP == kDw2    ? E * ((H + 127) / 128) * ((I + 127) / 128)
-                         : E * ((2 * I + 127) / 128) * ((H + 127) / 128);
+         : OP == kGateUp ? tiles * ((I + 127) / 128)
+         : OP == kDh     ? tiles * ((I + 255) / 256)
+         : OP == kDx     ? tiles * ((H + 255) / 256)
+         : OP == kDw2    ? E * ((H + 127) / 128) * ((I + 255) / 256)
+                         : E * ((2 * I + 127) / 128) * ((H + 255) / 256);
 }
 
 /// Where a work item of GEMM OP lies (decoded the same by all warpgroups).
@@ -795,7 +799,7 @@ moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
   constexpr int BM = 128;
   const long long H = p.hidden, I = p.inter;
   if (WgTraits<OP>::SLOT_M) {
-    const long long BN = OP == kGateUp ? 64 : 128, N = OP == kDx ? H : I;
+    const long long BN = OP == kGateUp ? 128 : 256, N = OP == kDx ? H : I;
     const int NT = static_cast<int>((N + BN - 1) / BN);
     const int mt = w / NT;
     int e = 0;
@@ -810,30 +814,19 @@ moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
   } else {
     const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
     const int MT = static_cast<int>((M + BM - 1) / BM),
-              NT = static_cast<int>((N + 127) / 128);
+              NT = static_cast<int>((N + 255) / 256);
     it.e = w / (MT * NT);
     const int rem = w % (MT * NT);
     it.r0 = static_cast<long long>(rem / NT) * BM;
     it.r1 = M;
-    it.n0 = static_cast<long long>(rem % NT) * 128;
+    it.n0 = static_cast<long long>(rem % NT) * 256;
     it.s0 = offsS[it.e];
     it.K = offsS[it.e + 1] - offsS[it.e];
   }
 }
 
-/// k-tiles of item w of GEMM OP.
-template <int OP>
-__device__ __forceinline__ int moeGradWgKT(const MoeGradArgs &p,
-                                           const int *offsS, int w) {
-  if (WgTraits<OP>::SLOT_M)
-    return static_cast<int>(((OP == kDx ? 2 * p.inter : p.hidden) + 63) / 64);
-  const long long H = p.hidden, I = p.inter;
-  const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
-  const int e = w / static_cast<int>(((M + 127) / 128) * ((N + 127) / 128));
-  return (offsS[e + 1] - offsS[e] + 63) / 64;
-}
-
-/// Producer: the k-tiles of one item into the ring (g: k-tiles staged so far).
+/// Producer (thread pt of NP = moeGradWgProducers()): the k-tiles of one item
+/// into the ring (g: k-tiles staged so far).
 template <int OP>
 __device__ __forceinline__ void
 moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
@@ -841,11 +834,11 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
                  int *gIdx, long long &g) {
 #if defined(MM_MOE_WGMMA)
   using Tr = WgTraits<OP>;
-  constexpr int BK = 64, S = moeGradWgStages();
+  constexpr int BK = 64, S = moeGradWgStages(), NP = moeGradWgProducers();
   constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
   const long long H = p.hidden, I = p.inter, K = it.K;
   const int KK = static_cast<int>(p.top_k);
-  const int tid = threadIdx.x;
+  const int pt = threadIdx.x;
   const unsigned short *x = cptr<unsigned short>(p.x),
                        *dy = cptr<unsigned short>(p.dy),
                        *hb = cptr<unsigned short>(p.hb),
@@ -854,51 +847,48 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
   const unsigned short *w1 = cptr<unsigned short>(p.w1) + it.e * I * H,
                        *w3 = cptr<unsigned short>(p.w3) + it.e * I * H,
                        *w2 = cptr<unsigned short>(p.w2) + it.e * H * I;
-  // K-major tiles: rows rs + 16 j (j < 8), 16-byte chunk c
-  const int c = tid & 7, rs = tid >> 3;
+  // K-major tiles: rows rs + RSTEP j, 16-byte chunk c
+  constexpr int RSTEP = NP / 8, NA = 128 / RSTEP, NBK = 256 / RSTEP;
+  const int c = pt & 7, rs = pt >> 3;
+  const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
   // K-major A rows (gate/up: tokens of x, dh: tokens of dy, dx: slots of
-  // dac), -1 past the group; K-major B rows (gate/up: w1 rows n0 + rs + 16 j
-  // for j < 4, then the same rows of w3), -1 past I.
-  int aRow[8], bRow[8];
+  // dac), -1 past the group, as element offsets of the row starts.
+  long long aOff[Tr::A_MN ? 1 : NA];
   if (!Tr::A_MN) {
+    const long long ld = OP == kDx ? 2 * I : H;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const long long r = it.r0 + rs + 16 * j;
-      aRow[j] = r >= it.r1  ? -1
-                : OP == kDx ? static_cast<int>(r)
-                            : perm[r] / KK;
+    for (int j = 0; j < NA; ++j) {
+      const long long r = it.r0 + rs + RSTEP * j;
+      aOff[j] = r >= it.r1  ? -1
+                : OP == kDx ? r * ld
+                            : static_cast<long long>(perm[r] / KK) * ld;
     }
   }
-  if (Tr::B_KM) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const long long n = it.n0 + rs + 16 * (j & 3);
-      bRow[j] = n < I ? static_cast<int>(n) : -1;
-    }
-  }
-  // MN-major tiles: k rows mk + 8 j (j < 8), 16-byte column mc (of 16)
-  const int mc = tid & 15, mk = tid >> 4;
-  const long long aM = it.r0 + mc * 8, bN = it.n0 + mc * 8;
+  // MN-major A: k rows mk + AKSTEP j, 16-byte column mc (of 16);
+  // MN-major B: k rows bk + BKSTEP j, 16-byte column bc (of 32).
+  constexpr int AKSTEP = NP / 16, BKSTEP = NP / 32;
+  const int mc = pt & 15, mk = pt >> 4, bc = pt & 31, bk = pt >> 5;
+  const long long aM = it.r0 + mc * 8, bN = it.n0 + bc * 8;
   const bool aColIn = aM < (OP == kDw2 ? H : 2 * I);
   const bool bColIn = bN < (OP == kDh || OP == kDw2 ? I : H);
   // The gathered k rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
   // token of k row t one k-tile ahead (nx) and publishes it in gIdx[slot]
-  // (a barrier of the producer warpgroup), so the copies never wait on
+  // (a barrier of the producer threads), so the copies never wait on
   // perm_slot and the rows cost one register.
   auto tokenOf = [&](long long k) {
-    return tid < 64 && k < K ? perm[it.s0 + k] / KK : 0;
+    return pt < 64 && k < K ? perm[it.s0 + k] / KK : 0;
   };
-  int nx = Tr::GATHER_K ? tokenOf(tid) : 0;
+  int nx = Tr::GATHER_K ? tokenOf(pt) : 0;
   const int KT = static_cast<int>((K + BK - 1) / BK);
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const long long k0 = static_cast<long long>(kt) * BK;
     const int slot = static_cast<int>(g % S);
     const int *cur = gIdx + slot * 64;
     if (Tr::GATHER_K) {
-      if (tid < 64)
-        gIdx[slot * 64 + tid] = nx;
-      asm volatile("bar.sync 1, 128;\n" ::: "memory");
-      nx = tokenOf(k0 + BK + tid);
+      if (pt < 64)
+        gIdx[slot * 64 + pt] = nx;
+      asm volatile("bar.sync 1, %0;\n" ::"n"(NP) : "memory");
+      nx = tokenOf(k0 + BK + pt);
     }
     if (g >= S)
       mbarWait(sharedAddr(&emptyBar[slot]),
@@ -906,39 +896,44 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
     const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
     const bool kIn = k0 + c * 8 < K;
     if (!Tr::A_MN) {
-      const unsigned short *a0 = OP == kGateUp ? x : OP == kDh ? dy : dac;
-      const long long ld = OP == kDx ? 2 * I : H;
+      const unsigned short *a0 = (OP == kGateUp ? x
+                                  : OP == kDh   ? dy
+                                                : dac) +
+                                 k0 + c * 8;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const bool in = aRow[j] >= 0 && kIn;
-        cpAsync16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
-                  in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
+      for (int j = 0; j < NA; ++j) {
+        const bool in = aOff[j] >= 0 && kIn;
+        cpAsync16(base + (rs + RSTEP * j) * 128 + swz, in ? a0 + aOff[j] : x,
+                  in);
       }
     } else {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int kr = mk + 8 * j; // kr % 8 == mk
+      for (int j = 0; j < 64 / AKSTEP; ++j) {
+        const int kr = mk + AKSTEP * j;
         const long long k = k0 + kr;
         const bool in = aColIn && k < K;
         const unsigned short *src =
             !in          ? x
             : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
                          : dac + (it.s0 + k) * 2 * I + aM;
-        cpAsync16(base + (mc >> 3) * 8192 + kr * 128 + (((mc & 7) ^ mk) << 4),
+        cpAsync16(base + (mc >> 3) * 8192 + kr * 128 +
+                      (((mc & 7) ^ (kr & 7)) << 4),
                   src, in);
       }
     }
     if (Tr::B_KM) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const bool in = bRow[j] >= 0 && kIn;
-        cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
-                  in ? (j < 4 ? w1 : w3) + bRow[j] * H + k0 + c * 8 : x, in);
+      for (int j = 0; j < NBK; ++j) {
+        const int r = rs + RSTEP * j; // < 128: w1 row n0 + r, else w3
+        const long long n = it.n0 + (r & 127);
+        const bool in = n < I && kIn;
+        cpAsync16(base + A_BYTES + r * 128 + swz,
+                  in ? (r < 128 ? w1 : w3) + n * H + k0 + c * 8 : x, in);
       }
     } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int kr = mk + 8 * j;
+#pragma unroll 4
+      for (int j = 0; j < 64 / BKSTEP; ++j) {
+        const int kr = bk + BKSTEP * j;
         const long long k = k0 + kr;
         const bool in = bColIn && k < K;
         const unsigned short *src =
@@ -947,8 +942,8 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
             : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
             : OP == kDw2 ? hb + (it.s0 + k) * I + bN
                          : x + static_cast<long long>(cur[kr]) * H + bN;
-        cpAsync16(base + A_BYTES + (mc >> 3) * 8192 + kr * 128 +
-                      (((mc & 7) ^ mk) << 4),
+        cpAsync16(base + A_BYTES + (bc >> 3) * 8192 + kr * 128 +
+                      (((bc & 7) ^ (kr & 7)) << 4),
                   src, in);
       }
     }
@@ -960,186 +955,169 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
 #endif
 }
 
-/// Consumer warpgroup: the main loop of item wi (KT k-tiles from ring
-/// position g) into acc, rows 0..63 in acc[0..63], 64..127 in acc[64..127].
-/// `seq` is the item's place among the CTA's items (the ping-pong turn).
+/// Consumer warpgroup cw: the main loop of an item of KT k-tiles from ring
+/// position g into acc (rows 64 cw .. 64 cw + 63 of the item).
 template <int OP>
 __device__ __forceinline__ void
-moeGradWgMainLoop(int KT, int seq, bool last, unsigned smem0,
-                  unsigned long long *fullBar, unsigned long long *emptyBar,
-                  long long &g, float (&acc)[128]) {
+moeGradWgMainLoop(int KT, int cw, unsigned smem0, unsigned long long *fullBar,
+                  unsigned long long *emptyBar, long long &g,
+                  float (&acc)[128]) {
 #if defined(MM_MOE_WGMMA)
   using Tr = WgTraits<OP>;
   constexpr int BK = 64, S = moeGradWgStages();
   constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
-  constexpr int TA = Tr::A_MN ? 1 : 0, TB = Tr::B_KM ? 0 : 1;
   const int l = threadIdx.x & 31;
-  // wait for the other consumer to have issued the previous item's k-tiles
-  if (seq > 0)
-    asm volatile("bar.sync %0, 256;\n" ::"r"(2 + ((seq - 1) & 1)) : "memory");
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const int slot = static_cast<int>(g % S);
     mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const unsigned a = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-    const unsigned b = a + A_BYTES;
+    const unsigned st = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+    const unsigned a = st + (Tr::A_MN ? cw * 8192 : cw * (64 * 128));
+    const unsigned b = st + A_BYTES;
     fenceRegs(acc);
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      const unsigned long long db =
-          Tr::B_KM ? wgmmaDesc(b + kk * 32) : moeGradDescMN(b + kk * 2048);
-      const int accum = kt != 0 || kk != 0;
-      if (Tr::A_MN) {
-        moeGradWgmma<TA, TB, 0>(acc, moeGradDescMN(a + kk * 2048), db, accum);
-        moeGradWgmma<TA, TB, 64>(acc, moeGradDescMN(a + 8192 + kk * 2048), db,
-                                 accum);
-      } else {
-        moeGradWgmma<TA, TB, 0>(acc, wgmmaDesc(a + kk * 32), db, accum);
-        moeGradWgmma<TA, TB, 64>(acc, wgmmaDesc(a + 64 * 128 + kk * 32), db,
-                                 accum);
-      }
-    }
+    for (int kk = 0; kk < BK / 16; ++kk)
+      moeGradWgmma<Tr::A_MN ? 1 : 0, Tr::B_KM ? 0 : 1>(
+          acc, Tr::A_MN ? moeGradDescMN(a + kk * 2048) : wgmmaDesc(a + kk * 32),
+          Tr::B_KM ? wgmmaDesc(b + kk * 32) : moeGradDescMN(b + kk * 2048),
+          kt != 0 || kk != 0);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
     // k-tile g - 1 (same item) is multiplied: its slot goes back
     if (kt != 0 && l == 0)
       mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
   }
-  // the next item's consumer may start issuing
-  if (!last)
-    asm volatile("bar.arrive %0, 256;\n" ::"r"(2 + (seq & 1)) : "memory");
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   fenceRegs(acc);
   if (KT > 0 && l == 0)
     mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
 #else
-  (void)KT, (void)seq, (void)last, (void)smem0, (void)fullBar, (void)emptyBar,
-      (void)g, (void)acc;
+  (void)KT, (void)cw, (void)smem0, (void)fullBar, (void)emptyBar, (void)g,
+      (void)acc;
 #endif
 }
 
-/// Consumer warpgroup: the epilogue of item `it` of GEMM OP (none: an expert
-/// without slots, zero weight gradients).
+/// Consumer warpgroup cw: the epilogue of item `it` of GEMM OP (none: an
+/// expert without slots, zero weight gradients; selected here, since zeroing
+/// acc would make ptxas spill the accumulators).
 template <int OP>
-__device__ __forceinline__ void moeGradWgEpilogue(const MoeGradArgs &p,
-                                                  const WgItem &it, bool none,
-                                                  float (&acc)[128]) {
+__device__ __forceinline__ void
+moeGradWgEpilogue(const MoeGradArgs &p, const WgItem &it, int cw, bool none,
+                  float (&acc)[128]) {
 #if defined(MM_MOE_WGMMA)
   const long long H = p.hidden, I = p.inter;
   const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  // acc[64 hm + 4 j + q]: row 64 hm + 16 w + l / 4 + 8 (q / 2) of the item,
-  // column 8 j + 2 (l % 4) + q % 2 (gate/up: j < 8 gate, j + 8 up of the
-  // same column 8 j + ...).
+  // acc[4 j + q]: row 64 cw + 16 w + l / 4 + 8 (q / 2) of the item, column
+  // 8 j + 2 (l % 4) + q % 2 (gate/up: j < 16 gate, j + 16 up of the same
+  // column 8 j + ...).
   const long long cBase = it.n0 + 2 * (l & 3);
 #pragma unroll
-  for (int hm = 0; hm < 2; ++hm)
+  for (int h = 0; h < 2; ++h) {
+    const long long r = it.r0 + 64 * cw + 16 * w + (l >> 2) + 8 * h;
+    const float *v = acc + 2 * h; // v[4 j], v[4 j + 1]
+    if (OP == kGateUp) {
+      if (r >= it.r1)
+        continue;
+      const float wr = moeGradSlotWeight(p, r);
+      unsigned *acf =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.acf) + r * 2 * I);
+      unsigned *hb =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * I);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const long long r = it.r0 + 64 * hm + 16 * w + (l >> 2) + 8 * h;
-      const float *v = acc + 64 * hm + 2 * h; // v[4 j], v[4 j + 1]
-      if (OP == kGateUp) {
-        if (r >= it.r1)
+      for (int j = 0; j < 16; ++j) {
+        const long long n = cBase + 8 * j; // I % 8 == 0: the pair is in
+        if (n >= I)
           continue;
-        const float wr = moeGradSlotWeight(p, r);
-        unsigned *acf = reinterpret_cast<unsigned *>(
-            mptr<unsigned short>(p.acf) + r * 2 * I);
-        unsigned *hb =
-            reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * I);
+        const float a0 = v[4 * j], a1 = v[4 * j + 1];
+        const float c0 = v[4 * (j + 16)], c1 = v[4 * (j + 16) + 1];
+        acf[n / 2] = packBf16(a0, a1);
+        acf[(I + n) / 2] = packBf16(c0, c1);
+        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
+      }
+    } else if (OP == kDh) {
+      const bool rIn = r < it.r1;
+      float dot = 0.f;
+      if (rIn) {
+        const float ws = moeGradSlotWeight(p, r);
+        const unsigned *acf = reinterpret_cast<const unsigned *>(
+            cptr<unsigned short>(p.acf) + r * 2 * I);
+        unsigned *dac = reinterpret_cast<unsigned *>(
+            mptr<unsigned short>(p.dac) + r * 2 * I);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const long long n = cBase + 8 * j; // I % 8 == 0: the pair is in
-          if (n >= I)
-            continue;
-          const float a0 = v[4 * j], a1 = v[4 * j + 1];
-          const float c0 = v[4 * (j + 8)], c1 = v[4 * (j + 8) + 1];
-          acf[n / 2] = packBf16(a0, a1);
-          acf[(I + n) / 2] = packBf16(c0, c1);
-          hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
-        }
-      } else if (OP == kDh) {
-        const bool rIn = r < it.r1;
-        float dot = 0.f;
-        if (rIn) {
-          const float ws = moeGradSlotWeight(p, r);
-          const unsigned *acf = reinterpret_cast<const unsigned *>(
-              cptr<unsigned short>(p.acf) + r * 2 * I);
-          unsigned *dac = reinterpret_cast<unsigned *>(
-              mptr<unsigned short>(p.dac) + r * 2 * I);
+        for (int j0 = 0; j0 < 32; j0 += 8) { // loads 8 pairs ahead
+          unsigned au[8], cu[8];
 #pragma unroll
-          for (int j0 = 0; j0 < 16; j0 += 8) { // loads 8 pairs ahead
-            unsigned au[8], cu[8];
+          for (int jj = 0; jj < 8; ++jj) {
+            const long long n = cBase + 8 * (j0 + jj);
+            au[jj] = n < I ? acf[n / 2] : 0u;
+            cu[jj] = n < I ? acf[(I + n) / 2] : 0u;
+          }
 #pragma unroll
-            for (int jj = 0; jj < 8; ++jj) {
-              const long long n = cBase + 8 * (j0 + jj);
-              au[jj] = n < I ? acf[n / 2] : 0u;
-              cu[jj] = n < I ? acf[(I + n) / 2] : 0u;
+          for (int jj = 0; jj < 8; ++jj) {
+            const int j = j0 + jj;
+            const long long n = cBase + 8 * j;
+            if (n >= I)
+              continue;
+            const float av[2] = {__uint_as_float(au[jj] << 16),
+                                 __uint_as_float(au[jj] & 0xffff0000u)};
+            const float cv[2] = {__uint_as_float(cu[jj] << 16),
+                                 __uint_as_float(cu[jj] & 0xffff0000u)};
+            float da[2], dc[2];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+              const float gv = v[4 * j + q];
+              const float sg = sigmoidF(av[q]);
+              dot = fmaf(av[q] * sg * cv[q], gv, dot);
+              const float dh = ws * gv;
+              da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
+              dc[q] = dh * av[q] * sg;
             }
-#pragma unroll
-            for (int jj = 0; jj < 8; ++jj) {
-              const int j = j0 + jj;
-              const long long n = cBase + 8 * j;
-              if (n >= I)
-                continue;
-              const float av[2] = {__uint_as_float(au[jj] << 16),
-                                   __uint_as_float(au[jj] & 0xffff0000u)};
-              const float cv[2] = {__uint_as_float(cu[jj] << 16),
-                                   __uint_as_float(cu[jj] & 0xffff0000u)};
-              float da[2], dc[2];
-#pragma unroll
-              for (int q = 0; q < 2; ++q) {
-                const float g = v[4 * j + q];
-                const float sg = sigmoidF(av[q]);
-                dot = fmaf(av[q] * sg * cv[q], g, dot);
-                const float dh = ws * g;
-                da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
-                dc[q] = dh * av[q] * sg;
-              }
-              dac[n / 2] = packBf16(da[0], da[1]);
-              dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
-            }
+            dac[n / 2] = packBf16(da[0], da[1]);
+            dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
           }
         }
-        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-        if (rIn && (l & 3) == 0)
-          atomicAdd(mptr<float>(p.dot) + r, dot);
-      } else if (OP == kDx) {
-        if (r >= it.r1)
-          continue;
-        unsigned *dxs =
-            reinterpret_cast<unsigned *>(mptr<unsigned short>(p.dxs) + r * H);
+      }
+      dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+      dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+      if (rIn && (l & 3) == 0)
+        atomicAdd(mptr<float>(p.dot) + r, dot);
+    } else if (OP == kDx) {
+      if (r >= it.r1)
+        continue;
+      unsigned *dxs =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.dxs) + r * H);
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          const long long n = cBase + 8 * j;
-          if (n < H)
-            dxs[n / 2] = packBf16(v[4 * j], v[4 * j + 1]);
-        }
-      } else {
-        const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
-        if (r >= M)
-          continue;
-        float *out = OP == kDw2 ? mptr<float>(p.dw2) + (it.e * H + r) * I
-                     : r < I    ? mptr<float>(p.dw1) + (it.e * I + r) * H
-                                : mptr<float>(p.dw3) + (it.e * I + r - I) * H;
+      for (int j = 0; j < 32; ++j) {
+        const long long n = cBase + 8 * j;
+        if (n < H)
+          dxs[n / 2] = packBf16(v[4 * j], v[4 * j + 1]);
+      }
+    } else {
+      const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+      if (r >= M)
+        continue;
+      float *out = OP == kDw2 ? mptr<float>(p.dw2) + (it.e * H + r) * I
+                   : r < I    ? mptr<float>(p.dw1) + (it.e * I + r) * H
+                              : mptr<float>(p.dw3) + (it.e * I + r - I) * H;
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          const long long n = cBase + 8 * j;
-          if (n < N)
-            *reinterpret_cast<float2 *>(out + n) =
-                none ? make_float2(0.f, 0.f)
-                     : make_float2(v[4 * j], v[4 * j + 1]);
-        }
+      for (int j = 0; j < 32; ++j) {
+        const long long n = cBase + 8 * j;
+        if (n < N)
+          *reinterpret_cast<float2 *>(out + n) =
+              none ? make_float2(0.f, 0.f)
+                   : make_float2(v[4 * j], v[4 * j + 1]);
       }
     }
+  }
 #else
-  (void)p, (void)it, (void)none, (void)acc;
+  (void)p, (void)it, (void)cw, (void)none, (void)acc;
 #endif
 }
 
 template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  constexpr int S = moeGradWgStages();
+  constexpr int S = moeGradWgStages(), NP = moeGradWgProducers();
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
@@ -1152,18 +1130,20 @@ template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
   }
   if (threadIdx.x == 0)
     for (int s = 0; s < S; ++s) {
-      mbarInit(sharedAddr(&fullBar[s]), 128); // every producer thread
-      mbarInit(sharedAddr(&emptyBar[s]), 4);  // lane 0 of the consumer's warps
+      mbarInit(sharedAddr(&fullBar[s]), NP); // every producer thread
+      mbarInit(sharedAddr(&emptyBar[s]), 8); // lane 0 of every consumer warp
     }
   __syncthreads();
   const long long H = p.hidden, I = p.inter;
   const int nW = static_cast<int>(moeGradWgItems<W>(H, I, p.experts, 0));
   const int items =
       nW + static_cast<int>(moeGradWgItems<M>(H, I, p.experts, tilesS[E]));
-  const int wg = threadIdx.x >> 7;
   long long g = 0;
-  if (wg == 0) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+  if (threadIdx.x < NP) {
+    if (NP == 128)
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    else
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
     for (int i = blockIdx.x; i < items; i += gridDim.x) {
       WgItem it;
       if (i < nW) {
@@ -1180,37 +1160,30 @@ template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
-  const int cw = wg - 1;
+  const int cw = (threadIdx.x - NP) >> 7;
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i)
     acc[i] = 0.f;
-  int seq = 0;
-  for (int i = blockIdx.x; i < items; i += gridDim.x, ++seq) {
-    const bool isW = i < nW;
-    int KT = 0;
-    if constexpr (W != kNoGemm) {
-      if (isW)
-        KT = moeGradWgKT<W>(p, offsS, i);
-    }
-    if (!isW)
-      KT = moeGradWgKT<M>(p, offsS, i - nW);
-    if ((seq & 1) != cw) { // the other consumer's item
-      g += KT;
-      continue;
-    }
-    const bool last = i + gridDim.x >= items;
+  for (int i = blockIdx.x; i < items; i += gridDim.x) {
     WgItem it;
-    if (isW) {
+    if (i < nW) {
       if constexpr (W != kNoGemm) {
-        moeGradWgMainLoop<W>(KT, seq, last, smem0, fullBar, emptyBar, g, acc);
+        // K of the item first (the rest is decoded after the main loop, so
+        // only the accumulators live through it)
+        const long long MW = W == kDw2 ? H : 2 * I, NW = W == kDw2 ? I : H;
+        const int e =
+            i / static_cast<int>(((MW + 127) / 128) * ((NW + 255) / 256));
+        const int KT = (offsS[e + 1] - offsS[e] + 63) / 64;
+        moeGradWgMainLoop<W>(KT, cw, smem0, fullBar, emptyBar, g, acc);
         moeGradWgLocate<W>(p, tilesS, offsS, i, it);
-        moeGradWgEpilogue<W>(p, it, KT == 0, acc);
+        moeGradWgEpilogue<W>(p, it, cw, KT == 0, acc);
       }
     } else {
-      moeGradWgMainLoop<M>(KT, seq, last, smem0, fullBar, emptyBar, g, acc);
+      const int KT = static_cast<int>(((M == kDx ? 2 * I : H) + 63) / 64);
+      moeGradWgMainLoop<M>(KT, cw, smem0, fullBar, emptyBar, g, acc);
       moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
-      moeGradWgEpilogue<M>(p, it, false, acc);
+      moeGradWgEpilogue<M>(p, it, cw, false, acc);
     }
   }
 #else
@@ -1238,8 +1211,63 @@ template <typename T> __device__ void moeGradRouter(const MoeGradArgs &p) {
   const int E = static_cast<int>(p.experts), K = static_cast<int>(p.top_k);
   const T *x = cptr<T>(p.x) + t * H, *router = cptr<T>(p.router);
   float *pr = pS[warp], *dp = dpS[warp];
-  // logits exactly as moeRoute computes them
-  for (int e = 0; e < E; ++e) {
+  // bf16, H ≤ 1024 and E ≤ 8 (the common case): x's row and each lane's
+  // pieces of all rows it reads are loaded up front, so the latencies overlap
+  constexpr int RC = 4; // 16-byte chunks of a row per lane (H ≤ 1024)
+  const bool fast = sizeof(T) == 2 && H % 8 == 0 && H <= 256 * RC && E <= 8;
+  uint4 xv[RC];
+  if (fast) {
+#pragma unroll
+    for (int i = 0; i < RC; ++i) {
+      const long long c = lane * 8 + 256 * i;
+      xv[i] = c < H ? *reinterpret_cast<const uint4 *>(
+                          reinterpret_cast<const unsigned short *>(x) + c)
+                    : make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+  // logits exactly as moeRoute computes them (the same per-lane sums)
+  if (fast) {
+    float sv[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      sv[e] = 0.f;
+      if (e >= E)
+        continue;
+      const unsigned short *rs =
+          reinterpret_cast<const unsigned short *>(router) + e * H;
+      uint4 rv[RC];
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const long long c = lane * 8 + 256 * i;
+        rv[i] = c < H ? *reinterpret_cast<const uint4 *>(rs + c)
+                      : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        if (lane * 8 + 256 * i >= H)
+          break;
+        const unsigned xu[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w},
+                       ru[4] = {rv[i].x, rv[i].y, rv[i].z, rv[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          sv[e] = fmaf(__uint_as_float(xu[q] << 16),
+                       __uint_as_float(ru[q] << 16), sv[e]);
+          sv[e] = fmaf(__uint_as_float(xu[q] & 0xffff0000u),
+                       __uint_as_float(ru[q] & 0xffff0000u), sv[e]);
+        }
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      sv[e] = warpSum(sv[e]);
+    if (lane < E) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (e == lane)
+          pr[e] = sv[e];
+    }
+  }
+  for (int e = 0; e < (fast ? 0 : E); ++e) {
     float s = 0.f;
     if (sizeof(T) == 2 && H % 8 == 0) {
       const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
@@ -1309,6 +1337,54 @@ template <typename T> __device__ void moeGradRouter(const MoeGradArgs &p) {
   __syncwarp();
   const T *dxs = cptr<T>(p.dxs);
   T *dx = mptr<T>(p.dx) + t * H;
+  if (fast) {
+    // dx = Σ_j dxs[slot j] + Σ_e dp_e router[e]: all of a row's chunks at
+    // once (independent loads), 8 outputs of each chunk a lane
+    float s[RC][8];
+#pragma unroll
+    for (int i = 0; i < RC; ++i)
+#pragma unroll
+      for (int q = 0; q < 8; ++q)
+        s[i][q] = 0.f;
+    auto addRow = [&](const unsigned short *src, float f) {
+      uint4 v[RC];
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const long long c = lane * 8 + 256 * i;
+        v[i] = c < H ? *reinterpret_cast<const uint4 *>(src + c)
+                     : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const unsigned u[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          s[i][2 * q] = fmaf(f, __uint_as_float(u[q] << 16), s[i][2 * q]);
+          s[i][2 * q + 1] =
+              fmaf(f, __uint_as_float(u[q] & 0xffff0000u), s[i][2 * q + 1]);
+        }
+      }
+    };
+    const unsigned short *dxsU = reinterpret_cast<const unsigned short *>(dxs),
+                         *rU = reinterpret_cast<const unsigned short *>(router);
+    for (int j = 0; j < K; ++j)
+      addRow(dxsU +
+                 static_cast<long long>(j < 16 ? posS[warp][j] : spos[j]) * H,
+             1.f);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      if (e < E)
+        addRow(rU + e * H, dp[e]);
+#pragma unroll
+    for (int i = 0; i < RC; ++i) {
+      const long long c = lane * 8 + 256 * i;
+      if (c < H)
+        *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(dx) + c) =
+            make_uint4(packBf16(s[i][0], s[i][1]), packBf16(s[i][2], s[i][3]),
+                       packBf16(s[i][4], s[i][5]), packBf16(s[i][6], s[i][7]));
+    }
+    return;
+  }
   if (sizeof(T) == 2 && H % 8 == 0) {
     for (long long c = lane * 8; c < H; c += 256) {
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -1358,6 +1434,7 @@ template <typename T> __device__ void moeGradDrouter(const MoeGradArgs &p) {
   float *part = mptr<float>(p.part) + blockIdx.y * E * H;
   for (long long e0 = 0; e0 < E; e0 += 8) {
     float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll 8
     for (long long t = t0; t < t1; ++t) {
       const float xv = ld(x, t * H + c);
 #pragma unroll
@@ -1378,6 +1455,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   if (i >= n)
     return;
   float s = 0.f;
+#pragma unroll 8
   for (long long r = 0; r < p.rsplit; ++r)
     s += cptr<float>(p.part)[r * n + i];
   mptr<float>(p.drouter)[i] = s;
@@ -1400,7 +1478,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
     if (!mm::k::moeGradUseWgmma<T>(a))                                         \
       mm::k::moeGradGemm<T, mm::k::kGateUp>(a, blockIdx.x, blockIdx.y, 0);     \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
       prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
       mm::k::moeGradWgRun<mm::k::kNoGemm, mm::k::kGateUp>(a);                  \
@@ -1410,7 +1488,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
     if (!mm::k::moeGradDhWgmma() || !mm::k::moeGradUseWgmma<T>(a))             \
       mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                       \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
       prefix##_dh_dw2_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradDhWgmma() && mm::k::moeGradUseWgmma<T>(a))               \
       mm::k::moeGradWgRun<mm::k::kDw2, mm::k::kDh>(a);                         \
@@ -1420,7 +1498,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
     if (!mm::k::moeGradUseWgmma<T>(a))                                         \
       mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                      \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(384, 1)                         \
+  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
       prefix##_dw13_dx_wg(mm::k::MoeGradArgs a) {                              \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
       mm::k::moeGradWgRun<mm::k::kDw13, mm::k::kDx>(a);                        \

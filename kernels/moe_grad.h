@@ -60,15 +60,20 @@ MM_HD constexpr int moeGradSmemBytes() {
 #define MM_MOE_GRAD_DH_WG 1
 #endif
 MM_HD constexpr bool moeGradDhWgmma() { return MM_MOE_GRAD_DH_WG != 0; }
-/// The wgmma GEMMs (moeGradWgRun, kernels/moe_grad.cuh): ring stages of a
-/// 128-row A and a 128-row B tile of 64 bf16 (32 KiB), plus 1 KiB to align
-/// the 128-byte swizzle atoms to 1024 bytes; moeWgmmaThreads() threads, one
-/// CTA per multiprocessor.
-#ifndef MM_MOE_GRAD_WG_STAGES
-#define MM_MOE_GRAD_WG_STAGES 6
+/// The wgmma GEMMs (moeGradWgRun, kernels/moe_grad.cuh): moeGradWgProducers()
+/// producer threads and 2 consumer warpgroups, one CTA per multiprocessor;
+/// ring stages of a 128-row A and a 256-row B tile of 64 bf16 (48 KiB), plus
+/// 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
+#ifndef MM_MOE_GRAD_WG_PRODUCERS
+#define MM_MOE_GRAD_WG_PRODUCERS 128
 #endif
+#ifndef MM_MOE_GRAD_WG_STAGES
+#define MM_MOE_GRAD_WG_STAGES 4
+#endif
+MM_HD constexpr int moeGradWgProducers() { return MM_MOE_GRAD_WG_PRODUCERS; }
+MM_HD constexpr int moeGradWgThreads() { return moeGradWgProducers() + 256; }
 MM_HD constexpr int moeGradWgStages() { return MM_MOE_GRAD_WG_STAGES; }
-MM_HD constexpr int moeGradWgStageBytes() { return 2 * 128 * 64 * 2; }
+MM_HD constexpr int moeGradWgStageBytes() { return (128 + 256) * 64 * 2; }
 MM_HD constexpr int moeGradWgSmemBytes() {
   return moeGradWgStages() * moeGradWgStageBytes() + 1024;
 }
@@ -164,7 +169,7 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   auto wgGrid = [&](long long items) {
     return static_cast<unsigned>(items < nsm ? (items < 1 ? 1 : items) : nsm);
   };
-  const unsigned wgT = static_cast<unsigned>(moeWgmmaThreads()),
+  const unsigned wgT = static_cast<unsigned>(moeGradWgThreads()),
                  wgS = static_cast<unsigned>(moeGradWgSmemBytes());
   const long long H = a.hidden, I = a.inter, E = a.experts;
   int n = 0;
@@ -173,7 +178,8 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   if (launchMma)
     out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
   if (launchWg)
-    out[n++] = {"_gateup_wg", wgGrid(mt * moeGradDivUp(I, 64)), 1, 1, wgT, wgS};
+    out[n++] = {"_gateup_wg", wgGrid(mt * moeGradDivUp(I, 128)), 1, 1, wgT,
+                wgS};
   // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
   const long long nDw2 = moeGradDivUp(a.hidden, TB) *
                          moeGradDivUp(a.inter, TB) * a.experts,
@@ -183,10 +189,10 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
                   nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
   if (launchMma || moeGradDhWgmma() == false)
     out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
-  if (launchWg && moeGradDhWgmma()) // 128 × 128 items (moeGradWgRun)
+  if (launchWg && moeGradDhWgmma()) // 128 × 256 items (moeGradWgRun)
     out[n++] = {"_dh_dw2_wg",
-                wgGrid(E * moeGradDivUp(H, 128) * moeGradDivUp(I, 128) +
-                       mt * moeGradDivUp(I, 128)),
+                wgGrid(E * moeGradDivUp(H, 128) * moeGradDivUp(I, 256) +
+                       mt * moeGradDivUp(I, 256)),
                 1,
                 1,
                 wgT,
@@ -195,8 +201,8 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
     out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
   if (launchWg)
     out[n++] = {"_dw13_dx_wg",
-                wgGrid(E * moeGradDivUp(2 * I, 128) * moeGradDivUp(H, 128) +
-                       mt * moeGradDivUp(H, 128)),
+                wgGrid(E * moeGradDivUp(2 * I, 128) * moeGradDivUp(H, 256) +
+                       mt * moeGradDivUp(H, 256)),
                 1,
                 1,
                 wgT,
