@@ -199,6 +199,16 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
   return true;
 }
 
+/// Store of the f32 weight gradients (written once, never read by the plan):
+/// evict-first (st.global.cs) when moeGradStreamStores(), so they do not push
+/// the GEMMs' operands out of L2.
+template <typename V> __device__ __forceinline__ void moeGradStoreW(V *p, V v) {
+  if (moeGradStreamStores())
+    __stcs(p, v);
+  else
+    *p = v;
+}
+
 /// Routing weight of permuted slot r.
 __device__ __forceinline__ float moeGradSlotWeight(const MoeGradArgs &p,
                                                    long long r) {
@@ -221,26 +231,27 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
     if (r >= t.r1 || col >= I)
       return 0.f;
     const float w = moeGradSlotWeight(p, r);
-    T *acf = mptr<T>(p.acf) + r * 2 * I + col;
+    float *acf = mptr<float>(p.acf) + r * 2 * I + col;
     T *hb = mptr<T>(p.hb) + r * I + col;
     float h[NV];
 #pragma unroll
     for (int i = 0; i < NV; ++i)
       h[i] = w * siluF(v[i]) * u[i];
     if (vec) {
-      *reinterpret_cast<uint4 *>(acf) =
-          make_uint4(packBf16(v[0], v[1]), packBf16(v[2], v[3]),
-                     packBf16(v[4], v[5]), packBf16(v[6], v[7]));
-      *reinterpret_cast<uint4 *>(acf + I) =
-          make_uint4(packBf16(u[0], u[1]), packBf16(u[2], u[3]),
-                     packBf16(u[4], u[5]), packBf16(u[6], u[7]));
+#pragma unroll
+      for (int i = 0; i < NV; i += 4) {
+        *reinterpret_cast<float4 *>(acf + i) =
+            make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+        *reinterpret_cast<float4 *>(acf + I + i) =
+            make_float4(u[i], u[i + 1], u[i + 2], u[i + 3]);
+      }
       *reinterpret_cast<uint4 *>(hb) =
           make_uint4(packBf16(h[0], h[1]), packBf16(h[2], h[3]),
                      packBf16(h[4], h[5]), packBf16(h[6], h[7]));
     } else {
       for (int i = 0; i < NV; ++i) {
-        st(acf, i, v[i]);
-        st(acf, I + i, u[i]);
+        acf[i] = v[i];
+        acf[I + i] = u[i];
         st(hb, i, h[i]);
       }
     }
@@ -249,25 +260,21 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
     if (r >= t.r1 || col >= I)
       return 0.f;
     const float w = moeGradSlotWeight(p, r);
-    const T *acf = cptr<T>(p.acf) + r * 2 * I + col;
+    const float *acf = cptr<float>(p.acf) + r * 2 * I + col;
     T *dac = mptr<T>(p.dac) + r * 2 * I + col;
     float a[NV], cu[NV], da[NV], dc[NV], dot = 0.f;
     if (vec) {
-      const uint4 a4 = *reinterpret_cast<const uint4 *>(acf);
-      const uint4 c4 = *reinterpret_cast<const uint4 *>(acf + I);
-      const unsigned au[4] = {a4.x, a4.y, a4.z, a4.w},
-                     cv[4] = {c4.x, c4.y, c4.z, c4.w};
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        a[2 * i] = __uint_as_float(au[i] << 16);
-        a[2 * i + 1] = __uint_as_float(au[i] & 0xffff0000u);
-        cu[2 * i] = __uint_as_float(cv[i] << 16);
-        cu[2 * i + 1] = __uint_as_float(cv[i] & 0xffff0000u);
+      for (int i = 0; i < NV; i += 4) {
+        const float4 a4 = *reinterpret_cast<const float4 *>(acf + i);
+        const float4 c4 = *reinterpret_cast<const float4 *>(acf + I + i);
+        a[i] = a4.x, a[i + 1] = a4.y, a[i + 2] = a4.z, a[i + 3] = a4.w;
+        cu[i] = c4.x, cu[i + 1] = c4.y, cu[i + 2] = c4.z, cu[i + 3] = c4.w;
       }
     } else {
       for (int i = 0; i < NV; ++i) {
-        a[i] = ld(acf, i);
-        cu[i] = ld(acf, I + i);
+        a[i] = acf[i];
+        cu[i] = acf[I + i];
       }
     }
 #pragma unroll
@@ -321,8 +328,8 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
       else
 #pragma unroll
         for (int i = 0; i < NV; i += 4)
-          *reinterpret_cast<float4 *>(outF + i) =
-              make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+          moeGradStoreW(reinterpret_cast<float4 *>(outF + i),
+                        make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]));
     } else {
       for (int i = 0; i < NV; ++i) {
         if (OP == kDx)
@@ -647,6 +654,28 @@ __device__ void moeGradGemm(const MoeGradArgs &p, int bx, int by, int bz) {
 /// gradient W (grid gx × gy × experts), then those of slot-M GEMM M (grid
 /// moeGradMTiles × my); together they fill the last wave that each alone
 /// would leave partly idle.
+/// Expert-major order of a GEMM pair's work (moeGradExpertOrder()): work
+/// unit i (a CTA or a persistent work item) is, expert by expert, the nWe
+/// units of expert e's weight gradient, then the units of its M-tiles
+/// tiles[e] .. tiles[e + 1] − 1 (nM per M-tile), so the units that run at the
+/// same time share the expert's operands in L2 (dy of its tokens, dac of its
+/// slots). Sets isW and the unit's index in its GEMM's own order (weight
+/// gradient: e·nWe + local; slot-M: M-tile·nM + N-tile); false past the end.
+__device__ __forceinline__ bool moeGradOrderUnit(long long i, int E,
+                                                 long long nWe, long long nM,
+                                                 const int *tiles, bool &isW,
+                                                 long long &idx) {
+  if (i >= E * nWe + nM * tiles[E])
+    return false;
+  int e = 0;
+  while (e + 1 < E && (e + 1) * nWe + nM * tiles[e + 1] <= i)
+    ++e;
+  const long long loc = i - (e * nWe + nM * tiles[e]);
+  isW = loc < nWe;
+  idx = isW ? e * nWe + loc : nM * tiles[e] + (loc - nWe);
+  return true;
+}
+
 template <typename T, int W, int M>
 __device__ void moeGradPair(const MoeGradArgs &p) {
   const long long H = p.hidden, I = p.inter, TB = moeGradTile();
@@ -654,7 +683,20 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
                   gy = moeGradDivUp(W == kDw2 ? I : H, TB);
   const long long nW = gx * gy * p.experts;
   const long long mt = moeGradMTiles(p.rows, p.top_k, p.experts);
-  const long long b = blockIdx.x;
+  long long b = blockIdx.x;
+  if (moeGradExpertOrder()) {
+    // M CTAs as (M-tile, N-tile) with the N-tile fastest
+    const long long my = moeGradDivUp(M == kDh ? I : H, TB);
+    bool isW;
+    long long idx;
+    if (!moeGradOrderUnit(b, static_cast<int>(p.experts), gx * gy, my,
+                          cptr<int>(p.tile_offsets), isW, idx))
+      return;
+    if (isW)
+      b = idx;
+    else
+      b = nW + (idx % my) * mt + idx / my;
+  }
   if (b < nW) {
     moeGradGemm<T, W>(p, static_cast<int>(b % gx),
                       static_cast<int>((b / gx) % gy),
@@ -666,39 +708,12 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
   }
 }
 
-// ---- sm_90a: the grouped GEMMs on wgmma -------------------------------------
-// moeGradWgRun<W, M>: one persistent, warp-specialised launch (one CTA per
-// multiprocessor: moeGradWgProducers() producer threads, then 2 consumer
-// warpgroups; moeGradWgSmemBytes) runs the work items of the weight-gradient
-// GEMM W (first; kNoGemm: none) and of the slot-M GEMM M; item i of the
-// launch is taken by CTA i % gridDim.x. _gateup_wg is <kNoGemm, kGateUp>,
-// _dh_dw2_wg <kDw2, kDh>, _dw13_dx_wg <kDw13, kDx>. moeGradUseWgmma picks
-// whether the wgmma or the mma.sync form of a launch does the work (the other
-// returns at once).
-//
-// A work item is a 128 (M) × 256 (N) output tile (gate/up: 128 rows × 128
-// columns of I, gate and up side by side, as the forward's moeGemmWgmma),
-// K in steps of 64; consumer warpgroup cw multiplies rows 64 cw .. 64 cw + 63
-// with m64n256k16 (128 f32 accumulators a thread). The producers stage the
-// k-tiles of all the CTA's items, in item order, in a moeGradWgStages()-deep
-// ring of 48 KiB stages by 16-byte cp.async (full / empty mbarriers, the
-// forward's protocol). Stage layout (128-byte swizzle, 16-byte chunk c of a
-// 128-byte row r at c ^ (r % 8)):
-//  - K-major A (slot-M GEMMs: x or dy gathered through perm_slot, or dac):
-//    128 rows of 64 k (16 KiB);
-//  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
-//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB (one per consumer);
-//  - K-major B (gate/up: 128 rows of w1 then the same 128 rows of w3);
-//  - MN-major B (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h] are
-//    all stored with N contiguous): four [64 k][64 n] blocks of 8 KiB.
-// wgmma reads MN-major operands with the transpose immediates and a
-// descriptor whose leading offset (LBO) is the step between 64-wide MN
-// blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
-// rows (1 KiB); a k16 step advances 16 rows (2 KiB). K-major operands use the
-// forward's descriptor (wgmmaDesc; a k16 step advances 32 bytes). The
-// weight-gradient items reduce over an expert's slots (K = count, possibly
-// 0: zeros). Needs H and I multiples of 8 (16-byte chunks never straddle a
-// limit).
+// ---- sm_90a: the gate/up GEMM on wgmma -------------------------------------
+// moeGemmWgmma<GATE_UP = true> of kernels/moe.cuh (warp-specialised,
+// persistent, 128×128 work items, 4-stage cp.async ring, m64n256k16 with gate
+// and up side by side) with the backward's epilogue. Launched as _gateup_wg
+// (moeWgmmaThreads, moeWgmmaSmemBytes, moeWgmmaGrid CTAs) next to _gateup;
+// moeGradUseWgmma picks which of the two does the work (the other returns).
 template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
   // wgmma == 2: the executor asks for the mma.sync forms (moe_grad.h)
@@ -707,6 +722,196 @@ template <typename T> __device__ bool moeGradUseWgmma(const MoeGradArgs &p) {
 #else
   (void)p;
   return false;
+#endif
+}
+
+__device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
+#if defined(MM_MOE_WGMMA)
+  constexpr bool GATE_UP = true;
+  // Warp-specialised: warpgroup 0 copies, warpgroups 1 and 2 multiply
+  // (moeWgmmaThreads()).
+  constexpr int BM = 128, BK = 64, S = moeWgmmaStages();
+  constexpr int BN = GATE_UP ? 128 : 256; // output columns of a work item
+  constexpr int BROWS = 256; // B rows per stage = wgmma N per warpgroup
+  constexpr int A_BYTES = BM * BK * 2, STAGE_BYTES = (BM + BROWS) * BK * 2;
+  constexpr unsigned CONSUMER_WARPS = 8;
+  extern __shared__ unsigned char moeSmemRaw[];
+  __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
+  __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
+  const unsigned smem0 = (sharedAddr(moeSmemRaw) + 1023u) & ~1023u;
+
+  const int E = static_cast<int>(p.experts);
+  for (int i = threadIdx.x; i <= E; i += blockDim.x) {
+    tilesS[i] = cptr<int>(p.tile_offsets)[i];
+    offsS[i] = cptr<int>(p.offsets)[i];
+  }
+  if (threadIdx.x == 0)
+    for (int s = 0; s < S; ++s) {
+      mbarInit(sharedAddr(&fullBar[s]),
+               128); // every producer thread, once its copies land
+      mbarInit(sharedAddr(&emptyBar[s]),
+               CONSUMER_WARPS); // lane 0 of every consumer warp
+    }
+  __syncthreads();
+  const long long K = GATE_UP ? p.hidden : p.inter;
+  const long long N = GATE_UP ? p.inter : p.hidden;
+  const int NT = static_cast<int>((N + BN - 1) / BN);
+  const int items = tilesS[E] * NT; // work item w: M-tile w / NT, N-tile w % NT
+  const int KT = static_cast<int>((K + BK - 1) / BK);
+  const int myItems =
+      blockIdx.x < items ? (items - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  // The M-tile's expert and rows [r0, r1) of the permuted order.
+  auto locate = [&](int mt, int &e, long long &r0, long long &r1) {
+    e = 0;
+    while (mt >= tilesS[e + 1])
+      ++e;
+    r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
+    r1 = r0 + BM < offsS[e + 1] ? r0 + BM : offsS[e + 1];
+  };
+  const int wg = threadIdx.x >> 7;
+
+  if (wg == 0) {
+    // ---- producer: stage k-tile g into slot g % S once the consumers released
+    // it ----------
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    // Thread tid copies 16-byte chunk c = tid % 8 of rows tid / 8 + 16 j (A
+    // rows 0..127, then B rows 0..255); the chunk lands at c ^ (row % 8) of its
+    // 128-byte row (the 128-byte swizzle wgmma reads).
+    const int tid = threadIdx.x, c = tid & 7, rs = tid >> 3;
+    const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
+    const unsigned short *A = cptr<unsigned short>(p.x);
+    long long g = 0;
+    for (int it = 0; it < myItems; ++it) {
+      const int w = blockIdx.x + it * gridDim.x;
+      int e;
+      long long r0, r1;
+      locate(w / NT, e, r0, r1);
+      const long long n0 = static_cast<long long>(w % NT) * BN;
+      const unsigned short *aSrc[BM / 16];
+      bool aIn[BM / 16];
+#pragma unroll
+      for (int j = 0; j < BM / 16; ++j) {
+        const long long r = r0 + rs + 16 * j;
+        aIn[j] = r < r1;
+        const long long row =
+            !aIn[j]   ? 0
+            : GATE_UP ? (cptr<int>(p.perm_slot)[r] / p.top_k) * p.hidden
+                      : r * p.inter;
+        aSrc[j] = A + row + c * 8;
+      }
+      // gate/up: B rows 0..127 from w1, then the same rows of w3; down: 256
+      // rows of w2
+      const unsigned short *B0 =
+          GATE_UP ? cptr<unsigned short>(p.w1) + e * p.inter * p.hidden
+                  : cptr<unsigned short>(p.w2) + e * p.hidden * p.inter;
+      const unsigned short *B1 =
+          GATE_UP ? cptr<unsigned short>(p.w3) + e * p.inter * p.hidden
+                  : B0 + 128 * K;
+      const long long bCol = n0 + rs; // output column of B row rs (j = 0)
+      for (int kt = 0; kt < KT; ++kt, ++g) {
+        const int slot = static_cast<int>(g % S);
+        if (g >= S)
+          mbarWait(sharedAddr(&emptyBar[slot]),
+                   static_cast<unsigned>(((g / S) & 1) ^ 1));
+        const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
+        const long long k0 = static_cast<long long>(kt) * BK;
+        const bool kIn = k0 + c * 8 < K;
+#pragma unroll
+        for (int j = 0; j < BM / 16; ++j)
+          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
+                    aIn[j] && kIn);
+#pragma unroll
+        for (int j = 0; j < BROWS / 16; ++j) {
+          const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
+          const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
+          const bool in = kIn && col < N;
+          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
+                       : A,
+                    in);
+        }
+        mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
+      }
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // ---- consumers: warpgroup 1 multiplies A rows 0..63, warpgroup 2
+  // rows 64..127 -------------
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+  const int cw = wg - 1;
+  float acc[BROWS / 2];
+#pragma unroll
+  for (int i = 0; i < BROWS / 2; ++i)
+    acc[i] = 0.f;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  long long g = 0; // k-tiles multiplied so far, over all work items of the CTA
+  for (int it = 0; it < myItems; ++it) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+      const int slot = static_cast<int>(g % S);
+      mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
+      // the cp.async (generic proxy) writes, seen through the barrier, before
+      // wgmma reads them
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      const unsigned a =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + cw * (64 * 128);
+      const unsigned b =
+          smem0 + static_cast<unsigned>(slot * STAGE_BYTES) + A_BYTES;
+      fenceRegs(acc);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+      for (int kk = 0; kk < BK / 16;
+           ++kk) // a work item's first product overwrites
+        wgmmaBf16N256(acc, wgmmaDesc(a + kk * 32), wgmmaDesc(b + kk * 32),
+                      kt != 0 || kk != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      // k-tile g - 1 (same item) is multiplied: its slot goes back to the
+      // producer
+      if (kt != 0 && l == 0)
+        mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fenceRegs(acc);
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+    const int item = blockIdx.x + it * gridDim.x;
+    int e;
+    long long r0, r1;
+    locate(item / NT, e, r0, r1);
+    // Accumulator layout (m64n256): register 4 j + q of thread (warp w, lane l)
+    // of the warpgroup is row 16 w + l / 4 + 8 (q / 2), column 8 j + 2 (l % 4)
+    // + q % 2. Gate/up: j < 16 gate, j + 16 up, of the same output column.
+    const long long rBase = r0 + cw * 64 + w * 16 + (l >> 2);
+    const long long cBase =
+        static_cast<long long>(item % NT) * BN + 2 * (l & 3);
+    // Epilogue (moe_grad): a and c in f32 (acf), hb = w_s·silu(a)·c.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const long long r = rBase + 8 * h;
+      if (r >= r1)
+        continue;
+      const float wr = moeGradSlotWeight(p, r);
+      float *acf = mptr<float>(p.acf) + r * 2 * N;
+      unsigned *hb =
+          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * N);
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const long long n = cBase + 8 * j; // N % 8 == 0: the pair is in
+        if (n >= N)
+          continue;
+        const float a0 = acc[4 * j + 2 * h], a1 = acc[4 * j + 2 * h + 1];
+        const float c0 = acc[4 * (j + BN / 8) + 2 * h],
+                    c1 = acc[4 * (j + BN / 8) + 2 * h + 1];
+        *reinterpret_cast<float2 *>(acf + n) = make_float2(a0, a1);
+        *reinterpret_cast<float2 *>(acf + N + n) = make_float2(c0, c1);
+        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
+      }
+    }
+  }
+#else
+  (void)p;
 #endif
 }
 
@@ -757,33 +962,35 @@ moeGradWgmma(float (&d)[128], unsigned long long da, unsigned long long db,
         "+f"(d[126]), "+f"(d[127])
       : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB));
 }
+#endif
+
+// ---- sm_90a: the dh/dw2 and dx/dw13 GEMM pairs on wgmma -------------------
+// moeGradWgPair<W, M>: one persistent, warp-specialised launch (producer
+// warpgroup + 2 consumer warpgroups, moeWgmmaThreads, moeWgmmaSmemBytes, the
+// forward's 4-stage ring and mbarrier protocol) runs the work items of the
+// weight-gradient GEMM W (first) and of the slot-M GEMM M; item i of the
+// launch is taken by CTA i % gridDim.x. A work item is a 128 (M) × 256 (N)
+// output tile, K in steps of 64; each consumer warpgroup multiplies 64 of the
+// rows with m64n256k16.
+// Stage layout (128-byte swizzle, chunk c of a 128-byte row r at c ^ (r % 8)):
+//  - K-major A (the slot-M GEMMs: dy gathered through perm_slot, or dac):
+//    128 rows of 64 k, as the forward;
+//  - MN-major A (the weight gradients, A(m, k) = dy[token of slot k][m] or
+//    dac[slot k][m]): two [64 k][64 m] blocks of 8 KiB (one per consumer);
+//  - B, always MN-major (w2 [h][i], w1/w3 [i][h], hb [slot][i], x [token][h]
+//    are all stored with N contiguous): four [64 k][64 n] blocks of 8 KiB.
+// wgmma reads MN-major operands with the transpose immediates and a
+// descriptor whose leading offset (LBO) is the step between 64-wide MN
+// blocks (8 KiB) and whose stride offset (SBO) the step between groups of 8 k
+// rows (1 KiB); a k16 step advances 16 rows (2 KiB). The weight-gradient
+// items reduce over an expert's slots (K = count, possibly 0: zeros).
+// Needs H and I multiples of 8 (16-byte chunks never straddle a limit).
+#if defined(MM_MOE_WGMMA)
 __device__ __forceinline__ unsigned long long moeGradDescMN(unsigned addr) {
   return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
          (512ull << 16) | (64ull << 32) | (1ull << 62);
 }
 #endif
-
-/// No GEMM (the first GEMM of _gateup_wg, which runs one).
-constexpr int kNoGemm = -1;
-
-template <int OP> struct WgTraits {
-  static constexpr bool A_MN = OP == kDw2 || OP == kDw13; // A stored [k][m]
-  static constexpr bool B_KM = OP == kGateUp;             // B stored [n][k]
-  static constexpr bool GATHER_K = OP == kDw2 || OP == kDw13;
-  static constexpr bool SLOT_M = !A_MN;
-};
-
-/// Work items of GEMM OP (slot-M GEMMs: over `tiles` M-tiles).
-template <int OP>
-MM_HD constexpr long long moeGradWgItems(long long H, long long I, long long E,
-                                         long long tiles) {
-  return OP == kNoGemm   ? 0
-         : OP == kGateUp ? tiles * ((I + 127) / 128)
-         : OP == kDh     ? tiles * ((I + 255) / 256)
-         : OP == kDx     ? tiles * ((H + 255) / 256)
-         : OP == kDw2    ? E * ((H + 127) / 128) * ((I + 255) / 256)
-                         : E * ((2 * I + 127) / 128) * ((H + 255) / 256);
-}
 
 /// Where a work item of GEMM OP lies (decoded the same by all warpgroups).
 struct WgItem {
@@ -796,10 +1003,10 @@ template <int OP>
 __device__ __forceinline__ void
 moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
                 int w, WgItem &it) {
-  constexpr int BM = 128;
+  constexpr int BM = 128, BN = 256;
   const long long H = p.hidden, I = p.inter;
-  if (WgTraits<OP>::SLOT_M) {
-    const long long BN = OP == kGateUp ? 128 : 256, N = OP == kDx ? H : I;
+  if (OP == kDh || OP == kDx) {
+    const long long N = OP == kDh ? I : H;
     const int NT = static_cast<int>((N + BN - 1) / BN);
     const int mt = w / NT;
     int e = 0;
@@ -809,36 +1016,35 @@ moeGradWgLocate(const MoeGradArgs &p, const int *tilesS, const int *offsS,
     it.r0 = offsS[e] + static_cast<long long>(mt - tilesS[e]) * BM;
     it.r1 = it.r0 + BM < offsS[e + 1] ? it.r0 + BM : offsS[e + 1];
     it.n0 = static_cast<long long>(w % NT) * BN;
-    it.K = OP == kDx ? 2 * I : H;
+    it.K = OP == kDh ? H : 2 * I;
     it.s0 = 0;
   } else {
     const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
     const int MT = static_cast<int>((M + BM - 1) / BM),
-              NT = static_cast<int>((N + 255) / 256);
+              NT = static_cast<int>((N + BN - 1) / BN);
     it.e = w / (MT * NT);
     const int rem = w % (MT * NT);
     it.r0 = static_cast<long long>(rem / NT) * BM;
     it.r1 = M;
-    it.n0 = static_cast<long long>(rem % NT) * 256;
+    it.n0 = static_cast<long long>(rem % NT) * BN;
     it.s0 = offsS[it.e];
     it.K = offsS[it.e + 1] - offsS[it.e];
   }
 }
 
-/// Producer (thread pt of NP = moeGradWgProducers()): the k-tiles of one item
-/// into the ring (g: k-tiles staged so far).
+/// Producer: the k-tiles of one item into the ring (g: k-tiles staged so far).
 template <int OP>
 __device__ __forceinline__ void
 moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
                  unsigned long long *fullBar, unsigned long long *emptyBar,
                  int *gIdx, long long &g) {
 #if defined(MM_MOE_WGMMA)
-  using Tr = WgTraits<OP>;
-  constexpr int BK = 64, S = moeGradWgStages(), NP = moeGradWgProducers();
-  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
+  constexpr int BK = 64, S = moeWgmmaStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
+  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
   const long long H = p.hidden, I = p.inter, K = it.K;
   const int KK = static_cast<int>(p.top_k);
-  const int pt = threadIdx.x;
+  const int tid = threadIdx.x;
   const unsigned short *x = cptr<unsigned short>(p.x),
                        *dy = cptr<unsigned short>(p.dy),
                        *hb = cptr<unsigned short>(p.hb),
@@ -847,105 +1053,88 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
   const unsigned short *w1 = cptr<unsigned short>(p.w1) + it.e * I * H,
                        *w3 = cptr<unsigned short>(p.w3) + it.e * I * H,
                        *w2 = cptr<unsigned short>(p.w2) + it.e * H * I;
-  // K-major tiles: rows rs + RSTEP j, 16-byte chunk c
-  constexpr int RSTEP = NP / 8, NA = 128 / RSTEP, NBK = 256 / RSTEP;
-  const int c = pt & 7, rs = pt >> 3;
-  const unsigned swz = static_cast<unsigned>((c ^ (rs & 7)) << 4);
-  // K-major A rows (gate/up: tokens of x, dh: tokens of dy, dx: slots of
-  // dac), -1 past the group, as element offsets of the row starts.
-  long long aOff[Tr::A_MN ? 1 : NA];
-  if (!Tr::A_MN) {
-    const long long ld = OP == kDx ? 2 * I : H;
+  // K-major A (slot-M): rows rs + 16 j, chunk c (as the forward)
+  const int c = tid & 7, rs = tid >> 3;
+  // the A rows (dh: tokens of dy, dx: slots of dac), -1 past the group
+  int aRow[8];
+  if (!A_MN) {
 #pragma unroll
-    for (int j = 0; j < NA; ++j) {
-      const long long r = it.r0 + rs + RSTEP * j;
-      aOff[j] = r >= it.r1  ? -1
-                : OP == kDx ? r * ld
-                            : static_cast<long long>(perm[r] / KK) * ld;
+    for (int j = 0; j < 8; ++j) {
+      const long long r = it.r0 + rs + 16 * j;
+      aRow[j] = r >= it.r1  ? -1
+                : OP == kDh ? perm[r] / KK
+                            : static_cast<int>(r);
     }
   }
-  // MN-major A: k rows mk + AKSTEP j, 16-byte column mc (of 16);
-  // MN-major B: k rows bk + BKSTEP j, 16-byte column bc (of 32).
-  constexpr int AKSTEP = NP / 16, BKSTEP = NP / 32;
-  const int mc = pt & 15, mk = pt >> 4, bc = pt & 31, bk = pt >> 5;
-  const long long aM = it.r0 + mc * 8, bN = it.n0 + bc * 8;
+  // MN-major A: k rows (tid >> 4) + 8 j, 16-byte column cc = tid % 16;
+  // MN-major B: k rows (tid >> 5) + 4 j, column cc = tid % 32.
+  const int acc16 = tid & 15, akr = tid >> 4, bcc = tid & 31, bkr = tid >> 5;
+  const long long aM = it.r0 + acc16 * 8, bN = it.n0 + bcc * 8;
   const bool aColIn = aM < (OP == kDw2 ? H : 2 * I);
   const bool bColIn = bN < (OP == kDh || OP == kDw2 ? I : H);
-  // The gathered k rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
+  // The gathered rows (dw2: A's dy, dw13: B's x): thread t < 64 loads the
   // token of k row t one k-tile ahead (nx) and publishes it in gIdx[slot]
-  // (a barrier of the producer threads), so the copies never wait on
+  // (a barrier of the producer warpgroup), so the copies never wait on
   // perm_slot and the rows cost one register.
+  constexpr bool GATHER = OP == kDw2 || OP == kDw13;
   auto tokenOf = [&](long long k) {
-    return pt < 64 && k < K ? perm[it.s0 + k] / KK : 0;
+    return tid < 64 && k < K ? perm[it.s0 + k] / KK : 0;
   };
-  int nx = Tr::GATHER_K ? tokenOf(pt) : 0;
+  int nx = GATHER ? tokenOf(tid) : 0;
   const int KT = static_cast<int>((K + BK - 1) / BK);
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const long long k0 = static_cast<long long>(kt) * BK;
     const int slot = static_cast<int>(g % S);
     const int *cur = gIdx + slot * 64;
-    if (Tr::GATHER_K) {
-      if (pt < 64)
-        gIdx[slot * 64 + pt] = nx;
-      asm volatile("bar.sync 1, %0;\n" ::"n"(NP) : "memory");
-      nx = tokenOf(k0 + BK + pt);
+    if (GATHER) {
+      if (tid < 64)
+        gIdx[slot * 64 + tid] = nx;
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      nx = tokenOf(k0 + BK + tid);
     }
     if (g >= S)
       mbarWait(sharedAddr(&emptyBar[slot]),
                static_cast<unsigned>(((g / S) & 1) ^ 1));
     const unsigned base = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-    const bool kIn = k0 + c * 8 < K;
-    if (!Tr::A_MN) {
-      const unsigned short *a0 = (OP == kGateUp ? x
-                                  : OP == kDh   ? dy
-                                                : dac) +
-                                 k0 + c * 8;
+    if (!A_MN) {
+      const bool kIn = k0 + c * 8 < K;
+      const unsigned short *a0 = OP == kDh ? dy : dac;
+      const long long ld = OP == kDh ? H : 2 * I;
 #pragma unroll
-      for (int j = 0; j < NA; ++j) {
-        const bool in = aOff[j] >= 0 && kIn;
-        cpAsync16(base + (rs + RSTEP * j) * 128 + swz, in ? a0 + aOff[j] : x,
-                  in);
+      for (int j = 0; j < 8; ++j) {
+        const bool in = aRow[j] >= 0 && kIn;
+        cpAsync16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
+                  in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
       }
     } else {
 #pragma unroll
-      for (int j = 0; j < 64 / AKSTEP; ++j) {
-        const int kr = mk + AKSTEP * j;
+      for (int j = 0; j < 8; ++j) {
+        const int kr = akr + 8 * j; // kr % 8 == akr
         const long long k = k0 + kr;
         const bool in = aColIn && k < K;
         const unsigned short *src =
             !in          ? x
             : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
                          : dac + (it.s0 + k) * 2 * I + aM;
-        cpAsync16(base + (mc >> 3) * 8192 + kr * 128 +
-                      (((mc & 7) ^ (kr & 7)) << 4),
+        cpAsync16(base + (acc16 >> 3) * 8192 + kr * 128 +
+                      (((acc16 & 7) ^ akr) << 4),
                   src, in);
       }
     }
-    if (Tr::B_KM) {
-#pragma unroll
-      for (int j = 0; j < NBK; ++j) {
-        const int r = rs + RSTEP * j; // < 128: w1 row n0 + r, else w3
-        const long long n = it.n0 + (r & 127);
-        const bool in = n < I && kIn;
-        cpAsync16(base + A_BYTES + r * 128 + swz,
-                  in ? (r < 128 ? w1 : w3) + n * H + k0 + c * 8 : x, in);
-      }
-    } else {
 #pragma unroll 4
-      for (int j = 0; j < 64 / BKSTEP; ++j) {
-        const int kr = bk + BKSTEP * j;
-        const long long k = k0 + kr;
-        const bool in = bColIn && k < K;
-        const unsigned short *src =
-            !in          ? x
-            : OP == kDh  ? w2 + k * I + bN
-            : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
-            : OP == kDw2 ? hb + (it.s0 + k) * I + bN
-                         : x + static_cast<long long>(cur[kr]) * H + bN;
-        cpAsync16(base + A_BYTES + (bc >> 3) * 8192 + kr * 128 +
-                      (((bc & 7) ^ (kr & 7)) << 4),
-                  src, in);
-      }
+    for (int j = 0; j < 16; ++j) {
+      const int kr = bkr + 4 * j;
+      const long long k = k0 + kr;
+      const bool in = bColIn && k < K;
+      const unsigned short *src =
+          !in          ? x
+          : OP == kDh  ? w2 + k * I + bN
+          : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
+          : OP == kDw2 ? hb + (it.s0 + k) * I + bN
+                       : x + static_cast<long long>(cur[kr]) * H + bN;
+      cpAsync16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
+                    (((bcc & 7) ^ (kr & 7)) << 4),
+                src, in);
     }
     mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
   }
@@ -955,127 +1144,95 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
 #endif
 }
 
-/// Consumer warpgroup cw: the main loop of an item of KT k-tiles from ring
-/// position g into acc (rows 64 cw .. 64 cw + 63 of the item).
+/// Consumer warpgroup cw: multiplies one item, then its epilogue.
 template <int OP>
 __device__ __forceinline__ void
-moeGradWgMainLoop(int KT, int cw, unsigned smem0, unsigned long long *fullBar,
-                  unsigned long long *emptyBar, long long &g,
-                  float (&acc)[128]) {
+moeGradWgConsume(const MoeGradArgs &p, const int *tilesS, const int *offsS,
+                 int wi, unsigned smem0, unsigned long long *fullBar,
+                 unsigned long long *emptyBar, long long &g, float (&acc)[128],
+                 int cw) {
 #if defined(MM_MOE_WGMMA)
-  using Tr = WgTraits<OP>;
-  constexpr int BK = 64, S = moeGradWgStages();
-  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = moeGradWgStageBytes();
-  const int l = threadIdx.x & 31;
+  constexpr int BK = 64, S = moeWgmmaStages();
+  constexpr int A_BYTES = 128 * BK * 2, STAGE_BYTES = (128 + 256) * BK * 2;
+  constexpr bool A_MN = OP == kDw2 || OP == kDw13;
+  const long long H = p.hidden, I = p.inter;
+  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
+  // K of the item (the rest of it is decoded after the main loop, so only
+  // the accumulators live through it)
+  const long long K0 = OP == kDh ? H : OP == kDx ? 2 * I : 0;
+  int KT;
+  if (OP == kDh || OP == kDx) {
+    KT = static_cast<int>((K0 + BK - 1) / BK);
+  } else {
+    const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
+    const int e = wi / static_cast<int>(((M + 127) / 128) * ((N + 255) / 256));
+    KT = (offsS[e + 1] - offsS[e] + BK - 1) / BK;
+  }
   for (int kt = 0; kt < KT; ++kt, ++g) {
     const int slot = static_cast<int>(g % S);
     mbarWait(sharedAddr(&fullBar[slot]), static_cast<unsigned>((g / S) & 1));
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     const unsigned st = smem0 + static_cast<unsigned>(slot * STAGE_BYTES);
-    const unsigned a = st + (Tr::A_MN ? cw * 8192 : cw * (64 * 128));
+    const unsigned a = st + (A_MN ? cw * 8192 : cw * (64 * 128));
     const unsigned b = st + A_BYTES;
     fenceRegs(acc);
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk)
-      moeGradWgmma<Tr::A_MN ? 1 : 0, Tr::B_KM ? 0 : 1>(
-          acc, Tr::A_MN ? moeGradDescMN(a + kk * 2048) : wgmmaDesc(a + kk * 32),
-          Tr::B_KM ? wgmmaDesc(b + kk * 32) : moeGradDescMN(b + kk * 2048),
-          kt != 0 || kk != 0);
+      moeGradWgmma<A_MN ? 1 : 0, 1>(
+          acc, A_MN ? moeGradDescMN(a + kk * 2048) : wgmmaDesc(a + kk * 32),
+          moeGradDescMN(b + kk * 2048), kt != 0 || kk != 0);
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-    // k-tile g - 1 (same item) is multiplied: its slot goes back
     if (kt != 0 && l == 0)
       mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
   }
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   fenceRegs(acc);
-  if (KT > 0 && l == 0)
-    mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
-#else
-  (void)KT, (void)cw, (void)smem0, (void)fullBar, (void)emptyBar, (void)g,
-      (void)acc;
-#endif
-}
-
-/// Consumer warpgroup cw: the epilogue of item `it` of GEMM OP (none: an
-/// expert without slots, zero weight gradients; selected here, since zeroing
-/// acc would make ptxas spill the accumulators).
-template <int OP>
-__device__ __forceinline__ void
-moeGradWgEpilogue(const MoeGradArgs &p, const WgItem &it, int cw, bool none,
-                  float (&acc)[128]) {
-#if defined(MM_MOE_WGMMA)
-  const long long H = p.hidden, I = p.inter;
-  const int w = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31;
-  // acc[4 j + q]: row 64 cw + 16 w + l / 4 + 8 (q / 2) of the item, column
-  // 8 j + 2 (l % 4) + q % 2 (gate/up: j < 16 gate, j + 16 up of the same
-  // column 8 j + ...).
+  if (KT > 0) {
+    if (l == 0)
+      mbarArrive(sharedAddr(&emptyBar[(g - 1) % S]));
+  }
+  // an expert without slots (KT = 0): zero weight gradients (selected in the
+  // epilogue; zeroing acc here would make ptxas spill the accumulators)
+  const bool none = KT == 0;
+  WgItem it;
+  moeGradWgLocate<OP>(p, tilesS, offsS, wi, it);
+  // acc[4 j + q]: row 16 w + l / 4 + 8 (q / 2) of the warpgroup's 64, column
+  // 8 j + 2 (l % 4) + q % 2 of the item's 256.
+  const long long rBase = it.r0 + cw * 64 + w * 16 + (l >> 2);
   const long long cBase = it.n0 + 2 * (l & 3);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const long long r = it.r0 + 64 * cw + 16 * w + (l >> 2) + 8 * h;
-    const float *v = acc + 2 * h; // v[4 j], v[4 j + 1]
-    if (OP == kGateUp) {
-      if (r >= it.r1)
-        continue;
-      const float wr = moeGradSlotWeight(p, r);
-      unsigned *acf =
-          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.acf) + r * 2 * I);
-      unsigned *hb =
-          reinterpret_cast<unsigned *>(mptr<unsigned short>(p.hb) + r * I);
-#pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const long long n = cBase + 8 * j; // I % 8 == 0: the pair is in
-        if (n >= I)
-          continue;
-        const float a0 = v[4 * j], a1 = v[4 * j + 1];
-        const float c0 = v[4 * (j + 16)], c1 = v[4 * (j + 16) + 1];
-        acf[n / 2] = packBf16(a0, a1);
-        acf[(I + n) / 2] = packBf16(c0, c1);
-        hb[n / 2] = packBf16(wr * siluF(a0) * c0, wr * siluF(a1) * c1);
-      }
-    } else if (OP == kDh) {
+    const long long r = rBase + 8 * h;
+    if (OP == kDh) {
       const bool rIn = r < it.r1;
       float dot = 0.f;
       if (rIn) {
         const float ws = moeGradSlotWeight(p, r);
-        const unsigned *acf = reinterpret_cast<const unsigned *>(
-            cptr<unsigned short>(p.acf) + r * 2 * I);
+        const float *acf = cptr<float>(p.acf) + r * 2 * I;
         unsigned *dac = reinterpret_cast<unsigned *>(
             mptr<unsigned short>(p.dac) + r * 2 * I);
 #pragma unroll
-        for (int j0 = 0; j0 < 32; j0 += 8) { // loads 8 pairs ahead
-          unsigned au[8], cu[8];
+        for (int j = 0; j < 32; ++j) {
+          const long long n = cBase + 8 * j;
+          if (n >= I)
+            continue;
+          const float2 a2 = *reinterpret_cast<const float2 *>(acf + n);
+          const float2 c2 = *reinterpret_cast<const float2 *>(acf + I + n);
+          const float av[2] = {a2.x, a2.y}, cv[2] = {c2.x, c2.y};
+          float da[2], dc[2];
 #pragma unroll
-          for (int jj = 0; jj < 8; ++jj) {
-            const long long n = cBase + 8 * (j0 + jj);
-            au[jj] = n < I ? acf[n / 2] : 0u;
-            cu[jj] = n < I ? acf[(I + n) / 2] : 0u;
+          for (int q = 0; q < 2; ++q) {
+            const float v = acc[4 * j + 2 * h + q];
+            const float sg = sigmoidF(av[q]);
+            dot = fmaf(av[q] * sg * cv[q], v, dot);
+            const float dh = ws * v;
+            da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
+            dc[q] = dh * av[q] * sg;
           }
-#pragma unroll
-          for (int jj = 0; jj < 8; ++jj) {
-            const int j = j0 + jj;
-            const long long n = cBase + 8 * j;
-            if (n >= I)
-              continue;
-            const float av[2] = {__uint_as_float(au[jj] << 16),
-                                 __uint_as_float(au[jj] & 0xffff0000u)};
-            const float cv[2] = {__uint_as_float(cu[jj] << 16),
-                                 __uint_as_float(cu[jj] & 0xffff0000u)};
-            float da[2], dc[2];
-#pragma unroll
-            for (int q = 0; q < 2; ++q) {
-              const float gv = v[4 * j + q];
-              const float sg = sigmoidF(av[q]);
-              dot = fmaf(av[q] * sg * cv[q], gv, dot);
-              const float dh = ws * gv;
-              da[q] = dh * cv[q] * sg * (1.f + av[q] * (1.f - sg));
-              dc[q] = dh * av[q] * sg;
-            }
-            dac[n / 2] = packBf16(da[0], da[1]);
-            dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
-          }
+          dac[n / 2] = packBf16(da[0], da[1]);
+          dac[(I + n) / 2] = packBf16(dc[0], dc[1]);
         }
       }
       dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -1091,7 +1248,7 @@ moeGradWgEpilogue(const MoeGradArgs &p, const WgItem &it, int cw, bool none,
       for (int j = 0; j < 32; ++j) {
         const long long n = cBase + 8 * j;
         if (n < H)
-          dxs[n / 2] = packBf16(v[4 * j], v[4 * j + 1]);
+          dxs[n / 2] = packBf16(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
       }
     } else {
       const long long M = OP == kDw2 ? H : 2 * I, N = OP == kDw2 ? I : H;
@@ -1104,20 +1261,31 @@ moeGradWgEpilogue(const MoeGradArgs &p, const WgItem &it, int cw, bool none,
       for (int j = 0; j < 32; ++j) {
         const long long n = cBase + 8 * j;
         if (n < N)
-          *reinterpret_cast<float2 *>(out + n) =
+          moeGradStoreW(
+              reinterpret_cast<float2 *>(out + n),
               none ? make_float2(0.f, 0.f)
-                   : make_float2(v[4 * j], v[4 * j + 1]);
+                   : make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
       }
     }
   }
 #else
-  (void)p, (void)it, (void)cw, (void)none, (void)acc;
+  (void)p, (void)it, (void)smem0, (void)fullBar, (void)emptyBar, (void)g,
+      (void)acc, (void)cw;
 #endif
 }
 
-template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
+/// Work items of a GEMM pair: W's (all experts) then M's (over the actual
+/// M-tiles, tiles = tile_offsets[E]).
+template <int W>
+__device__ __host__ __forceinline__ long long
+moeGradWgItemsW(long long H, long long I, long long E) {
+  const long long M = W == kDw2 ? H : 2 * I, N = W == kDw2 ? I : H;
+  return E * ((M + 127) / 128) * ((N + 255) / 256);
+}
+
+template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
 #if defined(MM_MOE_WGMMA)
-  constexpr int S = moeGradWgStages(), NP = moeGradWgProducers();
+  constexpr int S = moeWgmmaStages();
   extern __shared__ unsigned char moeSmemRaw[];
   __shared__ int tilesS[moeMaxExperts() + 1], offsS[moeMaxExperts() + 1];
   __shared__ __align__(8) unsigned long long fullBar[S], emptyBar[S];
@@ -1130,27 +1298,34 @@ template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
   }
   if (threadIdx.x == 0)
     for (int s = 0; s < S; ++s) {
-      mbarInit(sharedAddr(&fullBar[s]), NP); // every producer thread
-      mbarInit(sharedAddr(&emptyBar[s]), 8); // lane 0 of every consumer warp
+      mbarInit(sharedAddr(&fullBar[s]), 128);
+      mbarInit(sharedAddr(&emptyBar[s]), 8);
     }
   __syncthreads();
   const long long H = p.hidden, I = p.inter;
-  const int nW = static_cast<int>(moeGradWgItems<W>(H, I, p.experts, 0));
-  const int items =
-      nW + static_cast<int>(moeGradWgItems<M>(H, I, p.experts, tilesS[E]));
+  const int nW = static_cast<int>(moeGradWgItemsW<W>(H, I, p.experts));
+  const long long NM = M == kDh ? I : H;
+  const int nMT = static_cast<int>((NM + 255) / 256);
+  const int items = nW + tilesS[E] * nMT;
+  // item i -> W item (i < nW) or M item i - nW, in expert-major order if asked
+  auto unit = [&](int i) {
+    if (!moeGradExpertOrder())
+      return i;
+    bool isW;
+    long long idx;
+    moeGradOrderUnit(i, E, nW / E, nMT, tilesS, isW, idx);
+    return static_cast<int>(isW ? idx : nW + idx);
+  };
+  const int wg = threadIdx.x >> 7;
   long long g = 0;
-  if (threadIdx.x < NP) {
-    if (NP == 128)
-      asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
-    else
-      asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
-    for (int i = blockIdx.x; i < items; i += gridDim.x) {
+  if (wg == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
+    for (int i0 = blockIdx.x; i0 < items; i0 += gridDim.x) {
+      const int i = unit(i0);
       WgItem it;
       if (i < nW) {
-        if constexpr (W != kNoGemm) {
-          moeGradWgLocate<W>(p, tilesS, offsS, i, it);
-          moeGradWgProduce<W>(p, it, smem0, fullBar, emptyBar, gIdx, g);
-        }
+        moeGradWgLocate<W>(p, tilesS, offsS, i, it);
+        moeGradWgProduce<W>(p, it, smem0, fullBar, emptyBar, gIdx, g);
       } else {
         moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
         moeGradWgProduce<M>(p, it, smem0, fullBar, emptyBar, gIdx, g);
@@ -1160,31 +1335,18 @@ template <int W, int M> __device__ void moeGradWgRun(const MoeGradArgs &p) {
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
-  const int cw = (threadIdx.x - NP) >> 7;
   float acc[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i)
     acc[i] = 0.f;
-  for (int i = blockIdx.x; i < items; i += gridDim.x) {
-    WgItem it;
-    if (i < nW) {
-      if constexpr (W != kNoGemm) {
-        // K of the item first (the rest is decoded after the main loop, so
-        // only the accumulators live through it)
-        const long long MW = W == kDw2 ? H : 2 * I, NW = W == kDw2 ? I : H;
-        const int e =
-            i / static_cast<int>(((MW + 127) / 128) * ((NW + 255) / 256));
-        const int KT = (offsS[e + 1] - offsS[e] + 63) / 64;
-        moeGradWgMainLoop<W>(KT, cw, smem0, fullBar, emptyBar, g, acc);
-        moeGradWgLocate<W>(p, tilesS, offsS, i, it);
-        moeGradWgEpilogue<W>(p, it, cw, KT == 0, acc);
-      }
-    } else {
-      const int KT = static_cast<int>(((M == kDx ? 2 * I : H) + 63) / 64);
-      moeGradWgMainLoop<M>(KT, cw, smem0, fullBar, emptyBar, g, acc);
-      moeGradWgLocate<M>(p, tilesS, offsS, i - nW, it);
-      moeGradWgEpilogue<M>(p, it, cw, false, acc);
-    }
+  for (int i0 = blockIdx.x; i0 < items; i0 += gridDim.x) {
+    const int i = unit(i0);
+    if (i < nW)
+      moeGradWgConsume<W>(p, tilesS, offsS, i, smem0, fullBar, emptyBar, g, acc,
+                          wg - 1);
+    else
+      moeGradWgConsume<M>(p, tilesS, offsS, i - nW, smem0, fullBar, emptyBar, g,
+                          acc, wg - 1);
   }
 #else
   (void)p;
@@ -1478,30 +1640,30 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
     if (!mm::k::moeGradUseWgmma<T>(a))                                         \
       mm::k::moeGradGemm<T, mm::k::kGateUp>(a, blockIdx.x, blockIdx.y, 0);     \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_gateup_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
-      mm::k::moeGradWgRun<mm::k::kNoGemm, mm::k::kGateUp>(a);                  \
+      mm::k::moeGradGateUpWgmma(a);                                            \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dh_dw2(mm::k::MoeGradArgs a) {                                  \
     if (!mm::k::moeGradDhWgmma() || !mm::k::moeGradUseWgmma<T>(a))             \
       mm::k::moeGradPair<T, mm::k::kDw2, mm::k::kDh>(a);                       \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_dh_dw2_wg(mm::k::MoeGradArgs a) {                               \
     if (mm::k::moeGradDhWgmma() && mm::k::moeGradUseWgmma<T>(a))               \
-      mm::k::moeGradWgRun<mm::k::kDw2, mm::k::kDh>(a);                         \
+      mm::k::moeGradWgPair<mm::k::kDw2, mm::k::kDh>(a);                        \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256, 2)                         \
       prefix##_dw13_dx(mm::k::MoeGradArgs a) {                                 \
     if (!mm::k::moeGradUseWgmma<T>(a))                                         \
       mm::k::moeGradPair<T, mm::k::kDw13, mm::k::kDx>(a);                      \
   }                                                                            \
-  extern "C" __global__ void __launch_bounds__(mm::k::moeGradWgThreads(), 1)   \
+  extern "C" __global__ void __launch_bounds__(384, 1)                         \
       prefix##_dw13_dx_wg(mm::k::MoeGradArgs a) {                              \
     if (mm::k::moeGradUseWgmma<T>(a))                                          \
-      mm::k::moeGradWgRun<mm::k::kDw13, mm::k::kDx>(a);                        \
+      mm::k::moeGradWgPair<mm::k::kDw13, mm::k::kDx>(a);                       \
   }                                                                            \
   extern "C" __global__ void __launch_bounds__(256)                            \
       prefix##_router(mm::k::MoeGradArgs a) {                                  \

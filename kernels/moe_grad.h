@@ -9,7 +9,7 @@
 //   tile_offsets [E+1] i32 (as the forward's MoeArgs);
 //   dot [S] f32       dy_t · y_s (the un-weighted expert output of slot s);
 //   hb [S, I] T       w_s·h, h = silu(a)·c (the B operand of dw2);
-//   acf [S, 2I] T     a | c, the gate and up pre-activations (sized f32);
+//   acf [S, 2I] f32   a | c, the gate and up pre-activations;
 //   dac [S, 2I] T     da | dc;
 //   dxs [S, H] T      each slot's da·w1 + dc·w3;
 //   z [rows, E] f32   the router-logit gradient of each token;
@@ -55,27 +55,27 @@ MM_HD constexpr int moeGradTileBytes() {
 MM_HD constexpr int moeGradSmemBytes() {
   return moeGradStages() * 2 * moeGradTileBytes();
 }
-/// Whether the dh/dw2 pair takes its wgmma form where wgmma is used.
+/// Whether the dh/dw2 pair takes its wgmma form where wgmma is used (on an
+/// H200 at the preset the mma.sync form is faster: 0.343 vs 0.381 ms; the
+/// dx/dw13 pair is faster on wgmma: 0.548 vs 0.572 ms).
 #ifndef MM_MOE_GRAD_DH_WG
-#define MM_MOE_GRAD_DH_WG 1
+#define MM_MOE_GRAD_DH_WG 0
 #endif
 MM_HD constexpr bool moeGradDhWgmma() { return MM_MOE_GRAD_DH_WG != 0; }
-/// The wgmma GEMMs (moeGradWgRun, kernels/moe_grad.cuh): moeGradWgProducers()
-/// producer threads and 2 consumer warpgroups, one CTA per multiprocessor;
-/// ring stages of a 128-row A and a 256-row B tile of 64 bf16 (48 KiB), plus
-/// 1 KiB to align the 128-byte swizzle atoms to 1024 bytes.
-#ifndef MM_MOE_GRAD_WG_PRODUCERS
-#define MM_MOE_GRAD_WG_PRODUCERS 128
+/// Knobs of the GEMM pairs (kernels/moe_grad.cuh): expert-major order of
+/// the work (moeGradOrderUnit), evict-first stores of the f32 weight
+/// gradients (moeGradStoreW).
+#ifndef MM_MOE_GRAD_EXPERT_ORDER
+#define MM_MOE_GRAD_EXPERT_ORDER 1
 #endif
-#ifndef MM_MOE_GRAD_WG_STAGES
-#define MM_MOE_GRAD_WG_STAGES 4
+#ifndef MM_MOE_GRAD_STREAM_STORES
+#define MM_MOE_GRAD_STREAM_STORES 1
 #endif
-MM_HD constexpr int moeGradWgProducers() { return MM_MOE_GRAD_WG_PRODUCERS; }
-MM_HD constexpr int moeGradWgThreads() { return moeGradWgProducers() + 256; }
-MM_HD constexpr int moeGradWgStages() { return MM_MOE_GRAD_WG_STAGES; }
-MM_HD constexpr int moeGradWgStageBytes() { return (128 + 256) * 64 * 2; }
-MM_HD constexpr int moeGradWgSmemBytes() {
-  return moeGradWgStages() * moeGradWgStageBytes() + 1024;
+MM_HD constexpr bool moeGradExpertOrder() {
+  return MM_MOE_GRAD_EXPERT_ORDER != 0;
+}
+MM_HD constexpr bool moeGradStreamStores() {
+  return MM_MOE_GRAD_STREAM_STORES != 0;
 }
 /// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
 /// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
@@ -169,16 +169,19 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
   auto wgGrid = [&](long long items) {
     return static_cast<unsigned>(items < nsm ? (items < 1 ? 1 : items) : nsm);
   };
-  const unsigned wgT = static_cast<unsigned>(moeGradWgThreads()),
-                 wgS = static_cast<unsigned>(moeGradWgSmemBytes());
-  const long long H = a.hidden, I = a.inter, E = a.experts;
+  const unsigned wgT = static_cast<unsigned>(moeWgmmaThreads()),
+                 wgS = static_cast<unsigned>(moeWgmmaSmemBytes());
   int n = 0;
   out[n++] = {"_route", moeGradCeil(a.rows, 8), 1, 1, 256, 0};
   out[n++] = {"_dispatch", 1, 1, 1, 1024, 0};
   if (launchMma)
     out[n++] = {"_gateup", mt, moeGradCeil(a.inter, TB / 2), 1, 256, sm};
   if (launchWg)
-    out[n++] = {"_gateup_wg", wgGrid(mt * moeGradDivUp(I, 128)), 1, 1, wgT,
+    out[n++] = {"_gateup_wg",
+                static_cast<unsigned>(moeWgmmaGrid(nsm, mt, a.inter, true)),
+                1,
+                1,
+                wgT,
                 wgS};
   // weight-gradient CTAs first, then the slot-M GEMM's (moeGradPair)
   const long long nDw2 = moeGradDivUp(a.hidden, TB) *
@@ -189,10 +192,11 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
                   nDx = static_cast<long long>(mt) * moeGradDivUp(a.hidden, TB);
   if (launchMma || moeGradDhWgmma() == false)
     out[n++] = {"_dh_dw2", static_cast<unsigned>(nDw2 + nDh), 1, 1, 256, sm};
-  if (launchWg && moeGradDhWgmma()) // 128 × 256 items (moeGradWgRun)
+  if (launchWg && moeGradDhWgmma()) // 128 × 256 items (moeGradWgPair)
     out[n++] = {"_dh_dw2_wg",
-                wgGrid(E * moeGradDivUp(H, 128) * moeGradDivUp(I, 256) +
-                       mt * moeGradDivUp(I, 256)),
+                wgGrid(a.experts * moeGradDivUp(a.hidden, 128) *
+                           moeGradDivUp(a.inter, 256) +
+                       mt * moeGradDivUp(a.inter, 256)),
                 1,
                 1,
                 wgT,
@@ -201,8 +205,9 @@ inline int moeGradPlan(MoeGradArgs &a, int D, int sms, Launch *out) {
     out[n++] = {"_dw13_dx", static_cast<unsigned>(nDw13 + nDx), 1, 1, 256, sm};
   if (launchWg)
     out[n++] = {"_dw13_dx_wg",
-                wgGrid(E * moeGradDivUp(2 * I, 128) * moeGradDivUp(H, 256) +
-                       mt * moeGradDivUp(H, 256)),
+                wgGrid(a.experts * moeGradDivUp(2 * a.inter, 128) *
+                           moeGradDivUp(a.hidden, 256) +
+                       mt * moeGradDivUp(a.hidden, 256)),
                 1,
                 1,
                 wgT,
