@@ -202,9 +202,19 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
 /// Store of the f32 weight gradients (written once, never read by the plan):
 /// evict-first (st.global.cs) when moeGradStreamStores(), so they do not push
 /// the GEMMs' operands out of L2.
-template <typename V> __device__ __forceinline__ void moeGradStoreW(V *p, V v) {
+__device__ __forceinline__ void moeGradStoreW(float2 *p, float2 v) {
   if (moeGradStreamStores())
-    __stcs(p, v);
+    asm volatile("st.global.cs.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(v.x),
+                 "f"(v.y)
+                 : "memory");
+  else
+    *p = v;
+}
+__device__ __forceinline__ void moeGradStoreW(float4 *p, float4 v) {
+  if (moeGradStreamStores())
+    asm volatile("st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p),
+                 "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
   else
     *p = v;
 }
