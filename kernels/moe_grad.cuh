@@ -199,6 +199,20 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
   return true;
 }
 
+/// 16-byte cp.async of the GEMM operands (zeros where !valid); with
+/// moeGradL2Prefetch() an L2 miss fetches the 256 bytes around the chunk, so
+/// the next k-tile of a K-major row (the next 128 bytes) is in L2 already.
+__device__ __forceinline__ void moeGradCp16(unsigned dst, const void *src,
+                                            bool valid) {
+  if (moeGradL2Prefetch())
+    asm volatile(
+        "cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst),
+        "l"(src), "r"(valid ? 16 : 0)
+        : "memory");
+  else
+    cpAsync16(dst, src, valid);
+}
+
 /// Store of the f32 weight gradients (written once, never read by the plan):
 /// evict-first (st.global.cs) when moeGradStreamStores(), so they do not push
 /// the GEMMs' operands out of L2.
@@ -511,11 +525,11 @@ __device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
         const T *src = !v     ? t.A.b0
                        : A_GK ? gathered(t.A, q, c)
                               : t.A.row(k0 + r) + c;
-        cpAsync16(aS + (r * LDT + c) * 2, src, v);
+        moeGradCp16(aS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = aOk[q] && k0 + c < t.K;
-        cpAsync16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
+        moeGradCp16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
       }
       if (Tr::B_KN) {
         const int r = idx >> 4, c = (idx & 15) * 8;
@@ -523,11 +537,11 @@ __device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
         const T *src = !v     ? t.B.b0
                        : B_GK ? gathered(t.B, q, c)
                               : t.B.row(k0 + r) + c;
-        cpAsync16(bS + (r * LDT + c) * 2, src, v);
+        moeGradCp16(bS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = bOk[q] && k0 + c < t.K;
-        cpAsync16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
+        moeGradCp16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
       }
     }
     if (GK)
@@ -828,17 +842,17 @@ __device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
         const bool kIn = k0 + c * 8 < K;
 #pragma unroll
         for (int j = 0; j < BM / 16; ++j)
-          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
-                    aIn[j] && kIn);
+          moeGradCp16(base + (rs + 16 * j) * 128 + swz,
+                      aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
 #pragma unroll
         for (int j = 0; j < BROWS / 16; ++j) {
           const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
           const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
           const bool in = kIn && col < N;
-          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
-                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
-                       : A,
-                    in);
+          moeGradCp16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                      in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
+                         : A,
+                      in);
         }
         mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
       }
@@ -1113,8 +1127,8 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const bool in = aRow[j] >= 0 && kIn;
-        cpAsync16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
-                  in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
+        moeGradCp16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
+                    in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
       }
     } else {
 #pragma unroll
@@ -1126,9 +1140,9 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
             !in          ? x
             : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
                          : dac + (it.s0 + k) * 2 * I + aM;
-        cpAsync16(base + (acc16 >> 3) * 8192 + kr * 128 +
-                      (((acc16 & 7) ^ akr) << 4),
-                  src, in);
+        moeGradCp16(base + (acc16 >> 3) * 8192 + kr * 128 +
+                        (((acc16 & 7) ^ akr) << 4),
+                    src, in);
       }
     }
 #pragma unroll 4
@@ -1142,9 +1156,9 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
           : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
           : OP == kDw2 ? hb + (it.s0 + k) * I + bN
                        : x + static_cast<long long>(cur[kr]) * H + bN;
-      cpAsync16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
-                    (((bcc & 7) ^ (kr & 7)) << 4),
-                src, in);
+      moeGradCp16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
+                      (((bcc & 7) ^ (kr & 7)) << 4),
+                  src, in);
     }
     mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
   }

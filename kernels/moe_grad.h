@@ -64,13 +64,20 @@ MM_HD constexpr int moeGradSmemBytes() {
 MM_HD constexpr bool moeGradDhWgmma() { return MM_MOE_GRAD_DH_WG != 0; }
 /// Knobs of the GEMM pairs (kernels/moe_grad.cuh): expert-major order of
 /// the work (moeGradOrderUnit), evict-first stores of the f32 weight
-/// gradients (moeGradStoreW).
+/// gradients (moeGradStoreW), 256-byte L2 prefetch of the operand copies
+/// (moeGradCp16).
 #ifndef MM_MOE_GRAD_EXPERT_ORDER
 #define MM_MOE_GRAD_EXPERT_ORDER 1
 #endif
 #ifndef MM_MOE_GRAD_STREAM_STORES
 #define MM_MOE_GRAD_STREAM_STORES 1
 #endif
+#ifndef MM_MOE_GRAD_L2_PREFETCH
+#define MM_MOE_GRAD_L2_PREFETCH 0
+#endif
+MM_HD constexpr bool moeGradL2Prefetch() {
+  return MM_MOE_GRAD_L2_PREFETCH != 0;
+}
 MM_HD constexpr bool moeGradExpertOrder() {
   return MM_MOE_GRAD_EXPERT_ORDER != 0;
 }
