@@ -20,7 +20,9 @@
 //   _dw2     dw2_e = dy_sᵀ·hb over the expert's slots (M H, N I).
 //   _dw13    [dw1_e; dw3_e] = [da | dc]ᵀ·x_s (M 2I, N H): rows < I go to dw1.
 //   _dx      dxs = [da | dc]·[w1_e; w3_e] (N H, K 2I; B read [k][n]).
-// Then per token (one warp): _router recomputes the logits and softmax p,
+// Then per token (one warp; bf16 with H ≤ 1024 and E ≤ 8: the x row and each
+// lane's pieces of the router and dxs rows loaded up front, so their
+// latencies overlap): _router recomputes the logits and softmax p,
 // dw_j = dot[slot j], dp_j = (dw_j − Σ_k w_k dw_k)/P on the top-k,
 // z = p(dp − Σ p·dp) -> z[t], and dx[t] = Σ_j dxs[slot j] + routerᵀz;
 // _drouter sums z[t]·x[t] over RS row splits into `part`, _drouter_sum adds
@@ -44,10 +46,15 @@
 // MN-major, B MN-major, read through the wgmma transpose bits). Measured on
 // an H200 at rows 8192, H = I = 1024, E 8, top-2 (bf16, ms): _dh_dw2_wg 0.381
 // (mma.sync _dh_dw2 0.343), _dw13_dx_wg 0.548 (_dw13_dx 0.572); the whole
-// plan 1.203 (1.207 before). The dh epilogue (f32 acf reads, da/dc writes)
-// is not overlapped with the next item's main loop, which the mma.sync form
-// (two CTAs per multiprocessor) gets for free: the next step would be a
-// second accumulator set or an epilogue warpgroup. Operand
+// plan 1.16 (bench/results/moegrad3.md). Nsight Compute puts the wgmma pairs
+// at 28% of the tensor pipe (the gate/up GEMM at 49%) with L2 and DRAM far
+// from busy and the warps waiting on L1TEX: the cp.async producer is latency
+// bound, not the epilogue. Tried without gain (moegrad3.md): ping-pong
+// consumers on 128×128 items (one item per consumer warpgroup, the epilogue
+// overlapped; 2×m64n128 reads B twice and the items load 33% more per flop:
+// slower), bf16 a/c (fails the 2e-2 drouter bound at one token), an
+// expert-major order of the pairs' work, evict-first weight-gradient stores,
+// 256-byte L2 prefetch of the copies. Operand
 // addressing is one descriptor (GOp) per operand: stored row r of a tile (an
 // M/N index for [m][k] operands, the K index for [k][m] ones) is
 // base0 + r'·ld, or base1 + (r − split)·ld past `split` (w1 then w3), r' the
@@ -199,40 +206,6 @@ __device__ bool moeGradSetup(const MoeGradArgs &p, GTile<T> &t, int bx, int by,
   return true;
 }
 
-/// 16-byte cp.async of the GEMM operands (zeros where !valid); with
-/// moeGradL2Prefetch() an L2 miss fetches the 256 bytes around the chunk, so
-/// the next k-tile of a K-major row (the next 128 bytes) is in L2 already.
-__device__ __forceinline__ void moeGradCp16(unsigned dst, const void *src,
-                                            bool valid) {
-  if (moeGradL2Prefetch())
-    asm volatile(
-        "cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst),
-        "l"(src), "r"(valid ? 16 : 0)
-        : "memory");
-  else
-    cpAsync16(dst, src, valid);
-}
-
-/// Store of the f32 weight gradients (written once, never read by the plan):
-/// evict-first (st.global.cs) when moeGradStreamStores(), so they do not push
-/// the GEMMs' operands out of L2.
-__device__ __forceinline__ void moeGradStoreW(float2 *p, float2 v) {
-  if (moeGradStreamStores())
-    asm volatile("st.global.cs.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(v.x),
-                 "f"(v.y)
-                 : "memory");
-  else
-    *p = v;
-}
-__device__ __forceinline__ void moeGradStoreW(float4 *p, float4 v) {
-  if (moeGradStreamStores())
-    asm volatile("st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p),
-                 "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
-                 : "memory");
-  else
-    *p = v;
-}
-
 /// Routing weight of permuted slot r.
 __device__ __forceinline__ float moeGradSlotWeight(const MoeGradArgs &p,
                                                    long long r) {
@@ -352,8 +325,8 @@ __device__ __forceinline__ float moeGradStore(const MoeGradArgs &p,
       else
 #pragma unroll
         for (int i = 0; i < NV; i += 4)
-          moeGradStoreW(reinterpret_cast<float4 *>(outF + i),
-                        make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]));
+          *reinterpret_cast<float4 *>(outF + i) =
+              make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
     } else {
       for (int i = 0; i < NV; ++i) {
         if (OP == kDx)
@@ -525,11 +498,11 @@ __device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
         const T *src = !v     ? t.A.b0
                        : A_GK ? gathered(t.A, q, c)
                               : t.A.row(k0 + r) + c;
-        moeGradCp16(aS + (r * LDT + c) * 2, src, v);
+        cpAsync16(aS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = aOk[q] && k0 + c < t.K;
-        moeGradCp16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
+        cpAsync16(aS + (r * LDK + c) * 2, aRow[q] + (v ? k0 + c : 0), v);
       }
       if (Tr::B_KN) {
         const int r = idx >> 4, c = (idx & 15) * 8;
@@ -537,11 +510,11 @@ __device__ void moeGradGemmTc(const MoeGradArgs &p, int bx, int by, int bz) {
         const T *src = !v     ? t.B.b0
                        : B_GK ? gathered(t.B, q, c)
                               : t.B.row(k0 + r) + c;
-        moeGradCp16(bS + (r * LDT + c) * 2, src, v);
+        cpAsync16(bS + (r * LDT + c) * 2, src, v);
       } else {
         const int r = idx / CH, c = (idx % CH) * 8;
         const bool v = bOk[q] && k0 + c < t.K;
-        moeGradCp16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
+        cpAsync16(bS + (r * LDK + c) * 2, bRow[q] + (v ? k0 + c : 0), v);
       }
     }
     if (GK)
@@ -678,28 +651,6 @@ __device__ void moeGradGemm(const MoeGradArgs &p, int bx, int by, int bz) {
 /// gradient W (grid gx × gy × experts), then those of slot-M GEMM M (grid
 /// moeGradMTiles × my); together they fill the last wave that each alone
 /// would leave partly idle.
-/// Expert-major order of a GEMM pair's work (moeGradExpertOrder()): work
-/// unit i (a CTA or a persistent work item) is, expert by expert, the nWe
-/// units of expert e's weight gradient, then the units of its M-tiles
-/// tiles[e] .. tiles[e + 1] − 1 (nM per M-tile), so the units that run at the
-/// same time share the expert's operands in L2 (dy of its tokens, dac of its
-/// slots). Sets isW and the unit's index in its GEMM's own order (weight
-/// gradient: e·nWe + local; slot-M: M-tile·nM + N-tile); false past the end.
-__device__ __forceinline__ bool moeGradOrderUnit(long long i, int E,
-                                                 long long nWe, long long nM,
-                                                 const int *tiles, bool &isW,
-                                                 long long &idx) {
-  if (i >= E * nWe + nM * tiles[E])
-    return false;
-  int e = 0;
-  while (e + 1 < E && (e + 1) * nWe + nM * tiles[e + 1] <= i)
-    ++e;
-  const long long loc = i - (e * nWe + nM * tiles[e]);
-  isW = loc < nWe;
-  idx = isW ? e * nWe + loc : nM * tiles[e] + (loc - nWe);
-  return true;
-}
-
 template <typename T, int W, int M>
 __device__ void moeGradPair(const MoeGradArgs &p) {
   const long long H = p.hidden, I = p.inter, TB = moeGradTile();
@@ -707,20 +658,7 @@ __device__ void moeGradPair(const MoeGradArgs &p) {
                   gy = moeGradDivUp(W == kDw2 ? I : H, TB);
   const long long nW = gx * gy * p.experts;
   const long long mt = moeGradMTiles(p.rows, p.top_k, p.experts);
-  long long b = blockIdx.x;
-  if (moeGradExpertOrder()) {
-    // M CTAs as (M-tile, N-tile) with the N-tile fastest
-    const long long my = moeGradDivUp(M == kDh ? I : H, TB);
-    bool isW;
-    long long idx;
-    if (!moeGradOrderUnit(b, static_cast<int>(p.experts), gx * gy, my,
-                          cptr<int>(p.tile_offsets), isW, idx))
-      return;
-    if (isW)
-      b = idx;
-    else
-      b = nW + (idx % my) * mt + idx / my;
-  }
+  const long long b = blockIdx.x;
   if (b < nW) {
     moeGradGemm<T, W>(p, static_cast<int>(b % gx),
                       static_cast<int>((b / gx) % gy),
@@ -842,17 +780,17 @@ __device__ void moeGradGateUpWgmma(const MoeGradArgs &p) {
         const bool kIn = k0 + c * 8 < K;
 #pragma unroll
         for (int j = 0; j < BM / 16; ++j)
-          moeGradCp16(base + (rs + 16 * j) * 128 + swz,
-                      aSrc[j] + (kIn ? k0 : 0), aIn[j] && kIn);
+          cpAsync16(base + (rs + 16 * j) * 128 + swz, aSrc[j] + (kIn ? k0 : 0),
+                    aIn[j] && kIn);
 #pragma unroll
         for (int j = 0; j < BROWS / 16; ++j) {
           const int jj = j % 8; // row rs + 16 jj of B0 (j < 8) or of B1
           const long long col = bCol + 16 * jj + (GATE_UP ? 0 : (j / 8) * 128);
           const bool in = kIn && col < N;
-          moeGradCp16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
-                      in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
-                         : A,
-                      in);
+          cpAsync16(base + A_BYTES + (rs + 16 * j) * 128 + swz,
+                    in ? (j < 8 ? B0 : B1) + (bCol + 16 * jj) * K + k0 + c * 8
+                       : A,
+                    in);
         }
         mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
       }
@@ -1127,8 +1065,8 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const bool in = aRow[j] >= 0 && kIn;
-        moeGradCp16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
-                    in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
+        cpAsync16(base + (rs + 16 * j) * 128 + ((c ^ (rs & 7)) << 4),
+                  in ? a0 + aRow[j] * ld + k0 + c * 8 : x, in);
       }
     } else {
 #pragma unroll
@@ -1140,9 +1078,9 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
             !in          ? x
             : OP == kDw2 ? dy + static_cast<long long>(cur[kr]) * H + aM
                          : dac + (it.s0 + k) * 2 * I + aM;
-        moeGradCp16(base + (acc16 >> 3) * 8192 + kr * 128 +
-                        (((acc16 & 7) ^ akr) << 4),
-                    src, in);
+        cpAsync16(base + (acc16 >> 3) * 8192 + kr * 128 +
+                      (((acc16 & 7) ^ akr) << 4),
+                  src, in);
       }
     }
 #pragma unroll 4
@@ -1156,9 +1094,9 @@ moeGradWgProduce(const MoeGradArgs &p, const WgItem &it, unsigned smem0,
           : OP == kDx  ? (k < I ? w1 + k * H : w3 + (k - I) * H) + bN
           : OP == kDw2 ? hb + (it.s0 + k) * I + bN
                        : x + static_cast<long long>(cur[kr]) * H + bN;
-      moeGradCp16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
-                      (((bcc & 7) ^ (kr & 7)) << 4),
-                  src, in);
+      cpAsync16(base + A_BYTES + (bcc >> 3) * 8192 + kr * 128 +
+                    (((bcc & 7) ^ (kr & 7)) << 4),
+                src, in);
     }
     mbarArriveCpAsync(sharedAddr(&fullBar[slot]));
   }
@@ -1285,10 +1223,9 @@ moeGradWgConsume(const MoeGradArgs &p, const int *tilesS, const int *offsS,
       for (int j = 0; j < 32; ++j) {
         const long long n = cBase + 8 * j;
         if (n < N)
-          moeGradStoreW(
-              reinterpret_cast<float2 *>(out + n),
+          *reinterpret_cast<float2 *>(out + n) =
               none ? make_float2(0.f, 0.f)
-                   : make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]));
+                   : make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
       }
     }
   }
@@ -1329,23 +1266,12 @@ template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
   const long long H = p.hidden, I = p.inter;
   const int nW = static_cast<int>(moeGradWgItemsW<W>(H, I, p.experts));
   const long long NM = M == kDh ? I : H;
-  const int nMT = static_cast<int>((NM + 255) / 256);
-  const int items = nW + tilesS[E] * nMT;
-  // item i -> W item (i < nW) or M item i - nW, in expert-major order if asked
-  auto unit = [&](int i) {
-    if (!moeGradExpertOrder())
-      return i;
-    bool isW;
-    long long idx;
-    moeGradOrderUnit(i, E, nW / E, nMT, tilesS, isW, idx);
-    return static_cast<int>(isW ? idx : nW + idx);
-  };
+  const int items = nW + tilesS[E] * static_cast<int>((NM + 255) / 256);
   const int wg = threadIdx.x >> 7;
   long long g = 0;
   if (wg == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 104;\n" ::: "memory");
-    for (int i0 = blockIdx.x; i0 < items; i0 += gridDim.x) {
-      const int i = unit(i0);
+    for (int i = blockIdx.x; i < items; i += gridDim.x) {
       WgItem it;
       if (i < nW) {
         moeGradWgLocate<W>(p, tilesS, offsS, i, it);
@@ -1363,8 +1289,7 @@ template <int W, int M> __device__ void moeGradWgPair(const MoeGradArgs &p) {
 #pragma unroll
   for (int i = 0; i < 128; ++i)
     acc[i] = 0.f;
-  for (int i0 = blockIdx.x; i0 < items; i0 += gridDim.x) {
-    const int i = unit(i0);
+  for (int i = blockIdx.x; i < items; i += gridDim.x) {
     if (i < nW)
       moeGradWgConsume<W>(p, tilesS, offsS, i, smem0, fullBar, emptyBar, g, acc,
                           wg - 1);
