@@ -20,7 +20,9 @@
 //   _dw2     dw2_e = dy_sᵀ·hb over the expert's slots (M H, N I).
 //   _dw13    [dw1_e; dw3_e] = [da | dc]ᵀ·x_s (M 2I, N H): rows < I go to dw1.
 //   _dx      dxs = [da | dc]·[w1_e; w3_e] (N H, K 2I; B read [k][n]).
-// Then per token (one warp): _router recomputes the logits and softmax p,
+// Then per token (one warp; bf16 with H ≤ 1024 and E ≤ 8: the x row and each
+// lane's pieces of the router and dxs rows loaded up front, so their
+// latencies overlap): _router recomputes the logits and softmax p,
 // dw_j = dot[slot j], dp_j = (dw_j − Σ_k w_k dw_k)/P on the top-k,
 // z = p(dp − Σ p·dp) -> z[t], and dx[t] = Σ_j dxs[slot j] + routerᵀz;
 // _drouter sums z[t]·x[t] over RS row splits into `part`, _drouter_sum adds
@@ -44,10 +46,15 @@
 // MN-major, B MN-major, read through the wgmma transpose bits). Measured on
 // an H200 at rows 8192, H = I = 1024, E 8, top-2 (bf16, ms): _dh_dw2_wg 0.381
 // (mma.sync _dh_dw2 0.343), _dw13_dx_wg 0.548 (_dw13_dx 0.572); the whole
-// plan 1.203 (1.207 before). The dh epilogue (f32 acf reads, da/dc writes)
-// is not overlapped with the next item's main loop, which the mma.sync form
-// (two CTAs per multiprocessor) gets for free: the next step would be a
-// second accumulator set or an epilogue warpgroup. Operand
+// plan 1.16 (bench/results/moegrad3.md). Nsight Compute puts the wgmma pairs
+// at 28% of the tensor pipe (the gate/up GEMM at 49%) with L2 and DRAM far
+// from busy and the warps waiting on L1TEX: the cp.async producer is latency
+// bound, not the epilogue. Tried without gain (moegrad3.md): ping-pong
+// consumers on 128×128 items (one item per consumer warpgroup, the epilogue
+// overlapped; 2×m64n128 reads B twice and the items load 33% more per flop:
+// slower), bf16 a/c (fails the 2e-2 drouter bound at one token), an
+// expert-major order of the pairs' work, evict-first weight-gradient stores,
+// 256-byte L2 prefetch of the copies. Operand
 // addressing is one descriptor (GOp) per operand: stored row r of a tile (an
 // M/N index for [m][k] operands, the K index for [k][m] ones) is
 // base0 + r'·ld, or base1 + (r − split)·ld past `split` (w1 then w3), r' the
@@ -1315,8 +1322,63 @@ template <typename T> __device__ void moeGradRouter(const MoeGradArgs &p) {
   const int E = static_cast<int>(p.experts), K = static_cast<int>(p.top_k);
   const T *x = cptr<T>(p.x) + t * H, *router = cptr<T>(p.router);
   float *pr = pS[warp], *dp = dpS[warp];
-  // logits exactly as moeRoute computes them
-  for (int e = 0; e < E; ++e) {
+  // bf16, H ≤ 1024 and E ≤ 8 (the common case): x's row and each lane's
+  // pieces of all rows it reads are loaded up front, so the latencies overlap
+  constexpr int RC = 4; // 16-byte chunks of a row per lane (H ≤ 1024)
+  const bool fast = sizeof(T) == 2 && H % 8 == 0 && H <= 256 * RC && E <= 8;
+  uint4 xv[RC];
+  if (fast) {
+#pragma unroll
+    for (int i = 0; i < RC; ++i) {
+      const long long c = lane * 8 + 256 * i;
+      xv[i] = c < H ? *reinterpret_cast<const uint4 *>(
+                          reinterpret_cast<const unsigned short *>(x) + c)
+                    : make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+  // logits exactly as moeRoute computes them (the same per-lane sums)
+  if (fast) {
+    float sv[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      sv[e] = 0.f;
+      if (e >= E)
+        continue;
+      const unsigned short *rs =
+          reinterpret_cast<const unsigned short *>(router) + e * H;
+      uint4 rv[RC];
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const long long c = lane * 8 + 256 * i;
+        rv[i] = c < H ? *reinterpret_cast<const uint4 *>(rs + c)
+                      : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        if (lane * 8 + 256 * i >= H)
+          break;
+        const unsigned xu[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w},
+                       ru[4] = {rv[i].x, rv[i].y, rv[i].z, rv[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          sv[e] = fmaf(__uint_as_float(xu[q] << 16),
+                       __uint_as_float(ru[q] << 16), sv[e]);
+          sv[e] = fmaf(__uint_as_float(xu[q] & 0xffff0000u),
+                       __uint_as_float(ru[q] & 0xffff0000u), sv[e]);
+        }
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      sv[e] = warpSum(sv[e]);
+    if (lane < E) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (e == lane)
+          pr[e] = sv[e];
+    }
+  }
+  for (int e = 0; e < (fast ? 0 : E); ++e) {
     float s = 0.f;
     if (sizeof(T) == 2 && H % 8 == 0) {
       const unsigned short *xs = reinterpret_cast<const unsigned short *>(x);
@@ -1386,6 +1448,54 @@ template <typename T> __device__ void moeGradRouter(const MoeGradArgs &p) {
   __syncwarp();
   const T *dxs = cptr<T>(p.dxs);
   T *dx = mptr<T>(p.dx) + t * H;
+  if (fast) {
+    // dx = Σ_j dxs[slot j] + Σ_e dp_e router[e]: all of a row's chunks at
+    // once (independent loads), 8 outputs of each chunk a lane
+    float s[RC][8];
+#pragma unroll
+    for (int i = 0; i < RC; ++i)
+#pragma unroll
+      for (int q = 0; q < 8; ++q)
+        s[i][q] = 0.f;
+    auto addRow = [&](const unsigned short *src, float f) {
+      uint4 v[RC];
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const long long c = lane * 8 + 256 * i;
+        v[i] = c < H ? *reinterpret_cast<const uint4 *>(src + c)
+                     : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int i = 0; i < RC; ++i) {
+        const unsigned u[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          s[i][2 * q] = fmaf(f, __uint_as_float(u[q] << 16), s[i][2 * q]);
+          s[i][2 * q + 1] =
+              fmaf(f, __uint_as_float(u[q] & 0xffff0000u), s[i][2 * q + 1]);
+        }
+      }
+    };
+    const unsigned short *dxsU = reinterpret_cast<const unsigned short *>(dxs),
+                         *rU = reinterpret_cast<const unsigned short *>(router);
+    for (int j = 0; j < K; ++j)
+      addRow(dxsU +
+                 static_cast<long long>(j < 16 ? posS[warp][j] : spos[j]) * H,
+             1.f);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      if (e < E)
+        addRow(rU + e * H, dp[e]);
+#pragma unroll
+    for (int i = 0; i < RC; ++i) {
+      const long long c = lane * 8 + 256 * i;
+      if (c < H)
+        *reinterpret_cast<uint4 *>(reinterpret_cast<unsigned short *>(dx) + c) =
+            make_uint4(packBf16(s[i][0], s[i][1]), packBf16(s[i][2], s[i][3]),
+                       packBf16(s[i][4], s[i][5]), packBf16(s[i][6], s[i][7]));
+    }
+    return;
+  }
   if (sizeof(T) == 2 && H % 8 == 0) {
     for (long long c = lane * 8; c < H; c += 256) {
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -1435,6 +1545,7 @@ template <typename T> __device__ void moeGradDrouter(const MoeGradArgs &p) {
   float *part = mptr<float>(p.part) + blockIdx.y * E * H;
   for (long long e0 = 0; e0 < E; e0 += 8) {
     float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll 8
     for (long long t = t0; t < t1; ++t) {
       const float xv = ld(x, t * H + c);
 #pragma unroll
@@ -1455,6 +1566,7 @@ __device__ void moeGradDrouterSum(const MoeGradArgs &p) {
   if (i >= n)
     return;
   float s = 0.f;
+#pragma unroll 8
   for (long long r = 0; r < p.rsplit; ++r)
     s += cptr<float>(p.part)[r * n + i];
   mptr<float>(p.drouter)[i] = s;

@@ -57,8 +57,12 @@ MM_HD constexpr int moeGradSmemBytes() {
 }
 /// Whether the dh/dw2 pair takes its wgmma form where wgmma is used (on an
 /// H200 at the preset the mma.sync form is faster: 0.343 vs 0.381 ms; the
-/// dx/dw13 pair is faster on wgmma: 0.548 vs 0.572 ms).
-MM_HD constexpr bool moeGradDhWgmma() { return false; }
+/// dx/dw13 pair is faster on wgmma: 0.548 vs 0.572 ms). Building with
+/// MM_MOE_GRAD_DH_WG=1 (device and host code alike) picks the wgmma form.
+#ifndef MM_MOE_GRAD_DH_WG
+#define MM_MOE_GRAD_DH_WG 0
+#endif
+MM_HD constexpr bool moeGradDhWgmma() { return MM_MOE_GRAD_DH_WG != 0; }
 /// ceil(a / b), and the bound on the 128-row M-tiles of the expert groups
 /// (Σ_e ceil(count_e / 128) ≤ ceil(rows·k / 128) + E); the plan and the
 /// paired launches (moeGradPair) decode their grids with these.
