@@ -3,6 +3,16 @@
 # one run on one GPU, the whole-model prefill, then the issue-5 report. Sections run even if an
 # earlier one failed. usage: run_all.sh DIR OUT  (flash-linear-attention's sources on PYTHONPATH)
 set -uo pipefail
+# PYTHONPATH entries made absolute: the peers run from another directory.
+if [ -n "${PYTHONPATH:-}" ]; then
+  abs=""
+  IFS=: read -ra parts <<< "$PYTHONPATH"
+  for p in "${parts[@]}"; do
+    [ -d "$p" ] && p=$(cd "$p" && pwd)
+    abs=${abs:+$abs:}$p
+  done
+  export PYTHONPATH=$abs
+fi
 dir=$(cd "$1" && pwd)
 out=$2
 mkdir -p "$out"
