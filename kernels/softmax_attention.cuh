@@ -619,11 +619,22 @@ __device__ __forceinline__ void tmaLoad3d(unsigned dst, const void *map, int c0,
                "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
                : "memory");
 }
+/// The same with an L2 cache policy (createpolicy) as the copy's hint.
+__device__ __forceinline__ void tmaLoad3dHint(unsigned dst, const void *map,
+                                              int c0, int c1, int c2,
+                                              unsigned bar,
+                                              unsigned long long policy) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::"
+               "complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4}], "
+               "[%5], %6;\n" ::"r"(dst),
+               "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
+               : "memory");
+}
 template <int BQ, int BK, int THREADS, int STAGES = attentionFa3Stages(),
           bool PINGPONG = attentionFa3PingPong(),
           bool EARLY_K = attentionFa3EarlyK(),
           bool PACK_EARLY = attentionFa3PackEarly(),
-          bool TMA = attentionFa3Tma()>
+          bool TMA = attentionFa3Tma(), bool KV_EVICT_LAST = false>
 __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
                                     float *smem) {
   constexpr int D = 128;
@@ -678,6 +689,10 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
         __trap(); // the host did not build the tensor maps (contract: args.h)
       const int cq = static_cast<int>(h * D), ck = static_cast<int>(kvh * D),
                 bb = static_cast<int>(b);
+      unsigned long long policy = 0;
+      if constexpr (KV_EVICT_LAST)
+        asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n"
+                     : "=l"(policy));
       mbarArriveExpectTx(sharedAddr(&qBar), TILE); // 32 KB: two halves
       tmaLoad3d(smBase, &p.tma_q, cq, static_cast<int>(q0), bb,
                 sharedAddr(&qBar));
@@ -693,8 +708,13 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
         const unsigned bar = sharedAddr(isV ? &fullV[slot] : &fullK[slot]);
         const void *map = isV ? &p.tma_v : &p.tma_k;
         mbarArriveExpectTx(bar, TILE);
-        tmaLoad3d(dst, map, ck, t * BK, bb, bar);
-        tmaLoad3d(dst + HALF, map, ck + 64, t * BK, bb, bar);
+        if constexpr (KV_EVICT_LAST) { // K, V are re-read by every query tile
+          tmaLoad3dHint(dst, map, ck, t * BK, bb, bar, policy);
+          tmaLoad3dHint(dst + HALF, map, ck + 64, t * BK, bb, bar, policy);
+        } else {
+          tmaLoad3d(dst, map, ck, t * BK, bb, bar);
+          tmaLoad3d(dst + HALF, map, ck + 64, t * BK, bb, bar);
+        }
       };
       load(0, false);
       for (int t = 0; t < nTiles; ++t) {

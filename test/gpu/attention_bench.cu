@@ -28,13 +28,14 @@ __global__ void __launch_bounds__(2 * BQ) gAttnMma(k::SoftmaxAttentionArgs a) {
 /// The FA3 form with given settings (the dispatch takes attentionFa3Stages(),
 /// attentionFa3PingPong(), attentionFa3EarlyK(), attentionFa3PackEarly(),
 /// attentionFa3Tma()).
-template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY, bool TMA>
+template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY, bool TMA,
+          bool HINT>
 __global__ void __launch_bounds__(384)
     gAttnFa3(const __grid_constant__ k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   k::softmaxAttentionFa3<128, 128, 384, STAGES, PINGPONG, EARLY_K, PACK_EARLY,
-                         TMA>(a, smem);
+                         TMA, HINT>(a, smem);
 #endif
 }
 /// The TMA maps of `a` (kernels/softmax_attention_tma.h), cached for the last
@@ -66,12 +67,12 @@ static int withMaps(k::SoftmaxAttentionArgs &a) {
   return 0;
 }
 template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY,
-          bool TMA = false>
+          bool TMA = false, bool HINT = false>
 static int launchFa3(k::SoftmaxAttentionArgs a, cudaStream_t stream) {
   if (TMA && withMaps(a) != 0)
     return -2;
   const int smem = static_cast<int>(k::attentionFa3SmemBytes(STAGES));
-  auto fn = gAttnFa3<STAGES, PINGPONG, EARLY_K, PACK_EARLY, TMA>;
+  auto fn = gAttnFa3<STAGES, PINGPONG, EARLY_K, PACK_EARLY, TMA, HINT>;
   cudaError_t e = cudaFuncSetAttribute(
       fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess)
@@ -98,7 +99,8 @@ static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
 /// FA3 form (stages, ping-pong, early K release, pack early): 5 = 3,0,0,0,
 /// 6 = 3,1,0,0, 7 = 3,1,1,0, 8 = 2,1,1,0, 9 = 3,1,1,1, 10 = 3,0,1,1,
 /// 11 = 3,0,1,0 (these with the cp.async producer); with the TMA producer:
-/// 12 = 3,1,1,0 (the default), 13 = 2,1,1,0, 14 = 3,0,1,0, 15 = 3,1,0,0;
+/// 12 = 3,1,1,0 (the default), 13 = 2,1,1,0, 14 = 3,0,1,0, 15 = 3,1,0,0,
+/// 16 = 3,1,1,0 with an L2 evict_last hint on the K and V copies;
 /// D = 64 (0, 1) or 128.
 extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
                          long long B, long long T, long long H, long long HKV,
@@ -147,6 +149,8 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
       return launchFa3<3, false, true, false, true>(a, s);
     case 15:
       return launchFa3<3, true, false, false, true>(a, s);
+    case 16:
+      return launchFa3<3, true, true, false, true, true>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {
