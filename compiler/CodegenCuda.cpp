@@ -215,7 +215,8 @@ public:
       entry(name, threads, "SoftmaxAttentionArgs",
             "extern __shared__ float smem[];\n  "
             "mm::k::softmaxAttention<" +
-                t + ", " + d + ", " + bq + ", " + bk + ", " + th + ">(a, smem);",
+                t + ", " + d + ", " + bq + ", " + bk + ", " + th +
+                ">(a, smem);",
             /*minBlocks=*/0, /*gridConstant=*/true);
     } else if (kind == "moe") {
       const std::string bm = std::to_string(p("tile_m")),

@@ -142,7 +142,9 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 MM_HD constexpr bool attentionFa3Tile(int D, int BQ, int BK, int THREADS) {
   return D == 128 && BQ == 128 && BK == 128 && THREADS == 3 * BQ;
 }
-MM_HD constexpr int attentionFa3Stages() { return 3; }
+/// Two stages: with the TMA producer, 2 stages measured as fast as or faster
+/// than 3 (bench/results/fa3tma.md; with cp.async 3 were needed).
+MM_HD constexpr int attentionFa3Stages() { return 2; }
 /// The FA3 form's producer: true = TMA (one thread, tensor maps in the
 /// argument block), false = 16-byte cp.async by the producer warpgroup.
 MM_HD constexpr bool attentionFa3Tma() { return true; }

@@ -24,9 +24,8 @@
 // pick there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
 // filling an mbarrier ring of K and V tiles by TMA (tensor maps in the
 // argument block, kernels/softmax_attention_tma.h), two wgmma consumer
-// warpgroups with
-// the softmax of one key tile under the P V product of the previous one, and
-// ping-pong between them.
+// warpgroups with the softmax of one key tile under the P V product of the
+// previous one, and ping-pong between them.
 // All three: query tiles run heaviest first (block n takes tile
 // nQ-1-n/(Hq·B)); key tiles past a warp's (warpgroup's) diagonal are skipped
 // and only tiles crossing it or T are masked. Keys past T or past the diagonal
@@ -578,6 +577,8 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 //    are outside the map and arrive as zeros (kernels/softmax_attention_tma.h
 //    builds the maps on the host; the argument block is a __grid_constant__
 //    parameter so the maps' addresses are parameter-space addresses).
+//    KV_EVICT_LAST adds an L2 evict_last policy to the K and V copies
+//    (measured: no gain).
 //  - cp.async: all 128 threads copy 16-byte chunks (thread tid copies chunk
 //    c = tid % 16 of rows tid / 16 + 8 i) and arrive through
 //    cp.async.mbarrier.arrive.noinc (128 arrivals per full barrier).
@@ -595,7 +596,8 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 // runs under the other's tensor-core work. PACK_EARLY packs P(j) before the
 // wait into a second register buffer (measured slower: it spills). Dynamic
 // shared memory: attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB
-// per stage: 225 KB at 3 stages); the mbarriers are static.
+// per stage: 161 KB at the default 2 stages, 225 KB at 3); the mbarriers are
+// static.
 __device__ __forceinline__ void wgmmaWait1() {
   asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
@@ -613,11 +615,11 @@ __device__ __forceinline__ void mbarArriveExpectTx(unsigned bar,
 /// transactions on `bar`.
 __device__ __forceinline__ void tmaLoad3d(unsigned dst, const void *map, int c0,
                                           int c1, int c2, unsigned bar) {
-  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::"
-               "complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
-                   dst),
-               "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-               : "memory");
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::"
+      "complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
 }
 /// The same with an L2 cache policy (createpolicy) as the copy's hint.
 __device__ __forceinline__ void tmaLoad3dHint(unsigned dst, const void *map,
@@ -743,7 +745,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       const int slot = t % STAGES;
       if (t >= STAGES)
         mbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
-                     static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
+                 static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
       const unsigned dst =
           smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
       const unsigned short *src = cptr<unsigned short>(isV ? p.v : p.k) + base;
@@ -790,7 +792,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 
   auto waitFull = [&](unsigned long long *bar, int tile) {
     mbarWait(sharedAddr(&bar[tile % STAGES]),
-                 static_cast<unsigned>((tile / STAGES) & 1));
+             static_cast<unsigned>((tile / STAGES) & 1));
   };
   auto release = [&](unsigned long long *bar, int tile) {
     if (lane == 0)

@@ -47,7 +47,8 @@ static int withMaps(k::SoftmaxAttentionArgs &a) {
     void *fn = nullptr;
     cudaDriverEntryPointQueryResult q{};
     if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
-                                         cudaEnableDefault, &q) != cudaSuccess ||
+                                         cudaEnableDefault,
+                                         &q) != cudaSuccess ||
         !fn)
       return -2;
     encode = reinterpret_cast<decltype(&cuTensorMapEncodeTiled)>(fn);
@@ -99,8 +100,9 @@ static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
 /// FA3 form (stages, ping-pong, early K release, pack early): 5 = 3,0,0,0,
 /// 6 = 3,1,0,0, 7 = 3,1,1,0, 8 = 2,1,1,0, 9 = 3,1,1,1, 10 = 3,0,1,1,
 /// 11 = 3,0,1,0 (these with the cp.async producer); with the TMA producer:
-/// 12 = 3,1,1,0 (the default), 13 = 2,1,1,0, 14 = 3,0,1,0, 15 = 3,1,0,0,
-/// 16 = 3,1,1,0 with an L2 evict_last hint on the K and V copies;
+/// 12 = 3,1,1,0, 13 = 2,1,1,0 (the default), 14 = 3,0,1,0, 15 = 3,1,0,0,
+/// 16 = 3,1,1,0 with an L2 evict_last hint on the K and V copies,
+/// 17 = 2,0,1,0;
 /// D = 64 (0, 1) or 128.
 extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
                          long long B, long long T, long long H, long long HKV,
@@ -151,6 +153,8 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
       return launchFa3<3, true, false, false, true>(a, s);
     case 16:
       return launchFa3<3, true, true, false, true, true>(a, s);
+    case 17:
+      return launchFa3<2, false, true, false, true>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {

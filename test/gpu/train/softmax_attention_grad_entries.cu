@@ -45,8 +45,8 @@ SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))
 // __grid_constant__ parameter as mm-codegen-cuda emits it (the FA3 form reads
 // its TMA tensor maps from there).
 #define SAX(name, T, D, BQ, BK, TH)                                            \
-  extern "C" __global__ void __launch_bounds__(TH) name(                       \
-      const __grid_constant__ mm::k::SoftmaxAttentionArgs a) {                 \
+  extern "C" __global__ void __launch_bounds__(TH)                             \
+      name(const __grid_constant__ mm::k::SoftmaxAttentionArgs a) {            \
     extern __shared__ __align__(16) float smem[];                              \
     mm::k::softmaxAttention<T, D, BQ, BK, TH>(a, smem);                        \
   }
