@@ -216,7 +216,8 @@ public:
             "extern __shared__ float smem[];\n  "
             "mm::k::softmaxAttention<" +
                 t + ", " + d + ", " + bq + ", " + bk + ", " + th +
-                ">(a, smem);");
+                ">(a, smem);",
+            /*minBlocks=*/0, /*gridConstant=*/true);
     } else if (kind == "moe") {
       const std::string bm = std::to_string(p("tile_m")),
                         bn = std::to_string(p("tile_n")),
@@ -285,14 +286,19 @@ private:
             std::to_string(d) + ")\n";
   }
 
+  /// gridConstant: the block is a `const __grid_constant__` parameter, so the
+  /// kernel may take the address of its fields (softmax attention's TMA
+  /// tensor maps) without a local copy.
   void entry(const std::string &name, int64_t threads, StringRef args,
-             const std::string &call, int minBlocks = 0) {
+             const std::string &call, int minBlocks = 0,
+             bool gridConstant = false) {
     if (!emitted.insert(name).second)
       return;
     body += "\nextern \"C\" __global__ void __launch_bounds__(" +
             std::to_string(threads) +
             (minBlocks > 0 ? ", " + std::to_string(minBlocks) : "") + ") " +
-            name + "(const mm::k::" + args.str() + " a) {\n  " + call + "\n}\n";
+            name + "(const " + (gridConstant ? "__grid_constant__ " : "") +
+            "mm::k::" + args.str() + " a) {\n  " + call + "\n}\n";
   }
 
   llvm::StringSet<> includes, emitted;

@@ -79,12 +79,25 @@ struct LightningChunkArgs {
 /// base-2 log-sum-exp of the scaled scores, m·scale·log2e + log2 Σ 2^(...),
 /// f32 at lse[(b·Hq + h)·lse_stride + t] for t < T (the layout of
 /// softmax_attention_grad's workspace), and `out_copy` a second copy of out.
+///
+/// Appended for the FA3 form (attentionFa3Tile, sm_90a), which loads Q, K and
+/// V with TMA: `tma_maps` = 1 and three CUtensorMaps (opaque here: TmaDesc has
+/// CUtensorMap's size and alignment) that softmaxAttentionTmaMaps
+/// (kernels/softmax_attention_tma.h, host only) encodes from q, k, v, batch,
+/// seq, heads and kv_heads. That entry requires them (it traps on tma_maps =
+/// 0) and takes the block as a `const __grid_constant__` parameter, so the
+/// maps are read from parameter space. Other tiles ignore these fields.
+struct alignas(128) TmaDesc {
+  unsigned long long w[16];
+};
 struct SoftmaxAttentionArgs {
   dptr q, k, v, out;
   long long batch, seq, heads, kv_heads;
   double scale;
   dptr lse, out_copy;
   long long lse_stride;
+  long long tma_maps;
+  TmaDesc tma_q, tma_k, tma_v;
 };
 
 /// moe: the five kernels of kernels/moe.cuh share one argument block. Workspace
@@ -92,9 +105,9 @@ struct SoftmaxAttentionArgs {
 /// topk_expert, topk_weight, slot_pos [rows*top_k]; perm_slot [rows*top_k];
 /// offsets, tile_offsets [experts+1]; h [rows*top_k, I] (element type of x); y
 /// [rows*top_k, H] (element type of x; sized for f32).
-/// Appended: with `add` != 0 the combine writes out = out_scale·Σ + add_scale·add
-/// (add of out's type and shape, in place or apart): a residual scaled_add
-/// folded into the layer (runtime/TrainSchedule.h, fusedAdd).
+/// Appended: with `add` != 0 the combine writes out = out_scale·Σ +
+/// add_scale·add (add of out's type and shape, in place or apart): a residual
+/// scaled_add folded into the layer (runtime/TrainSchedule.h, fusedAdd).
 struct MoeArgs {
   dptr x, router, w1, w2, w3, out;
   dptr topk_expert, topk_weight, slot_pos, perm_slot, offsets, tile_offsets, h,
@@ -129,7 +142,12 @@ MM_HD constexpr long long attentionSmemFloats(int D, int BQ, int BK) {
 MM_HD constexpr bool attentionFa3Tile(int D, int BQ, int BK, int THREADS) {
   return D == 128 && BQ == 128 && BK == 128 && THREADS == 3 * BQ;
 }
-MM_HD constexpr int attentionFa3Stages() { return 3; }
+/// Two stages: with the TMA producer, 2 stages measured as fast as or faster
+/// than 3 (bench/results/fa3tma.md; with cp.async 3 were needed).
+MM_HD constexpr int attentionFa3Stages() { return 2; }
+/// The FA3 form's producer: true = TMA (one thread, tensor maps in the
+/// argument block), false = 16-byte cp.async by the producer warpgroup.
+MM_HD constexpr bool attentionFa3Tma() { return true; }
 MM_HD constexpr bool attentionFa3PingPong() { return true; }
 MM_HD constexpr bool attentionFa3EarlyK() { return true; }
 MM_HD constexpr bool attentionFa3PackEarly() { return false; }

@@ -22,9 +22,10 @@
 //    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
 // bf16 on sm_90a with D = 128, BQ = BK = 128 and THREADS = 3·BQ (mm-tile's
 // pick there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
-// filling an mbarrier ring of K and V tiles, two wgmma consumer warpgroups with
-// the softmax of one key tile under the P V product of the previous one, and
-// ping-pong between them.
+// filling an mbarrier ring of K and V tiles by TMA (tensor maps in the
+// argument block, kernels/softmax_attention_tma.h), two wgmma consumer
+// warpgroups with the softmax of one key tile under the P V product of the
+// previous one, and ping-pong between them.
 // All three: query tiles run heaviest first (block n takes tile
 // nQ-1-n/(Hq·B)); key tiles past a warp's (warpgroup's) diagonal are skipped
 // and only tiles crossing it or T are masked. Keys past T or past the diagonal
@@ -563,16 +564,24 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 // ---- The FA3 form (sm_90a, D = 128, BQ = BK = 128, THREADS = 3·BQ = 384) ----
 //
 // Warp-specialised, one CTA per 128 query rows. Warpgroup 0 is the producer
-// (setmaxnreg 40): its 128 threads copy Q once, then K(0), then K(t+1) and V(t)
-// for t = 0, 1, ... (the order the consumers need them), with 16-byte cp.async
-// into the 128-byte-swizzled layout wgmma reads (thread tid copies chunk
-// c = tid % 16 of rows tid / 16 + 8 i; the chunk lands at (c % 8) ^ (row % 8)
-// of the 64-column half c / 8). K and V tiles live in an attentionFa3Stages()-
-// deep ring; each has a full mbarrier (128 producer arrivals through
-// cp.async.mbarrier.arrive.noinc, i.e. once the thread's copies have landed)
-// and an empty one (lane 0 of the 8 consumer warps). Bulk TMA would need a
-// tensor map for the 128-byte swizzle, and the argument block carries raw
-// pointers only, so the swizzled copies are cp.async.
+// (setmaxnreg 40): it loads Q once, then K(0), then K(t+1) and V(t) for
+// t = 0, 1, ... (the order the consumers need them) into the 128-byte-swizzled
+// layout wgmma reads (16-byte chunk c of a row lands at (c % 8) ^ (row % 8) of
+// the 64-column half c / 8; halves [128][64] are 16 KB apart). K and V tiles
+// live in an attentionFa3Stages()-deep ring; each has a full mbarrier and an
+// empty one (lane 0 of the 8 consumer warps arrives).
+//  - TMA (attentionFa3Tma(), the default): one thread issues two
+//    cp.async.bulk.tensor.3d copies per tile (one per 64-column half, box
+//    (64, 128, 1) of the maps SoftmaxAttentionArgs::tma_q/k/v, 128-byte
+//    swizzle) after mbarrier.arrive.expect_tx of the tile's 32 KB; rows past T
+//    are outside the map and arrive as zeros (kernels/softmax_attention_tma.h
+//    builds the maps on the host; the argument block is a __grid_constant__
+//    parameter so the maps' addresses are parameter-space addresses).
+//    KV_EVICT_LAST adds an L2 evict_last policy to the K and V copies
+//    (measured: no gain).
+//  - cp.async: all 128 threads copy 16-byte chunks (thread tid copies chunk
+//    c = tid % 16 of rows tid / 16 + 8 i) and arrive through
+//    cp.async.mbarrier.arrive.noinc (128 arrivals per full barrier).
 // Warpgroups 1 and 2 (setmaxnreg 232) own query rows q0..q0+63 and
 // q0+64..q0+127: S = Q Kᵀ with Q and K from shared memory (SS wgmma), O += P V
 // with P from registers (RS wgmma), online softmax in base 2 as above.
@@ -587,14 +596,47 @@ __device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
 // runs under the other's tensor-core work. PACK_EARLY packs P(j) before the
 // wait into a second register buffer (measured slower: it spills). Dynamic
 // shared memory: attentionFa3SmemBytes (1 KB alignment slack, Q 32 KB, 64 KB
-// per stage: 225 KB at 3 stages); the mbarriers are static.
+// per stage: 161 KB at the default 2 stages, 225 KB at 3); the mbarriers are
+// static.
 __device__ __forceinline__ void wgmmaWait1() {
   asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+}
+/// One arrival on `bar` that also expects `bytes` of TMA transactions.
+__device__ __forceinline__ void mbarArriveExpectTx(unsigned bar,
+                                                   unsigned bytes) {
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+}
+/// TMA: the box of tensor map `map` (a generic address of a CUtensorMap in
+/// parameter or global memory) at coordinates (c0, c1, c2) into shared memory
+/// at `dst` (1024-byte aligned for the 128-byte swizzle), completing `bytes`
+/// transactions on `bar`.
+__device__ __forceinline__ void tmaLoad3d(unsigned dst, const void *map, int c0,
+                                          int c1, int c2, unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::"
+      "complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+/// The same with an L2 cache policy (createpolicy) as the copy's hint.
+__device__ __forceinline__ void tmaLoad3dHint(unsigned dst, const void *map,
+                                              int c0, int c1, int c2,
+                                              unsigned bar,
+                                              unsigned long long policy) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::"
+               "complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3, %4}], "
+               "[%5], %6;\n" ::"r"(dst),
+               "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "l"(policy)
+               : "memory");
 }
 template <int BQ, int BK, int THREADS, int STAGES = attentionFa3Stages(),
           bool PINGPONG = attentionFa3PingPong(),
           bool EARLY_K = attentionFa3EarlyK(),
-          bool PACK_EARLY = attentionFa3PackEarly()>
+          bool PACK_EARLY = attentionFa3PackEarly(),
+          bool TMA = attentionFa3Tma(), bool KV_EVICT_LAST = false>
 __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
                                     float *smem) {
   constexpr int D = 128;
@@ -623,13 +665,18 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
 
   if (threadIdx.x == 0) {
+    // full: TMA, the producer thread's expect_tx arrival; cp.async, every
+    // producer thread
+    constexpr unsigned fills = TMA ? 1 : 128;
     for (int s = 0; s < STAGES; ++s) {
-      mbarInit(sharedAddr(&fullK[s]), 128); // every producer thread
-      mbarInit(sharedAddr(&fullV[s]), 128);
+      mbarInit(sharedAddr(&fullK[s]), fills);
+      mbarInit(sharedAddr(&fullV[s]), fills);
       mbarInit(sharedAddr(&emptyK[s]), 8); // lane 0 of consumer warps
       mbarInit(sharedAddr(&emptyV[s]), 8);
     }
-    mbarInit(sharedAddr(&qBar), 128);
+    mbarInit(sharedAddr(&qBar), fills);
+    // the initialised barriers, visible to the TMA unit (async proxy)
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
   const int wg = threadIdx.x >> 7;
@@ -637,6 +684,48 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   if (wg == 0) {
     // ---- producer: Q, K(0), then K(t+1) and V(t) for t = 0, 1, ... ----
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if constexpr (TMA) {
+      if (threadIdx.x != 0)
+        return;
+      if (!p.tma_maps)
+        __trap(); // the host did not build the tensor maps (contract: args.h)
+      const int cq = static_cast<int>(h * D), ck = static_cast<int>(kvh * D),
+                bb = static_cast<int>(b);
+      unsigned long long policy = 0;
+      if constexpr (KV_EVICT_LAST)
+        asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n"
+                     : "=l"(policy));
+      mbarArriveExpectTx(sharedAddr(&qBar), TILE); // 32 KB: two halves
+      tmaLoad3d(smBase, &p.tma_q, cq, static_cast<int>(q0), bb,
+                sharedAddr(&qBar));
+      tmaLoad3d(smBase + HALF, &p.tma_q, cq + 64, static_cast<int>(q0), bb,
+                sharedAddr(&qBar));
+      auto load = [&](int t, bool isV) {
+        const int slot = t % STAGES;
+        if (t >= STAGES)
+          mbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
+                   static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
+        const unsigned dst =
+            smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0);
+        const unsigned bar = sharedAddr(isV ? &fullV[slot] : &fullK[slot]);
+        const void *map = isV ? &p.tma_v : &p.tma_k;
+        mbarArriveExpectTx(bar, TILE);
+        if constexpr (KV_EVICT_LAST) { // K, V are re-read by every query tile
+          tmaLoad3dHint(dst, map, ck, t * BK, bb, bar, policy);
+          tmaLoad3dHint(dst + HALF, map, ck + 64, t * BK, bb, bar, policy);
+        } else {
+          tmaLoad3d(dst, map, ck, t * BK, bb, bar);
+          tmaLoad3d(dst + HALF, map, ck + 64, t * BK, bb, bar);
+        }
+      };
+      load(0, false);
+      for (int t = 0; t < nTiles; ++t) {
+        if (t + 1 < nTiles)
+          load(t + 1, false);
+        load(t, true);
+      }
+      return;
+    }
     const int tid = threadIdx.x, c = tid & 15, r = tid >> 4;
     const unsigned at =
         (c >> 3) * HALF + r * 128 + (((c & 7) ^ r) << 4); // + 1024 i
@@ -656,7 +745,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
       const int slot = t % STAGES;
       if (t >= STAGES)
         mbarWait(sharedAddr(isV ? &emptyV[slot] : &emptyK[slot]),
-                     static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
+                 static_cast<unsigned>(((t / STAGES) & 1) ^ 1));
       const unsigned dst =
           smBase + TILE + slot * (2 * TILE) + (isV ? TILE : 0) + at;
       const unsigned short *src = cptr<unsigned short>(isV ? p.v : p.k) + base;
@@ -703,7 +792,7 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
 
   auto waitFull = [&](unsigned long long *bar, int tile) {
     mbarWait(sharedAddr(&bar[tile % STAGES]),
-                 static_cast<unsigned>((tile / STAGES) & 1));
+             static_cast<unsigned>((tile / STAGES) & 1));
   };
   auto release = [&](unsigned long long *bar, int tile) {
     if (lane == 0)
@@ -805,8 +894,9 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   mbarWait(sharedAddr(&qBar), 0);
   waitFull(fullK, 0);
   // the cp.async (generic proxy) writes, seen through the barrier, before
-  // wgmma reads them (async proxy)
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  // wgmma reads them (async proxy); TMA writes are async-proxy already
+  if constexpr (!TMA)
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
   windowOpen();
   issueS(s, 0);
   windowClose(false);
@@ -825,7 +915,8 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   auto step = [&](int tile, PFrag &pin, PFrag &pout) {
     waitFull(fullK, tile); // (already seen at the end of the last step)
     waitFull(fullV, tile - 1);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if constexpr (!TMA)
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     windowOpen();
     issueS(s, tile);
     issuePV(pin, tile - 1);
@@ -867,7 +958,8 @@ __device__ void softmaxAttentionFa3(const SoftmaxAttentionArgs &p,
   };
   auto finish = [&](PFrag &pa) {
     waitFull(fullV, nTiles - 1);
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if constexpr (!TMA)
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     windowOpen();
     issuePV(pa, nTiles - 1);
     windowClose(true);

@@ -82,6 +82,7 @@ StatusOr<const Driver *> driver() {
     bind(lib, d.eventDestroy, "cuEventDestroy_v2", missing);
     bind(lib, d.eventRecord, "cuEventRecord", missing);
     bind(lib, d.eventSynchronize, "cuEventSynchronize", missing);
+    bind(lib, d.tensorMapEncodeTiled, "cuTensorMapEncodeTiled", missing);
     // cuda.h maps the name to _v2 (CUDA 12.8+); older drivers have the first.
     d.eventElapsedTime = reinterpret_cast<decltype(d.eventElapsedTime)>(
         dlsym(lib, "cuEventElapsedTime_v2"));

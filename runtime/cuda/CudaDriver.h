@@ -43,6 +43,8 @@ struct Driver {
   decltype(&::cuEventRecord) eventRecord;
   decltype(&::cuEventSynchronize) eventSynchronize;
   decltype(&::cuEventElapsedTime) eventElapsedTime;
+  /// The FA3 softmax attention's TMA maps (kernels/softmax_attention_tma.h).
+  decltype(&::cuTensorMapEncodeTiled) tensorMapEncodeTiled;
 
   /// "cuLaunchKernel failed: CUDA_ERROR_...: <text>" for a failed call.
   Status error(CUresult r, const char *call) const;

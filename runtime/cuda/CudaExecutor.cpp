@@ -4,6 +4,7 @@
 
 #include "kernels/args.h"
 #include "kernels/softmax_attention_grad.h"
+#include "kernels/softmax_attention_tma.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
@@ -427,8 +428,7 @@ CudaExecutor::Impl::downloadPersistent(const std::vector<void *> &hostData) {
   });
 }
 
-CudaExecutor::Impl::FusedAdd
-CudaExecutor::Impl::fusedAdd(size_t index) const {
+CudaExecutor::Impl::FusedAdd CudaExecutor::Impl::fusedAdd(size_t index) const {
   const StepDesc &add = plan.steps[static_cast<size_t>(sched.fusedAdd[index])];
   const bool first = add.inputs[0] == plan.steps[index].outputs[0];
   const float a = static_cast<float>(add.params.alpha),
@@ -546,6 +546,16 @@ Status CudaExecutor::Impl::runStep(size_t index,
       a.lse = savedLse[index];
       a.out_copy = savedOut[index];
       a.lse_stride = k::sagPad(x[1]);
+    }
+    // The FA3 form (bf16 only: the tile implies tensor cores) loads through
+    // TMA tensor maps built here, per launch (shapes vary per call).
+    if (k::attentionFa3Tile(
+            static_cast<int>(p.headDim), static_cast<int>(p.tileQ),
+            static_cast<int>(p.tileK), static_cast<int>(p.tileThreads))) {
+      const CUresult r =
+          k::softmaxAttentionTmaMaps(a, drv.tensorMapEncodeTiled);
+      if (r != CUDA_SUCCESS)
+        return drv.error(r, "cuTensorMapEncodeTiled (softmax attention)");
     }
     return launch(L.fns[0],
                   static_cast<unsigned>((x[1] + p.tileQ - 1) / p.tileQ),

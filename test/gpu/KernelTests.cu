@@ -20,6 +20,7 @@
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/softmax_attention.cuh"
+#include "kernels/softmax_attention_tma.h"
 #include "runtime/cpu/CpuKernels.h"
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
@@ -249,12 +250,35 @@ constexpr int attnSmem(int D, int BK, int THREADS) {
                               ? k::attentionBf16SmemBytes(D, BK, BQ, THREADS)
                               : 4 * k::attentionSmemFloats(D, BQ, BK));
 }
-/// THREADS = 3·BQ with D = BQ = BK = 128 is the FA3 form (sm_90a).
+/// THREADS = 3·BQ with D = BQ = BK = 128 is the FA3 form (sm_90a); it reads
+/// the TMA tensor maps of the block (attnMaps), hence __grid_constant__ as
+/// mm-codegen-cuda emits it.
 template <typename T, int D, int BQ, int BK, int THREADS>
 __global__ void __launch_bounds__(THREADS)
-    gAttention(k::SoftmaxAttentionArgs a) {
+    gAttention(const __grid_constant__ k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
   k::softmaxAttention<T, D, BQ, BK, THREADS>(a, smem);
+}
+/// The FA3 form's tensor maps (kernels/softmax_attention_tma.h), with the
+/// driver's encoder from the runtime (this binary does not link libcuda).
+void attnMaps(k::SoftmaxAttentionArgs &a) {
+  static const auto encode = [] {
+    void *fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                        cudaEnableDefault, &q));
+    if (!fn || q != cudaDriverEntryPointSuccess) {
+      std::fprintf(stderr, "no cuTensorMapEncodeTiled\n");
+      std::exit(1);
+    }
+    return reinterpret_cast<decltype(&cuTensorMapEncodeTiled)>(fn);
+  }();
+  const CUresult r = k::softmaxAttentionTmaMaps(a, encode);
+  if (r != CUDA_SUCCESS) {
+    std::fprintf(stderr, "cuTensorMapEncodeTiled failed: %d\n",
+                 static_cast<int>(r));
+    std::exit(1);
+  }
 }
 template <typename T>
 __global__ void __launch_bounds__(256) gMoeRoute(k::MoeArgs a) {
@@ -474,6 +498,8 @@ void testAttention(long long B, long long T_, long long H, long long HKV) {
   const double scale = 1.0 / std::sqrt(double(D));
   k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(), B,
                             T_,     H,      HKV,    scale};
+  if (k::attentionFa3Tile(D, BQ, BK, THREADS))
+    attnMaps(a);
   gAttention<T, D, BQ, BK, THREADS>
       <<<dim3((T_ + BQ - 1) / BQ, H, B), THREADS, smem>>>(a);
   CK_LAUNCH();
@@ -698,6 +724,8 @@ void bench(cuda::LtGemm &lt) {
         H,      0.088};
     // The tile mm-tile picks for bf16 on sm_90a (compiler/Tile.cpp).
     constexpr int TH = attnPickThreads<T>();
+    if (k::attentionFa3Tile(128, 128, 128, TH))
+      attnMaps(a);
     const int smem = attnSmem<T, 128>(128, 128, TH);
     CK(cudaFuncSetAttribute(gAttention<T, 128, 128, 128, TH>,
                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -903,6 +931,8 @@ void benchSweep() {
     Dev dOut(static_cast<size_t>(T_ * H * D) * 2);
     k::SoftmaxAttentionArgs a{dq.d(), dk.d(), dv.d(), dOut.d(),           1,
                               T_,     H,      H,      0.08838834764831845};
+    if (k::attentionFa3Tile(128, 128, 128, TH))
+      attnMaps(a);
     const double ms = medianMs([&] {
       gAttention<bf16, 128, 128, 128, TH>
           <<<dim3((T_ + 127) / 128, H, 1), TH, smem>>>(a);

@@ -6,6 +6,7 @@
 //   -Xcompiler -fPIC \
 //     test/gpu/attention_bench.cu -o libattn_bench.so
 #include "kernels/softmax_attention.cuh"
+#include "kernels/softmax_attention_tma.h"
 
 #include <cuda_runtime.h>
 
@@ -25,19 +26,54 @@ __global__ void __launch_bounds__(2 * BQ) gAttnMma(k::SoftmaxAttentionArgs a) {
 }
 
 /// The FA3 form with given settings (the dispatch takes attentionFa3Stages(),
-/// attentionFa3PingPong(), attentionFa3EarlyK(), attentionFa3PackEarly()).
-template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY>
-__global__ void __launch_bounds__(384) gAttnFa3(k::SoftmaxAttentionArgs a) {
+/// attentionFa3PingPong(), attentionFa3EarlyK(), attentionFa3PackEarly(),
+/// attentionFa3Tma()).
+template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY, bool TMA,
+          bool HINT>
+__global__ void __launch_bounds__(384)
+    gAttnFa3(const __grid_constant__ k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  k::softmaxAttentionFa3<128, 128, 384, STAGES, PINGPONG, EARLY_K, PACK_EARLY>(
-      a, smem);
+  k::softmaxAttentionFa3<128, 128, 384, STAGES, PINGPONG, EARLY_K, PACK_EARLY,
+                         TMA, HINT>(a, smem);
 #endif
 }
-template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY>
-static int launchFa3(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
+/// The TMA maps of `a` (kernels/softmax_attention_tma.h), cached for the last
+/// shape and pointers so that the timed loop does not encode them per launch.
+static int withMaps(k::SoftmaxAttentionArgs &a) {
+  static decltype(&cuTensorMapEncodeTiled) encode = nullptr;
+  static k::SoftmaxAttentionArgs last{};
+  if (!encode) {
+    void *fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                         cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        !fn)
+      return -2;
+    encode = reinterpret_cast<decltype(&cuTensorMapEncodeTiled)>(fn);
+  }
+  if (last.tma_maps && last.q == a.q && last.k == a.k && last.v == a.v &&
+      last.batch == a.batch && last.seq == a.seq && last.heads == a.heads &&
+      last.kv_heads == a.kv_heads) {
+    a.tma_maps = 1;
+    a.tma_q = last.tma_q;
+    a.tma_k = last.tma_k;
+    a.tma_v = last.tma_v;
+    return 0;
+  }
+  if (k::softmaxAttentionTmaMaps(a, encode) != CUDA_SUCCESS)
+    return -3;
+  last = a;
+  return 0;
+}
+template <int STAGES, bool PINGPONG, bool EARLY_K, bool PACK_EARLY,
+          bool TMA = false, bool HINT = false>
+static int launchFa3(k::SoftmaxAttentionArgs a, cudaStream_t stream) {
+  if (TMA && withMaps(a) != 0)
+    return -2;
   const int smem = static_cast<int>(k::attentionFa3SmemBytes(STAGES));
-  auto fn = gAttnFa3<STAGES, PINGPONG, EARLY_K, PACK_EARLY>;
+  auto fn = gAttnFa3<STAGES, PINGPONG, EARLY_K, PACK_EARLY, TMA, HINT>;
   cudaError_t e = cudaFuncSetAttribute(
       fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess)
@@ -63,7 +99,11 @@ static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
 /// 128×128, 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; the
 /// FA3 form (stages, ping-pong, early K release, pack early): 5 = 3,0,0,0,
 /// 6 = 3,1,0,0, 7 = 3,1,1,0, 8 = 2,1,1,0, 9 = 3,1,1,1, 10 = 3,0,1,1,
-/// 11 = 3,0,1,0; D = 64 (0, 1) or 128.
+/// 11 = 3,0,1,0 (these with the cp.async producer); with the TMA producer:
+/// 12 = 3,1,1,0, 13 = 2,1,1,0 (the default), 14 = 3,0,1,0, 15 = 3,1,0,0,
+/// 16 = 3,1,1,0 with an L2 evict_last hint on the K and V copies,
+/// 17 = 2,0,1,0;
+/// D = 64 (0, 1) or 128.
 extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
                          long long B, long long T, long long H, long long HKV,
                          int D, double scale, void *stream) {
@@ -103,6 +143,18 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
       return launchFa3<3, false, true, true>(a, s);
     case 11:
       return launchFa3<3, false, true, false>(a, s);
+    case 12:
+      return launchFa3<3, true, true, false, true>(a, s);
+    case 13:
+      return launchFa3<2, true, true, false, true>(a, s);
+    case 14:
+      return launchFa3<3, false, true, false, true>(a, s);
+    case 15:
+      return launchFa3<3, true, false, false, true>(a, s);
+    case 16:
+      return launchFa3<3, true, true, false, true, true>(a, s);
+    case 17:
+      return launchFa3<2, false, true, false, true>(a, s);
     }
   } else if (D == 64) {
     switch (variant) {

@@ -41,10 +41,12 @@ SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))
 // D % 16 == 0 128×64 on 256 threads, 128×128 on 384 threads for D = 128 on
 // sm_90a (the FA3 form); else square SIMT tiles) and the older 128×128 wgmma
 // form, for the saved-statistics check: it writes the row
-// log-sum-exp and an output copy that "_delta" reuses.
+// log-sum-exp and an output copy that "_delta" reuses. The block is a
+// __grid_constant__ parameter as mm-codegen-cuda emits it (the FA3 form reads
+// its TMA tensor maps from there).
 #define SAX(name, T, D, BQ, BK, TH)                                            \
-  extern "C" __global__ void __launch_bounds__(TH) name(                       \
-      mm::k::SoftmaxAttentionArgs a) {                                         \
+  extern "C" __global__ void __launch_bounds__(TH)                             \
+      name(const __grid_constant__ mm::k::SoftmaxAttentionArgs a) {            \
     extern __shared__ __align__(16) float smem[];                              \
     mm::k::softmaxAttention<T, D, BQ, BK, TH>(a, smem);                        \
   }

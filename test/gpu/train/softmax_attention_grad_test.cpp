@@ -11,6 +11,7 @@
 // and in all, and prints TFLOP/s counting the backward as 2.5× the causal
 // forward's 2·T²·D·H.
 #include "kernels/softmax_attention_grad.h"
+#include "kernels/softmax_attention_tma.h"
 #include "runtime/cpu/TrainKernels.h"
 #include "test/gpu/train/TrainTest.h"
 
@@ -192,6 +193,9 @@ void checkSaved(Gpu &gpu, Report &rep, const Shape &s, int BQ, int BK,
   f.lse = lse.ptr;
   f.out_copy = copy.ptr;
   f.lse_stride = tpad;
+  if (k::attentionFa3Tile(s.D, BQ, BK, threads) &&
+      k::softmaxAttentionTmaMaps(f, &cuTensorMapEncodeTiled) != CUDA_SUCCESS)
+    rep.check(nameOf(s) + " cuTensorMapEncodeTiled", 1.0, 0.0);
   const long long smem =
       s.bf16 && s.D % 16 == 0
           ? k::attentionBf16SmemBytes(s.D, BK, BQ, threads)
