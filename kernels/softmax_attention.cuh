@@ -9,27 +9,26 @@
 // padded by one word): Q [BQ][D+1], K and V [BK][D+1], P [BQ][BK+1], m, l,
 // rescale [BQ] = attentionSmemFloats. f32: S = Q Kᵀ and O += P V run on TileMap
 // register tiles in fp32 (O stays in registers across tiles); one warp per
-// query row does the softmax bookkeeping. bf16: two tensor-core forms, THREADS
-// = 2·BQ, K and V tiles double-buffered in dynamic shared memory by cp.async
-// (attentionBf16SmemBytes), Q fragments in registers, S and O fp32 in
-// registers, P rounded to bf16 and fed from the S registers into P V, softmax
-// in base 2.
-//  - sm_90a, D = 128, BQ % 64 == 0, BK ∈ {64, 128}: wgmma, one warpgroup per
-//    64 query rows; K and V tiles in the 128-byte-swizzled layout (two [BK][64]
-//    halves), K read K-major for S = Q Kᵀ, V N-major for O += P V.
-//  - otherwise (D ≤ 256, any target): mma.sync.m16n8k16, a warp per 16 query
-//  rows; K and V as
-//    [BK][D+8] (16-byte row pad), fed by ldmatrix (V with .trans).
-// bf16 on sm_90a with D = 128, BQ = BK = 128 and THREADS = 3·BQ (mm-tile's
-// pick there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
-// filling an mbarrier ring of K and V tiles by TMA (tensor maps in the
-// argument block, kernels/softmax_attention_tma.h), two wgmma consumer
-// warpgroups with the softmax of one key tile under the P V product of the
-// previous one, and ping-pong between them.
-// All three: query tiles run heaviest first (block n takes tile
+// query row does the softmax bookkeeping. bf16: two tensor-core forms, both
+// with Q fragments in registers, S and O fp32 in registers, P rounded to bf16
+// and fed from the S registers into P V, softmax in base 2:
+//  - any target, D ≤ 256, THREADS = 2·BQ: mma.sync.m16n8k16, a warp per 16
+//    query rows; K and V tiles double-buffered in dynamic shared memory by
+//    cp.async (attentionBf16SmemBytes) as [BK][D+8] (16-byte row pad), fed by
+//    ldmatrix (V with .trans).
+//  - sm_90a with D = 128, BQ = BK = 128 and THREADS = 3·BQ (mm-tile's pick
+//    there): the FA3 form (softmaxAttentionFa3 below): a producer warpgroup
+//    filling an mbarrier ring of K and V tiles by TMA (tensor maps in the
+//    argument block, kernels/softmax_attention_tma.h; 128-byte swizzle, two
+//    [BK][64] halves per tile), two wgmma consumer warpgroups (64 query rows
+//    each) with the softmax of one key tile under the P V product of the
+//    previous one, and ping-pong between them.
+// All forms: query tiles run heaviest first (block n takes tile
 // nQ-1-n/(Hq·B)); key tiles past a warp's (warpgroup's) diagonal are skipped
 // and only tiles crossing it or T are masked. Keys past T or past the diagonal
-// are -inf.
+// are -inf. With SoftmaxAttentionArgs::lse / out_copy set (a training step
+// whose backward reuses them) every form also writes each row's base-2
+// log-sum-exp and a copy of the output.
 #pragma once
 
 #include "kernels/async_copy.cuh"
@@ -337,26 +336,6 @@ template <int N> __device__ __forceinline__ void wgmmaFenceRegs(float (&d)[N]) {
 /// columns; scaleD 0 overwrites d.
 template <int TRANS_B>
 __device__ __forceinline__ void
-wgmmaM64N64K16(float (&d)[32], const unsigned (&a)[4], unsigned long long descB,
-               int scaleD) {
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-               "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,"
-               "%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
-               "{%32,%33,%34,%35}, %36, p, 1, 1, %38;\n}\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]),
-                 "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]),
-                 "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
-                 "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),
-                 "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-                 "+f"(d[30]), "+f"(d[31])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB),
-                 "r"(scaleD), "n"(TRANS_B));
-}
-template <int TRANS_B>
-__device__ __forceinline__ void
 wgmmaM64N128K16(float (&d)[64], const unsigned (&a)[4],
                 unsigned long long descB, int scaleD) {
   asm volatile(
@@ -384,182 +363,6 @@ wgmmaM64N128K16(float (&d)[64], const unsigned (&a)[4],
         "n"(TRANS_B));
 }
 
-template <int BQ, int BK, int THREADS>
-__device__ void softmaxAttentionWgmma(const SoftmaxAttentionArgs &p,
-                                      float *smem) {
-  constexpr int D = 128;
-  static_assert(THREADS == 2 * BQ && BQ % 64 == 0,
-                "one warpgroup per 64 query rows");
-  static_assert(BK == 64 || BK == 128, "wgmma n = BK for S = Q Kᵀ");
-  // A K or V tile is two 64-column halves [BK][64] of 128-byte rows; 16-byte
-  // chunk c of row j sits at chunk c ^ (j & 7) (the 128B swizzle), so 8-row
-  // groups are 1024 bytes apart.
-  constexpr unsigned HALF = BK * 128, TILE = 2 * HALF, STAGE = 2 * TILE;
-  const unsigned smBase = (sharedAddr(smem) + 1023u) & ~1023u;
-
-  const long long HB = static_cast<long long>(gridDim.y) * gridDim.z;
-  const long long lin = blockIdx.x + static_cast<long long>(gridDim.x) *
-                                         (blockIdx.y + gridDim.y * blockIdx.z);
-  const long long hb = lin % HB;
-  const long long q0 = (gridDim.x - 1 - lin / HB) * BQ;
-  const long long h = hb % gridDim.y, b = hb / gridDim.y;
-
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2,
-            t = lane & 3;
-  const long long T_ = p.seq, H = p.heads, HKV = p.kv_heads;
-  const long long kvh = h / (H / HKV);
-  const long long rowQ = H * D, rowKV = HKV * D;
-  const unsigned short *q = cptr<unsigned short>(p.q),
-                       *k = cptr<unsigned short>(p.k),
-                       *v = cptr<unsigned short>(p.v);
-  const float sl = static_cast<float>(p.scale) * 1.4426950408889634f;
-  const long long groupRow = q0 + (warp >> 2) * 64, warpRow = q0 + warp * 16;
-  const long long rowA = warpRow + g, rowB = rowA + 8;
-
-  const long long kvEnd = q0 + BQ < T_ ? q0 + BQ : T_;
-  const int nTiles = static_cast<int>((kvEnd + BK - 1) / BK);
-  auto loadTile = [&](int tile) {
-    const long long k0 = static_cast<long long>(tile) * BK;
-    const unsigned dst = smBase + (tile & 1) * STAGE;
-#pragma unroll
-    for (int idx = threadIdx.x; idx < BK * 16; idx += THREADS) {
-      const int j = idx >> 4, c = idx & 15;
-      const bool in = k0 + j < T_;
-      const long long off =
-          (b * T_ + (in ? k0 + j : 0)) * rowKV + kvh * D + c * 8;
-      const unsigned at =
-          dst + (c >> 3) * HALF + j * 128 + (((c & 7) ^ (j & 7)) << 4);
-      cpAsync16(at, k + off, in);
-      cpAsync16(at + TILE, v + off, in);
-    }
-    cpAsyncCommit();
-  };
-  loadTile(0);
-
-  auto ld32 = [](const unsigned short *ptr) {
-    return *reinterpret_cast<const unsigned *>(ptr);
-  };
-  unsigned qa[D / 16][4];
-#pragma unroll
-  for (int kd = 0; kd < D / 16; ++kd) {
-    const int c = kd * 16 + 2 * t;
-    const unsigned short *pa = q + (b * T_ + rowA) * rowQ + h * D + c;
-    const unsigned short *pb = q + (b * T_ + rowB) * rowQ + h * D + c;
-    qa[kd][0] = rowA < T_ ? ld32(pa) : 0u;
-    qa[kd][1] = rowB < T_ ? ld32(pb) : 0u;
-    qa[kd][2] = rowA < T_ ? ld32(pa + 8) : 0u;
-    qa[kd][3] = rowB < T_ ? ld32(pb + 8) : 0u;
-  }
-  float o[D / 2];
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i)
-    o[i] = 0.f;
-  float mA = -infinity(), mB = -infinity(), lA = 0.f, lB = 0.f;
-
-  for (int tile = 0; tile < nTiles; ++tile) {
-    cpAsyncWaitAll();
-    // cp.async wrote through the generic proxy; wgmma reads through the async
-    // proxy.
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    if (tile + 1 < nTiles)
-      loadTile(tile + 1);
-    const long long k0 = static_cast<long long>(tile) * BK;
-    if (k0 > groupRow + 63)
-      continue; // past the diagonal for all 64 rows of this warpgroup
-    const unsigned kBase = smBase + (tile & 1) * STAGE, vBase = kBase + TILE;
-
-    float s[BK / 2];
-    wgmmaFence();
-#pragma unroll
-    for (int kd = 0; kd < D / 16; ++kd) {
-      const unsigned long long desc =
-          wgmmaDesc(kBase + (kd >> 2) * HALF + (kd & 3) * 32, 16, 1024);
-      if constexpr (BK == 128)
-        wgmmaM64N128K16<0>(s, qa[kd], desc, kd);
-      else
-        wgmmaM64N64K16<0>(s, qa[kd], desc, kd);
-    }
-    wgmmaCommit();
-    wgmmaWait0();
-    wgmmaFenceRegs(s);
-
-    if (k0 + BK - 1 > warpRow || k0 + BK > T_) {
-#pragma unroll
-      for (int nt = 0; nt < BK / 8; ++nt)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const long long key = k0 + nt * 8 + 2 * t + (c & 1);
-          if (key > (c < 2 ? rowA : rowB) || key >= T_)
-            s[nt * 4 + c] = -infinity();
-        }
-    }
-    float mxA = mA, mxB = mB;
-#pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt) {
-      mxA = fmaxf(mxA, fmaxf(s[nt * 4], s[nt * 4 + 1]));
-      mxB = fmaxf(mxB, fmaxf(s[nt * 4 + 2], s[nt * 4 + 3]));
-    }
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
-      mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
-    }
-    const float rA = exp2Approx((mA - mxA) * sl),
-                rB = exp2Approx((mB - mxB) * sl);
-    mA = mxA;
-    mB = mxB;
-    const float nA = -mA * sl, nB = -mB * sl;
-    float sumA = 0.f, sumB = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < BK / 8; ++nt) {
-      s[nt * 4 + 0] = exp2Approx(fmaf(s[nt * 4 + 0], sl, nA));
-      s[nt * 4 + 1] = exp2Approx(fmaf(s[nt * 4 + 1], sl, nA));
-      s[nt * 4 + 2] = exp2Approx(fmaf(s[nt * 4 + 2], sl, nB));
-      s[nt * 4 + 3] = exp2Approx(fmaf(s[nt * 4 + 3], sl, nB));
-      sumA += s[nt * 4 + 0] + s[nt * 4 + 1];
-      sumB += s[nt * 4 + 2] + s[nt * 4 + 3];
-    }
-    lA = lA * rA + sumA;
-    lB = lB * rB + sumB;
-#pragma unroll
-    for (int nd = 0; nd < D / 8; ++nd) {
-      o[nd * 4 + 0] *= rA;
-      o[nd * 4 + 1] *= rA;
-      o[nd * 4 + 2] *= rB;
-      o[nd * 4 + 3] *= rB;
-    }
-    unsigned pa[BK / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      pa[kk][0] = packBf16(s[8 * kk + 0], s[8 * kk + 1]);
-      pa[kk][1] = packBf16(s[8 * kk + 2], s[8 * kk + 3]);
-      pa[kk][2] = packBf16(s[8 * kk + 4], s[8 * kk + 5]);
-      pa[kk][3] = packBf16(s[8 * kk + 6], s[8 * kk + 7]);
-    }
-    wgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < BK / 16;
-         ++kk) // V is N-major: 64-column halves HALF apart
-      wgmmaM64N128K16<1>(o, pa[kk], wgmmaDesc(vBase + kk * 2048, HALF, 1024),
-                         1);
-    wgmmaCommit();
-    wgmmaWait0();
-    wgmmaFenceRegs(o);
-  }
-#pragma unroll
-  for (int off = 1; off <= 2; off <<= 1) {
-    lA += __shfl_xor_sync(0xffffffffu, lA, off);
-    lB += __shfl_xor_sync(0xffffffffu, lB, off);
-  }
-  const float iA = 1.f / lA, iB = 1.f / lB;
-  saveRowLse(p, b, h, rowA, rowB, t, mA * sl, lA, mB * sl, lB);
-#pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd)
-    storeRowPair(p, b, rowQ, rowA, rowB, h * D + nd * 8 + 2 * t,
-                 packBf16(o[nd * 4] * iA, o[nd * 4 + 1] * iA),
-                 packBf16(o[nd * 4 + 2] * iB, o[nd * 4 + 3] * iB));
-}
 
 // ---- The FA3 form (sm_90a, D = 128, BQ = BK = 128, THREADS = 3·BQ = 384) ----
 //
@@ -1119,8 +922,6 @@ __device__ void softmaxAttention(const SoftmaxAttentionArgs &p, float *smem) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if constexpr (attentionFa3Tile(D, BQ, BK, THREADS))
       softmaxAttentionFa3<BQ, BK, THREADS>(p, smem);
-    else if constexpr (D == 128 && BQ % 64 == 0 && (BK == 64 || BK == 128))
-      softmaxAttentionWgmma<BQ, BK, THREADS>(p, smem);
     else
 #endif
     {

@@ -18,7 +18,7 @@ __global__ void __launch_bounds__(2 * BQ) gAttn(k::SoftmaxAttentionArgs a) {
   k::softmaxAttention<k::bf16, D, BQ, BK, 2 * BQ>(a, smem);
 }
 
-/// The mma.sync form directly (on sm_90a the dispatch picks wgmma for D = 128).
+/// The mma.sync form directly (the dispatch picks the same form for these tiles).
 template <int D, int BQ, int BK>
 __global__ void __launch_bounds__(2 * BQ) gAttnMma(k::SoftmaxAttentionArgs a) {
   extern __shared__ float smem[];
@@ -95,8 +95,8 @@ static int launch(const k::SoftmaxAttentionArgs &a, cudaStream_t stream) {
   return static_cast<int>(cudaGetLastError());
 }
 
-/// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64, 2 = dispatch (wgmma)
-/// 128×128, 3 = dispatch (wgmma) 128×64, 4 = dispatch (wgmma) 192×128; the
+/// variant: 0 = mma.sync 128×64 tiles, 1 = mma.sync 64×64 (2–4, the older
+/// one-warpgroup wgmma form, were removed once the FA3 form replaced it); the
 /// FA3 form (stages, ping-pong, early K release, pack early): 5 = 3,0,0,0,
 /// 6 = 3,1,0,0, 7 = 3,1,1,0, 8 = 2,1,1,0, 9 = 3,1,1,1, 10 = 3,0,1,1,
 /// 11 = 3,0,1,0 (these with the cp.async producer); with the TMA producer:
@@ -123,12 +123,6 @@ extern "C" int attn_bf16(int variant, void *q, void *k, void *v, void *out,
       return launch<128, 128, 64, true>(a, s);
     case 1:
       return launch<128, 64, 64, true>(a, s);
-    case 2:
-      return launch<128, 128, 128>(a, s);
-    case 3:
-      return launch<128, 128, 64>(a, s);
-    case 4:
-      return launch<128, 192, 128>(a, s);
     case 5:
       return launchFa3<3, false, false, false>(a, s);
     case 6:

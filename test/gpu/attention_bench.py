@@ -20,7 +20,7 @@ lib.attn_bf16.restype = ctypes.c_int
 lib.attn_bf16.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_longlong] * 4 + [
     ctypes.c_int, ctypes.c_double, ctypes.c_void_p]
 variants = [int(v) for v in sys.argv[2:]] or [0]
-names = {0: "mma128x64", 1: "mma64x64", 2: "wg128x128", 3: "wg128x64", 4: "wg192x128",
+names = {0: "mma128x64", 1: "mma64x64",
          5: "fa3", 6: "fa3pp", 7: "fa3ppK", 8: "fa3s2ppK", 9: "fa3ppKP", 10: "fa3KP",
          11: "fa3K", 12: "tmappK", 13: "tmas2ppK", 14: "tmaK", 15: "tmapp", 16: "tmaL2", 17: "tmas2K"}
 dev = torch.device("cuda")

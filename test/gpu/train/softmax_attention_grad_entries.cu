@@ -39,7 +39,7 @@ SAGX(mm_sagx_d128_s64_stats, (256, 1), (mm::k::sagStatsFast<128, 64>(a, smem)))
 
 // The forward kernel at the tiles mm-tile picks (compiler/Tile.cpp: bf16 with
 // D % 16 == 0 128×64 on 256 threads, 128×128 on 384 threads for D = 128 on
-// sm_90a (the FA3 form); else square SIMT tiles) and the older 128×128 wgmma
+// sm_90a (the FA3 form); else square SIMT tiles) and the 128×128 mma.sync
 // form, for the saved-statistics check: it writes the row
 // log-sum-exp and an output copy that "_delta" reuses. The block is a
 // __grid_constant__ parameter as mm-codegen-cuda emits it (the FA3 form reads
@@ -54,5 +54,5 @@ SAX(mm_sax_f32_d16_t256, float, 16, 64, 64, 256)
 SAX(mm_sax_f32_d64_t256, float, 64, 32, 32, 256)
 SAX(mm_sax_bf16_d8_t256, mm::k::bf16, 8, 64, 64, 256)
 SAX(mm_sax_bf16_d64_t256, mm::k::bf16, 64, 128, 64, 256)
-SAX(mm_sax_bf16_d128_t256, mm::k::bf16, 128, 128, 128, 256) // wgmma
+SAX(mm_sax_bf16_d128_t256, mm::k::bf16, 128, 128, 128, 256) // mma.sync
 SAX(mm_sax_bf16_d128_t384, mm::k::bf16, 128, 128, 128, 384) // FA3 form
