@@ -169,6 +169,22 @@ MM_HD constexpr long long lightningChunkStateFloats(int D, long long batch,
   return batch * heads * nseg * D * D;
 }
 MM_HD constexpr int lightningChunkScanBlocks(int D) { return D * D / 1024; }
+/// Fused single launch (sm_90a, D = 128; lightningChunkFused, decoupled
+/// look-back): the workspace holds fp32 [B·H, nseg, 2, D, D] (per segment its
+/// own state contribution and the state at its end), then ints: [B·H·nseg]
+/// status words, an error word, (a pad,) a 64-bit ticket counter at int index
+/// lightningFusedTicket; the lightningFusedFlagInts ints must be zero before
+/// each launch.
+MM_HD constexpr long long lightningFusedStateFloats(int D, long long bh,
+                                                    long long nseg) {
+  return 2 * bh * nseg * D * D;
+}
+MM_HD constexpr long long lightningFusedTicket(long long bh, long long nseg) {
+  return (bh * nseg + 2) & ~1ll;
+}
+MM_HD constexpr long long lightningFusedFlagInts(long long bh, long long nseg) {
+  return lightningFusedTicket(bh, nseg) + 2;
+}
 /// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads)
 /// independent sequences on `sms` multiprocessors, head dim D. Each launch
 /// walks its segments sequentially, so its time is about waves × seg_len: the

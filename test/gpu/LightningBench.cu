@@ -153,7 +153,7 @@ template <int D> struct Fast {
   float *ws = nullptr;
   bool silu = false;
   bool fused = false;
-  long long flagInts = 0;
+  long long flagInts = 0, stateFloats = 0;
   Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H,
        long long layer, long long layers, bool silu_, long long segLen = 0)
       : silu(silu_) {
@@ -162,11 +162,10 @@ template <int D> struct Fast {
       segLen =
           fused ? gFusedSeg : k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
-    flagInts = k::lightningFusedTicket(B * H, nseg) + 2;
-    CK(cudaMalloc(&ws, (std::max<long long>(
-                            1, k::lightningChunkStateFloats(D, B, H, nseg)) +
-                        flagInts) *
-                           4));
+    flagInts = k::lightningFusedFlagInts(B * H, nseg);
+    stateFloats = fused ? k::lightningFusedStateFloats(D, B * H, nseg)
+                        : k::lightningChunkStateFloats(D, B, H, nseg);
+    CK(cudaMalloc(&ws, (std::max<long long>(1, stateFloats) + flagInts) * 4));
     a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv),
                               reinterpret_cast<k::dptr>(out),
                               reinterpret_cast<k::dptr>(ws),
@@ -192,8 +191,7 @@ template <int D> struct Fast {
     }
   }
   int *flags() const {
-    return reinterpret_cast<int *>(
-        ws + k::lightningChunkStateFloats(D, a.batch, a.heads, a.nseg));
+    return reinterpret_cast<int *>(ws + stateFloats);
   }
   template <bool S, int VAR> void runFusedVar() {
     static bool once = false;
@@ -483,7 +481,9 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
     }
     // Other segment lengths at this T (the cost model's choice is the row
     // above).
-    for (long long seg : {128ll, 256ll, 512ll, 1024ll, 2048ll}) {
+    for (long long seg : {128ll, 256ll, 512ll, 1024ll, 2048ll, 4096ll, 8192ll}) {
+      if (gFusedSeg > 0 && seg < 512)
+        continue;
       if (!sweep || seg == f.a.seg_len || seg >= T)
         continue;
       Fast<D> g(in, out, 1, T, H, 0, 8, false, seg);
