@@ -173,6 +173,9 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 // (the large presets) and 64 (`small`); Geom<D> refuses others. On sm_90a the
 // output launch at D = 128 runs on wgmma instead (lightningChunkOutWgmma below:
 // same grid, threads and shared-memory budget, 128-byte-swizzled tiles).
+// On sm_90a at D = 128 and long T the runtime runs all three in ONE launch
+// instead (lightningChunkFused, decoupled look-back over the segments; its
+// choice and segment length: lightningFusedSegLen in kernels/args.h).
 
 namespace lfast {
 constexpr int C = 64, LP = C + 8, THREADS = 256;
@@ -521,9 +524,9 @@ constexpr int kLightningWgmmaVar = MM_LIGHTNING_WGMMA_VAR;
 // the 7 MFLOP a sub-chunk). Q, K, V tiles (16 KB) and the state copy (32 KB)
 // are in the 128-byte-swizzled layout the tensor cores read: [rows][64] halves
 // of 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r & 7), 8-row groups
-// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). The
-// fused single launch (lightningChunkFused) is an experiment of the bench only:
-// slower than the three launches (bench/results/lfuse.md).
+// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). With
+// FUSED the same loop is phase B of the fused single launch
+// (lightningChunkFused, below).
 namespace lwg {
 constexpr unsigned HALF = 64 * 128, TILE = 2 * HALF, SHALF = 128 * 128;
 
@@ -604,7 +607,8 @@ __device__ __forceinline__ unsigned swz(int r, int c, unsigned half) {
 }
 
 /// Copies of one sub-chunk (m valid rows from src, the q of its first token)
-/// into the swizzled q|k|v tiles at shared address `stage`; thread → chunk
+/// into the swizzled q|k|v tiles at shared address `stage` (parts P0.. of
+/// q|k|v, part p at stage + (p - P0)·TILE); thread → chunk
 /// c = tid % 16 of rows r0 = tid / 16, +16, +32, +48 (r & 7 is the same for
 /// all four, so the addresses are a base plus immediates).
 template <int P0 = 0>
@@ -621,7 +625,7 @@ __device__ __forceinline__ void loadSub(unsigned stage, const bf16 *src,
 #pragma unroll
     for (int part = P0; part < 3; ++part)
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                       d + part * TILE + pass * 16 * 128),
+                       d + (part - P0) * TILE + pass * 16 * 128),
                    "l"(valid ? g + part * D : any), "r"(valid ? 16 : 0)
                    : "memory");
     g += 16 * rowIn;
@@ -638,7 +642,7 @@ __device__ __forceinline__ void siluSub(unsigned char *stage, int m) {
 #pragma unroll
     for (int part = P0; part < 3; ++part) {
       unsigned *x = reinterpret_cast<unsigned *>(
-          stage + part * TILE + swz(r0, c, HALF) + pass * 16 * 128);
+          stage + (part - P0) * TILE + swz(r0, c, HALF) + pass * 16 * 128);
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         x[e] = packBf16(siluF(lfast::lo(x[e])), siluF(lfast::hi(x[e])));
@@ -682,7 +686,8 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
     // Items in ticket order (segment-major), so a block waits only on blocks
     // that started before it.
     flags = reinterpret_cast<int *>(
-        mptr<float>(p.state) + lightningFusedStateFloats(D, p.batch * H, p.nseg));
+        mptr<float>(p.state) +
+        lightningFusedStateFloats(D, p.batch * H, p.nseg));
     __shared__ unsigned long long ticket;
     if (threadIdx.x == 0)
       ticket = atomicAdd(reinterpret_cast<unsigned long long *>(
@@ -725,6 +730,14 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 #pragma unroll
       for (int e = 0; e < 32; ++e)
         S[mb][e] = 0.f;
+    // Phase A needs only k|v: AST stages of 32 KB over the q|k|v stages and
+    // the state copy (free until the look-back): 5 stages, 4 sub-chunks in
+    // flight (the three q|k|v stages hold 2).
+    constexpr int AST =
+        (STAGES * 3 * lwg::TILE + 2 * lwg::SHALF) / (2 * lwg::TILE);
+    static_assert(AST * 2 * lwg::TILE <=
+                      STAGES * 3 * lwg::TILE + 2 * lwg::SHALF,
+                  "phase A's stages fit before the O tile");
     // Sub-chunk of phase A's iteration `it` (MM_LIGHTNING_FUSED_FORWARD:
     // first to last, for comparison).
     auto subA = [&](int it) {
@@ -736,24 +749,23 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
     };
     if (full) {
 #pragma unroll
-      for (int st = 0; st < STAGES - 1; ++st) {
+      for (int st = 0; st < AST - 1; ++st) {
         if (st < nsub)
-          lwg::loadSub<1>(base + st * 3 * lwg::TILE, src + subA(st) * C * rowIn,
+          lwg::loadSub<1>(base + st * 2 * lwg::TILE, src + subA(st) * C * rowIn,
                           rowIn, C, qkv);
         cpCommit();
       }
       for (int it = 0; it < nsub; ++it) {
-        const int stage = it % STAGES;
-        const unsigned kB = base + stage * 3 * lwg::TILE + lwg::TILE,
-                       vB = kB + lwg::TILE;
-        cpWait<STAGES - 2>();
+        const int stage = it % AST;
+        const unsigned kB = base + stage * 2 * lwg::TILE, vB = kB + lwg::TILE;
+        cpWait<AST - 2>();
         if (SILU_IN)
-          lwg::siluSub<1>(smem + stage * 3 * lwg::TILE, C);
+          lwg::siluSub<1>(smem + stage * 2 * lwg::TILE, C);
         lwg::proxyFence();
         __syncthreads();
-        const int nxt = it + STAGES - 1;
+        const int nxt = it + AST - 1;
         if (nxt < nsub)
-          lwg::loadSub<1>(base + (nxt % STAGES) * 3 * lwg::TILE,
+          lwg::loadSub<1>(base + (nxt % AST) * 2 * lwg::TILE,
                           src + subA(nxt) * C * rowIn, rowIn, C, qkv);
         cpCommit();
         unsigned ka[2][4][4];
@@ -777,7 +789,8 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks) {
           const float j0 = static_cast<float>(16 * ks + 2 * t);
-          const float w00 = ex(-s * (end - j0)), w01 = ex(-s * (end - j0 - 1.f));
+          const float w00 = ex(-s * (end - j0)),
+                      w01 = ex(-s * (end - j0 - 1.f));
           const float w10 = ex(-s * (end - j0 - 8.f)),
                       w11 = ex(-s * (end - j0 - 9.f));
 #pragma unroll
@@ -821,10 +834,10 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       __threadfence();
       __syncthreads(); // every stage is free for phase B; the slot is written
       if (threadIdx.x == 0)
-        asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status +
-                                                                   seg),
-                     "r"(seg == 0 ? 2 : 1)
-                     : "memory");
+        asm volatile(
+            "st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status + seg),
+            "r"(seg == 0 ? 2 : 1)
+            : "memory");
     }
     // Phase B's first sub-chunks load during the look-back.
 #pragma unroll
@@ -895,8 +908,8 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) {
               const float2 x = __ldcg(reinterpret_cast<const float2 *>(
-                  in + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg +
-                  8 * nt + 2 * t));
+                  in + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt +
+                  2 * t));
               P[mb][4 * nt + 2 * hh] += w * x.x;
               P[mb][4 * nt + 2 * hh + 1] += w * x.y;
             }
@@ -921,10 +934,10 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
         __threadfence();
         __syncthreads();
         if (threadIdx.x == 0)
-          asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status +
-                                                                     seg),
-                       "r"(2)
-                       : "memory");
+          asm volatile(
+              "st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status + seg),
+              "r"(2)
+              : "memory");
       }
 #pragma unroll
       for (int mb = 0; mb < 2; ++mb)
@@ -1252,24 +1265,44 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 /// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads,
 /// lightningChunkOutSmem(D, STAGES) bytes): the outputs of segment blockIdx.x
 /// from its start state.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/// Experimental (test/gpu/LightningBench.cu --fused; not used by the runtime):
-/// states, scan and outputs in one launch of nseg·H·B blocks (1-D grid),
-/// lightningChunkOutSmem(128, STAGES) bytes, the flag/ticket ints after the
-/// state slots zeroed before (lightningFusedTicket). Block n takes ticket n
-/// (segment-major); phase A computes its segment's own state contribution U
-/// from k, v (segments before the last), then it waits for the prefix state
-/// of its segment from the block before it, publishes the next prefix
-/// (λ^{seg_len} P + U) with a release flag, and runs the output loop from its
-/// prefix (phase B reads k, v a second time, from L2 when the segment is
-/// short enough: 132 segments in flight at 512 B a token).
+/// Fused single launch (sm_90a, D = 128; the runtime's `_fused` entry where
+/// lightningFusedSegLen picks it): states, prefixes and outputs in one launch
+/// of nseg·H·B blocks (1-D grid), lightningChunkThreads() threads,
+/// lightningChunkOutSmem(128, STAGES) bytes; workspace
+/// lightningFusedStateFloats floats then lightningFusedFlagInts ints, the ints
+/// zeroed before each launch. Block n takes ticket n from a global counter
+/// (segment-major: segment s of every (b, h) before segment s+1 of any), so the
+/// blocks a block waits on are resident or done. Per block (segment s of one
+/// (b, h)):
+///   A. (s < nseg-1) U_s = Σ λ^{end-u} k_uᵀ v_u over the segment's k, v
+///      (wgmma, sub-chunks last to first); publish U_s in slot A_s, status 1
+///      (segment 0: publish it as the inclusive prefix I_0, status 2);
+///   look-back: sum λ^{i·L} A_{s-1-i} over the predecessors that have only an
+///      aggregate, up to the nearest one with its inclusive prefix I_j
+///      published (status 2; waiting while one in between has neither):
+///      P = S(start of s); publish I_s = λ^L P + U_s, status 2;
+///   B. the output loop of lightningChunkOutWgmma from P (reads q, k, v; k, v
+///      of its first sub-chunks, read last by phase A, are still in L2).
+/// A block never waits on a chain of predecessors' prefixes, only on
+/// aggregates, which need nothing but the block's own k, v
+/// (bench/results/llook.md; the look-back-of-one form of lfuse.md waited
+/// ~8 µs a link). On other architectures the entry traps: the runtime launches
+/// it only from sm_90a artifacts.
 template <int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
 __device__ void lightningChunkFused(const LightningChunkArgs &p,
                                     unsigned char *smem) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   lightningChunkOutWgmma<STAGES, SILU_IN, VAR, true>(p, smem);
-}
+#else
+  (void)p;
+  (void)smem;
+  __trap();
 #endif
+}
 
+/// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads,
+/// lightningChunkOutSmem(D, STAGES) bytes): the outputs of segment blockIdx.x
+/// from its start state.
 template <int D, int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
 __device__ void lightningChunkOut(const LightningChunkArgs &p,
                                   unsigned char *smem) {
