@@ -747,15 +747,20 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       return nsub - 1 - it;
 #endif
     };
+#ifdef MM_LIGHTNING_FUSED_SKIP_A
+    const int nsubA = 0; // a measurement knob only: no phase A, wrong results
+#else
+    const int nsubA = nsub;
+#endif
     if (full) {
 #pragma unroll
       for (int st = 0; st < AST - 1; ++st) {
-        if (st < nsub)
+        if (st < nsubA)
           lwg::loadSub<1>(base + st * 2 * lwg::TILE, src + subA(st) * C * rowIn,
                           rowIn, C, qkv);
         cpCommit();
       }
-      for (int it = 0; it < nsub; ++it) {
+      for (int it = 0; it < nsubA; ++it) {
         const int stage = it % AST;
         const unsigned kB = base + stage * 2 * lwg::TILE, vB = kB + lwg::TILE;
         cpWait<AST - 2>();
@@ -764,7 +769,7 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
         lwg::proxyFence();
         __syncthreads();
         const int nxt = it + AST - 1;
-        if (nxt < nsub)
+        if (nxt < nsubA)
           lwg::loadSub<1>(base + (nxt % AST) * 2 * lwg::TILE,
                           src + subA(nxt) * C * rowIn, rowIn, C, qkv);
         cpCommit();
