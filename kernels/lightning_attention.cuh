@@ -889,8 +889,12 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
         }
         if (lane == 0) {
           nAgg = found;
-          if (found < 0) // bounded: a wrong result and an error flag
+          if (found < 0) { // bounded (~1 s): the error word, then a launch
+                           // failure instead of a hang or a silent wrong result
             atomicExch(flags + p.batch * H * p.nseg, 1);
+            __threadfence();
+            __trap();
+          }
         }
       }
       __syncthreads();
