@@ -192,7 +192,7 @@ MM_HD constexpr long long lightningFusedMaxSegments() { return 128; }
 /// Segment length of the fused single launch (sm_90a, D = 128) for T tokens of
 /// `bh` (batch × heads) sequences on `sms` multiprocessors, or 0 where the
 /// three launches run instead. `force` < 0: the default policy, segments of
-/// 8192 tokens (measured fastest of 512..16384 at T = 64K..1M, H = 16,
+/// 8192 tokens (measured fastest of 512..8192 at T = 64K..1M, H = 16,
 /// bench/results/llook.md) when they make at least 3/4 of a wave of blocks
 /// (one block per multiprocessor); force = 0: never; force > 0: segments of
 /// `force` tokens (rounded up to 64; a test knob). Either way at most

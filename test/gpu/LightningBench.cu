@@ -483,7 +483,7 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
     // Other segment lengths at this T (the cost model's choice is the row
     // above).
     for (long long seg :
-         {128ll, 256ll, 512ll, 1024ll, 2048ll, 4096ll, 8192ll}) {
+         {128ll, 256ll, 512ll, 1024ll, 2048ll, 4096ll, 8192ll, 16384ll}) {
       if (gFusedSeg != 0 && seg < 512)
         continue;
       if (!sweep || seg == f.a.seg_len || seg >= T)
