@@ -188,6 +188,14 @@ public:
             "mm::k::lightningChunkOut<" +
                 d + ", 3, " + sl + ">(a, smemb);",
             /*minBlocks=*/perSm);
+      // D = 128: the fused single launch (sm_90a; its body traps elsewhere and
+      // the runtime launches it only from sm_90a artifacts).
+      if (p("head_dim") == 128)
+        entry(name + "_fused", threads, "LightningChunkArgs",
+              "extern __shared__ __align__(16) unsigned char smemb[];\n  "
+              "mm::k::lightningChunkFused<3, " +
+                  sl + ">(a, smemb);",
+              /*minBlocks=*/1);
     } else if (kind == "lightning_attention") {
       const bool silu = p("silu_input") != 0;
       const std::string d = std::to_string(p("head_dim")),

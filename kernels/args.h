@@ -187,6 +187,48 @@ MM_HD constexpr long long lightningChunkStateFloats(int D, long long batch,
   return batch * heads * nseg * D * D;
 }
 MM_HD constexpr int lightningChunkScanBlocks(int D) { return D * D / 1024; }
+/// Fused single launch (sm_90a, D = 128; lightningChunkFused, decoupled
+/// look-back): the workspace holds fp32 [B·H, nseg, 2, D, D] (per segment its
+/// own state contribution and the state at its end), then ints: [B·H·nseg]
+/// status words, an error word, (a pad,) a 64-bit ticket counter at int index
+/// lightningFusedTicket; the lightningFusedFlagInts ints must be zero before
+/// each launch.
+MM_HD constexpr long long lightningFusedStateFloats(int D, long long bh,
+                                                    long long nseg) {
+  return 2 * bh * nseg * D * D;
+}
+MM_HD constexpr long long lightningFusedTicket(long long bh, long long nseg) {
+  return (bh * nseg + 2) & ~1ll;
+}
+MM_HD constexpr long long lightningFusedFlagInts(long long bh, long long nseg) {
+  return lightningFusedTicket(bh, nseg) + 2;
+}
+/// Most segments of one sequence and head in the fused launch (its workspace
+/// holds two [D, D] slots a segment, as many bytes as the three launches'
+/// 2·lightningFusedMaxSegments slots).
+MM_HD constexpr long long lightningFusedMaxSegments() { return 128; }
+/// Segment length of the fused single launch (sm_90a, D = 128) for T tokens of
+/// `bh` (batch × heads) sequences on `sms` multiprocessors, or 0 where the
+/// three launches run instead. `force` < 0: the default policy, segments of
+/// 8192 tokens (measured fastest of 512..8192 at T = 64K..1M, H = 16,
+/// bench/results/llook.md) when they make at least 3/4 of a wave of blocks
+/// (one block per multiprocessor); force = 0: never; force > 0: segments of
+/// `force` tokens (rounded up to 64; a test knob). Either way at most
+/// lightningFusedMaxSegments() segments.
+MM_HD inline long long lightningFusedSegLen(long long T, long long bh,
+                                            long long sms,
+                                            long long force = -1) {
+  if (force == 0 || T <= 0)
+    return 0;
+  long long seg = force > 0 ? force : 8192;
+  const long long minSeg =
+      (T + lightningFusedMaxSegments() - 1) / lightningFusedMaxSegments();
+  seg = (seg > minSeg ? seg : minSeg);
+  seg = (seg + 63) / 64 * 64;
+  if (force < 0 && 4 * bh * ((T + seg - 1) / seg) < 3 * sms)
+    return 0;
+  return seg;
+}
 /// Segment length (a multiple of 64) for T tokens of `bh` (batch × heads)
 /// independent sequences on `sms` multiprocessors, head dim D. Each launch
 /// walks its segments sequentially, so its time is about waves × seg_len: the

@@ -173,6 +173,9 @@ __device__ void lightningAttention(const LightningArgs &p, float *smem) {
 // (the large presets) and 64 (`small`); Geom<D> refuses others. On sm_90a the
 // output launch at D = 128 runs on wgmma instead (lightningChunkOutWgmma below:
 // same grid, threads and shared-memory budget, 128-byte-swizzled tiles).
+// On sm_90a at D = 128 and long T the runtime runs all three in ONE launch
+// instead (lightningChunkFused, decoupled look-back over the segments; its
+// choice and segment length: lightningFusedSegLen in kernels/args.h).
 
 namespace lfast {
 constexpr int C = 64, LP = C + 8, THREADS = 256;
@@ -488,14 +491,6 @@ __device__ void lightningChunkScan(const LightningChunkArgs &p) {
   }
 }
 
-/// Fused single launch (experimental, sm_90a D = 128; lightningChunkFused):
-/// ints after the state slots: [B·H·nseg] prefix-ready flags, an error flag
-/// (a wait that gave up), then a 64-bit ticket counter at this int index; all
-/// zero before the launch. Ints to zero: lightningFusedTicket(..) + 2.
-MM_HD constexpr long long lightningFusedTicket(long long bh, long long nseg) {
-  return (bh * nseg + 2) & ~1ll;
-}
-
 #ifndef MM_LIGHTNING_WGMMA_VAR
 #define MM_LIGHTNING_WGMMA_VAR 26
 #endif
@@ -529,9 +524,9 @@ constexpr int kLightningWgmmaVar = MM_LIGHTNING_WGMMA_VAR;
 // the 7 MFLOP a sub-chunk). Q, K, V tiles (16 KB) and the state copy (32 KB)
 // are in the 128-byte-swizzled layout the tensor cores read: [rows][64] halves
 // of 128-byte rows, 16-byte chunk c of row r at chunk c ^ (r & 7), 8-row groups
-// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). The
-// fused single launch (lightningChunkFused) is an experiment of the bench only:
-// slower than the three launches (bench/results/lfuse.md).
+// 1024 bytes apart. λ^{±64} stays within fp32 and bf16 range (s_h < 1). With
+// FUSED the same loop is phase B of the fused single launch
+// (lightningChunkFused, below).
 namespace lwg {
 constexpr unsigned HALF = 64 * 128, TILE = 2 * HALF, SHALF = 128 * 128;
 
@@ -612,7 +607,8 @@ __device__ __forceinline__ unsigned swz(int r, int c, unsigned half) {
 }
 
 /// Copies of one sub-chunk (m valid rows from src, the q of its first token)
-/// into the swizzled q|k|v tiles at shared address `stage`; thread → chunk
+/// into the swizzled q|k|v tiles at shared address `stage` (parts P0.. of
+/// q|k|v, part p at stage + (p - P0)·TILE); thread → chunk
 /// c = tid % 16 of rows r0 = tid / 16, +16, +32, +48 (r & 7 is the same for
 /// all four, so the addresses are a base plus immediates).
 template <int P0 = 0>
@@ -629,7 +625,7 @@ __device__ __forceinline__ void loadSub(unsigned stage, const bf16 *src,
 #pragma unroll
     for (int part = P0; part < 3; ++part)
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                       d + part * TILE + pass * 16 * 128),
+                       d + (part - P0) * TILE + pass * 16 * 128),
                    "l"(valid ? g + part * D : any), "r"(valid ? 16 : 0)
                    : "memory");
     g += 16 * rowIn;
@@ -646,7 +642,7 @@ __device__ __forceinline__ void siluSub(unsigned char *stage, int m) {
 #pragma unroll
     for (int part = P0; part < 3; ++part) {
       unsigned *x = reinterpret_cast<unsigned *>(
-          stage + part * TILE + swz(r0, c, HALF) + pass * 16 * 128);
+          stage + (part - P0) * TILE + swz(r0, c, HALF) + pass * 16 * 128);
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         x[e] = packBf16(siluF(lfast::lo(x[e])), siluF(lfast::hi(x[e])));
@@ -689,8 +685,9 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
   if constexpr (FUSED) {
     // Items in ticket order (segment-major), so a block waits only on blocks
     // that started before it.
-    flags = reinterpret_cast<int *>(mptr<float>(p.state) +
-                                    p.batch * H * p.nseg * D * D);
+    flags = reinterpret_cast<int *>(
+        mptr<float>(p.state) +
+        lightningFusedStateFloats(D, p.batch * H, p.nseg));
     __shared__ unsigned long long ticket;
     if (threadIdx.x == 0)
       ticket = atomicAdd(reinterpret_cast<unsigned long long *>(
@@ -716,35 +713,65 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
   // d_v = 64wg + 8nt + 2t + r%2), the wgmma accumulator order.
   float S[2][32];
   if constexpr (FUSED) {
-    // Phase A (segments before the last): U = this segment's own state
-    // contribution, from S = 0 over its k, v (the update of the loop below).
+    // Decoupled look-back (bench/results/llook.md). Workspace of (b, h):
+    // slots[2 seg] = A_seg, the segment's own contribution (aggregate),
+    // slots[2 seg + 1] = I_seg = S(end of segment seg) (inclusive prefix);
+    // status[seg] = 1 once A_seg is published, 2 once I_seg is.
+    const long long bh = b * H + h;
+    float *slots = mptr<float>(p.state) + bh * 2 * p.nseg * D * D;
+    int *status = flags + bh * p.nseg;
+    const bool full = seg < p.nseg - 1; // the last segment publishes nothing
+    // Phase A (segments before the last): U = Σ_u λ^{len-u} k_uᵀ v_u over the
+    // segment's k, v, walking its sub-chunks backwards (last first) with the
+    // weights λ^{len-64c-j} on K directly (no decay of the accumulator), so
+    // that phase B's first sub-chunks are the ones read last: still in L2.
 #pragma unroll
     for (int mb = 0; mb < 2; ++mb)
 #pragma unroll
       for (int e = 0; e < 32; ++e)
         S[mb][e] = 0.f;
-    if (seg < p.nseg - 1) {
+    // Phase A needs only k|v: AST stages of 32 KB over the q|k|v stages and
+    // the state copy (free until the look-back): 5 stages, 4 sub-chunks in
+    // flight (the three q|k|v stages hold 2).
+    constexpr int AST =
+        (STAGES * 3 * lwg::TILE + 2 * lwg::SHALF) / (2 * lwg::TILE);
+    static_assert(AST * 2 * lwg::TILE <=
+                      STAGES * 3 * lwg::TILE + 2 * lwg::SHALF,
+                  "phase A's stages fit before the O tile");
+    // Sub-chunk of phase A's iteration `it` (MM_LIGHTNING_FUSED_FORWARD:
+    // first to last, for comparison).
+    auto subA = [&](int it) {
+#ifdef MM_LIGHTNING_FUSED_FORWARD
+      return it;
+#else
+      return nsub - 1 - it;
+#endif
+    };
+#ifdef MM_LIGHTNING_FUSED_SKIP_A
+    const int nsubA = 0; // a measurement knob only: no phase A, wrong results
+#else
+    const int nsubA = nsub;
+#endif
+    if (full) {
 #pragma unroll
-      for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < nsub)
-          lwg::loadSub<1>(base + st * 3 * lwg::TILE, src + st * C * rowIn,
+      for (int st = 0; st < AST - 1; ++st) {
+        if (st < nsubA)
+          lwg::loadSub<1>(base + st * 2 * lwg::TILE, src + subA(st) * C * rowIn,
                           rowIn, C, qkv);
         cpCommit();
       }
-      const float dec = ex(-s * C);
-      for (int it = 0; it < nsub; ++it) {
-        const int stage = it % STAGES;
-        const unsigned kB = base + stage * 3 * lwg::TILE + lwg::TILE,
-                       vB = kB + lwg::TILE;
-        cpWait<STAGES - 2>();
+      for (int it = 0; it < nsubA; ++it) {
+        const int stage = it % AST;
+        const unsigned kB = base + stage * 2 * lwg::TILE, vB = kB + lwg::TILE;
+        cpWait<AST - 2>();
         if (SILU_IN)
-          lwg::siluSub<1>(smem + stage * 3 * lwg::TILE, C);
+          lwg::siluSub<1>(smem + stage * 2 * lwg::TILE, C);
         lwg::proxyFence();
         __syncthreads();
-        const int nxt = it + STAGES - 1;
-        if (nxt < nsub)
-          lwg::loadSub<1>(base + (nxt % STAGES) * 3 * lwg::TILE,
-                          src + nxt * C * rowIn, rowIn, C, qkv);
+        const int nxt = it + AST - 1;
+        if (nxt < nsubA)
+          lwg::loadSub<1>(base + (nxt % AST) * 2 * lwg::TILE,
+                          src + subA(nxt) * C * rowIn, rowIn, C, qkv);
         cpCommit();
         unsigned ka[2][4][4];
         const int r = (lane & 7) + ((lane >> 4) << 3);
@@ -762,12 +789,15 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
                          : "r"(addr)
                          : "memory");
           }
+        // Token j of sub-chunk c sits len - 64c - j before the segment's end.
+        const float end = static_cast<float>(len - C * subA(it));
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks) {
           const float j0 = static_cast<float>(16 * ks + 2 * t);
-          const float w00 = ex(-s * (C - j0)), w01 = ex(-s * (C - j0 - 1.f));
-          const float w10 = ex(-s * (C - j0 - 8.f)),
-                      w11 = ex(-s * (C - j0 - 9.f));
+          const float w00 = ex(-s * (end - j0)),
+                      w01 = ex(-s * (end - j0 - 1.f));
+          const float w10 = ex(-s * (end - j0 - 8.f)),
+                      w11 = ex(-s * (end - j0 - 9.f));
 #pragma unroll
           for (int mb = 0; mb < 2; ++mb) {
             ka[mb][ks][0] = scalePair(ka[mb][ks][0], w00, w01);
@@ -776,11 +806,6 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
             ka[mb][ks][3] = scalePair(ka[mb][ks][3], w10, w11);
           }
         }
-#pragma unroll
-        for (int mb = 0; mb < 2; ++mb)
-#pragma unroll
-          for (int e = 0; e < 32; ++e)
-            S[mb][e] *= dec;
         lwg::fenceRegs(S[0]);
         lwg::fenceRegs(S[1]);
         lwg::fence();
@@ -797,9 +822,29 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
         lwg::fenceRegs(S[1]);
       }
       cpWait<0>();
-      __syncthreads(); // every stage is free for phase B
+      // Publish A_seg (status 1), or for segment 0 directly I_0 = U
+      // (status 2).
+      float *out = slots + (2 * seg + (seg == 0 ? 1 : 0)) * D * D;
+#pragma unroll
+      for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+          for (int hh = 0; hh < 2; ++hh)
+            __stcg(reinterpret_cast<float2 *>(
+                       out + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg +
+                       8 * nt + 2 * t),
+                   make_float2(S[mb][4 * nt + 2 * hh],
+                               S[mb][4 * nt + 2 * hh + 1]));
+      __threadfence();
+      __syncthreads(); // every stage is free for phase B; the slot is written
+      if (threadIdx.x == 0)
+        asm volatile(
+            "st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status + seg),
+            "r"(seg == 0 ? 2 : 1)
+            : "memory");
     }
-    // Phase B's first sub-chunks load while this block waits for its prefix.
+    // Phase B's first sub-chunks load during the look-back.
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
       if (st < nsub) {
@@ -809,58 +854,111 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
       }
       cpCommit();
     }
-    // Look-back of one: wait for the prefix P(seg) (slot seg, published by the
-    // block of segment seg-1), publish P(seg+1) = λ^{seg_len} P(seg) + U into
-    // slot seg+1, and start phase B (the output loop below) from P(seg).
-    const long long bh = b * H + h;
-    float *slots = mptr<float>(p.state) + bh * p.nseg * D * D;
     if (seg > 0) {
-      if (threadIdx.x == 0) {
-        const int *f = flags + bh * p.nseg + seg;
-        int v = 0;
-        for (long long spin = 0; spin < (1ll << 24); ++spin) {
-          asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
-                       : "=r"(v)
-                       : "l"(f)
-                       : "memory");
-          if (v)
-            break;
-          __nanosleep(64);
+      // Look-back: warp 0 reads the status of 32 predecessors at a time
+      // (lane l: segment seg-1-base-l) until the nearest one with I published
+      // has only published aggregates between it and seg; then
+      // P = Σ_{i<n} λ^{i·L} A_{seg-1-i} + λ^{n·L} I_{seg-1-n}  (L = seg_len).
+      // Predecessors hold earlier tickets, so they are resident or done and
+      // publish their aggregates without waiting on anything: no deadlock.
+      __shared__ int nAgg;
+      if (warp == 0) {
+        long long off = 0;
+        int found = -1;
+        for (long long spin = 0; spin < (1ll << 24);) {
+          const long long j = seg - 1 - off - lane;
+          int v = 2;
+          if (j >= 0)
+            asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n"
+                         : "=r"(v)
+                         : "l"(status + j)
+                         : "memory");
+          const unsigned inc = __ballot_sync(~0u, v == 2),
+                         none = __ballot_sync(~0u, v == 0);
+          const unsigned before = inc ? (inc & -inc) - 1 : ~0u;
+          if ((none & before) == 0) {
+            if (inc) {
+              found = static_cast<int>(off) + __ffs(inc) - 1;
+              break;
+            }
+            off += 32; // 32 aggregates: look further back
+            continue;
+          }
+          ++spin;
+          __nanosleep(32);
         }
-        if (!v) // bounded: a wrong result and an error flag instead of a hang
-          atomicExch(flags + p.batch * H * p.nseg, 1);
+        if (lane == 0) {
+          nAgg = found;
+          if (found < 0) { // bounded (~1 s): the error word, then a launch
+                           // failure instead of a hang or a silent wrong result
+            atomicExch(flags + p.batch * H * p.nseg, 1);
+            __threadfence();
+            __trap();
+          }
+        }
       }
       __syncthreads();
-    }
-    const float decL = expf(-s * static_cast<float>(p.seg_len));
-    const bool publish = seg < p.nseg - 1;
+      const int n = nAgg < 0 ? 0 : nAgg;
+      const float lg = -s * static_cast<float>(p.seg_len);
+      float P[2][32];
 #pragma unroll
-    for (int mb = 0; mb < 2; ++mb)
+      for (int mb = 0; mb < 2; ++mb)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+        for (int e = 0; e < 32; ++e)
+          P[mb][e] = 0.f;
+      for (int i = 0; i <= n; ++i) {
+        const float w = expf(lg * static_cast<float>(i));
+        const float *in =
+            slots + (2 * (seg - 1 - i) + (i == n ? 1 : 0)) * D * D;
 #pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const long long e =
-              (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt + 2 * t;
-          float2 x = make_float2(0.f, 0.f);
-          if (seg > 0)
-            x = __ldcg(
-                reinterpret_cast<const float2 *>(slots + seg * D * D + e));
-          if (publish)
-            __stcg(reinterpret_cast<float2 *>(slots + (seg + 1) * D * D + e),
-                   make_float2(decL * x.x + S[mb][4 * nt + 2 * hh],
-                               decL * x.y + S[mb][4 * nt + 2 * hh + 1]));
-          S[mb][4 * nt + 2 * hh] = x.x;
-          S[mb][4 * nt + 2 * hh + 1] = x.y;
-        }
-    if (publish) {
-      __threadfence();
-      __syncthreads();
-      if (threadIdx.x == 0)
-        asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(
-                         flags + bh * p.nseg + seg + 1),
-                     "r"(1)
-                     : "memory");
+        for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+              const float2 x = __ldcg(reinterpret_cast<const float2 *>(
+                  in + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg + 8 * nt +
+                  2 * t));
+              P[mb][4 * nt + 2 * hh] += w * x.x;
+              P[mb][4 * nt + 2 * hh + 1] += w * x.y;
+            }
+      }
+      if (full) {
+        // Publish I_seg = λ^L P + U (status 2).
+        const float decL = expf(lg);
+        float *out = slots + (2 * seg + 1) * D * D;
+#pragma unroll
+        for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh)
+              __stcg(reinterpret_cast<float2 *>(
+                         out + (64 * mb + 16 * q4 + g + 8 * hh) * D + 64 * wg +
+                         8 * nt + 2 * t),
+                     make_float2(decL * P[mb][4 * nt + 2 * hh] +
+                                     S[mb][4 * nt + 2 * hh],
+                                 decL * P[mb][4 * nt + 2 * hh + 1] +
+                                     S[mb][4 * nt + 2 * hh + 1]));
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0)
+          asm volatile(
+              "st.release.gpu.global.b32 [%0], %1;\n" ::"l"(status + seg),
+              "r"(2)
+              : "memory");
+      }
+#pragma unroll
+      for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+        for (int e = 0; e < 32; ++e)
+          S[mb][e] = P[mb][e];
+    } else {
+#pragma unroll
+      for (int mb = 0; mb < 2; ++mb)
+#pragma unroll
+        for (int e = 0; e < 32; ++e)
+          S[mb][e] = 0.f;
     }
   } else {
     const float *slot =
@@ -1176,24 +1274,44 @@ __device__ void lightningChunkOutWgmma(const LightningChunkArgs &p,
 /// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads,
 /// lightningChunkOutSmem(D, STAGES) bytes): the outputs of segment blockIdx.x
 /// from its start state.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/// Experimental (test/gpu/LightningBench.cu --fused; not used by the runtime):
-/// states, scan and outputs in one launch of nseg·H·B blocks (1-D grid),
-/// lightningChunkOutSmem(128, STAGES) bytes, the flag/ticket ints after the
-/// state slots zeroed before (lightningFusedTicket). Block n takes ticket n
-/// (segment-major); phase A computes its segment's own state contribution U
-/// from k, v (segments before the last), then it waits for the prefix state
-/// of its segment from the block before it, publishes the next prefix
-/// (λ^{seg_len} P + U) with a release flag, and runs the output loop from its
-/// prefix (phase B reads k, v a second time, from L2 when the segment is
-/// short enough: 132 segments in flight at 512 B a token).
+/// Fused single launch (sm_90a, D = 128; the runtime's `_fused` entry where
+/// lightningFusedSegLen picks it): states, prefixes and outputs in one launch
+/// of nseg·H·B blocks (1-D grid), lightningChunkThreads() threads,
+/// lightningChunkOutSmem(128, STAGES) bytes; workspace
+/// lightningFusedStateFloats floats then lightningFusedFlagInts ints, the ints
+/// zeroed before each launch. Block n takes ticket n from a global counter
+/// (segment-major: segment s of every (b, h) before segment s+1 of any), so the
+/// blocks a block waits on are resident or done. Per block (segment s of one
+/// (b, h)):
+///   A. (s < nseg-1) U_s = Σ λ^{end-u} k_uᵀ v_u over the segment's k, v
+///      (wgmma, sub-chunks last to first); publish U_s in slot A_s, status 1
+///      (segment 0: publish it as the inclusive prefix I_0, status 2);
+///   look-back: sum λ^{i·L} A_{s-1-i} over the predecessors that have only an
+///      aggregate, up to the nearest one with its inclusive prefix I_j
+///      published (status 2; waiting while one in between has neither):
+///      P = S(start of s); publish I_s = λ^L P + U_s, status 2;
+///   B. the output loop of lightningChunkOutWgmma from P (reads q, k, v; k, v
+///      of its first sub-chunks, read last by phase A, are still in L2).
+/// A block never waits on a chain of predecessors' prefixes, only on
+/// aggregates, which need nothing but the block's own k, v
+/// (bench/results/llook.md; the look-back-of-one form of lfuse.md waited
+/// ~8 µs a link). On other architectures the entry traps: the runtime launches
+/// it only from sm_90a artifacts.
 template <int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
 __device__ void lightningChunkFused(const LightningChunkArgs &p,
                                     unsigned char *smem) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   lightningChunkOutWgmma<STAGES, SILU_IN, VAR, true>(p, smem);
-}
+#else
+  (void)p;
+  (void)smem;
+  __trap();
 #endif
+}
 
+/// Launch 3 (grid (nseg, H, B), lightningChunkThreads() threads,
+/// lightningChunkOutSmem(D, STAGES) bytes): the outputs of segment blockIdx.x
+/// from its start state.
 template <int D, int STAGES, bool SILU_IN, int VAR = kLightningWgmmaVar>
 __device__ void lightningChunkOut(const LightningChunkArgs &p,
                                   unsigned char *smem) {

@@ -10,6 +10,7 @@
 #include "runtime/cuda/LtGemm.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -25,8 +26,10 @@ constexpr uint64_t kSharedStatic = 48 * 1024; // beyond this, opt in per kernel
 const std::vector<std::string> &entrySuffixes(const StepDesc &s) {
   static const std::vector<std::string> one = {""};
   static const std::vector<std::string> chunk = {"_states", "_scan", "_out"};
+  static const std::vector<std::string> chunk128 = {"_states", "_scan", "_out",
+                                                    "_fused"};
   if (s.kernel == Kernel::LightningAttention && s.params.tileChunk == 1)
-    return chunk;
+    return s.params.headDim == 128 ? chunk128 : chunk;
   const Kernel k = s.kernel;
   static const std::vector<std::string> moe = {"_route", "_dispatch",
                                                "_gate_up", "_down", "_combine"};
@@ -127,6 +130,17 @@ std::pair<long long, long long> lightningSegments(long long T, long long bh,
   return {len, (T + len - 1) / len};
 }
 
+/// MM_LIGHTNING_FUSED (a test and measurement knob of the fused lightning
+/// launch, kernels/args.h lightningFusedSegLen): unset = the default policy,
+/// 0 = always the three launches, N > 0 = fused with N-token segments.
+long long lightningFusedForce() {
+  static const long long v = [] {
+    const char *e = std::getenv("MM_LIGHTNING_FUSED");
+    return e && *e ? std::atoll(e) : -1ll;
+  }();
+  return v;
+}
+
 } // namespace
 
 Status CudaExecutor::Impl::open() {
@@ -217,6 +231,8 @@ Status CudaExecutor::Impl::open() {
       const int D = static_cast<int>(p.headDim);
       L.fnSmem = {static_cast<uint32_t>(k::lightningChunkStatesSmem(D, 3)), 0,
                   static_cast<uint32_t>(k::lightningChunkOutSmem(D, 3))};
+      if (D == 128) // the fused single launch: the output launch's layout
+        L.fnSmem.push_back(L.fnSmem[2]);
       L.smemBytes = std::max(L.fnSmem[0], L.fnSmem[2]);
     } else if (s.kernel == Kernel::LightningAttention)
       L.smemBytes = static_cast<uint32_t>(
@@ -311,6 +327,15 @@ Status CudaExecutor::Impl::allocate(const std::vector<void *> &hostData) {
           wsBytes, 4ull * k::lightningChunkStateFloats(
                               static_cast<int>(s.params.headDim), plan.maxBatch,
                               s.params.numHeads, nseg));
+      // The fused launch (D = 128): two slots a segment, then its status
+      // words and ticket.
+      if (s.params.headDim == 128) {
+        const long long bh = plan.maxBatch * s.params.numHeads,
+                        fseg = k::lightningFusedMaxSegments();
+        wsBytes = std::max<uint64_t>(
+            wsBytes, 4ull * (k::lightningFusedStateFloats(128, bh, fseg) +
+                             k::lightningFusedFlagInts(bh, fseg)));
+      }
     }
   }
   workspace = at;
@@ -509,6 +534,27 @@ Status CudaExecutor::Impl::runStep(size_t index,
   case Kernel::LightningAttention: {
     if (p.tileChunk == 1) {
       const int D = static_cast<int>(p.headDim);
+      // sm_90a, D = 128, long T: one fused launch (decoupled look-back,
+      // kernels/lightning_attention.cuh lightningChunkFused); its status
+      // words and ticket are zeroed first.
+      const long long fusedSeg =
+          D == 128 && plan.target == "sm_90a"
+              ? k::lightningFusedSegLen(x[1], x[0] * p.numHeads,
+                                        multiprocessors, lightningFusedForce())
+              : 0;
+      if (fusedSeg > 0) {
+        const long long nsegF = (x[1] + fusedSeg - 1) / fusedSeg,
+                        bh = x[0] * p.numHeads;
+        k::LightningChunkArgs a{
+            d(0),       out,          base + workspace, x[0],     x[1],
+            p.numHeads, p.layerIndex, p.numLayers,      fusedSeg, nsegF};
+        MM_CU_CALL(drv, memsetD8Async,
+                   base + workspace +
+                       4ull * k::lightningFusedStateFloats(D, bh, nsegF),
+                   0, 4ull * k::lightningFusedFlagInts(bh, nsegF), stream);
+        return launch(L.fns[3], static_cast<unsigned>(nsegF * bh), 1, 1,
+                      threads, L.fnSmem[3], &a);
+      }
       const auto [segLen, nseg] =
           lightningSegments(x[1], x[0] * p.numHeads, multiprocessors, D);
       k::LightningChunkArgs a{d(0),   out,        base + workspace, x[0],

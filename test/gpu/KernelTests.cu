@@ -228,6 +228,25 @@ void launchLightningFast(const k::LightningChunkArgs &a) {
   gLightningOut<D, SILU>
       <<<dim3(static_cast<unsigned>(a.nseg), H, B), 256, so>>>(a);
 }
+/// The fused single launch (sm_90a, D = 128; what the runtime runs where
+/// lightningFusedSegLen picks it): status words and ticket zeroed, then one
+/// launch of nseg·H·B blocks.
+template <bool SILU>
+__global__ void __launch_bounds__(256, 1)
+    gLightningFused(k::LightningChunkArgs a) {
+  extern __shared__ __align__(16) unsigned char smemb[];
+  k::lightningChunkFused<3, SILU>(a, smemb);
+}
+template <bool SILU> void launchLightningFused(const k::LightningChunkArgs &a) {
+  const int so = static_cast<int>(k::lightningChunkOutSmem(128, 3));
+  CK(cudaFuncSetAttribute(gLightningFused<SILU>,
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, so));
+  const long long bh = a.batch * a.heads;
+  CK(cudaMemsetAsync(reinterpret_cast<float *>(a.state) +
+                         k::lightningFusedStateFloats(128, bh, a.nseg),
+                     0, 4 * k::lightningFusedFlagInts(bh, a.nseg)));
+  gLightningFused<SILU><<<static_cast<unsigned>(a.nseg * bh), 256, so>>>(a);
+}
 int deviceSms() {
   int dev = 0, n = 0;
   CK(cudaGetDevice(&dev));
@@ -484,6 +503,47 @@ void testLightningFast(long long B, long long T_, long long H, long long layer,
                      {"seg", segLen},
                      {"nseg", nseg}}),
                download<bf16>(dOut, nOut), ref);
+}
+
+/// The fused single launch (D = 128) against the same CPU reference with
+/// segments of segLen tokens; the status word of a wait that gave up fails the
+/// case.
+template <bool SILU>
+void testLightningFused(long long B, long long T_, long long H, long long layer,
+                        long long layers, long long segLen) {
+  constexpr long long D = 128;
+  const long long nIn = B * T_ * H * 3 * D, nOut = B * T_ * H * D;
+  auto qkv = randomVec<bf16>(nIn);
+  Dev dIn = upload<bf16>(qkv), dOut = outputBuf<bf16>(nOut);
+  const long long nseg = (T_ + segLen - 1) / segLen, bh = B * H;
+  const long long sf = k::lightningFusedStateFloats(D, bh, nseg);
+  Dev ws(static_cast<size_t>(sf + k::lightningFusedFlagInts(bh, nseg)) * 4);
+  ws.poison();
+  k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), B,      T_,
+                          H,       layer,    layers, segLen, nseg};
+  launchLightningFused<SILU>(a);
+  CK_LAUNCH();
+  int gaveUp = 0;
+  CK(cudaMemcpy(
+      &gaveUp,
+      reinterpret_cast<int *>(reinterpret_cast<float *>(ws.d()) + sf) +
+          bh * nseg,
+      4, cudaMemcpyDeviceToHost));
+  std::vector<float> ref(nOut);
+  cpu::Scratch s;
+  cpu::lightningAttention(qkv.data(), ref.data(), B, T_, H, D, 16, layer,
+                          layers, s, SILU);
+  auto got = download<bf16>(dOut, nOut);
+  if (gaveUp) // poison the result: the report fails the case
+    got[0] = std::nanf("");
+  report<bf16>(SILU ? "lightning_attn+silu fused" : "lightning_attention fused",
+               dims({{"B", B},
+                     {"T", T_},
+                     {"H", H},
+                     {"D", D},
+                     {"seg", segLen},
+                     {"nseg", nseg}}),
+               got, ref);
 }
 
 template <typename T, int D, int BQ, int BK, int THREADS = attnThreads<T, BQ>()>
@@ -812,6 +872,9 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
     testLightningFast<128, true>(2, 150, 3, 1, 4, 64);
     testLightningFast<64, false>(1, 37, 2, 0, 2, 0);
     testLightningFast<64, true>(2, 150, 3, 1, 4, 64);
+    testLightningFused<false>(1, 37, 2, 0, 2, 64);
+    testLightningFused<true>(2, 150, 3, 1, 4, 64);
+    testLightningFused<false>(1, 1000, 4, 3, 8, 128);
   }
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
@@ -853,6 +916,13 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
     testLightningFast<64, true>(2, 1111, 3, 2, 8, 64);
     testLightningFast<64, false>(1, 4097, 4, 0, 8, 256);
     testLightningFast<64, false>(1, 2048, 16, 5, 8, 0);
+    // The fused single launch (D = 128): ragged T, B = 2, silu input, up to
+    // 65 segments of one sequence (look-backs past 32 predecessors).
+    testLightningFused<true>(2, 777, 2, 7, 8, 64);
+    testLightningFused<false>(1, 4097, 4, 0, 8, 256);
+    testLightningFused<false>(1, 4097, 4, 0, 8, 64);
+    testLightningFused<false>(1, 2048, 16, 5, 8, 128);
+    testLightningFused<true>(2, 3000, 3, 1, 8, 1024);
   }
   testAttention<T, 64, 64, 64>(1, 333, 8, 2);
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);
@@ -908,13 +978,25 @@ void benchSweep() {
   for (long long T_ : {4096LL, 16384LL, 65536LL, 262144LL, 1048576LL}) {
     Dev dIn = randomDev(T_ * H * 3 * D, 1),
         dOut(static_cast<size_t>(T_ * H * D) * 2);
-    const long long seg = k::lightningChunkSegLen(T_, H, deviceSms(), D),
-                    nseg = (T_ + seg - 1) / seg;
-    Dev ws(static_cast<size_t>(k::lightningChunkStateFloats(D, 1, H, nseg)) *
+    // The runtime's choice: the fused launch where lightningFusedSegLen
+    // picks it, otherwise the three launches.
+    const long long fseg = k::lightningFusedSegLen(T_, H, deviceSms());
+    const long long seg =
+        fseg > 0 ? fseg : k::lightningChunkSegLen(T_, H, deviceSms(), D);
+    const long long nseg = (T_ + seg - 1) / seg;
+    Dev ws(static_cast<size_t>(
+               fseg > 0 ? k::lightningFusedStateFloats(D, H, nseg) +
+                              k::lightningFusedFlagInts(H, nseg)
+                        : k::lightningChunkStateFloats(D, 1, H, nseg)) *
            4);
     k::LightningChunkArgs a{dIn.d(), dOut.d(), ws.d(), 1,   T_,
                             H,       0,        8,      seg, nseg};
-    const double ms = medianMs([&] { launchLightningFast<128, false>(a); });
+    const double ms = medianMs([&] {
+      if (fseg > 0)
+        launchLightningFused<false>(a);
+      else
+        launchLightningFast<128, false>(a);
+    });
     std::printf("BENCH {\"kernel\": \"lightning_attention\", \"T\": %lld, "
                 "\"H\": %lld, \"D\": %lld, "
                 "\"ms\": %.5f, \"seg_len\": %lld}\n",

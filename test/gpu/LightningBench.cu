@@ -60,8 +60,9 @@ __global__ void __launch_bounds__(256, 1) gFused(k::LightningChunkArgs a) {
   k::lightningChunkFused<kOutStages, SILU, VAR>(a, smem);
 #endif
 }
-/// --fused N: D = 128 through the experimental single launch with segments of
-/// N tokens (0: the three launches).
+/// --fused N: D = 128 through the fused single launch with segments of N
+/// tokens (0: the three launches; -1: the runtime's choice between the two,
+/// lightningFusedSegLen).
 long long gFusedSeg = 0;
 /// --var N: the form of the sm_90a D = 128 output launch
 /// (lightningChunkOutWgmma VAR; -1 = the default).
@@ -153,20 +154,21 @@ template <int D> struct Fast {
   float *ws = nullptr;
   bool silu = false;
   bool fused = false;
-  long long flagInts = 0;
+  long long flagInts = 0, stateFloats = 0;
   Fast(const bf16 *qkv, bf16 *out, long long B, long long T, long long H,
        long long layer, long long layers, bool silu_, long long segLen = 0)
       : silu(silu_) {
-    fused = D == 128 && gFusedSeg > 0;
+    // --fused -1: the runtime's choice (lightningFusedSegLen).
+    const long long fseg =
+        gFusedSeg < 0 ? k::lightningFusedSegLen(T, B * H, numSms()) : gFusedSeg;
+    fused = D == 128 && fseg > 0;
     if (segLen <= 0)
-      segLen =
-          fused ? gFusedSeg : k::lightningChunkSegLen(T, B * H, numSms(), D);
+      segLen = fused ? fseg : k::lightningChunkSegLen(T, B * H, numSms(), D);
     const long long nseg = (T + segLen - 1) / segLen;
-    flagInts = k::lightningFusedTicket(B * H, nseg) + 2;
-    CK(cudaMalloc(&ws, (std::max<long long>(
-                            1, k::lightningChunkStateFloats(D, B, H, nseg)) +
-                        flagInts) *
-                           4));
+    flagInts = k::lightningFusedFlagInts(B * H, nseg);
+    stateFloats = fused ? k::lightningFusedStateFloats(D, B * H, nseg)
+                        : k::lightningChunkStateFloats(D, B, H, nseg);
+    CK(cudaMalloc(&ws, (std::max<long long>(1, stateFloats) + flagInts) * 4));
     a = k::LightningChunkArgs{reinterpret_cast<k::dptr>(qkv),
                               reinterpret_cast<k::dptr>(out),
                               reinterpret_cast<k::dptr>(ws),
@@ -191,10 +193,7 @@ template <int D> struct Fast {
       once = true;
     }
   }
-  int *flags() const {
-    return reinterpret_cast<int *>(
-        ws + k::lightningChunkStateFloats(D, a.batch, a.heads, a.nseg));
-  }
+  int *flags() const { return reinterpret_cast<int *>(ws + stateFloats); }
   template <bool S, int VAR> void runFusedVar() {
     static bool once = false;
     if (!once) {
@@ -483,7 +482,10 @@ int benchMain(bool doCheck, long long maxT, const std::vector<long long> &ts,
     }
     // Other segment lengths at this T (the cost model's choice is the row
     // above).
-    for (long long seg : {128ll, 256ll, 512ll, 1024ll, 2048ll}) {
+    for (long long seg :
+         {128ll, 256ll, 512ll, 1024ll, 2048ll, 4096ll, 8192ll, 16384ll}) {
+      if (gFusedSeg != 0 && seg < 512)
+        continue;
       if (!sweep || seg == f.a.seg_len || seg >= T)
         continue;
       Fast<D> g(in, out, 1, T, H, 0, 8, false, seg);
@@ -533,7 +535,9 @@ int main(int argc, char **argv) {
   std::printf("device: %s, %d SMs, L2 %d MB; output form %d (default %d)%s\n",
               prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, gVar,
               k::kLightningWgmmaVar,
-              gFusedSeg > 0 ? "; fused single launch" : "");
+              gFusedSeg > 0   ? "; fused single launch"
+              : gFusedSeg < 0 ? "; fused where the runtime picks it"
+                              : "");
   if (d == 64)
     benchMain<64>(doCheck, maxT, ts, seqMaxT);
   else
