@@ -879,7 +879,7 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 16, 64, 64>(2, 37, 4, 2);
   testAttention<T, 128, 32, 32>(1, 45, 4, 1);
   if constexpr (sizeof(T) ==
-                2) { // the bf16 tiles of mm-tile (wgmma on sm_90a), GQA, ragged
+                2) { // mma.sync 128-row tiles (any target), GQA, ragged
     testAttention<T, 128, 128, 64>(2, 300, 4, 2);
     testAttention<T, 128, 128, 128>(2, 300, 4, 2);
     // the FA3 form (mm-tile's sm_90a pick): ragged, GQA, B = 2, T < 64
@@ -928,7 +928,7 @@ template <typename T> void runAll(cuda::LtGemm &lt) {
   testAttention<T, 128, 64, 64>(2, 257, 4, 4);
   testAttention<T, 128, 64, 64>(1, 1000, 8, 1);
   if constexpr (sizeof(T) ==
-                2) // the bf16 tiles of mm-tile (wgmma on sm_90a), longer
+                2) // mma.sync 128-row tiles and the FA3 form, longer
   {
     testAttention<T, 128, 128, 128>(1, 1000, 8, 8);
     testAttention<T, 128, 128, 128, 384>(1, 1000, 8, 8);
