@@ -973,7 +973,7 @@ Dev randomDev(long long n, unsigned seed) {
 /// after "BENCH ", at the shapes tools/bench/peers.py times the peers (B=1,
 /// H=16, D=128, bf16), with the forms and tiles that mm-tile picks on sm_90a.
 /// tools/bench/report.py joins the two.
-void benchSweep() {
+void benchSweep(cuda::LtGemm &lt) {
   const long long H = 16, D = 128;
   for (long long T_ : {4096LL, 16384LL, 65536LL, 262144LL, 1048576LL}) {
     Dev dIn = randomDev(T_ * H * 3 * D, 1),
@@ -1048,17 +1048,45 @@ void benchSweep() {
     a.inter = inter;
     a.top_k = topK;
     cuda::bindMoeWorkspace(a, work.d(), layout);
-    const double ms = medianMs([&] {
+    auto moe = [&] {
       gMoeRoute<bf16><<<(rows + 7) / 8, 256>>>(a);
       gMoeDispatch<128><<<1, 1024>>>(a);
       launchMoeWgmma(a);
       gMoeCombine<bf16><<<rows, 256>>>(a);
-    });
+    };
+    // The dense reference of equal FLOPs, in this process: one SwiGLU FFN
+    // over all rows·k slots through cuBLASLt (x[M,H]·W13[2I,H]ᵀ, then
+    // h[M,I]·W2[H,I]ᵀ), timed alternately with ours (3 rounds, medians), so
+    // both see the same clocks.
+    const long long M = rows * topK;
+    Dev xs = randomDev(M * hidden, 10), hs = randomDev(M * inter, 11),
+        gu(static_cast<size_t>(M * 2 * inter) * 2),
+        dn(static_cast<size_t>(M * hidden) * 2);
+    auto cu = [](const Dev &d) { return static_cast<CUdeviceptr>(d.d()); };
+    auto ok = [](const Status &st) {
+      if (!st.isOk()) {
+        std::printf("FAIL: dense reference: %s\n", st.message().c_str());
+        std::exit(1);
+      }
+    };
+    auto dense = [&] {
+      ok(lt.run(nullptr, CUDA_R_16BF, M, 2 * inter, hidden, cu(xs), cu(dw1),
+                cu(gu)));
+      ok(lt.run(nullptr, CUDA_R_16BF, M, hidden, inter, cu(hs), cu(dw2),
+                cu(dn)));
+    };
+    std::vector<double> oursMs, denseMs;
+    for (int round = 0; round < 3; ++round) {
+      oursMs.push_back(medianMs(moe));
+      denseMs.push_back(medianMs(dense));
+    }
+    std::sort(oursMs.begin(), oursMs.end());
+    std::sort(denseMs.begin(), denseMs.end());
     std::printf("BENCH {\"kernel\": \"moe\", \"shape\": \"%lld tokens, H=%lld, "
                 "E=%lld, I=%lld, top-%lld\", "
-                "\"ms\": %.5f, \"flops\": %.6e}\n",
-                rows, hidden, experts, inter, topK, ms,
-                2.0 * rows * topK * 3 * hidden * inter);
+                "\"ms\": %.5f, \"flops\": %.6e, \"dense_ms\": %.5f}\n",
+                rows, hidden, experts, inter, topK, oursMs[1],
+                2.0 * rows * topK * 3 * hidden * inter, denseMs[1]);
     std::fflush(stdout);
   }
 }
@@ -1089,7 +1117,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (sweep) {
-    benchSweep();
+    benchSweep(*lt.value());
     return 0;
   }
   if (benchOnly) {
