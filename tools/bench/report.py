@@ -4,7 +4,9 @@
 Inputs (all from the same run on the same GPU):
   --peers peers.json        written by tools/bench/peers.py
   --ours ours.jsonl         lines `BENCH {...}` (or bare JSON objects) printed by
-                            `KernelTests --bench-sweep`: {"kernel", "T", "H", "D", "ms", ...}
+                            `KernelTests --bench-sweep`: {"kernel", "T", "H", "D", "ms", ...};
+                            the MoE rows also carry "dense_ms", the same process's cuBLASLt
+                            SwiGLU FFN of equal FLOPs, which the MoE ratio uses
   --prefill prefill.json    optional, written by tools/bench/prefill.py
 
 Writes OUT/report.md (table, every target met or missed with numbers), OUT/report.json and
