@@ -70,6 +70,7 @@
 #pragma once
 
 #include "kernels/common.cuh"
+#include "kernels/rope.cuh"
 #include "kernels/train_args.h"
 
 namespace mm {
@@ -379,35 +380,11 @@ template <typename T, bool SILU> __device__ void actGrad(const ActGradArgs &a) {
 
 // -------------------------------------------------------------- rope_grad
 
-/// dx[i] = dy[i]·cos + dy[i+R/2]·sin, dx[i+R/2] = dy[i+R/2]·cos − dy[i]·sin;
-/// the thread layout and the double-precision angle of kernels/rope.cuh.
+/// dx[i] = dy[i]·cos + dy[i+R/2]·sin, dx[i+R/2] = dy[i+R/2]·cos − dy[i]·sin:
+/// the inverse rotation of kernels/rope.cuh (ropeRotate), same thread layout
+/// and double-precision angle.
 template <typename T> __device__ void ropeGrad(const RopeGradArgs &p) {
-  const long long half = p.rotary_dim / 2;
-  const long long perHead = p.head_dim - half;
-  const long long total = p.batch * p.seq * p.heads * perHead;
-  const T *x = cptr<T>(p.x);
-  T *out = mptr<T>(p.out);
-  for (long long w = gtid(); w < total; w += gstride()) {
-    const long long item = w % perHead;
-    const long long rowHead = w / perHead;
-    const long long t = (rowHead / p.heads) % p.seq;
-    const long long base = rowHead * p.head_dim;
-    if (item < half) {
-      const double invFreq =
-          pow(p.theta, -2.0 * static_cast<double>(item) /
-                           static_cast<double>(p.rotary_dim));
-      double s, c;
-      sincos(static_cast<double>(t) * invFreq, &s, &c);
-      const float lo = ld(x, base + item), hi = ld(x, base + item + half);
-      const float cf = static_cast<float>(c), sf = static_cast<float>(s);
-      st(out, base + item, lo * cf + hi * sf);
-      st(out, base + item + half, hi * cf - lo * sf);
-    } else {
-      const long long ch = item + half;
-      if (x != out)
-        out[base + ch] = x[base + ch];
-    }
-  }
+  ropeRotate<T, true>(p);
 }
 
 // --------------------------------------------------------- embedding_grad
