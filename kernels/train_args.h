@@ -30,6 +30,15 @@ struct ActGradArgs {
   long long n;
 };
 
+/// The backward of an output gate y = sigmoid(x) · b, run as one pass
+/// (sigmoid_grad's "_gate" entry; runtime/TrainSchedule.h fusedGate): from dy,
+/// a (the gated value), b (the gate, sigmoid(x)) and x, it writes
+/// w = sigmoid_grad(x, dy·a) and v = dy·b. All n elements of T.
+struct GateGradArgs {
+  dptr dy, a, b, x, w, v;
+  long long n;
+};
+
 /// rope_grad: the inverse rotation of dy (RopeArgs' x = dy, out = dx).
 typedef RopeArgs RopeGradArgs;
 

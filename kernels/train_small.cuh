@@ -378,6 +378,31 @@ template <typename T, bool SILU> __device__ void actGrad(const ActGradArgs &a) {
     st(dx, i, actGradF<SILU>(ld(x, i), ld(dy, i)));
 }
 
+/// GateGradArgs (see there): the two products and sigmoid_grad of an output
+/// gate's backward in one pass, the dy·a product kept in fp32.
+template <typename T> __device__ void gateGrad(const GateGradArgs &p) {
+  const T *dy = cptr<T>(p.dy), *a = cptr<T>(p.a), *b = cptr<T>(p.b),
+          *x = cptr<T>(p.x);
+  T *w = mptr<T>(p.w), *v = mptr<T>(p.v);
+  const bool vec = aligned4<T>(p.dy) && aligned4<T>(p.a) && aligned4<T>(p.b) &&
+                   aligned4<T>(p.x) && aligned4<T>(p.w) && aligned4<T>(p.v);
+  const long long n4 = vec ? p.n / 4 : 0;
+  for (long long i = gtid(); i < n4; i += gstride()) {
+    const float4 g = ld4(dy, 4 * i), av = ld4(a, 4 * i), bv = ld4(b, 4 * i),
+                 xv = ld4(x, 4 * i);
+    st4(w, 4 * i,
+        f4(actGradF<false>(xv.x, g.x * av.x), actGradF<false>(xv.y, g.y * av.y),
+           actGradF<false>(xv.z, g.z * av.z),
+           actGradF<false>(xv.w, g.w * av.w)));
+    st4(v, 4 * i, f4(g.x * bv.x, g.y * bv.y, g.z * bv.z, g.w * bv.w));
+  }
+  for (long long i = 4 * n4 + gtid(); i < p.n; i += gstride()) {
+    const float g = ld(dy, i);
+    st(w, i, actGradF<false>(ld(x, i), g * ld(a, i)));
+    st(v, i, g * ld(b, i));
+  }
+}
+
 // -------------------------------------------------------------- rope_grad
 
 /// dx[i] = dy[i]·cos + dy[i+R/2]·sin, dx[i+R/2] = dy[i+R/2]·cos − dy[i]·sin:
@@ -1205,7 +1230,10 @@ template <typename T> __device__ void finiteCheck(const FiniteCheckArgs &a) {
   MM_TS_ENTRY(prefix, , ActGradArgs, 256) { mm::k::ts::actGrad<T, true>(a); }
 
 #define MM_SIGMOID_GRAD_ENTRIES(prefix, T, D)                                  \
-  MM_TS_ENTRY(prefix, , ActGradArgs, 256) { mm::k::ts::actGrad<T, false>(a); }
+  MM_TS_ENTRY(prefix, , ActGradArgs, 256) {                                    \
+    mm::k::ts::actGrad<T, false>(a);                                           \
+  }                                                                            \
+  MM_TS_ENTRY(prefix, _gate, GateGradArgs, 256) { mm::k::ts::gateGrad<T>(a); }
 
 #define MM_ROPE_GRAD_ENTRIES(prefix, T, D)                                     \
   MM_TS_ENTRY(prefix, , RopeGradArgs, 256) { mm::k::ts::ropeGrad<T>(a); }

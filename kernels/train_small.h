@@ -7,6 +7,7 @@
 //   rms_norm_grad   _zero, _rows, _reduce    workspace [blocks, n] f32
 //   silu_grad, sigmoid_grad, rope_grad, adamw, store_param, finite_check:
 //                   "" (the prefix itself)   —
+//   sigmoid_grad    also _gate: an output gate's whole backward (gateGradPlan)
 //   embedding_grad  _clear, _link, _rows, _heavy
 //                   workspace: i32 head [V], count [V], next [rows]
 //   grad_norm       _zero | _sumsq | _finalize, one phase per plan call
@@ -99,6 +100,12 @@ inline unsigned long long sigmoidGradWorkspaceBytes(const ActGradArgs &, int,
 }
 inline int sigmoidGradPlan(ActGradArgs &a, int D, int sms, Launch *out) {
   return siluGradPlan(a, D, sms, out);
+}
+/// The output gate's fused backward: sigmoid_grad's "_gate" entry.
+inline int gateGradPlan(GateGradArgs &a, int, int sms, Launch *out) {
+  out[0] = tsplan::launch(
+      "_gate", tsplan::strideGrid(tsplan::cdiv(a.n, 4), 256, sms, 16), 256);
+  return 1;
 }
 
 // ---------------------------------------------------------------- rope_grad

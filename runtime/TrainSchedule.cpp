@@ -17,7 +17,64 @@ bool overlaps(const Plan &plan, uint32_t a, uint32_t b) {
   return x.offset < y.offset + y.maxBytes && y.offset < x.offset + x.maxBytes;
 }
 
+/// Elementwise passes read and write index j in the same thread: an output
+/// may be its input's exact memory, never a shifted overlap.
+bool exactOrApart(const Plan &plan, uint32_t a, uint32_t b) {
+  if (!overlaps(plan, a, b))
+    return true;
+  const BufferDesc &x = plan.buffers[a], &y = plan.buffers[b];
+  return a == b || (x.offset == y.offset && x.maxBytes == y.maxBytes);
+}
+
+/// Whether only step `step` reads buffer b (and the plan does not return it).
+bool readOnlyBy(const Plan &plan, uint32_t b, size_t step) {
+  for (size_t i = 0; i < plan.steps.size(); ++i)
+    for (uint32_t in : plan.steps[i].inputs)
+      if (in == b && i != step)
+        return false;
+  for (const Binding &o : plan.outputs)
+    if (o.buffer == b)
+      return false;
+  return true;
+}
+
 } // namespace
+
+bool fuseGateGrad(const Plan &plan, size_t i) {
+  if (i + 2 >= plan.steps.size())
+    return false;
+  const StepDesc &m1 = plan.steps[i], &m2 = plan.steps[i + 1],
+                 &g = plan.steps[i + 2];
+  if (m1.kernel != Kernel::Mul || m2.kernel != Kernel::Mul ||
+      g.kernel != Kernel::SigmoidGrad || m1.inputs.size() != 2 ||
+      m2.inputs.size() != 2 || g.inputs.size() != 2)
+    return false;
+  const uint32_t u = m1.outputs[0], v = m2.outputs[0], w = g.outputs[0];
+  if (g.inputs[1] != u || !readOnlyBy(plan, u, i + 2))
+    return false;
+  // dy: the input both products share.
+  int k1 = -1, k2 = -1;
+  for (int p = 0; p < 2 && k1 < 0; ++p)
+    for (int q = 0; q < 2; ++q)
+      if (m1.inputs[p] == m2.inputs[q]) {
+        k1 = p;
+        k2 = q;
+        break;
+      }
+  if (k1 < 0)
+    return false;
+  const uint32_t dy = m1.inputs[k1], a = m1.inputs[1 - k1],
+                 b = m2.inputs[1 - k2], x = g.inputs[0];
+  const DType t = plan.buffers[dy].dtype;
+  for (uint32_t buf : {a, b, x, u, v, w})
+    if (plan.buffers[buf].dtype != t)
+      return false;
+  for (uint32_t o : {v, w})
+    for (uint32_t r : {dy, a, b, x})
+      if (!exactOrApart(plan, o, r))
+        return false;
+  return !overlaps(plan, v, w);
+}
 
 bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
   const StepDesc &l = plan.steps[lin], &s = plan.steps[add];
@@ -42,13 +99,8 @@ bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
        plan.buffers[l.inputs[0]].dtype != pb.dtype))
     return false;
   // Nothing but the scaled_add reads the product (it is never written).
-  for (size_t i = 0; i < plan.steps.size(); ++i)
-    for (uint32_t b : plan.steps[i].inputs)
-      if (b == prod && i != add)
-        return false;
-  for (const Binding &b : plan.outputs)
-    if (b.buffer == prod)
-      return false;
+  if (!readOnlyBy(plan, prod, add))
+    return false;
   // cuBLASLt reads `other` while writing `sum`: the same memory (in place) or
   // apart. The products' operands are read while `sum` is written, and the
   // weight gradient of linear_grad after it.
@@ -71,6 +123,13 @@ TrainSchedule planTrainSchedule(const Plan &plan) {
   t.fusedStore.assign(n, -1);
   t.adamGroupOf.assign(n, -1);
   t.fusedAdd.assign(n, -1);
+  t.fusedGate.assign(n, -1);
+  for (size_t i = 0; i + 2 < n; ++i)
+    if (fuseGateGrad(plan, i)) {
+      t.fusedGate[i] = static_cast<int64_t>(i + 2);
+      t.skip[i + 1] = t.skip[i + 2] = true;
+      i += 2;
+    }
   t.savedAttention.assign(n, -1);
   t.savedFor.assign(n, -1);
   for (size_t j = 0; j < n; ++j) {
@@ -181,6 +240,13 @@ std::string describeTrainSchedule(const Plan &plan, const TrainSchedule &t) {
              " (softmax_attention_grad) reuses the row log-sum-exp and output "
              "of step " +
              std::to_string(t.savedAttention[j]) + "\n";
+  size_t gates = 0;
+  for (int64_t g : t.fusedGate)
+    gates += g >= 0;
+  if (gates)
+    out += "cuda: " + std::to_string(gates) +
+           " output-gate backwards (mul, mul, sigmoid_grad) run as one pass "
+           "each\n";
   if (adds[0])
     out += "cuda: " + std::to_string(adds[0]) +
            " scaled_add steps fused into the linear before them (cuBLASLt "

@@ -42,7 +42,16 @@ struct TrainSchedule {
   /// executor keeps for it (kernels/args.h SoftmaxAttentionArgs::lse), or -1;
   /// savedFor is the inverse (per forward step, its gradient step or -1).
   std::vector<int64_t> savedAttention, savedFor;
+  /// Per mul step i: the sigmoid_grad step i+2 when steps i, i+1, i+2 are an
+  /// output gate's backward (u = dy·a, v = dy·b, w = sigmoid_grad(x, u), u
+  /// read by nothing else): one pass (sigmoid_grad's "_gate" entry) at step i
+  /// writes v and w; -1 otherwise (see fuseGateGrad).
+  std::vector<int64_t> fusedGate;
 };
+
+/// Whether steps i, i+1, i+2 can run as one gate-backward pass (see
+/// TrainSchedule::fusedGate).
+bool fuseGateGrad(const Plan &plan, size_t i);
 
 /// Whether scaled_add step `add` can be folded into linear / linear_grad step
 /// `lin` (see TrainSchedule::fusedAdd).

@@ -184,6 +184,20 @@ Status CudaExecutor::Impl::open() {
 
   launches.resize(plan.steps.size());
   sched = planTrainSchedule(plan);
+  // An artifact compiled before sigmoid_grad had its "_gate" entry runs the
+  // output gate's backward as three steps.
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    if (sched.fusedGate[i] < 0)
+      continue;
+    const size_t g = static_cast<size_t>(sched.fusedGate[i]);
+    CUfunction fn = nullptr;
+    if (drv.moduleGetFunction(&fn, module,
+                              (plan.steps[g].function + "_gate").c_str()) !=
+        CUDA_SUCCESS) {
+      sched.fusedGate[i] = -1;
+      sched.skip[i + 1] = sched.skip[g] = false;
+    }
+  }
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const StepDesc &s = plan.steps[i];
     auto where = [&] {
@@ -743,8 +757,9 @@ Status CudaExecutor::Impl::pass(const std::vector<void *> &hostData,
       MM_CU_CALL(drv, eventRecord, events[i], stream);
     if (sched.skip[i])
       continue;
-    Status st = isTrainKernel(plan.steps[i].kernel) ? runTrainStep(i, shapes)
-                                                    : runStep(i, shapes);
+    Status st = sched.fusedGate[i] >= 0 ? runGateGrad(i, shapes)
+                : isTrainKernel(plan.steps[i].kernel) ? runTrainStep(i, shapes)
+                                                      : runStep(i, shapes);
     if (st.isOk() && scan)
       st = launchFiniteChecks(i, shapes);
     if (!st.isOk())

@@ -514,10 +514,36 @@ CudaExecutor::Impl::runTrainStep(size_t index,
   }
 }
 
+Status
+CudaExecutor::Impl::runGateGrad(size_t index,
+                                const std::vector<ResolvedShape> &shapes) {
+  const StepDesc &m1 = plan.steps[index], &m2 = plan.steps[index + 1];
+  const StepDesc &g = plan.steps[static_cast<size_t>(sched.fusedGate[index])];
+  // dy is the input both products share (TrainSchedule's fuseGateGrad).
+  int k1 = 0, k2 = 0;
+  for (int p = 0; p < 2; ++p)
+    for (int q = 0; q < 2; ++q)
+      if (m1.inputs[p] == m2.inputs[q]) {
+        k1 = p;
+        k2 = q;
+      }
+  k::GateGradArgs a{dev[m1.inputs[k1]],     dev[m1.inputs[1 - k1]],
+                    dev[m2.inputs[1 - k2]], dev[g.inputs[0]],
+                    dev[g.outputs[0]],      dev[m2.outputs[0]],
+                    shapes[g.outputs[0]].elements};
+  k::Launch l[k::kMaxLaunches];
+  return launchPlan(g.function, l, k::gateGradPlan(a, 0, multiprocessors, l),
+                    &a);
+}
+
 Status CudaExecutor::Impl::launchFiniteChecks(
     size_t index, const std::vector<ResolvedShape> &shapes) {
   const StepDesc &s = plan.steps[index];
   std::vector<uint32_t> checked = s.outputs;
+  if (sched.fusedGate[index] >= 0) // v and w of the gate's backward
+    checked = {plan.steps[index + 1].outputs[0],
+               plan.steps[static_cast<size_t>(sched.fusedGate[index])]
+                   .outputs[0]};
   if (sched.fusedAdd[index] >= 0) // the product is the scaled_add's sum
     checked[0] = plan.steps[static_cast<size_t>(sched.fusedAdd[index])]
                      .outputs[0];
@@ -538,6 +564,9 @@ Status CudaExecutor::Impl::launchFiniteChecks(
         o == static_cast<uint32_t>(sched.fusedLoss[index]) ? index - 1
         : sched.fusedAdd[index] >= 0 && o == checked[0]
             ? static_cast<size_t>(sched.fusedAdd[index])
+        : sched.fusedGate[index] >= 0
+            ? (o == checked[0] ? index + 1
+                               : static_cast<size_t>(sched.fusedGate[index]))
             : index);
     MM_RETURN_IF_ERROR(
         launchPlan(std::string("mm_finite_check_") + dtypeName(t), l,

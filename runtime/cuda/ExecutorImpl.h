@@ -134,6 +134,9 @@ struct CudaExecutor::Impl {
   /// workspace its kernels need at `shapes` (nothing launched).
   Status runTrainStep(size_t index, const std::vector<ResolvedShape> &shapes,
                       uint64_t *workspaceBytes = nullptr);
+  /// The output gate's backward of steps index..index+2 in one pass
+  /// (TrainSchedule::fusedGate).
+  Status runGateGrad(size_t index, const std::vector<ResolvedShape> &shapes);
   /// A scaled_add folded into linear / linear_grad step `index`
   /// (TrainSchedule::fusedAdd): sum = alpha · product + beta · other.
   struct FusedAdd {

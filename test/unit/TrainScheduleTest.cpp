@@ -221,6 +221,39 @@ TEST(TrainSchedule, AttentionBackwardKeepsForwardStatistics) {
   EXPECT_EQ(planTrainSchedule(p).savedAttention[2], 0);
 }
 
+TEST(TrainSchedule, OutputGateBackwardInOnePass) {
+  Plan p;
+  const uint32_t dy = act(p, "dy", 0), a = act(p, "a", 1024),
+                 b = act(p, "b", 2048), x = act(p, "x", 3072),
+                 u = act(p, "u", 4096), v = act(p, "v", 5120),
+                 w = act(p, "w", 6144), z = act(p, "z", 7168);
+  step(p, Kernel::Mul, {dy, a}, {u});        // 0: u = dy·a
+  step(p, Kernel::Mul, {b, dy}, {v});        // 1: v = dy·b (dy second)
+  step(p, Kernel::SigmoidGrad, {x, u}, {w}); // 2: w = sigmoid_grad(x, u)
+  step(p, Kernel::Silu, {w}, {z});           // 3
+  TrainSchedule t = planTrainSchedule(p);
+  EXPECT_EQ(t.fusedGate, (std::vector<int64_t>{2, -1, -1, -1}));
+  EXPECT_EQ(t.skip, (std::vector<bool>{false, true, true, false}));
+  EXPECT_NE(describeTrainSchedule(p, t).find(
+                "1 output-gate backwards (mul, mul, sigmoid_grad) run as one "
+                "pass each"),
+            std::string::npos);
+  // w in dy's exact memory is fine (same index, same thread); shifted is not.
+  p.buffers[w].offset = p.buffers[dy].offset;
+  EXPECT_TRUE(fuseGateGrad(p, 0));
+  p.buffers[w].offset = p.buffers[dy].offset + 256;
+  EXPECT_FALSE(fuseGateGrad(p, 0));
+  p.buffers[w].offset = 6144;
+  // u read by another step, or no shared dy: three steps.
+  p.steps[3].inputs = {u};
+  EXPECT_FALSE(fuseGateGrad(p, 0));
+  p.steps[3].inputs = {w};
+  p.steps[1].inputs = {b, a}; // the shared operand plays dy: still u = dy·a
+  EXPECT_TRUE(fuseGateGrad(p, 0));
+  p.steps[1].inputs = {b, x};
+  EXPECT_FALSE(fuseGateGrad(p, 0));
+}
+
 TEST(TrainSchedule, NothingForInference) {
   Plan p;
   p.buffers.push_back({BufferKind::Activation, "x", DType::F32, {C(4)}});

@@ -174,6 +174,45 @@ void testActGrad(bool silu, long long n, bool bf, bool inPlace, bool bench) {
                3.0 * n * (bf ? 2 : 4));
 }
 
+// ---------------------------------------------- output gate's backward
+
+/// sigmoid_grad's "_gate" entry: w = sigmoid_grad(x, dy·a), v = dy·b in one
+/// pass; the reference composes the CPU kernels (dy·a in fp32, as the GPU).
+void testGateGrad(long long n, bool bf, bool wOnDy, bool bench) {
+  auto dy = randomVec(rng, n, 1.f, bf), av = randomVec(rng, n, 2.f, bf),
+       bv = randomVec(rng, n, 1.f, bf), x = randomVec(rng, n, 6.f, bf);
+  DevBuf dDy(n, bf), dA(n, bf), dB(n, bf), dX(n, bf), dW(n, bf), dV(n, bf);
+  dDy.upload(dy);
+  dA.upload(av);
+  dB.upload(bv);
+  dX.upload(x);
+  // wOnDy: w written over dy (the exact aliasing the schedule allows).
+  k::GateGradArgs a{dDy.ptr, dA.ptr, dB.ptr, dX.ptr,
+                    wOnDy ? dDy.ptr : dW.ptr, dV.ptr, n};
+  k::Launch plan[k::kMaxLaunches];
+  const int np = k::gateGradPlan(a, 0, gpu.sms(), plan);
+  gpu.run(prefix("sigmoid_grad", bf), plan, np, a);
+  std::vector<float> u(n), w(n), v(n);
+  for (long long i = 0; i < n; ++i) {
+    u[i] = dy[i] * av[i];
+    v[i] = dy[i] * bv[i];
+  }
+  cpu::sigmoidGrad(x.data(), u.data(), w.data(), n);
+  if (bf)
+    for (long long i = 0; i < n; ++i) {
+      w[i] = bf16Round(w[i]);
+      v[i] = bf16Round(v[i]);
+    }
+  const std::string tag = std::string("gate backward (sigmoid_grad _gate) ") +
+                          tname(bf) + " n=" + std::to_string(n) +
+                          (wOnDy ? " w over dy" : "");
+  rep.check(tag + " w", relErr((wOnDy ? dDy : dW).download(), w), tolFor(bf));
+  rep.check(tag + " v", relErr(dV.download(), v), tolFor(bf));
+  if (bench)
+    printBench(tag, timePlan(prefix("sigmoid_grad", bf), plan, np, a),
+               6.0 * n * (bf ? 2 : 4));
+}
+
 // --------------------------------------------------------------- rope_grad
 
 void testRopeGrad(long long B, long long T, long long H, long long D,
@@ -783,6 +822,9 @@ int main(int argc, char **argv) {
         testActGrad(silu, 1003, bf, false, false);
         testActGrad(silu, 65536 + 3, bf, true, false);
       }
+      testGateGrad(1, bf, false, false);
+      testGateGrad(1003, bf, false, false);
+      testGateGrad(65536 + 3, bf, true, false);
       testRopeGrad(1, 5, 3, 16, 16, bf, false);
       testRopeGrad(2, 33, 2, 64, 32, bf, false);
       testRopeGrad(1, 70, 4, 128, 64, bf, true);
@@ -838,6 +880,7 @@ int main(int argc, char **argv) {
   testGradNorm({M32}, true);
   testAdamW(M32, 1.0, 0.1, true);
   testActGrad(true, M32, true, false, true);
+  testGateGrad(M32, true, false, true);
   testStoreParam(M32, true, true);
   testFiniteCheck(true, M32, true);
   testCameVector(M32, true);
