@@ -734,6 +734,28 @@ __device__ __forceinline__ void cameRowSums(float (&racc)[CAME_RB],
   }
 }
 
+/// The tile's row sums (racc) reduced over the block, then thread r < nr
+/// folds row r's mean over the C columns into the slot's row statistic:
+/// rows[s·R + r0 + r] = beta·that + (1 − beta)·sum / C.
+__device__ __forceinline__ void cameRowEma(float (&racc)[CAME_RB],
+                                           const CameTile &t, float *rows,
+                                           long long R, double beta,
+                                           long long C) {
+  float rs[CAME_RB];
+  cameRowSums(racc, rs);
+  if (threadIdx.x < t.nr) {
+    float *row = rows + t.s * R + t.r0 + threadIdx.x;
+    float sum = 0.f;
+#pragma unroll
+    for (int r = 0; r < CAME_RB; ++r)
+      if (r == static_cast<int>(threadIdx.x))
+        sum = rs[r];
+    *row = static_cast<float>(beta * *row +
+                              (1.0 - beta) * sum / static_cast<double>(C));
+  }
+}
+
+
 /// "_sq": row and column sums of (g·scale)² + eps1; updates row in place.
 __device__ __forceinline__ void cameSq(const CameArgs &a) {
   const CameTile t = cameTile(a);
@@ -758,18 +780,7 @@ __device__ __forceinline__ void cameSq(const CameArgs &a) {
       }
     atomicAdd(colSum + c, cacc);
   }
-  float rs[CAME_RB];
-  cameRowSums(racc, rs);
-  if (threadIdx.x < t.nr) {
-    float *row = mptr<float>(a.row) + t.s * a.rows + t.r0 + threadIdx.x;
-    float sum = 0.f;
-#pragma unroll
-    for (int r = 0; r < CAME_RB; ++r)
-      if (r == static_cast<int>(threadIdx.x))
-        sum = rs[r];
-    *row = static_cast<float>(a.beta2 * *row +
-                              (1.0 - a.beta2) * sum / static_cast<double>(C));
-  }
+  cameRowEma(racc, t, mptr<float>(a.row), a.rows, a.beta2, C);
 }
 
 /// "_vfac" / "_sfac": one block per matrix: vec[c] = beta·vec[c] + (1 −
@@ -876,18 +887,7 @@ __device__ __forceinline__ void cameM(const CameArgs &a) {
       }
     atomicAdd(colSum + c, cacc);
   }
-  float rs[CAME_RB];
-  cameRowSums(racc, rs);
-  if (threadIdx.x < t.nr) {
-    float *row = mptr<float>(a.res_row) + t.s * a.rows + t.r0 + threadIdx.x;
-    float sum = 0.f;
-#pragma unroll
-    for (int r = 0; r < CAME_RB; ++r)
-      if (r == static_cast<int>(threadIdx.x))
-        sum = rs[r];
-    *row = static_cast<float>(a.beta3 * *row +
-                              (1.0 - a.beta3) * sum / static_cast<double>(C));
-  }
+  cameRowEma(racc, t, mptr<float>(a.res_row), a.rows, a.beta3, C);
 }
 
 /// "_p": p = p·(1 − lr·wd) − lr·rsqrt(res_row/mean)·rsqrt(res_col)·m.

@@ -40,6 +40,18 @@ bool readOnlyBy(const Plan &plan, uint32_t b, size_t step) {
 
 } // namespace
 
+bool gateOperands(const Plan &plan, size_t i, GateOperands *out) {
+  const std::vector<uint32_t> &p1 = plan.steps[i].inputs,
+                              &p2 = plan.steps[i + 1].inputs;
+  for (int p = 0; p < 2; ++p)
+    for (int q = 0; q < 2; ++q)
+      if (p1[p] == p2[q]) {
+        *out = {p1[p], p1[1 - p], p2[1 - q]};
+        return true;
+      }
+  return false;
+}
+
 bool fuseGateGrad(const Plan &plan, size_t i) {
   if (i + 2 >= plan.steps.size())
     return false;
@@ -52,19 +64,10 @@ bool fuseGateGrad(const Plan &plan, size_t i) {
   const uint32_t u = m1.outputs[0], v = m2.outputs[0], w = g.outputs[0];
   if (g.inputs[1] != u || !readOnlyBy(plan, u, i + 2))
     return false;
-  // dy: the input both products share.
-  int k1 = -1, k2 = -1;
-  for (int p = 0; p < 2 && k1 < 0; ++p)
-    for (int q = 0; q < 2; ++q)
-      if (m1.inputs[p] == m2.inputs[q]) {
-        k1 = p;
-        k2 = q;
-        break;
-      }
-  if (k1 < 0)
+  GateOperands o;
+  if (!gateOperands(plan, i, &o))
     return false;
-  const uint32_t dy = m1.inputs[k1], a = m1.inputs[1 - k1],
-                 b = m2.inputs[1 - k2], x = g.inputs[0];
+  const uint32_t dy = o.dy, a = o.a, b = o.b, x = g.inputs[0];
   const DType t = plan.buffers[dy].dtype;
   for (uint32_t buf : {a, b, x, u, v, w})
     if (plan.buffers[buf].dtype != t)

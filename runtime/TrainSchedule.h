@@ -53,6 +53,14 @@ struct TrainSchedule {
 /// TrainSchedule::fusedGate).
 bool fuseGateGrad(const Plan &plan, size_t i);
 
+/// The operands of a gate-backward pass at mul step i: dy (the input both
+/// products share), a (dy's partner in step i), b (in step i+1); false when
+/// the two products share no input.
+struct GateOperands {
+  uint32_t dy = 0, a = 0, b = 0;
+};
+bool gateOperands(const Plan &plan, size_t i, GateOperands *out);
+
 /// Whether scaled_add step `add` can be folded into linear / linear_grad step
 /// `lin` (see TrainSchedule::fusedAdd).
 bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add);

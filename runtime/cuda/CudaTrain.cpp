@@ -517,19 +517,13 @@ CudaExecutor::Impl::runTrainStep(size_t index,
 Status
 CudaExecutor::Impl::runGateGrad(size_t index,
                                 const std::vector<ResolvedShape> &shapes) {
-  const StepDesc &m1 = plan.steps[index], &m2 = plan.steps[index + 1];
   const StepDesc &g = plan.steps[static_cast<size_t>(sched.fusedGate[index])];
-  // dy is the input both products share (TrainSchedule's fuseGateGrad).
-  int k1 = 0, k2 = 0;
-  for (int p = 0; p < 2; ++p)
-    for (int q = 0; q < 2; ++q)
-      if (m1.inputs[p] == m2.inputs[q]) {
-        k1 = p;
-        k2 = q;
-      }
-  k::GateGradArgs a{dev[m1.inputs[k1]],     dev[m1.inputs[1 - k1]],
-                    dev[m2.inputs[1 - k2]], dev[g.inputs[0]],
-                    dev[g.outputs[0]],      dev[m2.outputs[0]],
+  GateOperands o;
+  if (!gateOperands(plan, index, &o))
+    return internalError("a fused gate backward without a shared dy");
+  k::GateGradArgs a{dev[o.dy],         dev[o.a],
+                    dev[o.b],          dev[g.inputs[0]],
+                    dev[g.outputs[0]], dev[plan.steps[index + 1].outputs[0]],
                     shapes[g.outputs[0]].elements};
   k::Launch l[k::kMaxLaunches];
   return launchPlan(g.function, l, k::gateGradPlan(a, 0, multiprocessors, l),
