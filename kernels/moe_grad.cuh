@@ -69,21 +69,18 @@ namespace mm {
 namespace k {
 
 __device__ __forceinline__ MoeArgs moeGradFwdArgs(const MoeGradArgs &a) {
-  MoeArgs m;
+  MoeArgs m{}; // fields it does not set (out, h, y, add, ...) stay 0
   m.x = a.x;
   m.router = a.router;
   m.w1 = a.w1;
   m.w2 = a.w2;
   m.w3 = a.w3;
-  m.out = 0;
   m.topk_expert = a.topk_expert;
   m.topk_weight = a.topk_weight;
   m.slot_pos = a.slot_pos;
   m.perm_slot = a.perm_slot;
   m.offsets = a.offsets;
   m.tile_offsets = a.tile_offsets;
-  m.h = 0;
-  m.y = 0;
   m.rows = a.rows;
   m.hidden = a.hidden;
   m.experts = a.experts;

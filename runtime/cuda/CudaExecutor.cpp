@@ -5,6 +5,7 @@
 #include "kernels/args.h"
 #include "kernels/softmax_attention_grad.h"
 #include "kernels/softmax_attention_tma.h"
+#include "runtime/base/Env.h"
 #include "runtime/cuda/CudaDriver.h"
 #include "runtime/cuda/KernelLaunch.h"
 #include "runtime/cuda/LtGemm.h"
@@ -130,17 +131,6 @@ std::pair<long long, long long> lightningSegments(long long T, long long bh,
   return {len, (T + len - 1) / len};
 }
 
-/// MM_LIGHTNING_FUSED (a test and measurement knob of the fused lightning
-/// launch, kernels/args.h lightningFusedSegLen): unset = the default policy,
-/// 0 = always the three launches, N > 0 = fused with N-token segments.
-long long lightningFusedForce() {
-  static const long long v = [] {
-    const char *e = std::getenv("MM_LIGHTNING_FUSED");
-    return e && *e ? std::atoll(e) : -1ll;
-  }();
-  return v;
-}
-
 } // namespace
 
 Status CudaExecutor::Impl::open() {
@@ -162,6 +152,12 @@ Status CudaExecutor::Impl::open() {
              CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
   name = std::string(buf) + " (sm_" + std::to_string(major) +
          std::to_string(minor) + ")";
+
+  // MM_LIGHTNING_FUSED: a test and measurement knob of the fused lightning
+  // launch (kernels/args.h lightningFusedSegLen): unset = the default
+  // policy, 0 = always the three launches, N > 0 = fused with N-token
+  // segments.
+  MM_ASSIGN_OR_RETURN(lightningFused, envNonNegative("MM_LIGHTNING_FUSED"));
 
   auto [tMajor, tMinor] = targetCapability(plan.target);
   if (tMajor == 0 || plan.cubin.empty())
@@ -560,7 +556,7 @@ Status CudaExecutor::Impl::runStep(size_t index,
       const long long fusedSeg =
           D == 128 && plan.target == "sm_90a" && L.fns.size() > 3 && L.fns[3]
               ? k::lightningFusedSegLen(x[1], x[0] * p.numHeads,
-                                        multiprocessors, lightningFusedForce())
+                                        multiprocessors, lightningFused)
               : 0;
       if (fusedSeg > 0) {
         const long long nsegF = (x[1] + fusedSeg - 1) / fusedSeg,

@@ -96,6 +96,9 @@ struct CudaExecutor::Impl {
   Status runStep(size_t index, const std::vector<ResolvedShape> &shapes);
   Status checkErrorSlot(int64_t seq);
 
+  /// MM_LIGHTNING_FUSED at open (-1 unset; see open()).
+  long long lightningFused = -1;
+
   // Training (CudaTrain.cpp).
   bool checkFinite = false; // NaN/Inf detection (see CudaExecutor::run)
   uint64_t scalars = 0;     // kScalarBytes of device scalars (below)
