@@ -17,8 +17,9 @@ bool overlaps(const Plan &plan, uint32_t a, uint32_t b) {
   return x.offset < y.offset + y.maxBytes && y.offset < x.offset + x.maxBytes;
 }
 
-/// Elementwise passes read and write index j in the same thread: an output
-/// may be its input's exact memory, never a shifted overlap.
+/// An output that an elementwise pass (or cuBLASLt's C → D epilogue) writes
+/// while reading `b` at the same index: b's exact memory, or apart; never a
+/// shifted overlap.
 bool exactOrApart(const Plan &plan, uint32_t a, uint32_t b) {
   if (!overlaps(plan, a, b))
     return true;
@@ -107,7 +108,7 @@ bool fuseLinearAdd(const Plan &plan, size_t lin, size_t add) {
   // cuBLASLt reads `other` while writing `sum`: the same memory (in place) or
   // apart. The products' operands are read while `sum` is written, and the
   // weight gradient of linear_grad after it.
-  if (sum != other && overlaps(plan, sum, other))
+  if (!exactOrApart(plan, sum, other))
     return false;
   for (uint32_t b : l.inputs)
     if (overlaps(plan, sum, b))
